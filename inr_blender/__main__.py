@@ -1,0 +1,138 @@
+"""Command line: ``python -m inr_blender {serve,fit-sdf,extract,metrics} ...``.
+
+The subcommands run the same job functions as the worker, with progress
+printed to stdout. Bad input prints ``error: ...`` to stderr and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+
+def _run(name: str, params: dict[str, Any], arrays: dict) -> tuple[dict[str, Any], dict]:
+    from .context import JobContext
+    from .jobs import JOBS
+
+    return JOBS[name](params, arrays, JobContext(verbose=True))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from .worker import serve
+
+    token = args.token
+    if not token and args.token_file:
+        with open(args.token_file) as fh:
+            token = fh.read().strip()
+    token = token or os.environ.get("INR_TOKEN", "")
+    serve(host=args.host, port=args.port, token=token, once=args.once, port_file=args.port_file)
+
+
+def _fit_sdf(args: argparse.Namespace) -> None:
+    from .fileio import read_geometry
+
+    arrays = read_geometry(args.input)
+    params = {
+        "method": args.method, "checkpoint_path": args.output, "iterations": args.iterations, "width": args.width,
+        "depth": args.depth, "batch_size": args.batch_size, "learning_rate": args.lr, "device": args.device,
+        "num_samples": args.num_samples, "seed": args.seed,
+    }
+    result, _ = _run("fit_sdf", {k: v for k, v in params.items() if v is not None}, arrays)
+    print(
+        f"fitted {result['method'].upper()} on {result['num_points']} points in {result['seconds']:.1f} s "
+        f"({result['device']}), final loss {result['final_loss']:.5g}: {result['checkpoint_path']}"
+    )
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from .fileio import write_mesh
+
+    params = {"checkpoint_path": args.field, "resolution": args.resolution, "level": args.level, "device": args.device, "space": "world"}
+    result, arrays = _run("extract_mesh", params, {})
+    write_mesh(args.output, arrays["vertices"], arrays["faces"], arrays["normals"])
+    print(f"wrote {result['num_vertices']} vertices, {result['num_faces']} faces to {args.output}")
+
+
+def _metrics(args: argparse.Namespace) -> None:
+    from .context import JobError
+    from .fileio import read_geometry
+
+    arrays = {}
+    for key, path in (("a", args.reference), ("b", args.candidate)):
+        mesh = read_geometry(path)
+        if "faces" not in mesh:
+            raise JobError(f"{path} has no faces; metrics compare triangle meshes")
+        arrays[f"vertices_{key}"], arrays[f"faces_{key}"] = mesh["vertices"], mesh["faces"]
+    result, _ = _run("metrics", {"num_samples": args.num_samples, "seed": args.seed}, arrays)
+    for key, value in result.items():
+        print(f"{key}: {value:.6g}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser for all subcommands."""
+    parser = argparse.ArgumentParser(prog="inr-blender", description="Neural implicit fields backend for Blender.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve jobs over TCP (the worker)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="TCP port (0: any free port)")
+    p.add_argument("--token", default=None, help="shared secret (or --token-file, or the INR_TOKEN variable)")
+    p.add_argument("--token-file", default=None, help="read the token from this file")
+    p.add_argument("--port-file", default=None, help="write the bound port to this file once listening")
+    p.add_argument("--once", action="store_true", help="exit when the first client disconnects")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("fit-sdf", help="fit a signed distance field to a mesh or point cloud")
+    p.add_argument("input", help="input .ply, .obj or .npz")
+    p.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
+    p.add_argument("--method", choices=("igr", "siren"), default="igr")
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--width", type=int)
+    p.add_argument("--depth", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--num-samples", type=int, help="surface samples drawn from a mesh input")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=_fit_sdf)
+
+    p = sub.add_parser("extract", help="extract a mesh (world space) from a fitted field")
+    p.add_argument("field", help="checkpoint (.pt)")
+    p.add_argument("-o", "--output", required=True, help="mesh to write (.ply or .obj)")
+    p.add_argument("--resolution", type=int, default=128)
+    p.add_argument("--level", type=float, default=0.0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=_extract)
+
+    p = sub.add_parser("metrics", help="Chamfer distances of a mesh against a reference mesh")
+    p.add_argument("reference", help="reference mesh (.obj or .ply)")
+    p.add_argument("candidate", help="mesh to evaluate (.obj or .ply)")
+    p.add_argument("--num-samples", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_metrics)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``inr-blender`` and ``python -m inr_blender``."""
+    args = build_parser().parse_args(argv)
+    from .context import Cancelled, JobError
+
+    try:
+        args.func(args)
+    except JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Cancelled:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""What a running job sees of the worker: progress reporting and cancellation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+
+class Cancelled(Exception):
+    """Raised inside a job when the client asked to cancel it."""
+
+
+class JobError(Exception):
+    """Bad input or an impossible request; the message is shown to the user as is."""
+
+
+class JobContext:
+    """Passed to every job: ``progress()`` reports and is also the cancellation point.
+
+    ``send`` receives progress dicts (the worker turns them into frames). Progress
+    is rate-limited to ``min_interval`` seconds, except the first and last step.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[dict[str, Any]], None] | None = None,
+        cancel_event: threading.Event | None = None,
+        min_interval: float = 0.1,
+        verbose: bool = False,
+    ) -> None:
+        self._send = send
+        self._cancel = cancel_event or threading.Event()
+        self._min_interval = min_interval
+        self._last = 0.0
+        self._verbose = verbose
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def check_cancel(self) -> None:
+        """Raise :class:`Cancelled` if cancellation was requested."""
+        if self._cancel.is_set():
+            raise Cancelled("cancelled by the user")
+
+    def progress(self, step: int, total: int, loss: float | None = None, message: str = "") -> None:
+        """Report progress (step of total, current loss, a short message) and honour cancel."""
+        self.check_cancel()
+        now = time.monotonic()
+        if step not in (0, total) and now - self._last < self._min_interval:
+            return
+        self._last = now
+        event = {"step": int(step), "total": int(total), "loss": None if loss is None else float(loss), "message": message}
+        if self._verbose:
+            loss_txt = "" if loss is None else f" loss {loss:.5g}"
+            print(f"[{step}/{total}]{loss_txt} {message}", flush=True)
+        if self._send is not None:
+            self._send(event)

@@ -1,0 +1,48 @@
+"""Build a field network from a plain config dict (the dict stored in checkpoints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from .igr import IGRNet
+from .siren import Siren
+
+# Published sizes: IGR 8 x 512 with a skip at layer 4; SIREN 3 hidden x 256.
+DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
+    "igr": {"kind": "igr", "width": 512, "depth": 8, "beta": 100.0, "skip": None, "geometric_init": True, "init_radius": 0.5},
+    "siren": {"kind": "siren", "width": 256, "depth": 3, "omega0": 30.0},
+}
+
+
+def field_config(kind: str, **overrides: Any) -> dict[str, Any]:
+    """A complete config for ``kind``: published defaults updated with ``overrides``.
+
+    ``skip`` (IGR) is resolved to an explicit list so the stored config rebuilds
+    exactly the same network.
+    """
+    if kind not in DEFAULT_CONFIGS:
+        raise ValueError(f"unknown field kind {kind!r}; known: {', '.join(DEFAULT_CONFIGS)}")
+    config = dict(DEFAULT_CONFIGS[kind])
+    config.update({k: v for k, v in overrides.items() if k in config and v is not None})
+    if kind == "igr" and config["skip"] is None:
+        config["skip"] = [int(config["depth"]) // 2]
+    return config
+
+
+def build_field(config: dict[str, Any]) -> nn.Module:
+    """Instantiate the network described by ``config`` (see :func:`field_config`)."""
+    kind = config.get("kind")
+    if kind == "igr":
+        return IGRNet(
+            width=int(config["width"]),
+            depth=int(config["depth"]),
+            beta=float(config["beta"]),
+            skip=[int(s) for s in config["skip"]] if config.get("skip") is not None else None,
+            geometric_init=bool(config.get("geometric_init", True)),
+            init_radius=float(config.get("init_radius", 0.5)),
+        )
+    if kind == "siren":
+        return Siren(width=int(config["width"]), depth=int(config["depth"]), omega0=float(config["omega0"]))
+    raise ValueError(f"unknown field kind {kind!r}; known: {', '.join(DEFAULT_CONFIGS)}")

@@ -1,0 +1,63 @@
+"""SDF fitting losses: IGR (Gropp et al. 2020) and SIREN (Sitzmann et al. 2020)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..fields.grad import value_and_gradient
+
+
+def igr_loss(
+    field: nn.Module,
+    surface: torch.Tensor,
+    normals: torch.Tensor | None,
+    off_surface: torch.Tensor,
+    tau_normals: float = 1.0,
+    lambda_eikonal: float = 0.1,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """mean|f(surface)| + tau * mean||grad f - n|| + lambda * mean(||grad f|| - 1)^2 over ``off_surface``.
+
+    The normal term is dropped when ``normals`` is None.
+    """
+    x = torch.cat([surface, off_surface])
+    f, g = value_and_gradient(field, x, create_graph=True)
+    m = len(surface)
+    parts = {
+        "surface": f[:m].abs().mean(),
+        "eikonal": lambda_eikonal * (g[m:].norm(dim=-1) - 1.0).square().mean(),
+    }
+    if normals is not None and tau_normals > 0:
+        parts["normals"] = tau_normals * (g[:m] - normals).norm(dim=-1).mean()
+    return sum(parts.values()), parts
+
+
+def siren_loss(
+    field: nn.Module,
+    surface: torch.Tensor,
+    normals: torch.Tensor,
+    off_surface: torch.Tensor,
+    w_sdf: float = 3e3,
+    w_normal: float = 1e2,
+    w_eikonal: float = 5e1,
+    w_offsurface: float = 1e2,
+    alpha: float = 100.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """SIREN's SDF loss: |f| and (1 - cos) to the normals on the surface, exp(-alpha|f|) off it,
+    and |‖grad f‖ - 1| everywhere.
+
+    Every term is averaged over the whole batch (surface and off-surface points
+    together, zero where a term does not apply), as in the published code, so
+    the weights keep their published balance.
+    """
+    x = torch.cat([surface, off_surface])
+    f, g = value_and_gradient(field, x, create_graph=True)
+    m, total = len(surface), len(x)
+    parts = {
+        "sdf": w_sdf * f[:m].abs().sum() / total,
+        "normal": w_normal * (1.0 - F.cosine_similarity(g[:m], normals, dim=-1)).sum() / total,
+        "offsurface": w_offsurface * torch.exp(-alpha * f[m:].abs()).sum() / total,
+        "eikonal": w_eikonal * (g.norm(dim=-1) - 1.0).abs().mean(),
+    }
+    return sum(parts.values()), parts

@@ -1,0 +1,1 @@
+"""Geometry: surface sampling, mesh extraction, and comparison metrics."""

@@ -1,0 +1,138 @@
+"""Fit SDF: a neural signed distance field to the selected meshes or point clouds."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+import numpy as np
+
+import bpy
+from bpy.props import EnumProperty, FloatProperty, IntProperty
+
+from ..preferences import backend_config, user_dir
+from ..properties import SDF_METHODS
+from .bridge import InputError, create_field_object, make_active, selected_geometry
+from .client import JobOutcome
+from .job import JobOperator
+
+MAX_HISTORY = 200
+
+
+def new_checkpoint_path(name: str) -> tuple[str, str]:
+    """(path for the backend, path to store): next to the .blend when saved, else in the user folder."""
+    filename = f"{bpy.path.clean_name(name)}_{uuid.uuid4().hex[:8]}.pt"
+    if bpy.data.filepath:
+        stem = os.path.splitext(os.path.basename(bpy.data.filepath))[0]
+        stored = f"//{stem}_fields/{filename}"
+        return bpy.path.abspath(stored), stored
+    path = os.path.join(user_dir("fields"), filename)
+    return path, path
+
+
+class INR_OT_fit_sdf(JobOperator, bpy.types.Operator):
+    """Fit a neural signed distance field to the selected meshes or point clouds"""
+
+    bl_idname = "inr.fit_sdf"
+    bl_label = "Fit SDF"
+    bl_options = {"REGISTER", "UNDO"}
+    job_name = "fit_sdf"
+
+    method: EnumProperty(name="Method", items=SDF_METHODS, default="IGR")
+    iterations: IntProperty(name="Iterations", default=2000, min=1, soft_max=100000)
+    batch_size: IntProperty(name="Batch Size", default=8192, min=64, soft_max=65536, description="Surface points per step")
+    learning_rate: FloatProperty(name="Learning Rate", default=0.0, min=0.0, precision=5, description="0 uses the method's default")
+    width: IntProperty(name="Width", default=0, min=0, max=2048, description="Hidden units per layer; 0 uses the method's published size")
+    depth: IntProperty(name="Depth", default=0, min=0, max=16, description="Hidden layers; 0 uses the method's published size")
+    num_samples: IntProperty(name="Surface Samples", default=100000, min=100, soft_max=1000000, description="Points sampled on meshes")
+    seed: IntProperty(name="Seed", default=0, min=0)
+    # IGR (Gropp 2020)
+    beta: FloatProperty(name="Softplus β", default=100.0, min=1.0)
+    lambda_eikonal: FloatProperty(name="Eikonal λ", default=0.1, min=0.0)
+    tau_normals: FloatProperty(name="Normals τ", default=1.0, min=0.0)
+    knn_sigma: IntProperty(name="σ Neighbour", default=50, min=1, max=200, description="σ of near-surface samples: distance to this neighbour")
+    # SIREN (Sitzmann 2020)
+    omega0: FloatProperty(name="ω0", default=30.0, min=0.1)
+    w_sdf: FloatProperty(name="Surface Weight", default=3e3, min=0.0)
+    w_normal: FloatProperty(name="Normal Weight", default=1e2, min=0.0)
+    w_eikonal: FloatProperty(name="Eikonal Weight", default=5e1, min=0.0)
+    w_offsurface: FloatProperty(name="Off-surface Weight", default=1e2, min=0.0)
+    alpha: FloatProperty(name="Off-surface α", default=100.0, min=0.0)
+
+    _method_props = {
+        "IGR": ("beta", "lambda_eikonal", "tau_normals", "knn_sigma"),
+        "SIREN": ("omega0", "w_sdf", "w_normal", "w_eikonal", "w_offsurface", "alpha"),
+    }
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.mode == "OBJECT"
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background:
+            return self.execute(context)
+        return context.window_manager.invoke_props_dialog(self, width=320)
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        for name in ("method", "iterations", "batch_size", "learning_rate", "width", "depth", "num_samples", "seed"):
+            layout.prop(self, name)
+        box = layout.box()
+        box.label(text=f"{self.method} settings")
+        for name in self._method_props[self.method]:
+            box.prop(self, name)
+
+    def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays, names = selected_geometry(context)
+        if self.method == "SIREN" and "points" in arrays and "normals" not in arrays:
+            raise InputError("SIREN needs oriented normals and the selected point cloud has none: use IGR, or give the points normals")
+        self._sources = names
+        self._field_name = f"{names[0]}_SDF"
+        path, self._stored_path = new_checkpoint_path(self._field_name)
+        params = {
+            "method": self.method.lower(),
+            "iterations": self.iterations,
+            "batch_size": self.batch_size,
+            "num_samples": self.num_samples,
+            "seed": self.seed,
+            "checkpoint_path": path,
+        }
+        optional = {"learning_rate": self.learning_rate, "width": self.width, "depth": self.depth}
+        params.update({k: v for k, v in optional.items() if v > 0})  # 0: the method's default
+        params.update({name: getattr(self, name) for name in self._method_props[self.method]})
+        self._params = params
+        if backend_config(context).mode == "REMOTE":
+            params["return_checkpoint"] = True
+        return params, arrays
+
+    def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
+        result = outcome.params
+        if "checkpoint" in outcome.arrays:  # a remote worker sends the weights back
+            path = bpy.path.abspath(self._stored_path)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            outcome.arrays["checkpoint"].tofile(path)
+        field = create_field_object(context, self._field_name, result["center"], result["scale"])
+        created.append(field)
+        settings = field.inr_field
+        settings.is_field = True
+        settings.kind = "SDF"
+        settings.method = self.method
+        settings.checkpoint = self._stored_path
+        settings.sources = ", ".join(self._sources)
+        settings.settings_json = json.dumps({k: v for k, v in self._params.items() if k != "checkpoint_path"})
+        history = result.get("loss_history") or []
+        stride = max(1, int(np.ceil(len(history) / MAX_HISTORY)))
+        for step, loss in history[::stride]:
+            item = settings.loss_history.add()
+            item.step, item.loss = int(step), float(loss)
+        settings.final_loss = float(result.get("final_loss") or 0.0)
+        settings.iterations = int(result.get("iterations_run") or 0)
+        settings.num_points = int(result.get("num_points") or 0)
+        settings.has_normals = bool(result.get("has_normals"))
+        settings.train_seconds = float(result.get("seconds") or 0.0)
+        settings.device = str(result.get("device") or "")
+        make_active(context, field)
+        self.report({"INFO"}, f"Fitted {self._field_name}: loss {settings.final_loss:.4g} after {settings.iterations} steps on {settings.device}")

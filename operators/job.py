@@ -1,0 +1,159 @@
+"""Base for operators that run a backend job.
+
+In the UI the job runs modal (as in Blender's ``operator_modal_timer`` template):
+the scene stays usable, the panel and status bar show progress, and Esc or the
+Cancel button stops it. In background mode (``bpy.app.background``) the same
+operator blocks and prints progress to stdout. Nothing touches the scene until
+the result is in, so a cancelled or failed job leaves the scene as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+import bpy
+
+from ..preferences import backend_config, device_choice
+from .bridge import InputError, remove_objects
+from .client import BackendError, Job, JobOutcome, get_backend
+
+_running: list["JobOperator"] = []  # the operator whose job is in flight (one at a time)
+
+
+def job_running() -> bool:
+    return bool(_running)
+
+
+class JobOperator:
+    """Mixin for ``bpy.types.Operator``: subclasses set ``job_name``, ``prepare`` and ``finish``."""
+
+    job_name = ""
+
+    def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Read the scene; return the job's params and arrays, or raise :class:`InputError`."""
+        raise NotImplementedError
+
+    def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
+        """Write the result into the scene; append every new object to ``created``."""
+        raise NotImplementedError
+
+    # -- shared machinery ---------------------------------------------------------------
+    def _submit(self, context: bpy.types.Context) -> Job:
+        if _running:
+            raise InputError("another neural-field job is running: wait for it or cancel it")
+        params, arrays = self.prepare(context)
+        params.setdefault("device", device_choice(context))
+        backend = get_backend(backend_config(context))
+        return backend.submit(self.job_name, params, arrays)
+
+    def _fail(self, message: str) -> set[str]:
+        self.report({"ERROR"}, message)
+        return {"CANCELLED"}
+
+    def _complete(self, context: bpy.types.Context, outcome: JobOutcome) -> set[str]:
+        if outcome.status == "cancelled":
+            self.report({"WARNING"}, f"{self.bl_label}: cancelled")
+            return {"CANCELLED"}
+        if outcome.status != "finished":
+            return self._fail(outcome.message)
+        created: list = []
+        try:
+            self.finish(context, outcome, created)
+        except (InputError, BackendError) as exc:
+            remove_objects(created)
+            return self._fail(str(exc))
+        except Exception:
+            remove_objects(created)
+            raise
+        return {"FINISHED"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        interactive = not bpy.app.background and context.window is not None
+        try:
+            job = self._submit(context)
+        except (InputError, BackendError) as exc:
+            return self._fail(str(exc))
+        if interactive:
+            return self._start_modal(context, job)
+        last = [0.0]
+
+        def echo(event: dict[str, Any]) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 1.0 or event["step"] == event["total"]:
+                last[0] = now
+                loss = "" if event.get("loss") is None else f" loss {event['loss']:.5g}"
+                print(f"INR {self.job_name}: {event['step']}/{event['total']}{loss} {event.get('message') or ''}", flush=True)
+
+        try:
+            outcome = job.wait(echo)
+        except KeyboardInterrupt:
+            job.cancel()
+            outcome = job.wait()
+        return self._complete(context, outcome)
+
+    # -- modal (UI) ----------------------------------------------------------------------
+    def _start_modal(self, context: bpy.types.Context, job: Job) -> set[str]:
+        self._job = job
+        state = context.window_manager.inr_job
+        state.running, state.name, state.progress, state.message = True, self.bl_label, 0.0, "starting"
+        state.cancel_requested, state.has_loss = False, False
+        self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        _running.append(self)
+        return {"RUNNING_MODAL"}
+
+    def _end_modal(self, context: bpy.types.Context) -> None:
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.inr_job.running = False
+        wm.inr_job.cancel_requested = False
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        if self in _running:
+            _running.remove(self)
+        _redraw(context)
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        state = context.window_manager.inr_job
+        if (event.type == "ESC" and event.value == "PRESS") or state.cancel_requested:
+            state.message = "cancelling"
+            self._job.cancel()
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        try:
+            self._job.poll()
+        except BackendError as exc:
+            self._end_modal(context)
+            return self._fail(str(exc))
+        p = self._job.progress
+        state.progress, state.step, state.total = self._job.fraction, p.get("step") or 0, p.get("total") or 0
+        state.has_loss = p.get("loss") is not None
+        state.loss = p.get("loss") or 0.0
+        if not state.cancel_requested:
+            state.message = p.get("message") or ""
+        if context.workspace is not None:
+            loss = f"  loss {state.loss:.4g}" if state.has_loss else ""
+            context.workspace.status_text_set(f"{self.bl_label}: {state.step}/{state.total}{loss}  (Esc to cancel)")
+        _redraw(context)
+        if not self._job.done:
+            return {"PASS_THROUGH"}
+        self._end_modal(context)
+        return self._complete(context, self._job.outcome)
+
+
+def _redraw(context: bpy.types.Context) -> None:
+    screen = context.screen
+    if screen is None:
+        return
+    for area in screen.areas:
+        if area.type in {"VIEW_3D", "PREFERENCES"}:
+            area.tag_redraw()
+
+
+def cancel_running_jobs() -> None:
+    """Ask every running job to stop (used on unregister)."""
+    for op in list(_running):
+        op._job.cancel()

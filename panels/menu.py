@@ -1,0 +1,24 @@
+"""Object > Neural Fields menu: every operator sits here, which is how F3 finds it."""
+
+from __future__ import annotations
+
+import bpy
+
+
+class VIEW3D_MT_inr(bpy.types.Menu):
+    bl_label = "Neural Fields"
+    bl_idname = "VIEW3D_MT_inr"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.operator_context = "INVOKE_DEFAULT"
+        layout.operator("inr.fit_sdf", icon="MOD_REMESH")
+        layout.operator("inr.extract_mesh", icon="MESH_DATA")
+        layout.separator()
+        layout.operator("inr.cancel_job", icon="CANCEL")
+        layout.operator("inr.check_backend", icon="FILE_REFRESH")
+
+
+def draw_object_menu(self, context: bpy.types.Context) -> None:
+    self.layout.separator()
+    self.layout.menu(VIEW3D_MT_inr.bl_idname)

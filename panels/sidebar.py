@@ -1,0 +1,93 @@
+"""The sidebar tab "INR" in the 3D viewport: job progress, fitting, the active field, backend."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+
+
+class _INRPanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "INR"
+
+
+class VIEW3D_PT_inr_job(_INRPanel, bpy.types.Panel):
+    bl_label = "Job"
+    bl_idname = "VIEW3D_PT_inr_job"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.window_manager.inr_job.running
+
+    def draw(self, context: bpy.types.Context) -> None:
+        job = context.window_manager.inr_job
+        layout = self.layout
+        text = f"{job.name}: {job.step}/{job.total}"
+        layout.progress(factor=job.progress, type="BAR", text=text)
+        if job.has_loss:
+            layout.label(text=f"Loss {job.loss:.5g}")
+        if job.message:
+            layout.label(text=job.message)
+        layout.operator("inr.cancel_job", icon="CANCEL")
+
+
+class VIEW3D_PT_inr_fit(_INRPanel, bpy.types.Panel):
+    bl_label = "Fit"
+    bl_idname = "VIEW3D_PT_inr_fit"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        usable = [o for o in context.selected_objects if o.type in {"MESH", "POINTCLOUD"}]
+        layout.label(text=f"{len(usable)} mesh/point cloud selected" if usable else "Select meshes or point clouds", icon="RESTRICT_SELECT_OFF")
+        col = layout.column()
+        col.enabled = bool(usable) and not context.window_manager.inr_job.running
+        col.operator("inr.fit_sdf", icon="MOD_REMESH")
+
+
+def _loss_curve_text(settings) -> str:
+    history = settings.loss_history
+    if not len(history):
+        return ""
+    losses = [h.loss for h in history]
+    return f"Loss {losses[0]:.3g} → {losses[-1]:.3g} (min {min(losses):.3g})"
+
+
+class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
+    bl_label = "Active Field"
+    bl_idname = "VIEW3D_PT_inr_field"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        obj = context.active_object
+        if obj is None or not obj.inr_field.is_field:
+            layout.label(text="No field active: fit one, or click a field", icon="INFO")
+            return
+        s = obj.inr_field
+        layout.label(text=obj.name, icon="EMPTY_DATA")
+        col = layout.column(align=True)
+        col.label(text=f"{s.kind} · {s.method} · {s.iterations} steps on {s.device}")
+        col.label(text=f"{s.num_points} points{' with normals' if s.has_normals else ''} from {s.sources}")
+        col.label(text=f"Final loss {s.final_loss:.5g} · {s.train_seconds:.1f} s")
+        curve = _loss_curve_text(s)
+        if curve:
+            col.label(text=curve)
+        layout.prop(s, "checkpoint", text="")
+        if not os.path.isfile(bpy.path.abspath(s.checkpoint)):
+            layout.label(text="Checkpoint file is missing", icon="ERROR")
+        col = layout.column()
+        col.enabled = not context.window_manager.inr_job.running
+        col.operator("inr.extract_mesh", icon="MESH_DATA")
+
+
+class VIEW3D_PT_inr_backend(_INRPanel, bpy.types.Panel):
+    bl_label = "Backend"
+    bl_idname = "VIEW3D_PT_inr_backend"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        state = context.window_manager.inr_backend
+        layout = self.layout
+        layout.label(text=state.status or "Not checked yet", icon="CHECKMARK" if state.ready else "INFO")
+        layout.operator("inr.check_backend", icon="FILE_REFRESH")

@@ -1,0 +1,83 @@
+"""PropertyGroups: a field object's settings and state, the running job, the backend status."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+
+SDF_METHODS = [
+    ("IGR", "IGR", "Softplus MLP with geometric initialisation and an eikonal loss (Gropp 2020)"),
+    ("SIREN", "SIREN", "Sine-activation MLP with an off-surface term (Sitzmann 2020); needs normals"),
+]
+
+
+class INR_PG_loss_sample(bpy.types.PropertyGroup):
+    step: IntProperty(name="Step")
+    loss: FloatProperty(name="Loss")
+
+
+class INR_PG_field(bpy.types.PropertyGroup):
+    """Stored on the Empty that stands for a fitted field (``Object.inr_field``)."""
+
+    is_field: BoolProperty(name="Is Field", default=False)
+    kind: EnumProperty(name="Kind", items=[("SDF", "Signed Distance", "A signed distance field")], default="SDF")
+    method: EnumProperty(name="Method", items=SDF_METHODS, default="IGR")
+    checkpoint: StringProperty(name="Checkpoint", subtype="FILE_PATH", description="The field's weights; relative to the .blend once saved")
+    sources: StringProperty(name="Fitted To", description="The objects the field was fitted to")
+    settings_json: StringProperty(name="Training Settings", description="Every training parameter, as JSON")
+    loss_history: CollectionProperty(type=INR_PG_loss_sample)
+    final_loss: FloatProperty(name="Final Loss")
+    iterations: IntProperty(name="Iterations")
+    num_points: IntProperty(name="Points")
+    has_normals: BoolProperty(name="Normals")
+    train_seconds: FloatProperty(name="Training Time", subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE")
+    device: StringProperty(name="Device")
+
+
+class INR_PG_job(bpy.types.PropertyGroup):
+    """The job in flight (``WindowManager.inr_job``), drawn by the panel and status bar."""
+
+    running: BoolProperty(default=False)
+    name: StringProperty()
+    progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
+    step: IntProperty()
+    total: IntProperty()
+    loss: FloatProperty()
+    has_loss: BoolProperty()
+    message: StringProperty()
+    cancel_requested: BoolProperty(default=False)
+
+
+class INR_PG_backend(bpy.types.PropertyGroup):
+    """What the last backend check found (``WindowManager.inr_backend``)."""
+
+    ready: BoolProperty(default=False)
+    status: StringProperty()
+    torch_version: StringProperty()
+    device: StringProperty()
+    setup_running: BoolProperty(default=False)
+    setup_progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
+    setup_message: StringProperty()
+
+
+classes = (INR_PG_loss_sample, INR_PG_field, INR_PG_job, INR_PG_backend)
+
+_POINTERS = (
+    (bpy.types.Object, "inr_field", INR_PG_field),
+    (bpy.types.WindowManager, "inr_job", INR_PG_job),
+    (bpy.types.WindowManager, "inr_backend", INR_PG_backend),
+)
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    for owner, attr, group in _POINTERS:
+        setattr(owner, attr, PointerProperty(type=group))
+
+
+def unregister() -> None:
+    for owner, attr, _group in reversed(_POINTERS):
+        delattr(owner, attr)
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,128 @@
+"""Shared fixtures: the add-on enabled in the real bpy module, a clean scene, scene builders.
+
+Backend-only tests (test_backend_*) need no bpy; everything else runs in the
+real ``bpy`` module with a real worker subprocess started from this interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ADDON_ID = "neural_fields"
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _bpy():
+    try:
+        import bpy  # noqa: F401
+    except ImportError:
+        pytest.skip("the bpy module is not installed (run the tests with `make test`)")
+    return sys.modules["bpy"]
+
+
+@pytest.fixture(scope="session")
+def addon(tmp_path_factory):
+    """The add-on, enabled from a symlink named like its id, using this Python as its backend."""
+    bpy = _bpy()
+    import addon_utils
+
+    root = tmp_path_factory.mktemp("addons")
+    (root / ADDON_ID).symlink_to(REPO, target_is_directory=True)
+    sys.path.insert(0, str(root))
+    module = addon_utils.enable(ADDON_ID, default_set=True, handle_error=None)
+    assert module is not None, "the add-on did not enable"
+    set_local_backend()
+    yield module
+    addon_utils.disable(ADDON_ID, default_set=True)
+    sys.path.remove(str(root))
+
+
+def prefs():
+    import bpy
+
+    return bpy.context.preferences.addons[ADDON_ID].preferences
+
+
+def set_local_backend(python: str | None = None) -> None:
+    p = prefs()
+    p.backend_mode = "PYTHON"
+    p.python_path = python or sys.executable
+    p.device = "CPU"
+
+
+@pytest.fixture
+def scene(addon):
+    """An empty scene; the backend preference is restored after each test."""
+    import bpy
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    set_local_backend()
+    yield bpy.context.scene
+    set_local_backend()
+
+
+def add_suzanne(subdivision_levels: int = 1, location=(0.0, 0.0, 0.0)):
+    """Suzanne with a Subdivision Surface modifier, selected and active (as in the demo)."""
+    import bpy
+
+    bpy.ops.mesh.primitive_monkey_add(size=2.0, location=location)
+    obj = bpy.context.active_object
+    mod = obj.modifiers.new("Subdivision", "SUBSURF")
+    mod.levels = subdivision_levels
+    mod.render_levels = subdivision_levels
+    bpy.ops.object.shade_smooth()
+    return obj
+
+
+def add_point_cloud(points: np.ndarray, normals: np.ndarray | None = None, name: str = "Scan"):
+    """A vertex-only mesh (what a PLY scan imports as), with an optional ``normal`` attribute."""
+    import bpy
+
+    mesh = bpy.data.meshes.new(name)
+    mesh.vertices.add(len(points))
+    mesh.vertices.foreach_set("co", np.asarray(points, dtype=np.float32).ravel())
+    if normals is not None:
+        attr = mesh.attributes.new("normal", "FLOAT_VECTOR", "POINT")
+        attr.data.foreach_set("vector", np.asarray(normals, dtype=np.float32).ravel())
+    obj = bpy.data.objects.new(name, mesh)
+    bpy.context.collection.objects.link(obj)
+    for o in bpy.context.selected_objects:
+        o.select_set(False)
+    obj.select_set(True)
+    bpy.context.view_layer.objects.active = obj
+    return obj
+
+
+def sphere_points(n: int, radius: float = 1.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    normals = rng.normal(size=(n, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    return normals * radius, normals
+
+
+def scene_state():
+    """What a failed operator must leave unchanged: objects, meshes, selection, active object."""
+    import bpy
+
+    return (
+        sorted(o.name for o in bpy.data.objects),
+        sorted(m.name for m in bpy.data.meshes),
+        sorted(o.name for o in bpy.context.selected_objects),
+        bpy.context.view_layer.objects.active.name if bpy.context.view_layer.objects.active else None,
+    )
+
+
+def needs_shared_data(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared test data not found at {path} (it sits beside the checkout in CI)")
+    return path
+
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")

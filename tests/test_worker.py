@@ -1,0 +1,156 @@
+"""The wire format and the worker process: framing, auth, progress, cancel, crashes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, sphere_points
+
+
+@pytest.fixture
+def client(addon):
+    from neural_fields.operators import client
+
+    return client
+
+
+def test_frames_round_trip_arrays_of_many_dtypes():
+    from inr_blender.protocol import decode_array, encode_frame
+
+    arrays = {"f": np.random.rand(5, 3).astype(np.float32), "i": np.arange(7, dtype=np.int64), "b": np.array([True, False]), "u8": np.frombuffer(b"abc", np.uint8)}
+    frame = encode_frame({"type": "job", "params": {"x": 1}}, arrays)
+    (n,) = struct.unpack("!I", frame[:4])
+    header = json.loads(frame[4 : 4 + n])
+    assert header["type"] == "job" and [a[0] for a in header["arrays"]] == list(arrays)
+    offset = 4 + n
+    for (name, size), original in zip(header["arrays"], arrays.values()):
+        out = decode_array(frame[offset : offset + size])
+        offset += size
+        np.testing.assert_array_equal(out, original)
+        assert out.dtype == original.dtype
+    assert offset == len(frame)
+
+
+def test_object_arrays_cannot_be_sent_and_pickled_payloads_are_refused():
+    from inr_blender.protocol import decode_array, encode_frame
+
+    with pytest.raises(ValueError):
+        encode_frame({"type": "job"}, {"bad": np.array([{"a": 1}], dtype=object)})
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError):
+        decode_array(buf.getvalue())
+
+
+@pytest.fixture
+def remote_worker(tmp_path):
+    """A worker started as a user would on a GPU machine: python -m inr_blender serve."""
+    token = secrets.token_hex(8)
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inr_blender", "serve", "--host", "127.0.0.1", "--port", "0", "--token", token, "--port-file", str(port_file)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not port_file.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "worker did not start"
+        time.sleep(0.05)
+    yield proc, int(port_file.read_text()), token
+    proc.kill()
+    proc.wait()
+
+
+def test_wrong_token_is_refused_before_any_payload_is_read(remote_worker):
+    from inr_blender.protocol import recv_frame
+
+    proc, port, token = remote_worker
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        # announce a 1 GB payload and never send it: a worker that read payloads before checking would hang
+        header = json.dumps({"type": "hello", "token": "wrong", "arrays": [["blob", 1 << 30]]}).encode()
+        sock.sendall(struct.pack("!I", len(header)) + header)
+        reply, _ = recv_frame(sock)
+        assert reply["type"] == "error" and reply["kind"] == "auth"
+        assert sock.recv(1) == b""  # and the connection is closed
+    assert proc.poll() is None  # the worker keeps serving others
+
+
+def test_remote_worker_serves_a_job_with_the_right_token(client, remote_worker):
+    _, port, token = remote_worker
+    backend = client.Backend(client.BackendConfig(mode="REMOTE", port=port, token=token)).start()
+    try:
+        info = backend.run("info", {"device": "cpu"}).params
+        assert info["device"] == "cpu" and info["torch_version"].startswith("2.")
+    finally:
+        backend.close()
+
+
+def test_client_reports_wrong_token(client, remote_worker):
+    _, port, _ = remote_worker
+    with pytest.raises(client.BackendError, match="rejected the token"):
+        client.Backend(client.BackendConfig(mode="REMOTE", port=port, token="not-the-token")).start()
+
+
+def test_local_worker_streams_progress_and_honours_cancel(client, tmp_path):
+    backend = client.Backend(client.BackendConfig(python=sys.executable, log_dir=str(tmp_path))).start()
+    try:
+        pts, nrm = sphere_points(2000)
+        params = {"method": "igr", "iterations": 100000, "width": 32, "depth": 2, "batch_size": 256, "device": "cpu", "checkpoint_path": str(tmp_path / "f.pt")}
+        job = backend.submit("fit_sdf", params, {"points": pts, "normals": nrm})
+        events = []
+        deadline = time.monotonic() + 120
+        while len([e for e in events if e["step"] > 0]) < 3:
+            events += job.poll()
+            assert not job.done, job.outcome
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert [e for e in events if e["total"] == 100000 and e["step"] > 0], events
+        assert any(e["loss"] is not None for e in events)
+        job.cancel()
+        outcome = job.wait()
+        assert outcome.status == "cancelled"
+        assert not (tmp_path / "f.pt").exists()
+        # the worker survives a cancel and serves the next job
+        assert backend.run("info", {"device": "cpu"}).params["device"] == "cpu"
+    finally:
+        backend.close()
+    assert backend.process.poll() is not None  # close() stops a local worker
+
+
+def test_worker_killed_mid_job_is_reported(client, tmp_path):
+    backend = client.Backend(client.BackendConfig(python=sys.executable, log_dir=str(tmp_path))).start()
+    pts, nrm = sphere_points(2000)
+    params = {"method": "igr", "iterations": 100000, "width": 32, "depth": 2, "batch_size": 256, "device": "cpu", "checkpoint_path": str(tmp_path / "f.pt")}
+    job = backend.submit("fit_sdf", params, {"points": pts, "normals": nrm})
+    while not job.poll():
+        time.sleep(0.02)
+    os.kill(backend.process.pid, signal.SIGKILL)
+    outcome = job.wait()
+    assert outcome.status == "failed"
+    assert "stopped during the job" in outcome.message and "-9" in outcome.message
+    assert not backend.alive
+
+
+def test_missing_interpreter_is_a_clear_error(client, tmp_path):
+    with pytest.raises(client.BackendError, match="backend Python not found"):
+        client.Backend(client.BackendConfig(python=str(tmp_path / "no" / "python"))).start()
+
+
+def test_interpreter_without_the_backend_is_a_clear_error(client, tmp_path):
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'No module named torch' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(client.BackendError, match="did not start.*No module named torch"):
+        client.Backend(client.BackendConfig(python=str(fake), log_dir=str(tmp_path))).start()
