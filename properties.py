@@ -22,7 +22,9 @@ class INR_PG_field(bpy.types.PropertyGroup):
     is_field: BoolProperty(name="Is Field", default=False)
     kind: EnumProperty(name="Kind", items=[("SDF", "Signed Distance", "A signed distance field")], default="SDF")
     method: EnumProperty(name="Method", items=SDF_METHODS, default="IGR")
-    checkpoint: StringProperty(name="Checkpoint", subtype="FILE_PATH", description="The field's weights; relative to the .blend once saved")
+    checkpoint: StringProperty(
+        name="Checkpoint", subtype="FILE_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE"}, description="The field's weights; relative to the .blend once saved"
+    )
     sources: StringProperty(name="Fitted To", description="The objects the field was fitted to")
     settings_json: StringProperty(name="Training Settings", description="Every training parameter, as JSON")
     loss_history: CollectionProperty(type=INR_PG_loss_sample)

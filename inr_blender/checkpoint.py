@@ -6,10 +6,12 @@ objects, so a checkpoint from an untrusted source cannot run code.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -21,8 +23,11 @@ def save_checkpoint(ckpt: dict[str, Any], path: str) -> str:
     """Write ``ckpt`` atomically (temporary file, then rename); create parent folders. Returns the absolute path."""
     path = os.path.abspath(os.path.expanduser(path))
     folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    except OSError as exc:
+        raise JobError(f"cannot write the checkpoint to {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(ckpt, fh)
@@ -34,26 +39,39 @@ def save_checkpoint(ckpt: dict[str, Any], path: str) -> str:
     return path
 
 
-def read_checkpoint(path: str, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """The checkpoint dict at ``path`` (tensors mapped to ``device``), or JobError."""
-    path = os.path.expanduser(path or "")
-    if not path or not os.path.isfile(path):
-        raise JobError(f"checkpoint not found: {path}")
+def checkpoint_bytes(ckpt: dict[str, Any]) -> bytes:
+    """The bytes of the file :func:`save_checkpoint` would write (to send a checkpoint over the wire)."""
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    return buf.getvalue()
+
+
+Source = str | bytes | np.ndarray  # a path, or the file's bytes (raw or as a uint8 array)
+
+
+def read_checkpoint(source: Source, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The checkpoint dict at a path or in bytes (tensors mapped to ``device``), or JobError."""
+    if isinstance(source, (bytes, np.ndarray)):
+        name, fh = "(sent with the job)", io.BytesIO(np.asarray(source, dtype=np.uint8).tobytes() if isinstance(source, np.ndarray) else source)
+    else:
+        name = fh = os.path.expanduser(source or "")
+        if not name or not os.path.isfile(name):
+            raise JobError(f"checkpoint not found: {name}")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        ckpt = torch.load(fh, map_location=device, weights_only=True)
     except Exception as exc:  # corrupt file, or something that is not a plain checkpoint
-        raise JobError(f"cannot read checkpoint {path}: {exc}") from None
+        raise JobError(f"cannot read checkpoint {name}: {exc}") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or "state_dict" not in ckpt:
-        raise JobError(f"{path} is not an inr_blender field checkpoint")
+        raise JobError(f"checkpoint {name} is not an inr_blender field checkpoint")
     return ckpt
 
 
-def load_checkpoint(path: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the field stored at ``path`` on ``device`` (in eval mode); return (module, checkpoint dict)."""
-    ckpt = read_checkpoint(path, device)
+def load_checkpoint(source: Source, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the field in a checkpoint (path or bytes) on ``device``, in eval mode; return (module, checkpoint dict)."""
+    ckpt = read_checkpoint(source, device)
     try:
         field = build_field(ckpt["config"])
         field.load_state_dict(ckpt["state_dict"])
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise JobError(f"checkpoint {path} does not match its network config: {exc}") from None
+        raise JobError(f"the checkpoint does not match its network config: {exc}") from None
     return field.to(device).eval(), ckpt

@@ -7,6 +7,7 @@ for the user; cancellation raises Cancelled from ``ctx.progress``.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from typing import Any, Callable
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_bytes, load_checkpoint, save_checkpoint
 from .context import JobContext, JobError
 from .device import available_memory_bytes, mps_available, resolve_device
 from .fitting import fit_sdf, resolve_params
@@ -80,17 +81,40 @@ def _surface_points(params: dict[str, Any], arrays: Arrays) -> tuple[np.ndarray,
     return np.concatenate(points), np.concatenate(normals)
 
 
+def _check_writable(path: str) -> None:
+    """Refuse, before training, a checkpoint path that could not be written afterwards."""
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        if os.path.exists(folder):
+            raise JobError(f"cannot write the checkpoint to {path}: {folder} is not a folder")
+        folder = os.path.dirname(folder)
+    if not os.access(folder, os.W_OK):
+        raise JobError(f"cannot write the checkpoint to {path}: {folder} is not writable")
+
+
 def job_fit_sdf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
-    """Fit an SDF (IGR or SIREN) and write its checkpoint to ``checkpoint_path``."""
+    """Fit an SDF (IGR or SIREN) and write its checkpoint to ``checkpoint_path``.
+
+    With ``return_checkpoint`` (for a remote worker) nothing is written on this
+    machine: the checkpoint file's bytes come back as the uint8 array ``checkpoint``.
+    """
     started = time.monotonic()
-    path = params.get("checkpoint_path")
-    if not path or not isinstance(path, str):
+    params = dict(params)
+    send_back = bool(params.pop("return_checkpoint", False))
+    path = params.get("checkpoint_path") or ""
+    if not isinstance(path, str) or not (path or send_back):
         raise JobError("fit_sdf needs a checkpoint_path to write the field to")
     resolve_params(params)  # fail fast on bad parameters, before sampling
+    if not send_back:
+        _check_writable(path)
     points, normals = _surface_points(params, arrays)
     ckpt = fit_sdf(points, normals, params, ctx)
     ckpt["seconds"] = time.monotonic() - started
-    path = save_checkpoint(ckpt, path)
+    result_arrays: Arrays = {}
+    if send_back:
+        result_arrays["checkpoint"] = np.frombuffer(checkpoint_bytes(ckpt), dtype=np.uint8)
+    else:
+        path = save_checkpoint(ckpt, path)
     return {
         "checkpoint_path": path,
         "center": ckpt["center"],
@@ -103,11 +127,15 @@ def job_fit_sdf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tupl
         "num_points": ckpt["num_points"],
         "method": ckpt["method"],
         "has_normals": ckpt["has_normals"],
-    }, {}
+    }, result_arrays
 
 
 def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
-    """Marching cubes of a fitted field, in its local frame or in world space."""
+    """Marching cubes of a fitted field, in its local frame or in world space.
+
+    The field comes from ``checkpoint_path``, or from the uint8 array
+    ``checkpoint`` (the file's bytes) when a client sends it to a remote worker.
+    """
     started = time.monotonic()
     resolution = _int_param(params, "resolution", 128, MIN_RESOLUTION)
     try:
@@ -118,7 +146,8 @@ def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
     if space not in ("local", "world"):
         raise JobError(f"space must be 'local' or 'world', got {space!r}")
     device = resolve_device(params.get("device", "auto"))
-    field, ckpt = load_checkpoint(params.get("checkpoint_path", ""), device)
+    source = arrays["checkpoint"] if "checkpoint" in arrays else params.get("checkpoint_path", "")
+    field, ckpt = load_checkpoint(source, device)
     vertices, faces, normals = extract_mesh(field, resolution, device, ctx, level=level)
     center, scale = ckpt["center"], float(ckpt["scale"])
     if space == "world":

@@ -7,7 +7,10 @@ real ``bpy`` module with a real worker subprocess started from this interpreter.
 from __future__ import annotations
 
 import os
+import secrets
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +126,25 @@ def needs_shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared test data not found at {path} (it sits beside the checkout in CI)")
     return path
+
+
+@pytest.fixture
+def remote_worker(tmp_path):
+    """A worker started as a user would on a GPU machine: python -m inr_blender serve."""
+    token = secrets.token_hex(8)
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inr_blender", "serve", "--host", "127.0.0.1", "--port", "0", "--token", token, "--port-file", str(port_file)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not port_file.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "worker did not start"
+        time.sleep(0.05)
+    yield proc, int(port_file.read_text()), token
+    proc.kill()
+    proc.wait()
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -1,5 +1,6 @@
 """Networks, their initialisations, and checkpoints."""
 
+import json
 import math
 
 import pytest
@@ -112,6 +113,7 @@ def test_missing_checkpoint(tmp_path):
 def test_info_job():
     params, arrays = JOBS["info"]({"device": "cpu"}, {}, JobContext())
     assert params["device"] == "cpu" and arrays == {}
+    json.dumps(params, allow_nan=False)
     assert params["torch_version"] == torch.__version__
     assert params["memory_bytes"] > 0
     assert set(params) == {"backend_version", "torch_version", "python", "device", "cuda_available", "mps_available", "memory_bytes"}

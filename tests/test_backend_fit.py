@@ -1,5 +1,6 @@
 """SDF fitting end to end (tiny networks, few steps), input validation and cancellation."""
 
+import json
 import threading
 
 import numpy as np
@@ -8,7 +9,6 @@ import pytest
 from inr_blender.checkpoint import read_checkpoint, save_checkpoint
 from inr_blender.context import Cancelled, JobContext, JobError
 from inr_blender.fitting import fit_sdf, resolve_params
-from inr_blender.geometry.metrics import compare_meshes
 from inr_blender.geometry.primitives import icosphere
 from inr_blender.jobs import JOBS
 
@@ -28,6 +28,7 @@ def extract_world(path, resolution=48):
         {"checkpoint_path": path, "resolution": resolution, "space": "world", "device": "cpu"}, {}, JobContext()
     )
     assert params["num_vertices"] == len(arrays["vertices"]) and params["num_faces"] == len(arrays["faces"])
+    json.dumps(params, allow_nan=False)  # results cross the seam as JSON
     return arrays
 
 
@@ -38,6 +39,7 @@ def chamfer_to_sphere(arrays):
         {"vertices_a": sv, "faces_a": sf, "vertices_b": arrays["vertices"], "faces_b": arrays["faces"]},
         JobContext(),
     )
+    json.dumps(params, allow_nan=False)
     return params["chamfer_l1_normalized"]
 
 
@@ -55,6 +57,7 @@ def test_igr_fit_of_a_sphere_mesh_through_the_jobs(tmp_path):
               "num_samples": 5000, "device": "cpu", "checkpoint_path": path}
     result, arrays = JOBS["fit_sdf"](params, {"vertices": vertices, "faces": faces}, JobContext())
     assert arrays == {}
+    json.dumps(result, allow_nan=False)
     assert result["checkpoint_path"] == path and result["method"] == "igr" and result["has_normals"]
     assert result["iterations_run"] == 200 and result["num_points"] == 5000 and result["device"] == "cpu"
     np.testing.assert_allclose(result["center"], CENTER, atol=0.01)
@@ -134,7 +137,7 @@ def test_parameters_are_checked():
         resolve_params({"iteratoins": 3})
     with pytest.raises(JobError, match="iterations must be positive"):
         resolve_params({"iterations": 0})
-    with pytest.raises(JobError, match="batch_size must be a int"):
+    with pytest.raises(JobError, match="batch_size must be an integer"):
         resolve_params({"batch_size": "many"})
     with pytest.raises(JobError, match="checkpoint_path"):
         JOBS["fit_sdf"]({}, {"points": np.eye(3)}, JobContext())
@@ -161,3 +164,20 @@ def test_divergence_is_reported():
     points, normals = sphere_cloud(500)
     with pytest.raises(JobError, match="diverged"):
         fit_sdf(points, normals, {"iterations": 50, "width": 16, "depth": 2, "batch_size": 64, "learning_rate": 1e30, "device": "cpu"}, JobContext())
+
+
+def test_remote_style_checkpoint_travels_as_bytes(tmp_path):
+    """A remote worker returns the checkpoint's bytes and takes them back for extraction."""
+    points, normals = sphere_cloud(500)
+    path = tmp_path / "client" / "f.pt"  # the client's path: never written by the worker
+    params = {"iterations": 5, "width": 16, "depth": 2, "batch_size": 64, "device": "cpu",
+              "checkpoint_path": str(path), "return_checkpoint": True}
+    result, arrays = JOBS["fit_sdf"](params, {"points": points, "normals": normals}, JobContext())
+    assert not path.exists() and not path.parent.exists()
+    blob = arrays["checkpoint"]
+    assert blob.dtype == np.uint8 and result["iterations_run"] == 5
+    out, mesh = JOBS["extract_mesh"]({"resolution": 16, "device": "cpu"}, {"checkpoint": blob}, JobContext())
+    assert out["num_faces"] == len(mesh["faces"]) > 0
+    np.testing.assert_allclose(out["center"], CENTER, atol=0.05)
+    blob.tofile(path.parent.mkdir() or path)  # what the client does with it
+    assert read_checkpoint(str(path))["method"] == "igr"

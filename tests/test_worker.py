@@ -54,25 +54,6 @@ def test_object_arrays_cannot_be_sent_and_pickled_payloads_are_refused():
         decode_array(buf.getvalue())
 
 
-@pytest.fixture
-def remote_worker(tmp_path):
-    """A worker started as a user would on a GPU machine: python -m inr_blender serve."""
-    token = secrets.token_hex(8)
-    port_file = tmp_path / "port"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "inr_blender", "serve", "--host", "127.0.0.1", "--port", "0", "--token", token, "--port-file", str(port_file)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not port_file.exists():
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.monotonic() < deadline, "worker did not start"
-        time.sleep(0.05)
-    yield proc, int(port_file.read_text()), token
-    proc.kill()
-    proc.wait()
-
-
 def test_wrong_token_is_refused_before_any_payload_is_read(remote_worker):
     from inr_blender.protocol import recv_frame
 

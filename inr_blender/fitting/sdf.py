@@ -101,7 +101,7 @@ def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
         if value is None or key == "method":
             continue
         try:
-            if isinstance(default, bool) or isinstance(default, str):
+            if isinstance(default, str):
                 value = type(default)(value)
             elif isinstance(default, int):
                 if float(value) != int(value):
@@ -110,7 +110,8 @@ def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
             else:
                 value = float(value)
         except (TypeError, ValueError):
-            raise JobError(f"parameter {key} must be a {type(default).__name__}, got {value!r}") from None
+            kind = {int: "an integer", float: "a number"}.get(type(default), "a string")
+            raise JobError(f"parameter {key} must be {kind}, got {value!r}") from None
         if key in _POSITIVE and not value > 0 or key in _NON_NEGATIVE and not value >= 0:
             raise JobError(f"parameter {key} must be {'positive' if key in _POSITIVE else 'non-negative'}, got {value!r}")
         resolved[key] = value

@@ -1,0 +1,94 @@
+"""The first loop in the real bpy module: fit Suzanne, extract, save, reopen, extract again."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+import numpy as np
+import pytest
+
+from conftest import add_point_cloud, add_suzanne, sphere_points
+
+# A small IGR fit that runs in well under a minute on 2 cores (4 layers of 128, 400 steps).
+FAST_IGR = dict(method="IGR", iterations=400, width=128, depth=4, batch_size=2048, num_samples=30000)
+# Bound on the Chamfer-L1 distance, as a fraction of the input's bounding-sphere radius (the
+# protocol of inr_blender.geometry.metrics). The fast fit above measures about 0.02 on this
+# machine; a marching-cubes grid of 128 over the domain alone limits accuracy to about
+# 0.01. 0.035 leaves room for run-to-run noise and still fails a wrong transform (an offset of
+# a tenth of the size gives about 0.1) or a surface that only roughly follows the input.
+CHAMFER_BOUND = 0.035
+
+
+def _chamfer(addon, a, b):
+    from neural_fields.operators import bridge, client
+
+    dg = bpy.context.evaluated_depsgraph_get()
+    va, fa = bridge.mesh_arrays(a, dg)
+    vb, fb = bridge.mesh_arrays(b, dg)
+    backend = client.current_backend()
+    return backend.run("metrics", {"num_samples": 50000}, {"vertices_a": va, "faces_a": fa, "vertices_b": vb, "faces_b": fb}).params
+
+
+def test_fit_extract_save_reopen_extract(scene, addon, tmp_path):
+    suzanne = add_suzanne(subdivision_levels=1, location=(0.5, -0.3, 0.2))
+    suzanne.rotation_euler = (0.3, 0.0, 0.7)
+    assert bpy.ops.inr.fit_sdf(**FAST_IGR) == {"FINISHED"}
+
+    field = bpy.context.active_object
+    s = field.inr_field
+    assert field.type == "EMPTY" and field.empty_display_type == "CUBE" and s.is_field
+    assert s.method == "IGR" and s.sources == "Suzanne" and s.iterations == 400 and s.has_normals
+    assert os.path.isfile(s.checkpoint)
+    losses = [h.loss for h in s.loss_history]
+    assert 10 <= len(losses) <= 200 and losses[-1] < 0.5 * losses[0]
+    # the field's cube contains the (world-space, rotated, offset) input
+    corners = np.array([field.matrix_world.inverted() @ (suzanne.matrix_world @ v.co) for v in suzanne.data.vertices])
+    assert np.abs(corners).max() <= 1.0
+
+    assert bpy.ops.inr.extract_mesh(resolution=128) == {"FINISHED"}
+    mesh_obj = bpy.context.active_object
+    assert mesh_obj.type == "MESH" and mesh_obj.name == f"{field.name}_mesh"
+    assert np.allclose(np.array(mesh_obj.matrix_world), np.array(field.matrix_world))
+    assert all(p.use_smooth for p in mesh_obj.data.polygons[:100])
+    metrics = _chamfer(addon, suzanne, mesh_obj)
+    assert metrics["chamfer_l1_normalized"] < CHAMFER_BOUND, metrics
+    n_vertices = len(mesh_obj.data.vertices)
+    field_name, mesh_name = field.name, mesh_obj.name
+
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    assert s.checkpoint.startswith("//scene_fields/")
+    assert os.path.isfile(bpy.path.abspath(s.checkpoint))
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    field = bpy.data.objects[field_name]
+    assert field.inr_field.is_field and len(field.inr_field.loss_history) == len(losses)
+    for o in bpy.context.selected_objects:
+        o.select_set(False)
+    bpy.context.view_layer.objects.active = field
+    assert bpy.ops.inr.extract_mesh(resolution=128) == {"FINISHED"}
+    again = bpy.context.active_object
+    assert again.name != mesh_name and len(again.data.vertices) == n_vertices
+
+
+def test_igr_fits_a_point_cloud_without_normals(scene):
+    pts, _ = sphere_points(3000, radius=0.7)
+    add_point_cloud(pts + np.array([2.0, 0.0, 0.0]))
+    assert bpy.ops.inr.fit_sdf(method="IGR", iterations=150, width=64, depth=3, batch_size=1024) == {"FINISHED"}
+    field = bpy.context.active_object
+    assert field.inr_field.is_field and not field.inr_field.has_normals and field.inr_field.num_points == 3000
+    assert np.allclose(field.location, (2.0, 0.0, 0.0), atol=0.05)
+
+
+def test_siren_fits_a_point_cloud_with_normals(scene):
+    pts, nrm = sphere_points(3000, radius=0.7)
+    add_point_cloud(pts, nrm)
+    assert bpy.ops.inr.fit_sdf(method="SIREN", iterations=150, width=64, depth=3, batch_size=1024) == {"FINISHED"}
+    field = bpy.context.active_object
+    assert field.inr_field.method == "SIREN" and field.inr_field.has_normals
+    assert bpy.ops.inr.extract_mesh(resolution=48) == {"FINISHED"}
+    verts = np.array([field.matrix_world @ v.co for v in bpy.context.active_object.data.vertices])
+    radii = np.linalg.norm(verts, axis=1)
+    assert abs(np.median(radii) - 0.7) < 0.1

@@ -1,0 +1,46 @@
+"""Registering the add-on: clean register / unregister / register in one process."""
+
+from __future__ import annotations
+
+import bpy
+
+from conftest import ADDON_ID, set_local_backend
+
+
+def _menu_funcs():
+    return [f.__module__ for f in bpy.types.VIEW3D_MT_object._dyn_ui_initialize()]
+
+
+def _ours():
+    return {
+        "operators": [n for n in ("INR_OT_fit_sdf", "INR_OT_extract_mesh", "INR_OT_cancel_job", "INR_OT_check_backend", "INR_OT_setup_backend") if hasattr(bpy.types, n)],
+        "panels": [n for n in dir(bpy.types) if n.startswith("VIEW3D_PT_inr") or n == "VIEW3D_MT_inr"],
+        "properties": [a for a in ("inr_field",) if hasattr(bpy.types.Object, a)] + [a for a in ("inr_job", "inr_backend") if hasattr(bpy.types.WindowManager, a)],
+        "menu": [m for m in _menu_funcs() if m.startswith(ADDON_ID)],
+        "handlers": [h.__module__ for h in bpy.app.handlers.save_pre if h.__module__.startswith(ADDON_ID)],
+    }
+
+
+def test_register_unregister_register_leaves_nothing_behind(addon):
+    import addon_utils
+
+    present = _ours()
+    assert len(present["operators"]) == 5 and len(present["panels"]) == 5
+    assert present["properties"] == ["inr_field", "inr_job", "inr_backend"]
+    assert len(present["menu"]) == 1 and len(present["handlers"]) == 1
+
+    addon_utils.disable(ADDON_ID, default_set=True)
+    assert _ours() == {"operators": [], "panels": [], "properties": [], "menu": [], "handlers": []}
+
+    addon_utils.enable(ADDON_ID, default_set=True, handle_error=None)
+    set_local_backend()
+    assert _ours() == present
+
+
+def test_every_operator_is_in_the_object_menu_so_f3_finds_it(addon):
+    import inspect
+
+    source = inspect.getsource(addon.panels.menu.VIEW3D_MT_inr.draw)
+    for cls in addon.operators.classes:
+        if cls.bl_idname != "inr.setup_backend":  # lives in the preferences
+            assert f'"{cls.bl_idname}"' in source, cls.bl_idname
