@@ -37,7 +37,7 @@ class INR_OT_fit_sdf(JobOperator, bpy.types.Operator):
 
     bl_idname = "inr.fit_sdf"
     bl_label = "Fit SDF"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"UNDO"}  # no redo panel: redoing would retrain
     job_name = "fit_sdf"
 
     method: EnumProperty(name="Method", items=SDF_METHODS, default="IGR")

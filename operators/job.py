@@ -71,7 +71,8 @@ class JobOperator:
         return {"FINISHED"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        interactive = not bpy.app.background and context.window is not None
+        # modal in the UI; blocking headless and when redone from the Adjust Last Operation panel
+        interactive = not bpy.app.background and context.window is not None and not self.options.is_repeat
         try:
             job = self._submit(context)
         except (InputError, BackendError) as exc:
@@ -118,9 +119,12 @@ class JobOperator:
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         state = context.window_manager.inr_job
-        if (event.type == "ESC" and event.value == "PRESS") or state.cancel_requested:
+        escape = event.type == "ESC" and event.value == "PRESS"
+        if escape or state.cancel_requested:
             state.message = "cancelling"
             self._job.cancel()
+        if escape:
+            return {"RUNNING_MODAL"}  # Esc is ours while a job runs
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         try:

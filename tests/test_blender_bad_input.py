@@ -148,3 +148,30 @@ def test_remote_worker_with_the_right_token_round_trips_the_checkpoint(scene, re
     field = bpy.context.active_object
     assert os.path.getsize(field.inr_field.checkpoint) > 1000  # the weights came back over the wire
     assert bpy.ops.inr.extract_mesh(resolution=32) == {"FINISHED"}
+
+
+def test_cancel_mid_job_leaves_the_scene_as_it_was(scene):
+    """Ctrl+C in a headless run cancels like Esc does in the UI: the job stops, nothing is added."""
+    import _thread
+
+    from neural_fields.operators import client
+
+    add_suzanne()
+    before = scene_state()
+
+    def interrupt():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            backend = client.current_backend()
+            job = backend._current if backend else None
+            if job is not None and not job.done and job.progress.get("step", 0) > 0:
+                _thread.interrupt_main()
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=interrupt)
+    thread.start()
+    assert bpy.ops.inr.fit_sdf(**dict(TINY, iterations=100000)) == {"CANCELLED"}
+    thread.join()
+    assert scene_state() == before
+    assert client.current_backend().alive  # the worker stopped the job and lives on

@@ -92,3 +92,10 @@ def test_siren_fits_a_point_cloud_with_normals(scene):
     verts = np.array([field.matrix_world @ v.co for v in bpy.context.active_object.data.vertices])
     radii = np.linalg.norm(verts, axis=1)
     assert abs(np.median(radii) - 0.7) < 0.1
+
+
+def test_check_backend_reports_torch_and_device(scene):
+    assert bpy.ops.inr.check_backend() == {"FINISHED"}
+    state = bpy.context.window_manager.inr_backend
+    assert state.ready and state.device == "cpu" and state.torch_version.startswith("2.")
+    assert f"torch {state.torch_version} on cpu" in state.status
