@@ -42,7 +42,7 @@ class INR_OT_fit_sdf(JobOperator, bpy.types.Operator):
 
     method: EnumProperty(name="Method", items=SDF_METHODS, default="IGR")
     iterations: IntProperty(name="Iterations", default=2000, min=1, soft_max=100000)
-    batch_size: IntProperty(name="Batch Size", default=8192, min=64, soft_max=65536, description="Surface points per step")
+    batch_size: IntProperty(name="Batch Size", default=4096, min=64, soft_max=65536, description="Surface points per step")
     learning_rate: FloatProperty(name="Learning Rate", default=0.0, min=0.0, precision=5, description="0 uses the method's default")
     width: IntProperty(name="Width", default=0, min=0, max=2048, description="Hidden units per layer; 0 uses the method's published size")
     depth: IntProperty(name="Depth", default=0, min=0, max=16, description="Hidden layers; 0 uses the method's published size")
