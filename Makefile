@@ -7,7 +7,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements-dev.txt | cut -d' ' -f1)
-BLENDER_EXT = $(shell $(PY) -c "import bpy, pathlib; print(next(pathlib.Path(bpy.__file__).parent.glob('*/scripts/addons_core/bl_pkg/cli/blender_ext.py')))")
+BLENDER_EXT = $(shell $(PY) -c "import importlib.util, pathlib; print(next(pathlib.Path(importlib.util.find_spec('bpy').origin).parent.glob('*/scripts/addons_core/bl_pkg/cli/blender_ext.py')))")
 
 .PHONY: venv demo test extension clean
 

@@ -82,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="demo_out", help="folder for demo.blend and demo.png")
     parser.add_argument("--method", default="IGR", choices=["IGR", "SIREN"])
-    parser.add_argument("--iterations", type=int, default=1500)
+    parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--resolution", type=int, default=192, help="marching-cubes grid")
     parser.add_argument("--samples", type=int, default=32, help="Cycles samples for the picture")
     args = parser.parse_args(argv)
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     suzanne.data.materials.append(material("Input", (0.25, 0.42, 0.75)))
 
     print(f"Fitting a {args.method} SDF to Suzanne ({args.iterations} steps, {args.depth}x{args.width})", flush=True)
-    bpy.ops.inr.fit_sdf(method=args.method, iterations=args.iterations, width=args.width, depth=args.depth, batch_size=4096)
+    bpy.ops.inr.fit_sdf(method=args.method, iterations=args.iterations, width=args.width, depth=args.depth, batch_size=args.batch_size)
     field = bpy.context.active_object
     bpy.ops.inr.extract_mesh(resolution=args.resolution)
     result = bpy.context.active_object

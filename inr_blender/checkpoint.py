@@ -31,6 +31,9 @@ def save_checkpoint(ckpt: dict[str, Any], path: str) -> str:
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(ckpt, fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; a checkpoint is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -148,6 +148,12 @@ class JobOperator:
         return self._complete(context, self._job.outcome)
 
 
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender ends the modal operator (a file is loaded, the window closes): stop the job too."""
+        self._job.cancel()
+        self._end_modal(context)
+
+
 def _redraw(context: bpy.types.Context) -> None:
     screen = context.screen
     if screen is None:
