@@ -44,8 +44,10 @@ class INR_OT_fit_sdf(JobOperator, bpy.types.Operator):
     iterations: IntProperty(name="Iterations", default=2000, min=1, soft_max=100000)
     batch_size: IntProperty(name="Batch Size", default=4096, min=64, soft_max=65536, description="Surface points per step")
     learning_rate: FloatProperty(name="Learning Rate", default=0.0, min=0.0, precision=5, description="0 uses the method's default")
-    width: IntProperty(name="Width", default=0, min=0, max=2048, description="Hidden units per layer; 0 uses the method's published size")
-    depth: IntProperty(name="Depth", default=0, min=0, max=16, description="Hidden layers; 0 uses the method's published size")
+    # 4x256 by default: on a CPU it runs 7x faster per step than IGR's published 8x512 and measured
+    # a lower Chamfer distance at equal short budgets (bench/fit_cost.py). 0 = the published size.
+    width: IntProperty(name="Width", default=256, min=0, max=2048, description="Hidden units per layer; 0 uses the method's published size (IGR 512, SIREN 256)")
+    depth: IntProperty(name="Depth", default=4, min=0, max=16, description="Hidden layers; 0 uses the method's published size (IGR 8, SIREN 3)")
     num_samples: IntProperty(name="Surface Samples", default=100000, min=100, soft_max=1000000, description="Points sampled on meshes")
     seed: IntProperty(name="Seed", default=0, min=0)
     # IGR (Gropp 2020)

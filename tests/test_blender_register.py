@@ -44,3 +44,14 @@ def test_every_operator_is_in_the_object_menu_so_f3_finds_it(addon):
     for cls in addon.operators.classes:
         if cls.bl_idname != "inr.setup_backend":  # lives in the preferences
             assert f'"{cls.bl_idname}"' in source, cls.bl_idname
+
+
+def test_every_icon_the_ui_names_exists_in_blender(addon):
+    import re
+
+    from conftest import REPO
+
+    valid = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
+    used = {m for f in [*REPO.glob("*.py"), *(REPO / "panels").glob("*.py"), *(REPO / "operators").glob("*.py")] for m in re.findall(r'icon="([A-Z_0-9]+)"', f.read_text())}
+    assert len(used) >= 8
+    assert used <= valid, used - valid
