@@ -11,7 +11,7 @@ import bpy
 
 from . import operators, panels, preferences, properties
 from .operators import checkpoints, client, job
-from .panels import draw_object_menu
+from .panels import draw_object_menu, loss_plot
 
 _classes = (preferences.INR_AddonPreferences,) + operators.classes + panels.classes
 
@@ -20,6 +20,7 @@ def _release() -> None:
     """Stop jobs, the worker and our handlers (a bpy-module process that keeps a handler hangs at exit)."""
     job.cancel_running_jobs()
     client.shutdown_backend()
+    loss_plot.release()
     for handler_list, handler in checkpoints.handlers:
         if handler in handler_list:
             handler_list.remove(handler)

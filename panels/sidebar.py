@@ -6,6 +6,8 @@ import os
 
 import bpy
 
+from .loss_plot import loss_icon
+
 
 class _INRPanel:
     bl_space_type = "VIEW_3D"
@@ -73,6 +75,7 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
         curve = _loss_curve_text(s)
         if curve:
             col.label(text=curve)
+            layout.template_icon(icon_value=loss_icon(obj), scale=4.0)
         layout.prop(s, "checkpoint", text="")
         if not os.path.isfile(bpy.path.abspath(s.checkpoint)):
             layout.label(text="Checkpoint file is missing", icon="ERROR")

@@ -102,3 +102,22 @@ def test_check_backend_reports_torch_and_device(scene):
     state = bpy.context.window_manager.inr_backend
     assert state.ready and state.device == "cpu" and state.torch_version.startswith("2.")
     assert f"torch {state.torch_version} on cpu" in state.status
+
+
+def test_loss_curve_picture_follows_the_history(scene):
+    from neural_fields.panels import loss_plot
+
+    pts, nrm = sphere_points(2000, radius=0.5)
+    add_point_cloud(pts, nrm)
+    assert bpy.ops.inr.fit_sdf(method="IGR", iterations=60, width=32, depth=2, batch_size=512) == {"FINISHED"}
+    field = bpy.context.active_object
+    losses = np.array([h.loss for h in field.inr_field.loss_history])
+    pixels = loss_plot.rasterize(losses)
+    h, w, _ = pixels.shape
+    line = np.all(np.isclose(pixels, loss_plot._LINE), axis=-1)
+    assert line[:, 0].any() and line[:, -1].any()  # the curve spans the picture
+    first_row, last_row = np.argmax(line[:, 0]), np.argmax(line[:, -1])
+    assert (last_row < first_row) == (losses[-1] < losses[0])  # it falls where the loss falls
+    loss_plot.loss_icon(field)  # builds the preview the panel shows (icon ids need a UI; pixels do not)
+    preview = loss_plot._previews[next(iter(loss_plot._previews.keys()))]
+    assert tuple(preview.image_size) == loss_plot.SIZE and len(preview.image_pixels_float) == h * w * 4
