@@ -14,7 +14,6 @@ import queue
 import secrets
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -326,8 +325,3 @@ def shutdown_backend() -> None:
             _backend.close()
             _backend = None
 
-
-def default_python() -> str:
-    """This process's interpreter when it can run the backend (a bpy-module venv), else ''."""
-    exe = sys.executable or ""
-    return exe if os.path.basename(exe).startswith("python") else ""
