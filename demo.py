@@ -111,12 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     result = bpy.context.active_object
     result.data.materials.append(material("Neural SDF", (0.85, 0.45, 0.2)))
 
-    from neural_fields.operators import bridge, client  # the add-on's own bridge and backend client
-
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    va, fa = bridge.mesh_arrays(suzanne, depsgraph)
-    vb, fb = bridge.mesh_arrays(result, depsgraph)
-    metrics = client.current_backend().run("metrics", {"num_samples": 100000}, {"vertices_a": va, "faces_a": fa, "vertices_b": vb, "faces_b": fb}).params
+    bpy.context.view_layer.objects.active = field
+    bpy.ops.inr.evaluate_field(resolution=args.resolution)  # the field's surface against Suzanne
 
     result.location.x += 3.0  # beside the input, for the picture
     label("input", (-1.5, 0.0, -1.4))
@@ -135,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Field:        {field.name}, {s.method}, {s.iterations} steps in {s.train_seconds:.1f} s on {s.device}, final loss {s.final_loss:.4g}")
     print(f"Checkpoint:   {s.checkpoint} (relative to {blend})")
     print(f"Mesh:         {len(result.data.vertices)} vertices, {len(result.data.polygons)} triangles (grid {args.resolution})")
-    print(f"Chamfer-L1:   {metrics['chamfer_l1']:.5f} m  ({metrics['chamfer_l1_normalized']:.5f} of the bounding-sphere radius {metrics['radius']:.3f} m)")
-    print(f"Chamfer-L2:   {metrics['chamfer_l2']:.3g} m^2")
+    print(f"Chamfer-L1:   {s.chamfer_l1:.5f} of Suzanne's bounding-sphere radius")
+    print(f"Normals:      {s.normal_consistency:.4f} consistency; F-score at 1%: {s.fscore:.4f}; Hausdorff: {s.hausdorff:.4f}")
     print(f"Saved:        {blend}")
     print(f"Picture:      {picture}")
     print(f"Total time:   {time.monotonic() - started:.0f} s")

@@ -26,6 +26,7 @@ class INR_PG_field(bpy.types.PropertyGroup):
         name="Checkpoint", subtype="FILE_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE"}, description="The field's weights; relative to the .blend once saved"
     )
     sources: StringProperty(name="Fitted To", description="The objects the field was fitted to")
+    sources_json: StringProperty(name="Fitted To (JSON)", description="The names of the objects the field was fitted to, as a JSON list")
     settings_json: StringProperty(name="Training Settings", description="Every training parameter, as JSON")
     loss_history: CollectionProperty(type=INR_PG_loss_sample)
     final_loss: FloatProperty(name="Final Loss")
@@ -34,6 +35,13 @@ class INR_PG_field(bpy.types.PropertyGroup):
     has_normals: BoolProperty(name="Normals")
     train_seconds: FloatProperty(name="Training Time", subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE")
     device: StringProperty(name="Device")
+    # quality against the objects it was fitted to (Evaluate Field)
+    has_metrics: BoolProperty(name="Evaluated", default=False)
+    chamfer_l1: FloatProperty(name="Chamfer-L1", description="Mean of the two directed mean distances, as a fraction of the input's bounding-sphere radius", precision=5)
+    normal_consistency: FloatProperty(name="Normal Consistency", description="Mean |cos| between nearest-neighbour normals (1 is perfect)", precision=4)
+    fscore: FloatProperty(name="F-score", description="F-score at 1% of the bounding-sphere radius (1 is perfect)", precision=4)
+    hausdorff: FloatProperty(name="Hausdorff", description="Two-sided Hausdorff distance, as a fraction of the bounding-sphere radius", precision=4)
+    metrics_resolution: IntProperty(name="Evaluated At", description="Extraction resolution the metrics were measured at")
 
 
 class INR_PG_job(bpy.types.PropertyGroup):

@@ -49,7 +49,7 @@ def _fit_sdf(args: argparse.Namespace) -> None:
 def _extract(args: argparse.Namespace) -> None:
     from .fileio import write_mesh
 
-    params = {"checkpoint_path": args.field, "resolution": args.resolution, "level": args.level, "device": args.device, "space": "world"}
+    params = {"checkpoint_path": args.field, "resolution": args.resolution, "level": args.level, "device": args.device, "space": "world", "method": args.method}
     result, arrays = _run("extract_mesh", params, {})
     write_mesh(args.output, arrays["vertices"], arrays["faces"], arrays["normals"])
     print(f"wrote {result['num_vertices']} vertices, {result['num_faces']} faces to {args.output}")
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="mesh to write (.ply or .obj)")
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--level", type=float, default=0.0)
+    p.add_argument("--method", choices=["sparse", "dense"], default="sparse", help="sparse: refine only blocks the surface can cross (default)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.set_defaults(func=_extract)
 

@@ -21,6 +21,7 @@ from .context import JobContext, JobError
 from .device import available_memory_bytes, mps_available, resolve_device
 from .fitting import fit_sdf, resolve_params
 from .geometry.extraction import MIN_RESOLUTION, extract_mesh
+from .geometry.sparse_extraction import DEFAULT_SAFETY, extract_mesh_sparse
 from .geometry.metrics import compare_meshes
 from .geometry.sampling import sample_surface, to_world
 from .geometry.validation import check_mesh, check_normals, check_points
@@ -135,6 +136,9 @@ def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
 
     The field comes from ``checkpoint_path``, or from the uint8 array
     ``checkpoint`` (the file's bytes) when a client sends it to a remote worker.
+    ``method`` is 'sparse' (the default: evaluates the field near the surface
+    only, with the margin ``safety``) or 'dense' (the whole grid); both give
+    the same mesh. The result reports ``evaluations``, the field evaluations made.
     """
     started = time.monotonic()
     resolution = _int_param(params, "resolution", 128, MIN_RESOLUTION)
@@ -145,22 +149,43 @@ def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
     space = params.get("space", "local")
     if space not in ("local", "world"):
         raise JobError(f"space must be 'local' or 'world', got {space!r}")
+    method = params.get("method", "sparse")
+    if method not in ("sparse", "dense"):
+        raise JobError(f"method must be 'sparse' or 'dense', got {method!r}")
+    try:
+        safety = float(params.get("safety", DEFAULT_SAFETY))
+    except (TypeError, ValueError):
+        raise JobError(f"parameter safety must be a number, got {params.get('safety')!r}") from None
+    if not safety > 0:
+        raise JobError(f"parameter safety must be positive, got {safety:g}")
     device = resolve_device(params.get("device", "auto"))
     source = arrays["checkpoint"] if "checkpoint" in arrays else params.get("checkpoint_path", "")
     field, ckpt = load_checkpoint(source, device)
-    vertices, faces, normals = extract_mesh(field, resolution, device, ctx, level=level)
+    if method == "sparse":
+        vertices, faces, normals, stats = extract_mesh_sparse(field, resolution, device, ctx, level=level, safety=safety)
+        evaluations = stats["evaluations"]
+    else:
+        vertices, faces, normals = extract_mesh(field, resolution, device, ctx, level=level)
+        evaluations = resolution**3
     center, scale = ckpt["center"], float(ckpt["scale"])
     if space == "world":
         vertices = to_world(vertices, center, scale).astype(np.float32)
     return (
         {"num_vertices": len(vertices), "num_faces": len(faces), "center": center, "scale": scale,
-         "seconds": time.monotonic() - started},
+         "method": method, "evaluations": int(evaluations), "seconds": time.monotonic() - started},
         {"vertices": vertices, "faces": faces, "normals": normals},
     )
 
 
 def job_metrics(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
-    """Chamfer distances of mesh b against the reference mesh a."""
+    """Chamfer-L1/L2, normal consistency, F-score at 1% and Hausdorff of mesh b against the reference mesh a.
+
+    The protocol (normalisation by a's bounding sphere, 100k area-uniform samples
+    per surface, fixed seed) is in ``geometry.metrics``; the result keys are
+    radius, chamfer_l1, chamfer_l2 (world units), chamfer_l1_normalized,
+    chamfer_l2_normalized, normal_consistency, fscore, precision, recall,
+    fscore_threshold and hausdorff (units of the reference's radius).
+    """
     for key in ("vertices_a", "faces_a", "vertices_b", "faces_b"):
         if key not in arrays:
             raise JobError(f"metrics needs the array {key}")
@@ -172,9 +197,34 @@ def job_metrics(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tupl
     return result, {}
 
 
+def job_evaluate_field(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """Extract a field in world space and measure it against the reference mesh it was fitted to.
+
+    Arrays: ``vertices``/``faces`` of the reference (world space), and ``checkpoint`` bytes
+    when the checkpoint is not named by ``checkpoint_path``. Returns the metrics' keys plus
+    the extracted mesh's size.
+    """
+    for key in ("vertices", "faces"):
+        if key not in arrays:
+            raise JobError(f"evaluate_field needs the reference mesh array {key}")
+    extract_keys = ("checkpoint_path", "resolution", "level", "device", "method", "safety")
+    extracted, mesh = job_extract_mesh(
+        {**{k: params[k] for k in extract_keys if k in params}, "space": "world"},
+        {"checkpoint": arrays["checkpoint"]} if "checkpoint" in arrays else {},
+        ctx,
+    )
+    metrics, _ = job_metrics(
+        {k: params[k] for k in ("num_samples", "seed") if k in params},
+        {"vertices_a": arrays["vertices"], "faces_a": arrays["faces"], "vertices_b": mesh["vertices"], "faces_b": mesh["faces"]},
+        ctx,
+    )
+    return {**metrics, "num_vertices": extracted["num_vertices"], "num_faces": extracted["num_faces"]}, {}
+
+
 JOBS: dict[str, Job] = {
     "info": job_info,
     "fit_sdf": job_fit_sdf,
     "extract_mesh": job_extract_mesh,
     "metrics": job_metrics,
+    "evaluate_field": job_evaluate_field,
 }

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 import bpy
-from bpy.props import FloatProperty, IntProperty
+from bpy.props import EnumProperty, FloatProperty, IntProperty
 
 from ..preferences import backend_config
 from .bridge import InputError, create_mesh_object, make_active
@@ -43,6 +43,14 @@ class INR_OT_extract_mesh(JobOperator, bpy.types.Operator):
     job_name = "extract_mesh"
 
     resolution: IntProperty(name="Resolution", default=128, min=8, max=8192, soft_max=1024, description="Grid cells along each axis of the field's domain")
+    method: EnumProperty(
+        name="Method",
+        items=[
+            ("SPARSE", "Sparse", "Evaluate a coarse grid and refine only the blocks the surface can pass through"),
+            ("DENSE", "Dense", "Evaluate every grid point (the reference; slow at high resolution)"),
+        ],
+        default="SPARSE",
+    )
     level: FloatProperty(name="Iso-level", default=0.0, soft_min=-0.1, soft_max=0.1, precision=4, description="Level set to extract, in the field's local units")
 
     @classmethod
@@ -53,7 +61,7 @@ class INR_OT_extract_mesh(JobOperator, bpy.types.Operator):
         field = active_field(context)
         self._field_name = field.name
         params, arrays = checkpoint_of(context, field)
-        params.update(resolution=self.resolution, level=self.level, space="local")
+        params.update(resolution=self.resolution, level=self.level, space="local", method=self.method.lower())
         return params, arrays
 
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
@@ -64,4 +72,5 @@ class INR_OT_extract_mesh(JobOperator, bpy.types.Operator):
         obj = create_mesh_object(context, f"{field.name}_mesh", a["vertices"], a["faces"], a.get("normals"), field.matrix_world.copy())
         created.append(obj)
         make_active(context, obj)
-        self.report({"INFO"}, f"Extracted {len(a['vertices'])} vertices, {len(a['faces'])} triangles at resolution {self.resolution}")
+        evaluations = outcome.params.get("evaluations", 0)
+        self.report({"INFO"}, f"Extracted {len(a['vertices'])} vertices, {len(a['faces'])} triangles at resolution {self.resolution} ({evaluations:,} field evaluations)")

@@ -124,6 +124,7 @@ class INR_OT_fit_sdf(JobOperator, bpy.types.Operator):
         settings.method = self.method
         settings.checkpoint = self._stored_path
         settings.sources = ", ".join(self._sources)
+        settings.sources_json = json.dumps(self._sources)
         settings.settings_json = json.dumps({k: v for k, v in self._params.items() if k != "checkpoint_path"})
         history = result.get("loss_history") or []
         stride = max(1, int(np.ceil(len(history) / MAX_HISTORY)))

@@ -82,6 +82,14 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
         col = layout.column()
         col.enabled = not context.window_manager.inr_job.running
         col.operator("inr.extract_mesh", icon="MESH_DATA")
+        col.operator("inr.evaluate_field", icon="DRIVER_DISTANCE")
+        if s.has_metrics:
+            box = layout.box()
+            box.label(text=f"Against {s.sources} (grid {s.metrics_resolution})")
+            grid = box.grid_flow(columns=2, align=True)
+            for label, value in (("Chamfer-L1", f"{s.chamfer_l1:.5f}"), ("Normals", f"{s.normal_consistency:.4f}"), ("F-score 1%", f"{s.fscore:.4f}"), ("Hausdorff", f"{s.hausdorff:.4f}")):
+                grid.label(text=label)
+                grid.label(text=value)
 
 
 class VIEW3D_PT_inr_backend(_INRPanel, bpy.types.Panel):

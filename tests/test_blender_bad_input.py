@@ -82,6 +82,12 @@ def test_missing_checkpoint(tiny_field):
     _refused(bpy.ops.inr.extract_mesh, "checkpoint of '.*' not found", resolution=32)
 
 
+def test_evaluate_after_the_source_was_deleted(tiny_field):
+    bpy.data.objects.remove(bpy.data.objects["Suzanne"])
+    bpy.context.view_layer.objects.active = tiny_field
+    _refused(bpy.ops.inr.evaluate_field, "'Suzanne', which '.*' was fitted to, is no longer in the file", resolution=32)
+
+
 def test_extract_without_a_field(scene):
     add_suzanne()
     _refused(bpy.ops.inr.extract_mesh, "not a neural field", resolution=32)

@@ -74,15 +74,12 @@ def evaluate_grid(
     total = n**3
     chunk = _chunk_size(field, device, chunk, with_grad=False)
     values = np.empty(total, dtype=np.float32)
-    step = 2.0 / (n - 1)
     num_chunks = (total + chunk - 1) // chunk
     ctx.progress(0, num_chunks, None, "evaluating the field")
     with torch.no_grad():
         for c, start in enumerate(range(0, total, chunk)):
             idx = torch.arange(start, min(start + chunk, total), device=device, dtype=torch.int64)
-            ijk = torch.stack([idx // (n * n), (idx // n) % n, idx % n], dim=1)
-            pts = ijk.to(torch.float32) * step - 1.0
-            values[start : start + len(idx)] = field(pts).float().cpu().numpy()
+            values[start : start + len(idx)] = field(grid_points(idx, n)).float().cpu().numpy()
             ctx.progress(c + 1, num_chunks, None, "evaluating the field")
     return values.reshape(n, n, n)
 
@@ -136,10 +133,7 @@ def extract_mesh(
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise JobError("the field evaluates to NaN or Inf; the checkpoint is broken")
     if not lo < level < hi:
-        raise JobError(
-            f"the field has no surface at level {level:g} inside the domain [-1, 1]^3 "
-            f"(its values there range from {lo:.4g} to {hi:.4g}); nothing to extract"
-        )
+        raise no_surface_error(level, lo, hi)
     ctx.progress(0, 1, None, "marching cubes")
     _check_ram(n, estimate_extraction_bytes(n, count_crossings(values, level)))
     step = 2.0 / (n - 1)
@@ -148,6 +142,50 @@ def extract_mesh(
     verts = (verts - 1.0).astype(np.float32)
     faces = faces.astype(np.int32)
     ctx.progress(1, 1, None, "marching cubes")
+    return finish_mesh(field, verts, faces, mc_normals, device, ctx)
+
+
+def grid_points(idx: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Local coordinates (float32) of the points with flat indices ``idx`` on the N^3 grid.
+
+    Every extraction path computes grid points here, so equal indices give
+    bit-identical points (hence identical field values).
+    """
+    n = int(resolution)
+    step = 2.0 / (n - 1)
+    ijk = torch.stack([idx // (n * n), (idx // n) % n, idx % n], dim=1)
+    return ijk.to(torch.float32) * step - 1.0
+
+
+def evaluate_points(
+    field: nn.Module, points: np.ndarray, device: torch.device, ctx: JobContext,
+    chunk: int | None = None, message: str = "evaluating the field",
+) -> np.ndarray:
+    """Field values (float32) at ``points`` (P, 3) in the local frame; chunked, under no_grad."""
+    chunk = _chunk_size(field, device, chunk, with_grad=False)
+    total = len(points)
+    values = np.empty(total, dtype=np.float32)
+    num_chunks = max(1, (total + chunk - 1) // chunk)
+    ctx.progress(0, num_chunks, None, message)
+    with torch.no_grad():
+        for c, start in enumerate(range(0, total, chunk)):
+            pts = torch.as_tensor(points[start : start + chunk], dtype=torch.float32, device=device)
+            values[start : start + len(pts)] = field(pts).float().cpu().numpy()
+            ctx.progress(c + 1, num_chunks, None, message)
+    return values
+
+
+def no_surface_error(level: float, lo: float, hi: float) -> JobError:
+    return JobError(
+        f"the field has no surface at level {level:g} inside the domain [-1, 1]^3 "
+        f"(its values there range from {lo:.4g} to {hi:.4g}); nothing to extract"
+    )
+
+
+def finish_mesh(
+    field: nn.Module, verts: np.ndarray, faces: np.ndarray, mc_normals: np.ndarray, device: torch.device, ctx: JobContext
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normals from the field's gradient, faces wound outward, grid normals where the gradient vanishes."""
     normals = vertex_normals(field, verts, device, ctx)
     # Orient the triangles like the gradient (outward), whatever the library's convention.
     tri = verts[faces]
@@ -159,3 +197,4 @@ def extract_mesh(
         sign = 1.0 if float(np.einsum("ij,ij->", mc_normals[~missing], normals[~missing])) >= 0 else -1.0
         normals[missing] = sign * mc_normals[missing]
     return verts, faces, normals
+

@@ -1,0 +1,278 @@
+"""Sparse, adaptive marching cubes: the dense extraction's mesh without the dense grid.
+
+The grid is the dense one (N points per axis over [-1, 1]^3, N - 1 cells), and
+the mesh is the same; only the field evaluations far from the surface are
+skipped.
+
+1. Octree culling. The cells are grouped into leaf blocks of ``block`` cells
+   per axis (4 by default; clipped at the far faces when N - 1 is not a
+   multiple of it). Starting from at most 4^3 big blocks, each block is
+   evaluated at its center c only; it can hold the surface only if
+   ``|f(c) - level| <= safety * L * r`` where r is the block's circumradius
+   and L = 1 the Lipschitz constant of an SDF (``safety`` 1.5 by default).
+   Kept blocks split into their (up to) 8 children, down to the leaf blocks.
+2. The grid points of the kept leaf blocks are evaluated, each point once
+   (blocks share their faces), under no_grad, in chunks.
+3. Closure: a field that is not an exact SDF (a fitted network, a gradient
+   above 1) can be under-estimated by step 1, so a leaf block whose face is
+   crossed by the surface pulls in its neighbour across that face, until no
+   surface leaves the kept set. A surface that lies entirely in culled blocks
+   is still missed: that is what ``safety`` is for.
+4. scikit-image's marching cubes runs on each crossed block. Its vertices lie
+   on grid edges; each is keyed by its global edge (doubled integer
+   coordinates: 2 i on an axis the vertex sits on, 2 i + 1 on the axis of the
+   edge it crosses), the blocks' copies along the seams merge with np.unique,
+   faces are remapped and degenerate ones dropped. (A vertex on a grid point,
+   where the field equals ``level``, is keyed by the point: its copies
+   merge, within ``SNAP`` cells; vertices at equal positions merge at the
+   end, as scikit-image does on the dense grid.)
+
+Memory is checked before anything large is allocated, from what this path
+holds (the evaluated blocks and the surface), not from the N^3 grid; then
+again once the blocks and the crossed edges are known.
+
+``evaluations`` counts every field evaluation of steps 1-3 (the gradient
+evaluations for the normals, one per vertex as in the dense path, are not
+counted); the dense path makes N^3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from skimage.measure import marching_cubes
+from torch import nn
+
+from ..context import JobContext, JobError
+from .extraction import (
+    BYTES_PER_VERTEX,
+    FIXED_OVERHEAD,
+    MIN_RESOLUTION,
+    TYPICAL_VERTICES_PER_SLICE,
+    _check_ram,
+    _chunk_size,
+    evaluate_points,
+    finish_mesh,
+    grid_points,
+    no_surface_error,
+)
+
+DEFAULT_BLOCK = 4  # 4 halves the evaluations of 8 near a surface; more blocks cost little
+DEFAULT_SAFETY = 1.5
+# A vertex this close (in cells) to a grid point is keyed by the point: where the
+# field equals ``level`` at a grid point, the blocks sharing it place their copies
+# a float32 rounding apart (local index 0 + t vs 4 + t).
+SNAP = 1e-5
+LIPSCHITZ = 1.0  # an SDF's; ``safety`` covers fields that are only roughly one
+# Per evaluated grid point: its flat index (8), value (4), the sort of np.unique
+# and searchsorted (~24); per leaf block point: index (8) + value (4) + position (8).
+BYTES_PER_POINT = 36
+BYTES_PER_BLOCK_POINT = 20
+
+
+def estimate_sparse_bytes(resolution: int, num_blocks: int, block: int, num_vertices: int | None = None) -> int:
+    """RAM of the sparse path: ``num_blocks`` evaluated leaf blocks, the surface (a typical guess if not given)
+    and a byte per leaf block of the whole grid (the set of blocks seen)."""
+    n = int(resolution)
+    vertices = num_vertices if num_vertices is not None else TYPICAL_VERTICES_PER_SLICE * n * n
+    points = num_blocks * (block + 1) ** 3
+    leaves = (-(-(n - 1) // block)) ** 3
+    # Vertices: per-block copies (float64 positions, keys, normals) before the weld, then the dense path's arrays.
+    return (BYTES_PER_POINT + BYTES_PER_BLOCK_POINT) * points + 2 * BYTES_PER_VERTEX * vertices + leaves + FIXED_OVERHEAD
+
+
+class _GridValues:
+    """Field values on a growing set of grid points, each evaluated once (sorted flat indices)."""
+
+    def __init__(self, field: nn.Module, n: int, device: torch.device, ctx: JobContext, chunk: int) -> None:
+        self.field, self.n, self.device, self.ctx, self.chunk = field, n, device, ctx, chunk
+        self.index = np.empty(0, dtype=np.int64)
+        self.values = np.empty(0, dtype=np.float32)
+        self.evaluations = 0
+
+    def add(self, flat: np.ndarray) -> None:
+        """Evaluate the points of ``flat`` (flat grid indices) not evaluated yet."""
+        flat = np.unique(flat)
+        pos = np.searchsorted(self.index, flat)
+        known = pos < len(self.index)
+        known[known] = self.index[pos[known]] == flat[known]
+        new = flat[~known]
+        if not len(new):
+            return
+        values = np.empty(len(new), dtype=np.float32)
+        num_chunks = (len(new) + self.chunk - 1) // self.chunk
+        self.ctx.progress(0, num_chunks, None, "evaluating the field near the surface")
+        with torch.no_grad():
+            for c, start in enumerate(range(0, len(new), self.chunk)):
+                idx = torch.as_tensor(new[start : start + self.chunk], device=self.device)
+                values[start : start + len(idx)] = self.field(grid_points(idx, self.n)).float().cpu().numpy()
+                self.ctx.progress(c + 1, num_chunks, None, "evaluating the field near the surface")
+        if not np.isfinite(values).all():
+            raise JobError("the field evaluates to NaN or Inf; the checkpoint is broken")
+        self.evaluations += len(new)
+        order = np.argsort(np.concatenate([self.index, new]), kind="stable")
+        self.index = np.concatenate([self.index, new])[order]
+        self.values = np.concatenate([self.values, values])[order]
+
+    def get(self, flat: np.ndarray) -> np.ndarray:
+        return self.values[np.searchsorted(self.index, flat)]
+
+
+def _block_points(origins: np.ndarray, block: int, m: int, n: int) -> np.ndarray:
+    """Flat grid indices (K, B+1, B+1, B+1) of leaf blocks with cell origins ``origins`` (K, 3), clamped to the grid."""
+    o = np.arange(block + 1, dtype=np.int64)
+    i = np.minimum(origins[:, 0, None] + o, m)[:, :, None, None]
+    j = np.minimum(origins[:, 1, None] + o, m)[:, None, :, None]
+    k = np.minimum(origins[:, 2, None] + o, m)[:, None, None, :]
+    return (i * n + j) * n + k
+
+
+def _cull(
+    field: nn.Module, n: int, block: int, level: float, safety: float, device: torch.device, ctx: JobContext,
+    chunk: int | None,
+) -> tuple[np.ndarray, int, float, float]:
+    """Octree culling down to the leaf blocks; returns their coordinates (K, 3), the evaluations and value range."""
+    m = n - 1  # cells per axis
+    step = 2.0 / m
+    leaves = -(-m // block)  # leaf blocks per axis
+    depth = max(0, int(np.ceil(np.log2(leaves))) - 2)  # the top level has <= 4^3 blocks
+    size = 1 << depth  # leaf blocks per block side at this level
+    top = -(-leaves // size)
+    blocks = np.stack(np.meshgrid(*[np.arange(top)] * 3, indexing="ij"), axis=-1).reshape(-1, 3).astype(np.int64)
+    evaluations, lo, hi = 0, np.inf, -np.inf
+    children = np.stack(np.meshgrid(*[np.arange(2)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    while True:
+        first = blocks * size * block  # cell ranges, clipped to the grid
+        last = np.minimum((blocks + 1) * size * block, m)
+        center = (first + last) * (0.5 * step) - 1.0
+        radius = 0.5 * step * np.linalg.norm((last - first).astype(np.float64), axis=1)
+        values = evaluate_points(field, center, device, ctx, chunk, "finding the surface")
+        evaluations += len(values)
+        if not np.isfinite(values).all():
+            raise JobError("the field evaluates to NaN or Inf; the checkpoint is broken")
+        lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
+        blocks = blocks[np.abs(values.astype(np.float64) - level) <= safety * LIPSCHITZ * radius]
+        if size == 1 or not len(blocks):
+            return blocks, evaluations, lo, hi
+        size //= 2
+        blocks = (blocks[:, None, :] * 2 + children[None]).reshape(-1, 3)
+        blocks = blocks[(blocks * size < leaves).all(axis=1)]
+
+
+def _crossings(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which blocks (K,) the surface crosses, and which of their faces (K, 6: -x, +x, -y, +y, -z, +z).
+
+    ``values`` (K, B+1, B+1, B+1) may repeat a clipped block's last plane
+    (clamped indices): repeated planes change neither answer.
+    """
+    inside = values > level
+    crossed = inside.any(axis=(1, 2, 3)) & ~inside.all(axis=(1, 2, 3))
+    faces = [inside[:, 0], inside[:, -1], inside[:, :, 0], inside[:, :, -1], inside[:, :, :, 0], inside[:, :, :, -1]]
+    faces = np.stack([f.any(axis=(1, 2)) & ~f.all(axis=(1, 2)) for f in faces], axis=1)
+    return crossed, faces
+
+
+def extract_mesh_sparse(
+    field: nn.Module, resolution: int, device: torch.device, ctx: JobContext, level: float = 0.0,
+    chunk: int | None = None, block: int = DEFAULT_BLOCK, safety: float = DEFAULT_SAFETY,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """The dense :func:`extract_mesh`'s mesh (same grid, same vertices), evaluating only near the surface.
+
+    Returns vertices, faces and normals as the dense path does, and a dict of
+    statistics: ``evaluations`` (field evaluations), ``blocks_evaluated`` and
+    ``blocks_crossed`` (leaf blocks evaluated, crossed by the surface) and
+    ``block`` (their size in cells).
+    """
+    n = int(resolution)
+    if n < MIN_RESOLUTION:
+        raise JobError(f"resolution must be at least {MIN_RESOLUTION}, got {n}")
+    if not block >= 1:
+        raise JobError(f"the block size must be at least 1 cell, got {block}")
+    if not safety > 0:
+        raise JobError(f"the safety factor must be positive, got {safety}")
+    m = n - 1
+    block = min(int(block), m)
+    _check_ram(n, estimate_sparse_bytes(n, 0, block))
+    field.eval()
+    leaves = -(-m // block)
+    kept, evaluations, lo, hi = _cull(field, n, block, level, safety, device, ctx, chunk)
+    _check_ram(n, estimate_sparse_bytes(n, len(kept), block))
+
+    grid = _GridValues(field, n, device, ctx, _chunk_size(field, device, chunk, with_grad=False))
+    known = np.zeros((leaves,) * 3, dtype=bool)
+    known[tuple(kept.T)] = True
+    todo, crossed_blocks, crossed_values, evaluated = kept, [], [], 0
+    offsets = np.array([[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]], dtype=np.int64)
+    while len(todo):  # evaluate the blocks, then pull in the neighbours the surface runs into
+        origins = todo * block
+        flat = _block_points(origins, block, m, n)
+        grid.add(flat.ravel())
+        values = grid.get(flat.ravel()).reshape(flat.shape)
+        del flat
+        crossed, faces = _crossings(values, level)
+        evaluated += len(todo)
+        todo, values = todo[crossed], values[crossed]
+        if len(todo):
+            lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
+        crossed_blocks.append(todo)
+        crossed_values.append(values)
+        faces = faces[crossed]
+        neighbours = (todo[:, None, :] + offsets[None])[faces]
+        neighbours = neighbours[((neighbours >= 0) & (neighbours < leaves)).all(axis=1)]
+        neighbours = np.unique(neighbours, axis=0) if len(neighbours) else neighbours.reshape(0, 3)
+        neighbours = neighbours[~known[tuple(neighbours.T)]]
+        known[tuple(neighbours.T)] = True
+        todo = neighbours
+    del known
+    evaluations += grid.evaluations
+    lo, hi = min(lo, float(grid.values.min(initial=np.inf))), max(hi, float(grid.values.max(initial=-np.inf)))
+    del grid
+    if not crossed_blocks or not sum(len(b) for b in crossed_blocks):
+        raise no_surface_error(level, lo, hi)
+    blocks, crossed_values = np.concatenate(crossed_blocks), np.concatenate(crossed_values)
+
+    inside = crossed_values > level  # crossed grid edges bound the vertices (seam edges count twice)
+    crossings = sum(int(np.count_nonzero(np.diff(inside, axis=a))) for a in (1, 2, 3))
+    del inside
+    _check_ram(n, estimate_sparse_bytes(n, evaluated, block, crossings))
+
+    ctx.progress(0, len(blocks), None, "marching cubes")
+    all_keys, all_verts, all_faces, all_normals, count = [], [], [], [], 0
+    for b, (origin, values) in enumerate(zip(blocks * block, crossed_values)):
+        s = np.minimum(origin + block, m) - origin + 1  # a clipped block's real size
+        try:
+            verts, faces, mc_normals, _ = marching_cubes(values[: s[0], : s[1], : s[2]], level=level, allow_degenerate=False)
+        except (RuntimeError, ValueError):  # touches the level only at grid points: no triangle here
+            continue
+        g = verts.astype(np.float64) + origin  # global index coordinates
+        r = np.round(g)
+        on_grid = np.abs(g - r) < SNAP
+        key = np.where(on_grid, 2 * r, 2 * np.floor(g) + 1).astype(np.int64)
+        all_keys.append((key[:, 0] * (2 * m + 1) + key[:, 1]) * (2 * m + 1) + key[:, 2])
+        all_verts.append(g)
+        all_faces.append(faces.astype(np.int64) + count)
+        all_normals.append(mc_normals)
+        count += len(verts)
+        ctx.progress(b + 1, len(blocks), None, "marching cubes")
+    if not all_keys:
+        raise no_surface_error(level, lo, hi)
+    keys, first, inverse = np.unique(np.concatenate(all_keys), return_index=True, return_inverse=True)
+    del keys, all_keys
+    step = 2.0 / m
+    verts = ((np.concatenate(all_verts)[first].astype(np.float32) * step).astype(np.float32) - 1.0).astype(np.float32)
+    mc_normals = np.concatenate(all_normals)[first]
+    faces = inverse.reshape(-1)[np.concatenate(all_faces)]
+    # Like the dense path (scikit-image merges them too): one vertex per position.
+    verts, first, inverse = np.unique(verts, axis=0, return_index=True, return_inverse=True)
+    mc_normals, faces = mc_normals[first], inverse.reshape(-1)[faces]
+    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])]
+    used = np.zeros(len(verts), dtype=bool)
+    used[faces.ravel()] = True
+    if not used.all():  # vertices of degenerate faces only
+        verts, mc_normals, faces = verts[used], mc_normals[used], (np.cumsum(used) - 1)[faces]
+    faces = faces.astype(np.int32)
+    ctx.progress(len(blocks), len(blocks), None, "marching cubes")
+    verts, faces, normals = finish_mesh(field, verts, faces, mc_normals, device, ctx)
+    return verts, faces, normals, {
+        "evaluations": int(evaluations), "blocks_evaluated": evaluated, "blocks_crossed": int(len(blocks)), "block": block,
+    }
