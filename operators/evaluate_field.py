@@ -12,8 +12,7 @@ from bpy.props import IntProperty
 
 from .bridge import InputError, mesh_arrays
 from .client import JobOutcome
-from .extract_mesh import active_field, checkpoint_of
-from .job import JobOperator
+from .field import FieldJobOperator
 
 
 def source_meshes(context: bpy.types.Context, field: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +37,7 @@ def source_meshes(context: bpy.types.Context, field: bpy.types.Object) -> tuple[
     return np.concatenate(verts), np.concatenate(faces)
 
 
-class INR_OT_evaluate_field(JobOperator, bpy.types.Operator):
+class INR_OT_evaluate_field(FieldJobOperator, bpy.types.Operator):
     """Measure the active field's surface against the objects it was fitted to (Chamfer, normals, F-score, Hausdorff)"""
 
     bl_idname = "inr.evaluate_field"
@@ -49,23 +48,15 @@ class INR_OT_evaluate_field(JobOperator, bpy.types.Operator):
     resolution: IntProperty(name="Resolution", default=128, min=16, max=8192, soft_max=1024, description="Extraction grid the surface is measured at")
     num_samples: IntProperty(name="Samples", default=100000, min=1000, soft_max=1000000, description="Points sampled on each surface")
 
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return context.mode == "OBJECT"
-
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        field = active_field(context)
-        self._field_name = field.name
+        field, params, arrays = self.field_job(context)
         vertices, faces = source_meshes(context, field)
-        params, arrays = checkpoint_of(context, field)
         params.update(resolution=self.resolution, num_samples=self.num_samples)
         arrays.update(vertices=vertices, faces=faces)
         return params, arrays
 
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
-        field = bpy.data.objects.get(self._field_name)
-        if field is None:
-            raise InputError(f"the field '{self._field_name}' was deleted while it was evaluated")
+        field = self.the_field()
         m, s = outcome.params, field.inr_field
         s.has_metrics = True
         s.chamfer_l1 = m["chamfer_l1_normalized"]
