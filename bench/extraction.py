@@ -18,13 +18,9 @@ import time
 import numpy as np
 from scipy.spatial import cKDTree
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "bench"))
-
-from fit_cost import load_shape  # noqa: E402
-from inr_blender.context import JobContext  # noqa: E402
-from inr_blender.jobs import JOBS  # noqa: E402
+from common import DEFAULT_SHAPE, REPO, load_shape, write_table
+from inr_blender.context import JobContext
+from inr_blender.jobs import JOBS
 
 
 def main() -> int:
@@ -32,7 +28,7 @@ def main() -> int:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256, 513])
     parser.add_argument("--dense-max", type=int, default=256)
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--shape", default=os.path.join(REPO, "..", "shared", "data", "meshes", "spot.obj"))
+    parser.add_argument("--shape", default=DEFAULT_SHAPE)
     parser.add_argument("--output", default=os.path.join(REPO, "bench", "results", "extraction.md"))
     args = parser.parse_args()
     name, mesh = load_shape(args.shape)
@@ -58,18 +54,12 @@ def main() -> int:
                 agree = f"{len(sv)} vertices (dense not run)"
             rows.append((n, se, de, de / se, st, dt, agree))
             print(rows[-1][:6], agree, flush=True)
-    lines = [
-        f"# Sparse vs dense extraction ({name}, IGR 4x256 after {args.steps} steps, 2 CPU cores)",
-        "",
-        "| grid points / axis | sparse evaluations | dense evaluations | fewer by | sparse s | dense s | agreement |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    lines += [f"| {r[0]} | {r[1]:,} | {r[2]:,} | {r[3]:.1f}x | {r[4]:.1f} | {'-' if r[5] is None else f'{r[5]:.1f}'} | {r[6]} |" for r in rows]
-    lines += ["", f"Command: `{' '.join(['python'] + sys.argv)}`", ""]
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as fh:
-        fh.write("\n".join(lines))
-    print("\n".join(lines))
+    write_table(
+        args.output,
+        f"Sparse vs dense extraction ({name}, IGR 4x256 after {args.steps} steps)",
+        ["grid points / axis", "sparse evaluations", "dense evaluations", "fewer by", "sparse s", "dense s", "agreement"],
+        [[str(r[0]), f"{r[1]:,}", f"{r[2]:,}", f"{r[3]:.1f}x", f"{r[4]:.1f}", "-" if r[5] is None else f"{r[5]:.1f}", r[6]] for r in rows],
+    )
     return 0
 
 

@@ -16,13 +16,9 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from inr_blender.context import JobContext  # noqa: E402
-from inr_blender.fileio import read_geometry  # noqa: E402
-from inr_blender.geometry.primitives import icosphere  # noqa: E402
-from inr_blender.jobs import JOBS  # noqa: E402
+from common import DEFAULT_SHAPE, REPO, load_shape, write_table
+from inr_blender.context import JobContext
+from inr_blender.jobs import JOBS
 
 CONFIGS = [  # (label, method, width, depth, batch)
     ("IGR published 512x8", "igr", 512, 8, 2048),
@@ -33,19 +29,11 @@ CONFIGS = [  # (label, method, width, depth, batch)
 ]
 
 
-def load_shape(path: str) -> tuple[str, dict]:
-    if path and os.path.exists(path):
-        mesh = read_geometry(path)
-        return os.path.basename(path), {"vertices": mesh["vertices"], "faces": mesh["faces"]}
-    v, f = icosphere(1.0, 4)
-    return "icosphere (shared data absent)", {"vertices": v, "faces": f}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--resolution", type=int, default=128)
-    parser.add_argument("--shape", default=os.path.join(REPO, "..", "shared", "data", "meshes", "spot.obj"))
+    parser.add_argument("--shape", default=DEFAULT_SHAPE)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", default=os.path.join(REPO, "bench", "results", "fit_cost.md"))
     args = parser.parse_args()
@@ -64,18 +52,12 @@ def main() -> int:
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             rows.append((label, batch, fit_s / args.steps * 100, fit["final_loss"], m["chamfer_l1_normalized"], rss, fit["device"]))
             print(f"{label}: {rows[-1][2]:.1f} s/100 steps, Chamfer-L1 {m['chamfer_l1_normalized']:.4f}", flush=True)
-    lines = [
-        f"# SDF fit cost by network size ({name}, {args.steps} steps, grid {args.resolution})",
-        "",
-        "| configuration | batch | s / 100 steps | final loss | Chamfer-L1 (/ radius) | peak RSS so far (MB) | device |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    lines += [f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.4g} | {r[4]:.4f} | {r[5]:.0f} | {r[6]} |" for r in rows]
-    lines += ["", f"Command: `{' '.join([os.path.basename(sys.executable)] + sys.argv)}`", ""]
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as fh:
-        fh.write("\n".join(lines))
-    print("\n".join(lines))
+    write_table(
+        args.output,
+        f"SDF fit cost by network size ({name}, {args.steps} steps, grid {args.resolution})",
+        ["configuration", "batch", "s / 100 steps", "final loss", "Chamfer-L1 (/ radius)", "peak RSS so far (MB)", "device"],
+        [[r[0], str(r[1]), f"{r[2]:.1f}", f"{r[3]:.4g}", f"{r[4]:.4f}", f"{r[5]:.0f}", r[6]] for r in rows],
+    )
     return 0
 
 
