@@ -8,6 +8,7 @@ from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatPrope
 SDF_METHODS = [
     ("IGR", "IGR", "Softplus MLP with geometric initialisation and an eikonal loss (Gropp 2020)"),
     ("SIREN", "SIREN", "Sine-activation MLP with an off-surface term (Sitzmann 2020); needs normals"),
+    ("HASHGRID", "Hash Grid", "Multiresolution hash-grid encoding with a small MLP (Instant-NGP, Müller 2022), IGR's losses"),
 ]
 
 

@@ -26,6 +26,7 @@ CONFIGS = [  # (label, method, width, depth, batch)
     ("IGR 256x4", "igr", 256, 4, 2048),
     ("IGR 128x4", "igr", 128, 4, 2048),
     ("SIREN published 256x3", "siren", 256, 3, 2048),
+    ("Hash grid (defaults, MLP 64x2)", "hashgrid", 64, 2, 2048),
 ]
 
 

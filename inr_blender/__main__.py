@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit-sdf", help="fit a signed distance field to a mesh or point cloud")
     p.add_argument("input", help="input .ply, .obj or .npz")
     p.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
-    p.add_argument("--method", choices=("igr", "siren"), default="igr")
+    p.add_argument("--method", choices=("igr", "siren", "hashgrid"), default="igr")
     p.add_argument("--iterations", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--depth", type=int)

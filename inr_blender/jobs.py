@@ -94,7 +94,7 @@ def _check_writable(path: str) -> None:
 
 
 def job_fit_sdf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
-    """Fit an SDF (IGR or SIREN) and write its checkpoint to ``checkpoint_path``.
+    """Fit an SDF (IGR, SIREN or hash grid) and write its checkpoint to ``checkpoint_path``.
 
     With ``return_checkpoint`` (for a remote worker) nothing is written on this
     machine: the checkpoint file's bytes come back as the uint8 array ``checkpoint``.

@@ -62,10 +62,15 @@ class INR_OT_fit_sdf(JobOperator, bpy.types.Operator):
     w_eikonal: FloatProperty(name="Eikonal Weight", default=5e1, min=0.0)
     w_offsurface: FloatProperty(name="Off-surface Weight", default=1e2, min=0.0)
     alpha: FloatProperty(name="Off-surface α", default=100.0, min=0.0)
+    # Hash grid (Müller 2022); its MLP is 2 layers of 64 and Width/Depth do not apply
+    levels: IntProperty(name="Levels", default=16, min=1, max=32)
+    log2_table_size: IntProperty(name="Table Size (log2)", default=16, min=8, max=24, description="Entries per level: 2^n (published 19)")
+    finest_resolution: IntProperty(name="Finest Resolution", default=512, min=16, max=8192, description="Grid of the finest level (published 2048)")
 
     _method_props = {
         "IGR": ("beta", "lambda_eikonal", "tau_normals", "knn_sigma"),
         "SIREN": ("omega0", "w_sdf", "w_normal", "w_eikonal", "w_offsurface", "alpha"),
+        "HASHGRID": ("levels", "log2_table_size", "finest_resolution", "lambda_eikonal", "tau_normals", "knn_sigma"),
     }
 
     @classmethod
@@ -102,7 +107,9 @@ class INR_OT_fit_sdf(JobOperator, bpy.types.Operator):
             "seed": self.seed,
             "checkpoint_path": path,
         }
-        optional = {"learning_rate": self.learning_rate, "width": self.width, "depth": self.depth}
+        optional = {"learning_rate": self.learning_rate}
+        if self.method != "HASHGRID":  # the hash grid keeps its small MLP
+            optional.update(width=self.width, depth=self.depth)
         params.update({k: v for k, v in optional.items() if v > 0})  # 0: the method's default
         params.update({name: getattr(self, name) for name in self._method_props[self.method]})
         self._params = params

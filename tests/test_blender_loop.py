@@ -119,3 +119,15 @@ def test_loss_curve_picture_follows_the_history(scene):
     loss_plot.loss_icon(field)  # builds the preview the panel shows (icon ids need a UI; pixels do not)
     preview = loss_plot._previews[next(iter(loss_plot._previews.keys()))]
     assert tuple(preview.image_size) == loss_plot.SIZE and len(preview.image_pixels_float) == h * w * 4
+
+
+def test_hash_grid_fits_from_the_operator(scene):
+    pts, nrm = sphere_points(3000, radius=0.7)
+    add_point_cloud(pts, nrm)
+    params = dict(method="HASHGRID", iterations=150, batch_size=1024, levels=8, log2_table_size=12, finest_resolution=128)
+    assert bpy.ops.inr.fit_sdf(**params) == {"FINISHED"}
+    field = bpy.context.active_object
+    assert field.inr_field.method == "HASHGRID"
+    assert bpy.ops.inr.extract_mesh(resolution=48) == {"FINISHED"}
+    verts = np.array([field.matrix_world @ v.co for v in bpy.context.active_object.data.vertices])
+    assert abs(np.median(np.linalg.norm(verts, axis=1)) - 0.7) < 0.1

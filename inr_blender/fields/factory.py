@@ -6,13 +6,19 @@ from typing import Any
 
 from torch import nn
 
+from .hashgrid import HashGridSDF
 from .igr import IGRNet
 from .siren import Siren
 
-# Published sizes: IGR 8 x 512 with a skip at layer 4; SIREN 3 hidden x 256.
+# Published sizes: IGR 8 x 512 with a skip at layer 4; SIREN 3 hidden x 256;
+# Instant-NGP's hash grid: 16 levels x 2 features, 2^19 entries, resolutions 16..2048
+# (its SDF decoder is 64 wide; see fields/hashgrid.py for our softplus MLP and sphere base).
 DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
     "igr": {"kind": "igr", "width": 512, "depth": 8, "beta": 100.0, "skip": None, "geometric_init": True, "init_radius": 0.5},
     "siren": {"kind": "siren", "width": 256, "depth": 3, "omega0": 30.0},
+    "hashgrid": {"kind": "hashgrid", "levels": 16, "features_per_level": 2, "log2_table_size": 19,
+                 "base_resolution": 16, "finest_resolution": 2048, "width": 64, "depth": 2, "beta": 100.0,
+                 "init_radius": 0.5},
 }
 
 
@@ -45,4 +51,16 @@ def build_field(config: dict[str, Any]) -> nn.Module:
         )
     if kind == "siren":
         return Siren(width=int(config["width"]), depth=int(config["depth"]), omega0=float(config["omega0"]))
+    if kind == "hashgrid":
+        return HashGridSDF(
+            levels=int(config["levels"]),
+            features_per_level=int(config["features_per_level"]),
+            log2_table_size=int(config["log2_table_size"]),
+            base_resolution=int(config["base_resolution"]),
+            finest_resolution=int(config["finest_resolution"]),
+            width=int(config["width"]),
+            depth=int(config["depth"]),
+            beta=float(config["beta"]),
+            init_radius=float(config["init_radius"]),
+        )
     raise ValueError(f"unknown field kind {kind!r}; known: {', '.join(DEFAULT_CONFIGS)}")

@@ -22,6 +22,7 @@ def train(
     lr_decay_factor: float = 1.0,
     grad_clip: float = 0.0,
     message: str = "fitting",
+    adam_eps: float = 1e-8,
 ) -> list[float]:
     """Optimise ``field`` with Adam for ``iterations`` steps; return the loss of every step.
 
@@ -29,9 +30,10 @@ def train(
     learning rate is multiplied by ``lr_decay_factor`` every ``lr_decay_interval``
     steps (0: constant). ``grad_clip`` > 0 clips the gradient norm. Progress is
     reported every step (``ctx`` rate-limits it), and ``ctx`` raises
-    ``Cancelled`` when the user cancels.
+    ``Cancelled`` when the user cancels. ``adam_eps`` is Adam's epsilon
+    (PyTorch's default 1e-8; Instant-NGP trains its hash tables with 1e-15).
     """
-    optimizer = torch.optim.Adam(field.parameters(), lr=learning_rate)
+    optimizer = torch.optim.Adam(field.parameters(), lr=learning_rate, eps=adam_eps)
     scheduler = (
         torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_decay_interval, gamma=lr_decay_factor)
         if lr_decay_interval > 0

@@ -1,0 +1,148 @@
+"""Multiresolution hash-grid encoding with a small MLP (Instant-NGP style), in plain PyTorch.
+
+Facts from Müller et al. 2022 ("Instant Neural Graphics Primitives with a
+Multiresolution Hash Encoding") and tiny-cuda-nn's grid encoding: L = 16 levels
+of F = 2 features, hash tables of T = 2^19 entries per level (the paper sweeps
+2^14..2^24), coarsest resolution 16, resolutions growing geometrically by
+b = exp((ln N_max - ln N_min) / (L - 1)) (its SDF configs use b ~ 1.38, i.e.
+N_max ~ 2048); a level whose grid has at most T vertices is indexed densely
+(one-to-one), finer levels through the spatial hash
+(x * 1) xor (y * 2654435761) xor (z * 805459861) mod T; features are
+trilinearly interpolated from the 8 corners of the enclosing cell; tables are
+initialised U(-1e-4, 1e-4). Instant-NGP trains the tables with Adam,
+lr 1e-2, eps 1e-15.
+
+Written with ordinary torch ops (no custom kernel), so it runs on CPU, CUDA and
+MPS and supports double backward: the corner indices are piecewise constant in
+x, and the interpolation weights are polynomials in x, so df/dx flows through
+the weights and stays differentiable for the eikonal loss.
+
+Departures, for SDF fitting with the shared IGR losses:
+
+- the decoder is a softplus MLP (beta = 100, as IGR), not ReLU, so that the
+  field has second derivatives (the eikonal and normal terms backpropagate
+  through df/dx);
+- the MLP input is concat(x, encoding), so the coarse shape does not depend on
+  the hashed tables alone;
+- the output is ``|x| - init_radius + MLP(...)`` with the MLP's last layer
+  initialised to zero: the field starts as the exact SDF of a sphere of
+  radius 0.5 (like IGR's geometric initialisation) and learns a residual. The
+  sphere term has no parameters; it also keeps the field's sign sensible far
+  from the data, where the tables get no training signal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+PRIMES = (1, 2654435761, 805459861)
+
+
+def level_resolutions(levels: int, base_resolution: int, finest_resolution: int) -> list[int]:
+    """Grid resolution (cells per axis) of each level: N_l = floor(N_min * b^l), b as in Instant-NGP."""
+    if levels == 1:
+        return [int(base_resolution)]
+    growth = math.exp((math.log(finest_resolution) - math.log(base_resolution)) / (levels - 1))
+    return [int(math.floor(base_resolution * growth**level + 1e-6)) for level in range(levels)]
+
+
+class HashGridEncoding(nn.Module):
+    """Maps (N, 3) points in [-1, 1]^3 to (N, levels * features_per_level) interpolated features.
+
+    Points outside the cube are clamped to it (their features are those of the
+    nearest boundary point).
+    """
+
+    def __init__(
+        self,
+        levels: int = 16,
+        features_per_level: int = 2,
+        log2_table_size: int = 19,
+        base_resolution: int = 16,
+        finest_resolution: int = 2048,
+    ) -> None:
+        super().__init__()
+        if levels < 1 or features_per_level < 1 or not 1 <= log2_table_size <= 30:
+            raise ValueError(f"bad hash grid: {levels} levels, {features_per_level} features, 2^{log2_table_size} table")
+        if base_resolution < 1 or finest_resolution < base_resolution:
+            raise ValueError(f"bad hash grid resolutions {base_resolution}..{finest_resolution}")
+        self.levels = int(levels)
+        self.features_per_level = int(features_per_level)
+        self.table_size = 1 << int(log2_table_size)
+        self.resolutions = level_resolutions(self.levels, int(base_resolution), int(finest_resolution))
+        sizes, offsets, dense = [], [], []
+        for n in self.resolutions:
+            vertices = (n + 1) ** 3
+            dense.append(vertices <= self.table_size)
+            offsets.append(sum(sizes))
+            sizes.append(min(vertices, self.table_size))
+        self.output_dim = self.levels * self.features_per_level
+        # All levels' tables in one parameter (level l owns rows offsets[l] .. offsets[l] + sizes[l]).
+        self.table = nn.Parameter(torch.empty(sum(sizes), self.features_per_level).uniform_(-1e-4, 1e-4))
+        self.register_buffer("_resolution", torch.tensor(self.resolutions, dtype=torch.int64), persistent=False)
+        self.register_buffer("_offset", torch.tensor(offsets, dtype=torch.int64), persistent=False)
+        self.register_buffer("_dense", torch.tensor(dense), persistent=False)
+        corners = torch.tensor([[(c >> 0) & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)], dtype=torch.int64)
+        self.register_buffer("_corners", corners, persistent=False)
+        self.register_buffer("_primes", torch.tensor(PRIMES, dtype=torch.int64), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = ((x + 1.0) * 0.5).clamp(0.0, 1.0)  # [-1, 1] -> [0, 1]
+        res = self._resolution  # (L,)
+        pos = u[:, None, :] * res[None, :, None].to(u.dtype)  # (B, L, 3), in cell units
+        cell = pos.detach().floor().long()
+        cell = torch.minimum(cell, (res - 1)[None, :, None])  # u == 1 falls in the last cell
+        frac = pos - cell.to(pos.dtype)  # (B, L, 3): differentiable in x
+        vertex = cell[:, :, None, :] + self._corners[None, None]  # (B, L, 8, 3)
+        side = res[None, :, None] + 1
+        dense_index = vertex[..., 0] + side * (vertex[..., 1] + side * vertex[..., 2])
+        # uint32 products wrap in Instant-NGP; int64 products keep the same low bits, and T is a power of two.
+        scrambled = vertex * self._primes
+        hashed = (scrambled[..., 0] ^ scrambled[..., 1] ^ scrambled[..., 2]) & (self.table_size - 1)
+        index = torch.where(self._dense[None, :, None], dense_index, hashed) + self._offset[None, :, None]
+        feats = nn.functional.embedding(index, self.table)  # (B, L, 8, F)
+        # Trilinear weights as an outer product of per-axis (1 - t, t): corner c = x + 2y + 4z.
+        w = torch.stack([1 - frac, frac], dim=-1)  # (B, L, 3, 2)
+        weights = (w[:, :, 2, :, None, None] * w[:, :, 1, None, :, None] * w[:, :, 0, None, None, :]).reshape(*frac.shape[:2], 1, 8)
+        out = torch.matmul(weights, feats).squeeze(-2)  # (B, L, F)
+        return out.reshape(len(x), self.output_dim)
+
+
+class HashGridSDF(nn.Module):
+    """Signed distance |x| - init_radius + MLP(concat(x, hash encoding of x)), mapping (N, 3) to (N,)."""
+
+    def __init__(
+        self,
+        levels: int = 16,
+        features_per_level: int = 2,
+        log2_table_size: int = 19,
+        base_resolution: int = 16,
+        finest_resolution: int = 2048,
+        width: int = 64,
+        depth: int = 2,
+        beta: float = 100.0,
+        init_radius: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if depth < 1 or width < 1:
+            raise ValueError(f"hash grid MLP needs depth >= 1 and width >= 1, got {width}x{depth}")
+        self.encoding = HashGridEncoding(levels, features_per_level, log2_table_size, base_resolution, finest_resolution)
+        self.init_radius = float(init_radius)
+        dims = [3 + self.encoding.output_dim] + [int(width)] * int(depth) + [1]
+        self.layers = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(len(dims) - 1))
+        self.activation = nn.Softplus(beta=beta) if beta > 0 else nn.ReLU()
+        with torch.no_grad():  # residual starts at zero: the field starts as the sphere SDF
+            self.layers[-1].weight.zero_()
+            self.layers[-1].bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.cat([x, self.encoding(x)], dim=-1)
+        for layer in self.layers[:-1]:
+            h = self.activation(layer(h))
+        residual = self.layers[-1](h).squeeze(-1)
+        # Smoothed |x| (finite first and second derivatives at the origin).
+        sphere = torch.sqrt(x.square().sum(dim=-1) + 1e-12) - self.init_radius
+        return sphere + residual

@@ -1,0 +1,157 @@
+"""The hash-grid field (Instant-NGP style encoding + softplus MLP): encoding, gradients, checkpoints, a fit."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from inr_blender.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from inr_blender.context import JobContext, JobError
+from inr_blender.fields import HashGridEncoding, HashGridSDF, build_field, field_config, value_and_gradient
+from inr_blender.fitting import resolve_params
+from inr_blender.fitting.losses import igr_loss
+from inr_blender.jobs import JOBS
+
+from test_backend_fit import chamfer_to_sphere, extract_world, sphere_cloud
+
+
+def random_encoding(**kwargs):
+    torch.manual_seed(0)
+    enc = HashGridEncoding(**{"levels": 4, "features_per_level": 2, "log2_table_size": 10,
+                              "base_resolution": 4, "finest_resolution": 64, **kwargs}).double()
+    with torch.no_grad():
+        enc.table.normal_()  # the published U(-1e-4, 1e-4) init is too small to see anything
+    return enc
+
+
+def random_sdf():
+    torch.manual_seed(0)
+    net = HashGridSDF(levels=4, features_per_level=2, log2_table_size=10, base_resolution=4,
+                      finest_resolution=64, width=16, depth=2).double()
+    with torch.no_grad():
+        net.encoding.table.normal_()
+        net.layers[-1].weight.normal_(0, 0.1)  # leave the zero (pure sphere) init
+    return net
+
+
+def test_encoding_shape_levels_and_init():
+    enc = HashGridEncoding(levels=16, features_per_level=2, log2_table_size=13, base_resolution=16, finest_resolution=2048)
+    assert enc.resolutions[0] == 16 and enc.resolutions[-1] == 2048
+    assert enc.resolutions == sorted(enc.resolutions)
+    # 17^3 = 4913 vertices fit a 2^13 table (dense, one-to-one); 23^3 = 12167 do not (hashed, 2^13 rows).
+    assert enc._dense.tolist()[:2] == [True, False] and not any(enc._dense.tolist()[2:])
+    assert enc.table.shape == (17**3 + 15 * 2**13, 2)
+    assert enc.table.abs().max() <= 1e-4
+    x = torch.rand(100, 3) * 2 - 1
+    assert enc(x).shape == (100, 32)
+    assert enc(torch.tensor([[1.0, 1.0, 1.0], [-1.0, -1.0, -1.0], [3.0, 0.0, -7.0]])).shape == (3, 32)  # clamped
+
+
+def test_interpolation_is_continuous_across_grid_vertices():
+    enc = random_encoding()
+    for level, n in enumerate(enc.resolutions):
+        # A vertex of this level (a hashed one for the finer levels), approached from all 8 sides.
+        vertex = torch.tensor([[5.0, 3.0, 7.0]], dtype=torch.float64) % n / n * 2 - 1
+        sides = torch.tensor([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=torch.float64)
+        values = enc(vertex + 1e-9 * sides)
+        block = slice(2 * level, 2 * level + 2)
+        assert (values[:, block] - enc(vertex)[:, block]).abs().max() < 1e-6, f"level {level} (resolution {n})"
+    # Along a line crossing many cells of every level the encoding has no jumps.
+    t = torch.linspace(-0.9, 0.9, 20001, dtype=torch.float64)[:, None]
+    line = enc(t * torch.tensor([[1.0, 0.7, -0.4]], dtype=torch.float64))
+    assert (line[1:] - line[:-1]).abs().max() < 0.05
+
+
+def test_gradients_with_respect_to_the_input_flow():
+    enc = random_encoding()
+    x = (torch.rand(200, 3, dtype=torch.float64) * 1.8 - 0.9).requires_grad_(True)
+    enc(x).square().sum().backward()
+    assert torch.isfinite(x.grad).all() and (x.grad.norm(dim=1) > 0).all()
+    net = random_sdf()
+    _, g = value_and_gradient(net, x.detach())
+    assert torch.isfinite(g).all() and (g.norm(dim=1) > 0).all()
+    torch.autograd.gradcheck(lambda p: net(p), (x.detach()[:8].requires_grad_(True),))
+
+
+def test_double_backward_for_the_eikonal_loss():
+    net = random_sdf()
+    x = (torch.rand(8, 3, dtype=torch.float64) * 1.8 - 0.9).requires_grad_(True)
+    torch.autograd.gradgradcheck(lambda p: net(p), (x,))
+    surface = torch.nn.functional.normalize(torch.randn(64, 3, dtype=torch.float64), dim=1) * 0.6
+    loss, parts = igr_loss(net, surface, surface / 0.6, torch.rand(64, 3, dtype=torch.float64) * 2 - 1)
+    loss.backward()
+    for name, param in net.named_parameters():
+        assert param.grad is not None and torch.isfinite(param.grad).all(), name
+        assert param.grad.abs().sum() > 0, name
+
+
+def test_starts_as_the_sphere_sdf():
+    net = build_field(field_config("hashgrid", log2_table_size=12))
+    x = torch.rand(1000, 3) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(net(x), x.norm(dim=1) - 0.5, atol=1e-5)
+    _, g = value_and_gradient(net, x)
+    assert torch.allclose(g.norm(dim=1), torch.ones(1000), atol=1e-4)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    config = field_config("hashgrid", levels=6, log2_table_size=11, finest_resolution=128, width=32)
+    assert config == {"kind": "hashgrid", "levels": 6, "features_per_level": 2, "log2_table_size": 11,
+                      "base_resolution": 16, "finest_resolution": 128, "width": 32, "depth": 2, "beta": 100.0,
+                      "init_radius": 0.5}
+    torch.manual_seed(1)
+    net = build_field(config)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.1)
+    path = save_checkpoint({"config": config, "state_dict": net.state_dict(), "center": [0.0] * 3, "scale": 1.0},
+                           str(tmp_path / "hg.pt"))
+    loaded, ckpt = load_checkpoint(path)
+    assert isinstance(loaded, HashGridSDF) and ckpt["config"] == config
+    x = torch.rand(500, 3) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded(x), net(x))
+    wrong = dict(config, log2_table_size=12)
+    save_checkpoint({"config": wrong, "state_dict": net.state_dict()}, str(tmp_path / "bad.pt"))
+    with pytest.raises(JobError, match="does not match its network config"):
+        load_checkpoint(str(tmp_path / "bad.pt"))
+
+
+def test_hashgrid_params():
+    p = resolve_params({"method": "hashgrid", "iterations": 900})
+    assert p["levels"] == 16 and p["features_per_level"] == 2 and p["base_resolution"] == 16
+    assert p["learning_rate"] == 1e-2 and p["adam_eps"] == 1e-15 and p["lr_decay_interval"] == 300
+    with pytest.raises(JobError, match="log2_table_size must be at most 30"):
+        resolve_params({"method": "hashgrid", "log2_table_size": 40})
+    with pytest.raises(JobError, match="finest_resolution must be at least base_resolution"):
+        resolve_params({"method": "hashgrid", "finest_resolution": 8})
+    with pytest.raises(JobError, match="levels must be positive"):
+        resolve_params({"method": "hashgrid", "levels": 0})
+
+
+# Why 0.03: the bound of test_backend_fit (0.05, from the 48^3 extraction grid's
+# cells of 5.3% of the radius) tightened, since this fit measured 0.0126 (the
+# same as IGR's fits, i.e. the extraction's own error); the starting field (the
+# sphere of local radius 0.5, the data being at 0.8) scores about 0.37, so the
+# bound fails any fit that did not move the surface onto the data.
+HASHGRID_CHAMFER_BOUND = 0.03
+
+
+def test_hashgrid_fit_of_a_sphere_point_cloud_through_the_jobs(tmp_path):
+    points, _ = sphere_cloud()
+    path = str(tmp_path / "hashgrid.pt")
+    # A small grid (8 levels to resolution 128, 2^12 rows) and batch keep this a few seconds on CPU.
+    params = {"method": "hashgrid", "iterations": 300, "levels": 8, "log2_table_size": 12, "finest_resolution": 128,
+              "batch_size": 512, "device": "cpu", "checkpoint_path": path}
+    result, _ = JOBS["fit_sdf"](params, {"points": points}, JobContext())
+    json.dumps(result, allow_nan=False)
+    assert result["method"] == "hashgrid" and not result["has_normals"] and result["iterations_run"] == 300
+    assert result["loss_history"][-1][1] < result["loss_history"][0][1]
+    ckpt = read_checkpoint(path)
+    assert ckpt["config"]["kind"] == "hashgrid" and ckpt["config"]["levels"] == 8
+    assert ckpt["params"]["adam_eps"] == 1e-15
+    mesh = extract_world(path)
+    assert chamfer_to_sphere(mesh) < HASHGRID_CHAMFER_BOUND
+    outward = np.einsum("ij,ij->i", mesh["normals"], mesh["vertices"] - np.asarray(result["center"]))
+    assert (outward > 0).mean() > 0.99
