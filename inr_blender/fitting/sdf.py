@@ -53,6 +53,10 @@ CHECKPOINT_VERSION = 1
 #      instead of ~2048 (measured on CPU, batch 2048: 11.8 s per 100 steps against
 #      19.6 s with the published table and resolutions; IGR 4 x 256: 9.1 s), and
 #      iterations 1000. Decoder: 64 x 2 softplus (see fields/hashgrid.py).
+# IGR's loss and sampling (shared by the hash grid, which trains with IGR's losses).
+IGR_LOSS_DEFAULTS: dict[str, Any] = {
+    "beta": 100.0, "init_radius": 0.5, "lambda_eikonal": 0.1, "tau_normals": 1.0, "knn_sigma": 50, "global_sigma": 1.0,
+}
 COMMON_DEFAULTS: dict[str, Any] = {"num_samples": 100_000, "seed": 0, "device": "auto"}
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "igr": {
@@ -64,12 +68,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "grad_clip": 0.0,
         "width": 512,
         "depth": 8,
-        "beta": 100.0,
-        "init_radius": 0.5,
-        "lambda_eikonal": 0.1,
-        "tau_normals": 1.0,
-        "knn_sigma": 50,
-        "global_sigma": 1.0,
+        **IGR_LOSS_DEFAULTS,
     },
     "siren": {
         "iterations": 2000,
@@ -102,12 +101,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "finest_resolution": 512,
         "width": 64,
         "depth": 2,
-        "beta": 100.0,
-        "init_radius": 0.5,
-        "lambda_eikonal": 0.1,
-        "tau_normals": 1.0,
-        "knn_sigma": 50,
-        "global_sigma": 1.0,
+        **IGR_LOSS_DEFAULTS,
     },
 }
 JOB_KEYS = ("method", "checkpoint_path")
