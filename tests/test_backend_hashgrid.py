@@ -27,8 +27,8 @@ def random_encoding(**kwargs):
 
 def random_sdf():
     torch.manual_seed(0)
-    net = HashGridSDF(levels=4, features_per_level=2, log2_table_size=10, base_resolution=4,
-                      finest_resolution=64, width=16, depth=2).double()
+    encoding = HashGridEncoding(levels=4, features_per_level=2, log2_table_size=10, base_resolution=4, finest_resolution=64)
+    net = HashGridSDF(encoding, width=16, depth=2).double()
     with torch.no_grad():
         net.encoding.table.normal_()
         net.layers[-1].weight.normal_(0, 0.1)  # leave the zero (pure sphere) init

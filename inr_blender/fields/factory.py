@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from .hashgrid import HashGridSDF
+from .hashgrid import HashGridEncoding, HashGridSDF
 from .igr import IGRNet
 from .siren import Siren
 
@@ -52,15 +52,12 @@ def build_field(config: dict[str, Any]) -> nn.Module:
     if kind == "siren":
         return Siren(width=int(config["width"]), depth=int(config["depth"]), omega0=float(config["omega0"]))
     if kind == "hashgrid":
-        return HashGridSDF(
+        encoding = HashGridEncoding(
             levels=int(config["levels"]),
             features_per_level=int(config["features_per_level"]),
             log2_table_size=int(config["log2_table_size"]),
             base_resolution=int(config["base_resolution"]),
             finest_resolution=int(config["finest_resolution"]),
-            width=int(config["width"]),
-            depth=int(config["depth"]),
-            beta=float(config["beta"]),
-            init_radius=float(config["init_radius"]),
         )
+        return HashGridSDF(encoding, width=int(config["width"]), depth=int(config["depth"]), beta=float(config["beta"]), init_radius=float(config["init_radius"]))
     raise ValueError(f"unknown field kind {kind!r}; known: {', '.join(DEFAULT_CONFIGS)}")

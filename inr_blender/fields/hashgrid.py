@@ -112,24 +112,13 @@ class HashGridEncoding(nn.Module):
 
 
 class HashGridSDF(nn.Module):
-    """Signed distance |x| - init_radius + MLP(concat(x, hash encoding of x)), mapping (N, 3) to (N,)."""
+    """Signed distance |x| - init_radius + MLP(concat(x, encoding(x))), mapping (N, 3) to (N,)."""
 
-    def __init__(
-        self,
-        levels: int = 16,
-        features_per_level: int = 2,
-        log2_table_size: int = 19,
-        base_resolution: int = 16,
-        finest_resolution: int = 2048,
-        width: int = 64,
-        depth: int = 2,
-        beta: float = 100.0,
-        init_radius: float = 0.5,
-    ) -> None:
+    def __init__(self, encoding: HashGridEncoding, width: int = 64, depth: int = 2, beta: float = 100.0, init_radius: float = 0.5) -> None:
         super().__init__()
         if depth < 1 or width < 1:
             raise ValueError(f"hash grid MLP needs depth >= 1 and width >= 1, got {width}x{depth}")
-        self.encoding = HashGridEncoding(levels, features_per_level, log2_table_size, base_resolution, finest_resolution)
+        self.encoding = encoding
         self.init_radius = float(init_radius)
         dims = [3 + self.encoding.output_dim] + [int(width)] * int(depth) + [1]
         self.layers = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(len(dims) - 1))

@@ -78,11 +78,6 @@ def bounding_sphere(vertices: np.ndarray) -> tuple[np.ndarray, float]:
     return center, float(np.linalg.norm(v - center, axis=1).max())
 
 
-def bounding_radius(vertices: np.ndarray) -> float:
-    """Radius of the sphere about the bounding-box centre that encloses ``vertices``."""
-    return bounding_sphere(vertices)[1]
-
-
 def sample_pair(
     vertices_a: np.ndarray, faces_a: np.ndarray, vertices_b: np.ndarray, faces_b: np.ndarray, num_samples: int = 100_000, seed: int = 0
 ) -> SurfaceSamples:
