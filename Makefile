@@ -34,3 +34,26 @@ extension: $(STAMP)
 
 clean:
 	rm -rf $(VENV) dist demo_out .pytest_cache
+
+# Benchmark against Open3D's screened Poisson (bench/sdf_vs_poisson.py) in its own venv,
+# .venv-bench: the dev requirements plus open3d. Pass options with BENCH_ARGS="--resume ...".
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat requirements-dev.txt bench/requirements.txt | cksum | cut -d' ' -f1)
+BENCH_ARGS ?=
+
+.PHONY: bench-venv bench
+
+bench-venv: $(BENCH_STAMP)
+
+$(BENCH_STAMP): requirements-dev.txt bench/requirements.txt
+	$(PYTHON) -c "import sys; assert sys.version_info[:2] == (3, 11), 'bpy 4.5 needs Python 3.11, found ' + sys.version"
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install --quiet --upgrade pip
+	$(BENCH_PY) -m pip install --quiet -r bench/requirements.txt
+	rm -f $(BENCH_VENV)/.installed-*
+	touch $@
+
+bench: $(BENCH_STAMP)
+	ldconfig -p | grep -q libusb-1.0 || (apt-get update && apt-get install -y libusb-1.0-0)
+	$(BENCH_PY) bench/sdf_vs_poisson.py $(BENCH_ARGS)

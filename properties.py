@@ -36,6 +36,8 @@ class INR_PG_field(bpy.types.PropertyGroup):
     has_normals: BoolProperty(name="Normals")
     train_seconds: FloatProperty(name="Training Time", subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE")
     device: StringProperty(name="Device")
+    preset: StringProperty(name="Preset", description="The Fit SDF preset it was trained with")
+    stop_reason: StringProperty(name="Stopped", description="Why training stopped: converged, time limit or iteration limit")
     # quality against the objects it was fitted to (Evaluate Field)
     has_metrics: BoolProperty(name="Evaluated", default=False)
     chamfer_l1: FloatProperty(name="Chamfer-L1", description="Mean of the two directed mean distances, as a fraction of the input's bounding-sphere radius", precision=5)

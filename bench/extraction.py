@@ -1,10 +1,11 @@
 """Sparse against dense marching cubes on one fitted field: evaluations, time and agreement.
 
-Fits a small IGR field to a shape (spot.obj from the shared data, else an icosphere), then
-extracts it with both methods at each resolution. Dense runs only up to --dense-max (its
+Fits a field to a shape (spot.obj from the shared data, else an icosphere; the Fast preset's
+hash grid by default, or IGR 4x256 with --method igr), then extracts it with both methods at
+each resolution. Dense runs only up to --dense-max (its
 evaluation count beyond that is N^3 by construction). Writes ``bench/results/extraction.md``.
 
-    .venv/bin/python bench/extraction.py [--resolutions 128 256 513] [--dense-max 256]
+    .venv/bin/python bench/extraction.py [--resolutions 128 256 512] [--dense-max 256] [--method hashgrid]
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from inr_blender.jobs import JOBS
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256, 513])
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256, 512])
+    parser.add_argument("--method", choices=["hashgrid", "igr"], default="hashgrid")
     parser.add_argument("--dense-max", type=int, default=256)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--shape", default=DEFAULT_SHAPE)
@@ -36,7 +38,10 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = os.path.join(tmp, "field.pt")
-        JOBS["fit_sdf"](dict(method="igr", iterations=args.steps, width=256, depth=4, batch_size=2048, checkpoint_path=ckpt, device="cpu"), dict(mesh), ctx)
+        fit = dict(method=args.method, iterations=args.steps, batch_size=2048, checkpoint_path=ckpt, device="cpu")
+        if args.method == "igr":
+            fit.update(width=256, depth=4)
+        JOBS["fit_sdf"](fit, dict(mesh), ctx)
         for n in args.resolutions:
             result = {}
             for method in ("sparse", "dense"):
@@ -56,7 +61,7 @@ def main() -> int:
             print(rows[-1][:6], agree, flush=True)
     write_table(
         args.output,
-        f"Sparse vs dense extraction ({name}, IGR 4x256 after {args.steps} steps)",
+        f"Sparse vs dense extraction ({name}, {'hash grid (Fast preset)' if args.method == 'hashgrid' else 'IGR 4x256'} after {args.steps} steps)",
         ["grid points / axis", "sparse evaluations", "dense evaluations", "fewer by", "sparse s", "dense s", "agreement"],
         [[str(r[0]), f"{r[1]:,}", f"{r[2]:,}", f"{r[3]:.1f}x", f"{r[4]:.1f}", "-" if r[5] is None else f"{r[5]:.1f}", r[6]] for r in rows],
     )

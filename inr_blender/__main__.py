@@ -37,13 +37,15 @@ def _fit_sdf(args: argparse.Namespace) -> None:
     params = {
         "method": args.method, "checkpoint_path": args.output, "iterations": args.iterations, "width": args.width,
         "depth": args.depth, "batch_size": args.batch_size, "learning_rate": args.lr, "device": args.device,
-        "num_samples": args.num_samples, "seed": args.seed,
+        "num_samples": args.num_samples, "seed": args.seed, "max_seconds": args.max_seconds,
+        "convergence_tolerance": args.tolerance,
     }
     result, _ = _run("fit_sdf", {k: v for k, v in params.items() if v is not None}, arrays)
     print(
         f"fitted {result['method'].upper()} on {result['num_points']} points in {result['seconds']:.1f} s "
         f"({result['device']}), final loss {result['final_loss']:.5g}: {result['checkpoint_path']}"
     )
+    print(f"stopped: {result['stop_reason']}")
 
 
 def _extract(args: argparse.Namespace) -> None:
@@ -95,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--num-samples", type=int, help="surface samples drawn from a mesh input")
     p.add_argument("--seed", type=int)
+    p.add_argument("--max-seconds", type=float, help="stop after this long")
+    p.add_argument("--tolerance", type=float, help="stop once the loss improves by less than this fraction (0: never)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.set_defaults(func=_fit_sdf)
 

@@ -123,6 +123,7 @@ def job_fit_sdf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tupl
         "loss_history": ckpt["loss_history"],
         "final_loss": ckpt["final_loss"],
         "iterations_run": ckpt["iterations_run"],
+        "stop_reason": ckpt["stop_reason"],
         "seconds": ckpt["seconds"],
         "device": ckpt["device"],
         "num_points": ckpt["num_points"],

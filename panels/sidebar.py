@@ -45,7 +45,11 @@ class VIEW3D_PT_inr_fit(_INRPanel, bpy.types.Panel):
         layout.label(text=f"{len(usable)} mesh/point cloud selected" if usable else "Select meshes or point clouds", icon="RESTRICT_SELECT_OFF")
         col = layout.column()
         col.enabled = bool(usable) and not context.window_manager.inr_job.running
-        col.operator("inr.fit_sdf", icon="MOD_REMESH")
+        col.label(text="Fit SDF")
+        row = col.row(align=True)
+        for preset, text, icon in (("FAST", "Fast", "MOD_REMESH"), ("DETAILED", "Detailed", "MOD_MULTIRES"), ("SMOOTH", "Smooth", "MOD_SMOOTH")):
+            row.operator("inr.fit_sdf", text=text, icon=icon).preset = preset
+        col.operator("inr.fit_sdf", text="Custom…", icon="PREFERENCES").preset = "CUSTOM"
 
 
 def _loss_curve_text(settings) -> str:
@@ -69,9 +73,12 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
         s = obj.inr_field
         layout.label(text=obj.name, icon="EMPTY_DATA")
         col = layout.column(align=True)
-        col.label(text=f"{s.kind} · {s.method} · {s.iterations} steps on {s.device}")
+        preset = f" ({s.preset.lower()})" if s.preset and s.preset != "CUSTOM" else ""
+        col.label(text=f"{s.kind} · {s.method}{preset} · {s.iterations} steps on {s.device}")
         col.label(text=f"{s.num_points} points{' with normals' if s.has_normals else ''} from {s.sources}")
         col.label(text=f"Final loss {s.final_loss:.5g} · {s.train_seconds:.1f} s")
+        if s.stop_reason:
+            col.label(text=s.stop_reason[:1].upper() + s.stop_reason[1:], icon="CHECKMARK" if s.stop_reason.startswith("converged") else "TIME")
         curve = _loss_curve_text(s)
         if curve:
             col.label(text=curve)

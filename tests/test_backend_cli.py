@@ -30,6 +30,7 @@ def test_fit_extract_metrics_end_to_end(tmp_path):
               "--batch-size", "1024", "--device", "cpu", cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr
     assert "[150/150] loss" in fit.stdout  # progress printed through JobContext(verbose=True)
+    assert "stopped: reached the iteration limit (150 steps)" in fit.stdout
     assert (tmp_path / "out" / "field.pt").is_file()
 
     ext = cli("extract", "out/field.pt", "-o", "mesh.obj", "--resolution", "40", "--device", "cpu", cwd=tmp_path)

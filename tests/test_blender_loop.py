@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import bpy
@@ -131,3 +132,24 @@ def test_hash_grid_fits_from_the_operator(scene):
     assert bpy.ops.inr.extract_mesh(resolution=48) == {"FINISHED"}
     verts = np.array([field.matrix_world @ v.co for v in bpy.context.active_object.data.vertices])
     assert abs(np.median(np.linalg.norm(verts, axis=1)) - 0.7) < 0.1
+
+
+def test_presets_fill_in_what_is_not_set(scene):
+    pts, nrm = sphere_points(3000, radius=0.7)
+    add_point_cloud(pts, nrm)
+    # FAST is the default preset: a hash grid; the explicit iterations and table size win over it.
+    assert bpy.ops.inr.fit_sdf(iterations=60, log2_table_size=12, batch_size=512) == {"FINISHED"}
+    field = bpy.context.active_object
+    s = field.inr_field
+    settings = json.loads(s.settings_json)
+    assert s.method == "HASHGRID" and s.preset == "FAST"
+    assert settings["iterations"] == 60 and settings["log2_table_size"] == 12 and settings["levels"] == 12
+    assert settings["finest_resolution"] == 256 and settings["convergence_tolerance"] == 0.005
+    assert s.stop_reason == "reached the iteration limit (60 steps)"
+    # SMOOTH is IGR 4x256; an explicit width still wins.
+    bpy.ops.object.select_all(action="DESELECT")
+    bpy.data.objects[s.sources].select_set(True)
+    assert bpy.ops.inr.fit_sdf(preset="SMOOTH", iterations=40, width=32, batch_size=512) == {"FINISHED"}
+    s = bpy.context.active_object.inr_field
+    settings = json.loads(s.settings_json)
+    assert s.method == "IGR" and s.preset == "SMOOTH" and settings["width"] == 32 and settings["depth"] == 4

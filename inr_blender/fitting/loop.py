@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -10,6 +12,29 @@ import torch
 from torch import nn
 
 from ..context import JobContext, JobError
+
+
+@dataclass
+class StopRule:
+    """When to stop before the iteration limit.
+
+    Converged: the mean loss of a window of ``window`` steps improved on the
+    previous window's by less than ``tolerance`` (relative), ``patience``
+    windows in a row, after at least ``min_iterations`` steps
+    (``tolerance`` 0 disables it). Time: ``max_seconds`` > 0 caps the wall time.
+    """
+
+    tolerance: float = 0.0
+    window: int = 100
+    patience: int = 2
+    min_iterations: int = 0
+    max_seconds: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    losses: list[float]
+    stop_reason: str
 
 
 def train(
@@ -23,8 +48,9 @@ def train(
     grad_clip: float = 0.0,
     message: str = "fitting",
     adam_eps: float = 1e-8,
-) -> list[float]:
-    """Optimise ``field`` with Adam for ``iterations`` steps; return the loss of every step.
+    stop: StopRule | None = None,
+) -> TrainResult:
+    """Optimise ``field`` with Adam for at most ``iterations`` steps; return every step's loss and why it stopped.
 
     ``step_loss(i)`` draws the i-th batch and returns its scalar loss. The
     learning rate is multiplied by ``lr_decay_factor`` every ``lr_decay_interval``
@@ -32,7 +58,9 @@ def train(
     reported every step (``ctx`` rate-limits it), and ``ctx`` raises
     ``Cancelled`` when the user cancels. ``adam_eps`` is Adam's epsilon
     (PyTorch's default 1e-8; Instant-NGP trains its hash tables with 1e-15).
+    ``stop`` may end the run early (see :class:`StopRule`).
     """
+    stop = stop or StopRule()
     optimizer = torch.optim.Adam(field.parameters(), lr=learning_rate, eps=adam_eps)
     scheduler = (
         torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_decay_interval, gamma=lr_decay_factor)
@@ -41,6 +69,10 @@ def train(
     )
     field.train()
     losses: list[float] = []
+    windows: list[float] = []
+    calm = 0
+    reason = f"reached the iteration limit ({iterations} steps)"
+    started = time.monotonic()
     ctx.progress(0, iterations, None, message)
     for i in range(iterations):
         optimizer.zero_grad(set_to_none=True)
@@ -56,8 +88,23 @@ def train(
             raise JobError(f"training diverged at step {i + 1} (the loss is {value}); lower the learning rate")
         losses.append(value)
         ctx.progress(i + 1, iterations, value, message)
+        if stop.max_seconds > 0 and time.monotonic() - started >= stop.max_seconds and i + 1 < iterations:
+            reason = f"reached the time limit ({stop.max_seconds:g} s) after {i + 1} steps"
+            break
+        if stop.tolerance > 0 and (i + 1) % stop.window == 0:
+            windows.append(float(np.mean(losses[-stop.window :])))
+            if len(windows) > 1:
+                previous = windows[-2]
+                improved = (previous - windows[-1]) / abs(previous) if previous else 0.0
+                calm = calm + 1 if improved < stop.tolerance else 0
+            if calm >= stop.patience and i + 1 >= stop.min_iterations and i + 1 < iterations:
+                reason = (
+                    f"converged after {i + 1} steps (the mean loss of {stop.window} steps improved by less than "
+                    f"{stop.tolerance:.1%} {stop.patience} times in a row)"
+                )
+                break
     field.eval()
-    return losses
+    return TrainResult(losses, reason)
 
 
 def downsample_history(losses: list[float], max_points: int = 200) -> list[list[float]]:

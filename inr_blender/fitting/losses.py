@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fields.grad import value_and_gradient
+from ..fields.grad import finite_difference_gradient, value_and_gradient
 
 
 def igr_loss(
@@ -16,13 +16,15 @@ def igr_loss(
     off_surface: torch.Tensor,
     tau_normals: float = 1.0,
     lambda_eikonal: float = 0.1,
+    fd_step: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """mean|f(surface)| + tau * mean||grad f - n|| + lambda * mean(||grad f|| - 1)^2 over ``off_surface``.
 
-    The normal term is dropped when ``normals`` is None.
+    The normal term is dropped when ``normals`` is None. ``fd_step`` > 0 takes
+    the gradients by central differences of that step instead of autograd.
     """
     x = torch.cat([surface, off_surface])
-    f, g = value_and_gradient(field, x, create_graph=True)
+    f, g = finite_difference_gradient(field, x, fd_step) if fd_step > 0 else value_and_gradient(field, x, create_graph=True)
     m = len(surface)
     parts = {
         "surface": f[:m].abs().mean(),

@@ -56,7 +56,7 @@ def _chunk_size(field: nn.Module, device: torch.device, requested: int | None, w
     layers = sum(1 for m in field.modules() if isinstance(m, nn.Linear))
     # no_grad keeps ~3 activations alive; a backward pass keeps every layer's.
     per_point = 4 * width * ((layers + 2) * 3 if with_grad else 3) + 64
-    chunk = requested or (1 << 20 if device.type != "cpu" else 1 << 16)
+    chunk = requested or (1 << 20 if device.type != "cpu" else 1 << 14)
     free = device_free_memory_bytes(device)
     if free is not None:
         fit = int(free * 0.5) // per_point

@@ -90,3 +90,32 @@ def near_surface_samples(points: torch.Tensor, sigma: torch.Tensor) -> torch.Ten
 def uniform_samples(count: int, half_width: float, device: torch.device) -> torch.Tensor:
     """``count`` points uniform in the cube [-half_width, half_width]^3."""
     return (torch.rand(count, 3, device=device) * 2.0 - 1.0) * half_width
+
+
+class SignedDistanceEstimate:
+    """Signed distances to an oriented point cloud: distance to the nearest point, sign of the mean of
+    (q - p_i) . n_i over the k nearest points (positive outside). Reliable away from the cloud (a few
+    point spacings or more), where the surface terms of a fit give no signal."""
+
+    def __init__(self, points: np.ndarray, normals: np.ndarray, k: int = 8) -> None:
+        self.points = np.asarray(points, dtype=np.float64)
+        self.normals = np.asarray(normals, dtype=np.float64)
+        self.tree = cKDTree(self.points)
+        self.k = max(1, min(int(k), len(self.points)))
+
+    def __call__(self, queries: np.ndarray) -> np.ndarray:
+        queries = np.asarray(queries, dtype=np.float64)
+        dist, idx = self.tree.query(queries, k=self.k, workers=-1)
+        dist, idx = dist.reshape(len(queries), self.k), idx.reshape(len(queries), self.k)
+        side = np.einsum("qkd,qkd->qk", queries[:, None, :] - self.points[idx], self.normals[idx]).mean(axis=1)
+        return np.where(side >= 0, 1.0, -1.0) * dist[:, 0]
+
+
+def far_samples(
+    estimate: SignedDistanceEstimate, count: int, min_distance: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform points of [-1, 1]^3 at least ``min_distance`` from the cloud, with their estimated signed distances."""
+    queries = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(int(count), 3))
+    sd = estimate(queries)
+    keep = np.abs(sd) >= min_distance
+    return queries[keep], sd[keep]

@@ -9,16 +9,22 @@ skipped.
    multiple of it). Starting from at most 4^3 big blocks, each block is
    evaluated at its center c only; it can hold the surface only if
    ``|f(c) - level| <= safety * L * r`` where r is the block's circumradius
-   and L = 1 the Lipschitz constant of an SDF (``safety`` 1.5 by default).
+   and L = 1 the Lipschitz constant of an SDF (``safety`` 1 by default:
+   measured on fitted IGR and hash-grid fields, 1.5 gave the same mesh
+   with 1.4x the evaluations, the closure below recovering the rest).
    Kept blocks split into their (up to) 8 children, down to the leaf blocks.
 2. The grid points of the kept leaf blocks are evaluated, each point once
    (blocks share their faces), under no_grad, in chunks.
 3. Closure: a field that is not an exact SDF (a fitted network, a gradient
    above 1) can be under-estimated by step 1, so a leaf block whose face is
    crossed by the surface pulls in its neighbour across that face, until no
-   surface leaves the kept set. A surface that lies entirely in culled blocks
-   is still missed: that is what ``safety`` is for.
-4. scikit-image's marching cubes runs on each crossed block. Its vertices lie
+   surface leaves the kept set. When culling keeps nothing although the
+   field takes values on both sides of the level, it runs again with the
+   safety doubled (up to 3 times). A surface that lies entirely in culled
+   blocks is still missed: that is what ``safety`` is for.
+4. scikit-image's marching cubes runs on the crossed blocks, a group of up
+   to ``GROUP``^3 neighbouring blocks per call (its ``mask`` limits the call
+   to their cells). Its vertices lie
    on grid edges; each is keyed by its global edge (doubled integer
    coordinates: 2 i on an axis the vertex sits on, 2 i + 1 on the axis of the
    edge it crosses), the blocks' copies along the seams merge with np.unique,
@@ -57,8 +63,9 @@ from .extraction import (
     no_surface_error,
 )
 
-DEFAULT_BLOCK = 4  # 4 halves the evaluations of 8 near a surface; more blocks cost little
-DEFAULT_SAFETY = 1.5
+GROUP = 8  # leaf blocks per axis in one marching-cubes call
+DEFAULT_BLOCK = 2  # measured at 512^3 on a hash-grid field: 2.5M evaluations against 3.5M with 4
+DEFAULT_SAFETY = 1.0  # exact for a true SDF; the closure (step 3) catches what a fitted field's steeper parts hide
 # A vertex this close (in cells) to a grid point is keyed by the point: where the
 # field equals ``level`` at a grid point, the blocks sharing it place their copies
 # a float32 rounding apart (local index 0 + t vs 4 + t).
@@ -172,6 +179,43 @@ def _crossings(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray
     return crossed, faces
 
 
+def _march_groups(
+    blocks: np.ndarray, values: np.ndarray, block: int, m: int, level: float, ctx: JobContext
+):
+    """Marching cubes over groups of up to ``GROUP``^3 crossed leaf blocks, one call per group.
+
+    Each group's blocks are copied into one volume, and scikit-image's ``mask``
+    restricts the call to their cells (every corner of such a cell belongs to
+    its block, so the filler elsewhere never reaches the mesh). Yields the
+    group's cell origin (3,) and its vertices (in the group's index
+    coordinates), faces and grid normals.
+    """
+    group_of = blocks // GROUP
+    order = np.lexsort(group_of.T[::-1])
+    blocks, values, group_of = blocks[order], values[order], group_of[order]
+    starts = np.flatnonzero(np.r_[True, (np.diff(group_of, axis=0) != 0).any(axis=1)])
+    ends = np.r_[starts[1:], len(blocks)]
+    filler = np.float32(level + 1.0)
+    ctx.progress(0, len(starts), None, "marching cubes")
+    for k, (a, b) in enumerate(zip(starts, ends)):
+        origin = group_of[a] * GROUP * block
+        shape = np.minimum(origin + GROUP * block, m) - origin + 1
+        volume = np.full(shape, filler, dtype=np.float32)
+        mask = np.zeros(shape, dtype=bool)
+        for leaf, vals in zip(blocks[a:b] * block - origin, values[a:b]):
+            s = np.minimum(leaf + origin + block, m) - origin - leaf + 1  # a clipped block's real size
+            volume[leaf[0] : leaf[0] + s[0], leaf[1] : leaf[1] + s[1], leaf[2] : leaf[2] + s[2]] = vals[: s[0], : s[1], : s[2]]
+            # scikit-image computes the cell whose far corner is masked in (measured with 0.26).
+            mask[leaf[0] + 1 : leaf[0] + s[0], leaf[1] + 1 : leaf[1] + s[1], leaf[2] + 1 : leaf[2] + s[2]] = True
+        try:
+            verts, faces, mc_normals, _ = marching_cubes(volume, level=level, mask=mask, allow_degenerate=False)
+        except (RuntimeError, ValueError):  # touches the level only at grid points: no triangle here
+            continue
+        ctx.progress(k + 1, len(starts), None, "marching cubes")
+        if len(faces):
+            yield origin, verts, faces, mc_normals
+
+
 def extract_mesh_sparse(
     field: nn.Module, resolution: int, device: torch.device, ctx: JobContext, level: float = 0.0,
     chunk: int | None = None, block: int = DEFAULT_BLOCK, safety: float = DEFAULT_SAFETY,
@@ -196,6 +240,12 @@ def extract_mesh_sparse(
     field.eval()
     leaves = -(-m // block)
     kept, evaluations, lo, hi = _cull(field, n, block, level, safety, device, ctx, chunk)
+    for _ in range(3):  # a field much steeper than a distance field can hide every block: widen the bound
+        if len(kept) or not lo <= level <= hi:
+            break
+        safety *= 2.0
+        kept, more, lo2, hi2 = _cull(field, n, block, level, safety, device, ctx, chunk)
+        evaluations, lo, hi = evaluations + more, min(lo, lo2), max(hi, hi2)
     _check_ram(n, estimate_sparse_bytes(n, len(kept), block))
 
     grid = _GridValues(field, n, device, ctx, _chunk_size(field, device, chunk, with_grad=False))
@@ -236,14 +286,8 @@ def extract_mesh_sparse(
     del inside
     _check_ram(n, estimate_sparse_bytes(n, evaluated, block, crossings))
 
-    ctx.progress(0, len(blocks), None, "marching cubes")
     all_keys, all_verts, all_faces, all_normals, count = [], [], [], [], 0
-    for b, (origin, values) in enumerate(zip(blocks * block, crossed_values)):
-        s = np.minimum(origin + block, m) - origin + 1  # a clipped block's real size
-        try:
-            verts, faces, mc_normals, _ = marching_cubes(values[: s[0], : s[1], : s[2]], level=level, allow_degenerate=False)
-        except (RuntimeError, ValueError):  # touches the level only at grid points: no triangle here
-            continue
+    for origin, verts, faces, mc_normals in _march_groups(blocks, crossed_values, block, m, level, ctx):
         g = verts.astype(np.float64) + origin  # global index coordinates
         r = np.round(g)
         on_grid = np.abs(g - r) < SNAP
@@ -253,7 +297,6 @@ def extract_mesh_sparse(
         all_faces.append(faces.astype(np.int64) + count)
         all_normals.append(mc_normals)
         count += len(verts)
-        ctx.progress(b + 1, len(blocks), None, "marching cubes")
     if not all_keys:
         raise no_surface_error(level, lo, hi)
     keys, first, inverse = np.unique(np.concatenate(all_keys), return_index=True, return_inverse=True)
@@ -271,7 +314,6 @@ def extract_mesh_sparse(
     if not used.all():  # vertices of degenerate faces only
         verts, mc_normals, faces = verts[used], mc_normals[used], (np.cumsum(used) - 1)[faces]
     faces = faces.astype(np.int32)
-    ctx.progress(len(blocks), len(blocks), None, "marching cubes")
     verts, faces, normals = finish_mesh(field, verts, faces, mc_normals, device, ctx)
     return verts, faces, normals, {
         "evaluations": int(evaluations), "blocks_evaluated": evaluated, "blocks_crossed": int(len(blocks)), "block": block,
