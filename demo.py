@@ -81,11 +81,8 @@ def stage(scene: bpy.types.Scene, resolution: tuple[int, int], samples: int) -> 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", default="demo_out", help="folder for demo.blend and demo.png")
-    parser.add_argument("--method", default="IGR", choices=["IGR", "SIREN"])
-    parser.add_argument("--iterations", type=int, default=1000)
-    parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--depth", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--preset", default="SMOOTH", choices=["FAST", "DETAILED", "SMOOTH"], help="Fit SDF preset")
+    parser.add_argument("--iterations", type=int, help="most training steps (default: the preset's)")
     parser.add_argument("--resolution", type=int, default=192, help="marching-cubes grid")
     parser.add_argument("--samples", type=int, default=32, help="Cycles samples for the picture")
     args = parser.parse_args(argv)
@@ -104,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     bpy.ops.object.shade_smooth()
     suzanne.data.materials.append(material("Input", (0.25, 0.42, 0.75)))
 
-    print(f"Fitting a {args.method} SDF to Suzanne ({args.iterations} steps, {args.depth}x{args.width})", flush=True)
-    bpy.ops.inr.fit_sdf(method=args.method, iterations=args.iterations, width=args.width, depth=args.depth, batch_size=args.batch_size)
+    print(f"Fitting an SDF to Suzanne (preset {args.preset.lower()})", flush=True)
+    bpy.ops.inr.fit_sdf(preset=args.preset, **({"iterations": args.iterations} if args.iterations else {}))
     field = bpy.context.active_object
     bpy.ops.inr.extract_mesh(resolution=args.resolution)
     result = bpy.context.active_object
@@ -116,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result.location.x += 3.0  # beside the input, for the picture
     label("input", (-1.5, 0.0, -1.4))
-    label(f"neural SDF ({args.method})", (1.5, 0.0, -1.4))
+    label(f"neural SDF ({field.inr_field.method.lower()})", (1.5, 0.0, -1.4))
     stage(scene, (1280, 640), args.samples)
 
     blend = os.path.join(out, "demo.blend")
@@ -129,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     s = field.inr_field
     print()
     print(f"Field:        {field.name}, {s.method}, {s.iterations} steps in {s.train_seconds:.1f} s on {s.device}, final loss {s.final_loss:.4g}")
+    print(f"Stopped:      {s.stop_reason}")
     print(f"Checkpoint:   {s.checkpoint} (relative to {blend})")
     print(f"Mesh:         {len(result.data.vertices)} vertices, {len(result.data.polygons)} triangles (grid {args.resolution})")
     print(f"Chamfer-L1:   {s.chamfer_l1:.5f} of Suzanne's bounding-sphere radius")

@@ -34,7 +34,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 PRESET_ITEMS = [
     ("FAST", "Fast", "Hash grid, 500 steps at most: seconds to a minute on a CPU; the default"),
     ("DETAILED", "Detailed", "Finer hash grid (16 levels up to 512, 2^19 entries), 1500 steps: fine detail, slower"),
-    ("SMOOTH", "Smooth", "IGR 4x256, 1000 steps: a smooth surface that ignores noise in the input"),
+    ("SMOOTH", "Smooth", "IGR 4x256, 1000 steps: a smooth, rounded surface (fine detail is lost)"),
     ("CUSTOM", "Custom", "Every setting as set below"),
 ]
 
