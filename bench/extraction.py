@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 from scipy.spatial import cKDTree
 
 from common import DEFAULT_SHAPE, REPO, load_shape, write_table

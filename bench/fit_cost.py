@@ -13,12 +13,8 @@ import argparse
 import os
 import resource
 import sys
-import tempfile
-import time
 
-from common import DEFAULT_SHAPE, REPO, load_shape, write_table
-from inr_blender.context import JobContext
-from inr_blender.jobs import JOBS
+from common import DEFAULT_SHAPE, REPO, fit_and_measure, load_shape, write_table
 
 CONFIGS = [  # (label, method, width, depth, batch)
     ("IGR published 512x8", "igr", 512, 8, 2048),
@@ -39,20 +35,13 @@ def main() -> int:
     parser.add_argument("--output", default=os.path.join(REPO, "bench", "results", "fit_cost.md"))
     args = parser.parse_args()
     name, mesh = load_shape(args.shape)
-    ctx = JobContext()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for label, method, width, depth, batch in CONFIGS:
-            ckpt = os.path.join(tmp, f"{method}-{width}x{depth}.pt")
-            params = dict(method=method, iterations=args.steps, width=width, depth=depth, batch_size=batch, checkpoint_path=ckpt, device=args.device, num_samples=50000)
-            started = time.perf_counter()
-            fit, _ = JOBS["fit_sdf"](params, dict(mesh), ctx)
-            fit_s = time.perf_counter() - started
-            _, out = JOBS["extract_mesh"]({"checkpoint_path": ckpt, "resolution": args.resolution, "space": "world", "device": args.device}, {}, ctx)
-            m, _ = JOBS["metrics"]({"num_samples": 100000}, {"vertices_a": mesh["vertices"], "faces_a": mesh["faces"], "vertices_b": out["vertices"], "faces_b": out["faces"]}, ctx)
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            rows.append((label, batch, fit_s / args.steps * 100, fit["final_loss"], m["chamfer_l1_normalized"], rss, fit["device"]))
-            print(f"{label}: {rows[-1][2]:.1f} s/100 steps, Chamfer-L1 {m['chamfer_l1_normalized']:.4f}", flush=True)
+    for label, method, width, depth, batch in CONFIGS:
+        params = dict(method=method, iterations=args.steps, width=width, depth=depth, batch_size=batch, num_samples=50000)
+        fit, fit_s, m = fit_and_measure(mesh, params, args.resolution, args.device)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rows.append((label, batch, fit_s / args.steps * 100, fit["final_loss"], m["chamfer_l1_normalized"], rss, fit["device"]))
+        print(f"{label}: {rows[-1][2]:.1f} s/100 steps, Chamfer-L1 {m['chamfer_l1_normalized']:.4f}", flush=True)
     write_table(
         args.output,
         f"SDF fit cost by network size ({name}, {args.steps} steps, grid {args.resolution})",

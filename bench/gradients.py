@@ -12,12 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
-import time
 
-from common import REPO, load_shape, write_table
-from inr_blender.context import JobContext
-from inr_blender.jobs import JOBS
+from common import REPO, fit_and_measure, load_shape, write_table
 
 SHAPE = os.path.join(REPO, "..", "shared", "data", "meshes", "fandisk.obj")
 
@@ -30,21 +26,13 @@ def main() -> int:
     parser.add_argument("--output", default=os.path.join(REPO, "bench", "results", "gradients.md"))
     args = parser.parse_args()
     name, mesh = load_shape(args.shape)
-    ctx = JobContext()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for gradient in ("autograd", "finite_difference"):
-            ckpt = os.path.join(tmp, f"{gradient}.pt")
-            params = {"method": "hashgrid", "iterations": args.steps, "convergence_tolerance": 0, "gradient": gradient,
-                      "checkpoint_path": ckpt, "device": "cpu"}
-            started = time.perf_counter()
-            fit, _ = JOBS["fit_sdf"](params, dict(mesh), ctx)
-            seconds = time.perf_counter() - started
-            _, out = JOBS["extract_mesh"]({"checkpoint_path": ckpt, "resolution": args.resolution, "space": "world", "device": "cpu"}, {}, ctx)
-            m, _ = JOBS["metrics"]({}, {"vertices_a": mesh["vertices"], "faces_a": mesh["faces"], "vertices_b": out["vertices"], "faces_b": out["faces"]}, ctx)
-            rows.append([gradient, f"{seconds:.1f}", f"{seconds / args.steps * 100:.1f}", f"{m['chamfer_l1_normalized']:.5f}",
-                         f"{m['normal_consistency']:.4f}", f"{m['fscore']:.4f}"])
-            print(rows[-1], flush=True)
+    for gradient in ("autograd", "finite_difference"):
+        params = {"method": "hashgrid", "iterations": args.steps, "convergence_tolerance": 0, "gradient": gradient}
+        _, seconds, m = fit_and_measure(mesh, params, args.resolution)
+        rows.append([gradient, f"{seconds:.1f}", f"{seconds / args.steps * 100:.1f}", f"{m['chamfer_l1_normalized']:.5f}",
+                     f"{m['normal_consistency']:.4f}", f"{m['fscore']:.4f}"])
+        print(rows[-1], flush=True)
     write_table(
         args.output,
         f"Hash-grid gradients: autograd vs central differences ({name}, {args.steps} steps, grid {args.resolution})",

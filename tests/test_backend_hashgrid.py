@@ -212,3 +212,17 @@ def test_hashgrid_fit_of_a_sphere_point_cloud_through_the_jobs(tmp_path):
     assert chamfer_to_sphere(mesh) < HASHGRID_CHAMFER_BOUND
     outward = np.einsum("ij,ij->i", mesh["normals"], mesh["vertices"] - np.asarray(result["center"]))
     assert (outward > 0).mean() > 0.99
+
+
+def test_sign_term_penalises_only_the_wrong_sign():
+    net = random_sdf()
+    surface = torch.zeros(4, 3, dtype=torch.float64)
+    off = torch.tensor([[0.9, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.9, 0.0]], dtype=torch.float64)
+    with torch.no_grad():
+        f = net(off)
+    _, right = igr_loss(net, surface, None, off, off_sign=torch.sign(f), w_sign=10.0)
+    assert right["sign"] == 0
+    _, wrong = igr_loss(net, surface, None, off, off_sign=-torch.sign(f), w_sign=10.0)
+    assert torch.isclose(wrong["sign"], 10.0 * f.abs().mean())
+    _, unknown = igr_loss(net, surface, None, off, off_sign=torch.zeros(3, dtype=torch.float64), w_sign=10.0)
+    assert "sign" not in unknown

@@ -106,7 +106,7 @@ class HashGridEncoding(nn.Module):
         scrambled = axis[:, d:] * self._primes[None, None, :, None]
         hashed = _corners(scrambled[:, :, 0], scrambled[:, :, 1], scrambled[:, :, 2], torch.bitwise_xor) & (self.table_size - 1)
         index = torch.cat([dense_index, hashed], dim=1) + self._offset[None, :, None]
-        feats = _gather_rows(self.table, index)  # (B, L, 8, F)
+        feats = _GatherRows.apply(self.table, index)  # (B, L, 8, F)
         w = torch.stack([1 - frac, frac], dim=-1)  # (B, L, 3, 2): trilinear weights per axis
         weights = _corners(w[:, :, 0], w[:, :, 1], w[:, :, 2], torch.mul)[:, :, None, :]  # (B, L, 1, 8)
         out = torch.matmul(weights, feats).squeeze(-2)  # (B, L, F)
@@ -121,9 +121,9 @@ def _corners(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, op) -> torch.Ten
 class _GatherRows(torch.autograd.Function):
     """table[index] whose backward scatters with ``index_add_``.
 
-    Same values and gradients as ``nn.functional.embedding``, but PyTorch's
-    dense embedding backward is several times slower on the CPU (measured:
-    35 ms against 8 ms for 1.1M rows). Only the table's gradient is defined;
+    Same values and gradients as ``nn.functional.embedding``, whose dense
+    backward took 35 ms of a 0.13 s training step on the CPU (batch 4096);
+    with this op the whole step took 0.09 s. Only the table's gradient is defined;
     the double backward of the eikonal term never passes through this op
     (df/dx flows through the interpolation weights, not the table lookup).
     """
@@ -140,10 +140,6 @@ class _GatherRows(torch.autograd.Function):
         table_grad = grad.new_zeros(ctx.rows, grad.shape[-1])
         table_grad.index_add_(0, index.reshape(-1), grad.reshape(-1, grad.shape[-1]))
         return table_grad, None
-
-
-def _gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return _GatherRows.apply(table, index)
 
 
 class HashGridSDF(nn.Module):

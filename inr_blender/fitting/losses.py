@@ -17,11 +17,16 @@ def igr_loss(
     tau_normals: float = 1.0,
     lambda_eikonal: float = 0.1,
     fd_step: float = 0.0,
+    off_sign: torch.Tensor | None = None,
+    w_sign: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """mean|f(surface)| + tau * mean||grad f - n|| + lambda * mean(||grad f|| - 1)^2 over ``off_surface``.
 
     The normal term is dropped when ``normals`` is None. ``fd_step`` > 0 takes
     the gradients by central differences of that step instead of autograd.
+    ``off_sign`` (one per off-surface point: +1 outside, -1 inside, 0 unknown)
+    adds ``w_sign`` * mean relu(-sign * f) over the points of known sign, on the
+    values the eikonal term already computed.
     """
     x = torch.cat([surface, off_surface])
     f, g = finite_difference_gradient(field, x, fd_step) if fd_step > 0 else value_and_gradient(field, x, create_graph=True)
@@ -32,6 +37,10 @@ def igr_loss(
     }
     if normals is not None and tau_normals > 0:
         parts["normals"] = tau_normals * (g[:m] - normals).norm(dim=-1).mean()
+    if off_sign is not None and w_sign > 0:
+        known = off_sign != 0
+        if bool(known.any()):
+            parts["sign"] = w_sign * torch.relu(-off_sign[known] * f[m:][known]).mean()
     return sum(parts.values()), parts
 
 
