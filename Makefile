@@ -42,7 +42,7 @@ BENCH_PY := $(BENCH_VENV)/bin/python
 BENCH_STAMP := $(BENCH_VENV)/.installed-$(shell cat requirements-dev.txt bench/requirements.txt | cksum | cut -d' ' -f1)
 BENCH_ARGS ?=
 
-.PHONY: bench-venv bench
+.PHONY: bench-venv bench bench-nerf
 
 bench-venv: $(BENCH_STAMP)
 
@@ -57,3 +57,7 @@ $(BENCH_STAMP): requirements-dev.txt bench/requirements.txt
 bench: $(BENCH_STAMP)
 	ldconfig -p | grep -q libusb-1.0 || (apt-get update && apt-get install -y libusb-1.0-0)
 	$(BENCH_PY) bench/sdf_vs_poisson.py $(BENCH_ARGS)
+
+# Radiance fields on lego: fast hash-grid field against classic NeRF (bench/nerf_lego.py).
+bench-nerf: $(BENCH_STAMP)
+	$(BENCH_PY) bench/nerf_lego.py $(BENCH_ARGS)

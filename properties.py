@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, PointerProperty, StringProperty
 
 SDF_METHODS = [
     ("IGR", "IGR", "Softplus MLP with geometric initialisation and an eikonal loss (Gropp 2020)"),
     ("SIREN", "SIREN", "Sine-activation MLP with an off-surface term (Sitzmann 2020); needs normals"),
     ("HASHGRID", "Hash Grid", "Multiresolution hash-grid encoding with a small MLP (Instant-NGP, Müller 2022), IGR's losses"),
+]
+NERF_MODELS = [
+    ("FAST", "Fast", "Hash-grid density with a small colour MLP and an occupancy grid (in the spirit of Instant-NGP, Müller 2022)"),
+    ("CLASSIC", "Classic", "NeRF as published (Mildenhall 2020): positional encoding, 8x256 MLP, coarse and fine samples; slow"),
+]
+FIELD_KINDS = [
+    ("SDF", "Signed Distance", "A signed distance field"),
+    ("NERF", "Radiance Field", "A radiance field (NeRF): density and colour, fitted to posed images"),
 ]
 
 
@@ -21,7 +29,7 @@ class INR_PG_field(bpy.types.PropertyGroup):
     """Stored on the Empty that stands for a fitted field (``Object.inr_field``)."""
 
     is_field: BoolProperty(name="Is Field", default=False)
-    kind: EnumProperty(name="Kind", items=[("SDF", "Signed Distance", "A signed distance field")], default="SDF")
+    kind: EnumProperty(name="Kind", items=FIELD_KINDS, default="SDF")
     method: EnumProperty(name="Method", items=SDF_METHODS, default="IGR")
     checkpoint: StringProperty(
         name="Checkpoint", subtype="FILE_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE"}, description="The field's weights; relative to the .blend once saved"
@@ -45,6 +53,21 @@ class INR_PG_field(bpy.types.PropertyGroup):
     fscore: FloatProperty(name="F-score", description="F-score at 1% of the bounding-sphere radius (1 is perfect)", precision=4)
     hausdorff: FloatProperty(name="Hausdorff", description="Two-sided Hausdorff distance, as a fraction of the bounding-sphere radius", precision=4)
     metrics_resolution: IntProperty(name="Evaluated At", description="Extraction resolution the metrics were measured at")
+    # radiance fields (kind NERF)
+    nerf_model: EnumProperty(name="Model", items=NERF_MODELS, default="FAST")
+    views_path: StringProperty(
+        name="Views", subtype="FILE_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE"}, description="The transforms.json (or its folder) the field was fitted to"
+    )
+    num_views: IntProperty(name="Training Views", description="Views the field was trained on (held-out views aside)")
+    num_holdout: IntProperty(name="Held-out Views", description="Views kept out of training to measure PSNR and SSIM")
+    image_width: IntProperty(name="Image Width", subtype="PIXEL")
+    image_height: IntProperty(name="Image Height", subtype="PIXEL")
+    psnr: FloatProperty(name="PSNR", description="Mean PSNR (dB) on the held-out views", precision=2)
+    ssim: FloatProperty(name="SSIM", description="Mean SSIM on the held-out views (1 is perfect)", precision=4)
+    train_psnr: FloatProperty(name="Train PSNR", description="Mean PSNR (dB) on the training views", precision=2)
+    eval_history_json: StringProperty(name="PSNR History", description="Held-out PSNR during training: [[step, seconds, psnr], ...] as JSON")
+    background: FloatVectorProperty(name="Background", subtype="COLOR", size=3, min=0.0, max=1.0, default=(1.0, 1.0, 1.0), description="The colour behind transparent pixels, in training and in renders")
+    density_threshold: FloatProperty(name="Density Threshold", default=25.0, min=1e-3, description="Density of the surface Extract Mesh uses (the fit suggests one)")
 
 
 class INR_PG_job(bpy.types.PropertyGroup):
@@ -57,6 +80,8 @@ class INR_PG_job(bpy.types.PropertyGroup):
     total: IntProperty()
     loss: FloatProperty()
     has_loss: BoolProperty()
+    psnr: FloatProperty()
+    has_psnr: BoolProperty()
     message: StringProperty()
     cancel_requested: BoolProperty(default=False)
 

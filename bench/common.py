@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
@@ -54,3 +57,51 @@ def write_table(path: str, title: str, header: list[str], rows: list[list[str]])
     with open(path, "w") as fh:
         fh.write("\n".join(lines))
     print("\n".join(lines))
+
+
+def run_worker_process(script: str, args: list[str]) -> dict[str, Any]:
+    """Run ``script args --worker-result FILE`` in a fresh process; the JSON it wrote, or an ``error`` entry."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "result.json")
+        rc = subprocess.call([sys.executable, os.path.abspath(script), *args, "--worker-result", out])
+        if os.path.exists(out):
+            with open(out) as fh:
+                return json.load(fh)
+        return {"error": f"worker exited with status {rc}"}
+
+
+def load_results(path: str, settings: dict[str, Any], resume: bool) -> dict[str, dict[str, Any]]:
+    """Earlier results to resume from (only when made with the same settings), else none."""
+    if not resume or not os.path.exists(path):
+        return {}
+    with open(path) as fh:
+        saved = json.load(fh)
+    if saved.get("settings") != settings:
+        sys.exit(f"--resume: {path} was made with {saved.get('settings')}, not {settings}; run without --resume to start over")
+    return saved["results"]
+
+
+def save_results(path: str, settings: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
+    """Write the JSON file atomically (after every entry, so an interrupted run loses at most one)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as fh:
+        json.dump({"settings": settings, "results": results}, fh, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def append_lines(path: str, lines: list[str]) -> None:
+    """Append (and print) Markdown lines below the table :func:`write_table` wrote."""
+    with open(path, "a") as fh:
+        fh.write("\n".join(lines))
+    print("\n".join(lines))
+
+
+def worker_entry(result_path: str, run, failed: dict[str, Any]) -> int:
+    """A worker process's body: ``run()``'s result, or ``failed`` with the error, written as JSON to ``result_path``."""
+    try:
+        result = run()
+    except Exception as exc:  # reported as a failed entry, the run goes on
+        result = {**failed, "error": f"{type(exc).__name__}: {exc}"}
+    with open(result_path, "w") as fh:
+        json.dump(result, fh)
+    return 0

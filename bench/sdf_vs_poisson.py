@@ -16,7 +16,6 @@ an interrupted run with --resume); the table, and a check of the issue's targets
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -27,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from common import REPO, write_table
+from common import REPO, append_lines, load_results, run_worker_process, save_results, worker_entry, write_table
 from inr_blender.context import JobContext
 from inr_blender.fileio import read_geometry, write_mesh
 from inr_blender.fitting.sdf import METHOD_DEFAULTS
@@ -124,34 +123,9 @@ def launch(shape: str, noise: float, method: str, args: argparse.Namespace) -> d
     stale = mesh_path(args.mesh_dir, shape, noise, method)
     if os.path.exists(stale):  # from an earlier run: not to be pictured if this one fails
         os.remove(stale)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "result.json")
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", shape, f"{noise:g}", method, "--worker-result", out,
-               "--resolution", str(args.resolution), "--iterations-scale", str(args.iterations_scale), "--mesh-dir", args.mesh_dir]
-        rc = subprocess.call(cmd)
-        if os.path.exists(out):
-            with open(out) as fh:
-                return json.load(fh)
-        return {"shape": shape, "noise": noise, "method": method, "error": f"worker exited with status {rc}"}
-
-
-def load_results(path: str, settings: dict[str, Any], resume: bool) -> dict[str, dict[str, Any]]:
-    """Earlier results to resume from (only when made with the same settings), else none."""
-    if not resume or not os.path.exists(path):
-        return {}
-    with open(path) as fh:
-        saved = json.load(fh)
-    if saved.get("settings") != settings:
-        sys.exit(f"--resume: {path} was made with {saved.get('settings')}, not {settings}; run without --resume to start over")
-    return saved["results"]
-
-
-def save_results(path: str, settings: dict[str, Any], results: dict[str, dict[str, Any]]) -> None:
-    """Write the JSON file atomically (after every entry, so an interrupted run loses at most one)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as fh:
-        json.dump({"settings": settings, "results": results}, fh, indent=1)
-    os.replace(path + ".tmp", path)
+    result = run_worker_process(__file__, ["--worker", shape, f"{noise:g}", method, "--resolution", str(args.resolution),
+                                           "--iterations-scale", str(args.iterations_scale), "--mesh-dir", args.mesh_dir])
+    return {"shape": shape, "noise": noise, "method": method, **result}
 
 
 def render(shape: str, noise: float, methods: list[str], args: argparse.Namespace) -> None:
@@ -253,13 +227,8 @@ def main() -> int:
 
     if args.worker:
         shape, noise, method = args.worker
-        try:
-            result = run_worker(shape, float(noise), method, args)
-        except Exception as exc:  # reported as a failed entry, the run goes on
-            result = {"shape": shape, "noise": float(noise), "method": method, "error": f"{type(exc).__name__}: {exc}"}
-        with open(args.worker_result, "w") as fh:
-            json.dump(result, fh)
-        return 0
+        return worker_entry(args.worker_result, lambda: run_worker(shape, float(noise), method, args),
+                            {"shape": shape, "noise": float(noise), "method": method})
 
     shapes = [s.removesuffix(".obj") for s in args.shapes]
     missing = [s for s in shapes if not os.path.exists(os.path.join(MESHES, f"{s}.obj"))]
@@ -320,10 +289,7 @@ def main() -> int:
         + ", ".join(f"{LABELS[m]} {b:.0f}" for m, b in base.items()) + " MB.",
         "",
     ]
-    summary = notes + target_summary(selected, shapes, settings)
-    with open(args.output, "a") as fh:
-        fh.write("\n".join(summary))
-    print("\n".join(summary))
+    append_lines(args.output, notes + target_summary(selected, shapes, settings))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m inr_blender {serve,fit-sdf,extract,metrics} ...``.
+"""Command line: ``python -m inr_blender {serve,fit-sdf,fit-nerf,render-view,extract,metrics} ...``.
 
 The subcommands run the same job functions as the worker, with progress
 printed to stdout. Bad input prints ``error: ...`` to stderr and exits with 2.
@@ -48,12 +48,46 @@ def _fit_sdf(args: argparse.Namespace) -> None:
     print(f"stopped: {result['stop_reason']}")
 
 
+def _fit_nerf(args: argparse.Namespace) -> None:
+    params = {
+        "transforms_path": args.transforms, "checkpoint_path": args.output, "model": args.model,
+        "iterations": args.iterations, "max_seconds": args.max_seconds, "downscale": args.downscale,
+        "holdout_every": args.holdout_every, "learning_rate": args.lr, "seed": args.seed, "device": args.device,
+        "background": args.background,
+    }
+    result, _ = _run("fit_nerf", {k: v for k, v in params.items() if v is not None}, {})
+    held_out = "no held-out views" if result["psnr"] is None else (
+        f"held-out PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f} on {result['num_holdout']} views")
+    print(f"fitted NeRF ({result['model']}) on {result['num_views']} views of {result['width']}x{result['height']} "
+          f"in {result['seconds']:.1f} s ({result['device']}): {held_out}: {result['checkpoint_path']}")
+    print(f"stopped: {result['stop_reason']}")
+
+
+def _render_view(args: argparse.Namespace) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from .context import JobError
+    from .render.dataset import load_transforms
+
+    views = load_transforms(args.transforms, downscale=args.downscale)
+    if not 0 <= args.view < len(views.names):
+        raise JobError(f"view {args.view} does not exist: {args.transforms} has {len(views.names)} views")
+    params = {"checkpoint_path": args.field, "width": views.width, "height": views.height,
+              "intrinsics": views.intrinsics[args.view].tolist(), "device": args.device}
+    result, arrays = _run("render_nerf_view", params, {"c2w": views.c2w[args.view].astype(np.float32)})
+    Image.fromarray((arrays["rgb"] * 255 + 0.5).astype(np.uint8)).save(args.output)
+    print(f"rendered view {args.view} ({views.names[args.view]}) in {result['seconds']:.1f} s: {args.output}")
+
+
 def _extract(args: argparse.Namespace) -> None:
     from .fileio import write_mesh
 
     params = {"checkpoint_path": args.field, "resolution": args.resolution, "level": args.level, "device": args.device, "space": "world", "method": args.method}
+    if args.threshold is not None:
+        params["threshold"] = args.threshold
     result, arrays = _run("extract_mesh", params, {})
-    write_mesh(args.output, arrays["vertices"], arrays["faces"], arrays["normals"])
+    write_mesh(args.output, arrays["vertices"], arrays["faces"], arrays["normals"], arrays.get("colors"))
     print(f"wrote {result['num_vertices']} vertices, {result['num_faces']} faces to {args.output}")
 
 
@@ -102,12 +136,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.set_defaults(func=_fit_sdf)
 
+    p = sub.add_parser("fit-nerf", help="fit a radiance field to a transforms.json dataset")
+    p.add_argument("transforms", help="transforms.json, or the folder holding it")
+    p.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
+    p.add_argument("--model", choices=("fast", "classic"), default="fast")
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--max-seconds", type=float, help="stop after this long")
+    p.add_argument("--downscale", type=int, help="divide the image size by this integer")
+    p.add_argument("--holdout-every", type=int, help="hold out every n-th view for evaluation (0: none; default 8)")
+    p.add_argument("--background", type=float, nargs=3, help="RGB in [0, 1] behind transparent images (default white)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=_fit_nerf)
+
+    p = sub.add_parser("render-view", help="render one camera of a transforms.json with a radiance field")
+    p.add_argument("field", help="radiance-field checkpoint (.pt)")
+    p.add_argument("transforms", help="transforms.json (or its folder) with the camera")
+    p.add_argument("-o", "--output", required=True, help="image to write (.png)")
+    p.add_argument("--view", type=int, default=0, help="index of the camera")
+    p.add_argument("--downscale", type=int, default=1)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=_render_view)
+
     p = sub.add_parser("extract", help="extract a mesh (world space) from a fitted field")
     p.add_argument("field", help="checkpoint (.pt)")
     p.add_argument("-o", "--output", required=True, help="mesh to write (.ply or .obj)")
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--level", type=float, default=0.0)
     p.add_argument("--method", choices=["sparse", "dense"], default="sparse", help="sparse: refine only blocks the surface can cross (default)")
+    p.add_argument("--threshold", type=float, help="radiance fields: the density of the surface (vertex colours go to .ply)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.set_defaults(func=_extract)
 

@@ -44,14 +44,16 @@ class JobContext:
         if self._cancel.is_set():
             raise Cancelled("cancelled by the user")
 
-    def progress(self, step: int, total: int, loss: float | None = None, message: str = "") -> None:
-        """Report progress (step of total, current loss, a short message) and honour cancel."""
+    def progress(self, step: int, total: int, loss: float | None = None, message: str = "", psnr: float | None = None) -> None:
+        """Report progress (step of total, current loss, a short message, a radiance field's PSNR) and honour cancel."""
         self.check_cancel()
         now = time.monotonic()
         if step not in (0, total) and now - self._last < self._min_interval:
             return
         self._last = now
         event = {"step": int(step), "total": int(total), "loss": None if loss is None else float(loss), "message": message}
+        if psnr is not None:
+            event["psnr"] = float(psnr)
         if self._verbose:
             loss_txt = "" if loss is None else f" loss {loss:.5g}"
             print(f"[{step}/{total}]{loss_txt} {message}", flush=True)

@@ -266,12 +266,18 @@ def read_ply(path: str) -> dict[str, np.ndarray]:
     return _finish(vertices, faces, normals, path)
 
 
-def write_ply(path: str, vertices: np.ndarray, faces: np.ndarray | None = None, normals: np.ndarray | None = None) -> None:
-    """Write a binary little-endian PLY: float x y z, optional float nx ny nz, optional triangles."""
+def write_ply(
+    path: str, vertices: np.ndarray, faces: np.ndarray | None = None, normals: np.ndarray | None = None,
+    colors: np.ndarray | None = None,
+) -> None:
+    """Write a binary little-endian PLY: float x y z, optional float nx ny nz, optional uchar red green blue
+    (from ``colors`` in [0, 1]), optional triangles."""
     v = np.asarray(vertices, dtype="<f4")
     props = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
     if normals is not None:
         props += [("nx", "<f4"), ("ny", "<f4"), ("nz", "<f4")]
+    if colors is not None:
+        props += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
     vrec = np.empty(len(v), dtype=props)
     for i, name in enumerate("xyz"):
         vrec[name] = v[:, i]
@@ -279,8 +285,12 @@ def write_ply(path: str, vertices: np.ndarray, faces: np.ndarray | None = None, 
         n = np.asarray(normals, dtype="<f4")
         for i, name in enumerate(("nx", "ny", "nz")):
             vrec[name] = n[:, i]
+    if colors is not None:
+        c = np.clip(np.round(np.asarray(colors, dtype=np.float64) * 255.0), 0, 255).astype("u1")
+        for i, name in enumerate(("red", "green", "blue")):
+            vrec[name] = c[:, i]
     header = ["ply", "format binary_little_endian 1.0", "comment written by inr_blender", f"element vertex {len(v)}"]
-    header += [f"property float {name}" for name, _ in props]
+    header += [f"property {'uchar' if dtype == 'u1' else 'float'} {name}" for name, dtype in props]
     nfaces = 0 if faces is None else len(faces)
     if nfaces:
         header += [f"element face {nfaces}", "property list uchar int vertex_indices"]
@@ -321,9 +331,17 @@ def read_geometry(path: str) -> dict[str, np.ndarray]:
     return {".obj": read_obj, ".ply": read_ply, ".npz": read_npz}[ext](path)
 
 
-def write_mesh(path: str, vertices: np.ndarray, faces: np.ndarray | None = None, normals: np.ndarray | None = None) -> None:
-    """Write a mesh (or a point cloud, with ``faces=None``) by extension (.ply, .obj); creates parent folders."""
+def write_mesh(
+    path: str, vertices: np.ndarray, faces: np.ndarray | None = None, normals: np.ndarray | None = None,
+    colors: np.ndarray | None = None,
+) -> None:
+    """Write a mesh (or a point cloud, with ``faces=None``) by extension (.ply, .obj); creates parent folders.
+
+    Vertex ``colors`` (V, 3) in [0, 1] are written to PLY only."""
     ext = _extension(path, WRITE_FORMATS, "write")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    (write_ply if ext == ".ply" else write_obj)(path, vertices, faces, normals)
+    if ext == ".ply":
+        write_ply(path, vertices, faces, normals, colors)
+    else:
+        write_obj(path, vertices, faces, normals)

@@ -20,11 +20,15 @@ from .checkpoint import checkpoint_bytes, load_checkpoint, save_checkpoint
 from .context import JobContext, JobError
 from .device import available_memory_bytes, mps_available, resolve_device
 from .fitting import fit_sdf, resolve_params
+from .fitting import nerf as nerf_fitting
 from .geometry.extraction import MIN_RESOLUTION, extract_mesh
 from .geometry.sparse_extraction import DEFAULT_SAFETY, extract_mesh_sparse
 from .geometry.metrics import compare_meshes
 from .geometry.sampling import sample_surface, to_world
 from .geometry.validation import check_mesh, check_normals, check_points
+from .render.dataset import load_transforms, views_from_arrays
+from .render.renderer import RenderSettings, render_image
+from .render.surface import DEFAULT_THRESHOLD, DensitySurface, vertex_colours
 
 Arrays = dict[str, np.ndarray]
 Job = Callable[[dict[str, Any], Arrays, JobContext], tuple[dict[str, Any], Arrays]]
@@ -93,29 +97,38 @@ def _check_writable(path: str) -> None:
         raise JobError(f"cannot write the checkpoint to {path}: {folder} is not writable")
 
 
-def job_fit_sdf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
-    """Fit an SDF (IGR, SIREN or hash grid) and write its checkpoint to ``checkpoint_path``.
+def _checkpoint_target(params: dict[str, Any], job: str) -> tuple[str, bool]:
+    """(path, send_back): where a fit's checkpoint goes; refused before training if it could not be written.
 
     With ``return_checkpoint`` (for a remote worker) nothing is written on this
     machine: the checkpoint file's bytes come back as the uint8 array ``checkpoint``.
     """
-    started = time.monotonic()
-    params = dict(params)
     send_back = bool(params.pop("return_checkpoint", False))
     path = params.get("checkpoint_path") or ""
     if not isinstance(path, str) or not (path or send_back):
-        raise JobError("fit_sdf needs a checkpoint_path to write the field to")
-    resolve_params(params)  # fail fast on bad parameters, before sampling
+        raise JobError(f"{job} needs a checkpoint_path to write the field to")
     if not send_back:
         _check_writable(path)
+    return path, send_back
+
+
+def _deliver(ckpt: dict[str, Any], path: str, send_back: bool) -> tuple[str, Arrays]:
+    """Write the checkpoint (returns its absolute path), or return its bytes as the array ``checkpoint``."""
+    if send_back:
+        return path, {"checkpoint": np.frombuffer(checkpoint_bytes(ckpt), dtype=np.uint8)}
+    return save_checkpoint(ckpt, path), {}
+
+
+def job_fit_sdf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """Fit an SDF (IGR, SIREN or hash grid) and write its checkpoint to ``checkpoint_path`` (or send it back)."""
+    started = time.monotonic()
+    params = dict(params)
+    path, send_back = _checkpoint_target(params, "fit_sdf")
+    resolve_params(params)  # fail fast on bad parameters, before sampling
     points, normals = _surface_points(params, arrays)
     ckpt = fit_sdf(points, normals, params, ctx)
     ckpt["seconds"] = time.monotonic() - started
-    result_arrays: Arrays = {}
-    if send_back:
-        result_arrays["checkpoint"] = np.frombuffer(checkpoint_bytes(ckpt), dtype=np.uint8)
-    else:
-        path = save_checkpoint(ckpt, path)
+    path, result_arrays = _deliver(ckpt, path, send_back)
     return {
         "checkpoint_path": path,
         "center": ckpt["center"],
@@ -162,19 +175,29 @@ def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
     device = resolve_device(params.get("device", "auto"))
     source = arrays["checkpoint"] if "checkpoint" in arrays else params.get("checkpoint_path", "")
     field, ckpt = load_checkpoint(source, device)
+    radiance = _is_radiance(ckpt)
+    if radiance:  # the density's iso-surface; sparse culling assumes a distance field, so dense
+        threshold = _float_param(params, "threshold", ckpt.get("density_threshold", DEFAULT_THRESHOLD))
+        if not threshold > 0:
+            raise JobError(f"parameter threshold must be a positive density, got {threshold:g}")
+        radiance_field, field, method, level = field, DensitySurface(field, threshold), "dense", 0.0
     if method == "sparse":
         vertices, faces, normals, stats = extract_mesh_sparse(field, resolution, device, ctx, level=level, safety=safety)
         evaluations = stats["evaluations"]
     else:
-        vertices, faces, normals = extract_mesh(field, resolution, device, ctx, level=level)
+        no_surface = _density_range_error(threshold) if radiance else None
+        vertices, faces, normals = extract_mesh(field, resolution, device, ctx, level=level, no_surface=no_surface)
         evaluations = resolution**3
     center, scale = ckpt["center"], float(ckpt["scale"])
+    result_arrays = {"vertices": vertices, "faces": faces, "normals": normals}
+    if radiance:
+        result_arrays["colors"] = vertex_colours(radiance_field, vertices, normals, device, ctx)
     if space == "world":
-        vertices = to_world(vertices, center, scale).astype(np.float32)
+        result_arrays["vertices"] = to_world(vertices, center, scale).astype(np.float32)
     return (
         {"num_vertices": len(vertices), "num_faces": len(faces), "center": center, "scale": scale,
          "method": method, "evaluations": int(evaluations), "seconds": time.monotonic() - started},
-        {"vertices": vertices, "faces": faces, "normals": normals},
+        result_arrays,
     )
 
 
@@ -222,10 +245,126 @@ def job_evaluate_field(params: dict[str, Any], arrays: Arrays, ctx: JobContext) 
     return {**metrics, "num_vertices": extracted["num_vertices"], "num_faces": extracted["num_faces"]}, {}
 
 
+def _density_range_error(threshold: float):
+    """The no-surface error of a radiance field, whose extracted values are ``threshold - density``."""
+    def error(lo: float, hi: float) -> JobError:
+        return JobError(f"the radiance field's density stays between {threshold - hi:.3g} and {threshold - lo:.3g} "
+                        f"inside its cube, never crossing the threshold {threshold:g}: choose a threshold in that range")
+    return error
+
+
+def _is_radiance(ckpt: dict[str, Any]) -> bool:
+    return ckpt.get("format") == nerf_fitting.CHECKPOINT_FORMAT
+
+
+def _float_param(params: dict[str, Any], key: str, default: float) -> float:
+    value = params.get(key, default)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise JobError(f"parameter {key} must be a number, got {value!r}") from None
+    if not np.isfinite(value):
+        raise JobError(f"parameter {key} must be finite, got {value}")
+    return value
+
+
+def _rgb_param(params: dict[str, Any], key: str, default: list[float]) -> list[float]:
+    value = params.get(key, default)
+    try:
+        rgb = [float(c) for c in value]
+    except (TypeError, ValueError):
+        rgb = []
+    if len(rgb) != 3 or not all(0.0 <= c <= 1.0 for c in rgb):
+        raise JobError(f"parameter {key} must be three numbers in [0, 1], got {value!r}")
+    return rgb
+
+
+def job_fit_nerf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """Fit a radiance field (``model`` 'fast' or 'classic') to posed images; write or send back its checkpoint.
+
+    The views come from ``transforms_path`` (a transforms.json file or its
+    folder, read on the worker's machine) or from the arrays ``images`` (N, H, W,
+    3|4), ``c2w`` (N, 4, 4) and ``intrinsics`` (N, 4: fx, fy, cx, cy) with the
+    optional param ``aabb``. See :mod:`.fitting.nerf` for the other parameters.
+    """
+    started = time.monotonic()
+    params = dict(params)
+    path, send_back = _checkpoint_target(params, "fit_nerf")
+    p = nerf_fitting.resolve_params(params)  # fail fast, before reading images
+    if params.get("transforms_path"):
+        ctx.progress(0, 1, None, "reading the views")
+        views = load_transforms(str(params["transforms_path"]), p["background"], p["downscale"])
+    elif "images" in arrays:
+        missing = [k for k in ("c2w", "intrinsics") if k not in arrays]
+        if missing:
+            raise JobError(f"fit_nerf: images were sent without {' and '.join(missing)}")
+        views = views_from_arrays(arrays["images"], arrays["c2w"], arrays["intrinsics"], params.get("aabb"), p["background"], p["downscale"])
+    else:
+        raise JobError("fit_nerf needs views: a transforms_path, or images with c2w and intrinsics")
+    ckpt = nerf_fitting.fit_nerf(views, params, ctx)
+    ckpt["seconds"] = time.monotonic() - started
+    path, result_arrays = _deliver(ckpt, path, send_back)
+    keys = ("model", "center", "scale", "aabb", "psnr", "ssim", "train_psnr", "iterations_run", "stop_reason",
+            "loss_history", "eval_history", "final_loss", "num_views", "num_holdout", "width", "height", "device",
+            "seconds", "train_seconds", "density_threshold")
+    return {"checkpoint_path": path, **{k: ckpt[k] for k in keys}}, result_arrays
+
+
+def job_render_nerf_view(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """Render a radiance field from the camera ``c2w`` (array, 4x4, OpenGL convention) with ``intrinsics`` [fx, fy, cx, cy].
+
+    Returns arrays ``rgb`` (H, W, 3), ``alpha`` (H, W) and ``depth`` (H, W:
+    z-depth in world units, 0 where nothing was hit), top row first.
+    """
+    started = time.monotonic()
+    width = _int_param(params, "width", 0, 1)
+    height = _int_param(params, "height", 0, 1)
+    if width * height > 16384 * 16384:
+        raise JobError(f"a {width}x{height} view is too large (at most 16384x16384 pixels)")
+    if "c2w" not in arrays:
+        raise JobError("render_nerf_view needs the camera matrix c2w")
+    c2w = np.asarray(arrays["c2w"], dtype=np.float64)
+    if c2w.shape != (4, 4) or not np.isfinite(c2w).all():
+        raise JobError(f"c2w must be a finite 4x4 matrix, got shape {c2w.shape}")
+    try:
+        intrinsics = np.asarray(params.get("intrinsics"), dtype=np.float64)
+    except (TypeError, ValueError):
+        intrinsics = np.zeros(0)
+    if intrinsics.shape != (4,) or not np.isfinite(intrinsics).all() or (intrinsics[:2] <= 0).any():
+        raise JobError("intrinsics must be [fx, fy, cx, cy] with positive focal lengths")
+    device = resolve_device(params.get("device", "auto"))
+    source = arrays["checkpoint"] if "checkpoint" in arrays else params.get("checkpoint_path", "")
+    field, ckpt = load_checkpoint(source, device)
+    if not _is_radiance(ckpt):
+        raise JobError("this field is not a radiance field (NeRF): render views of radiance fields only")
+    background = _rgb_param(params, "background", ckpt.get("background", [1.0, 1.0, 1.0]))
+    center, scale = np.asarray(ckpt["center"], dtype=np.float64), float(ckpt["scale"])
+    local = nerf_fitting.to_local_cameras(c2w, center, scale)
+    local[:3, :3] /= np.linalg.norm(local[:3, :3], axis=0)
+    render = ckpt["render"]
+    settings = RenderSettings(kind=render["kind"], step=float(render["step"]), coarse=int(render["coarse"]), fine=int(render["fine"]))
+
+    def progress(done: int, total: int) -> None:
+        ctx.progress(done, total, None, "rendering")
+
+    out = render_image(
+        field, settings, torch.as_tensor(local, dtype=torch.float32, device=device),
+        torch.as_tensor(intrinsics, dtype=torch.float32, device=device), width, height,
+        torch.tensor(background, dtype=torch.float32, device=device), progress=progress,
+    )
+    return (
+        {"width": width, "height": height, "seconds": time.monotonic() - started},
+        {"rgb": out["rgb"].cpu().numpy().astype(np.float32), "alpha": out["alpha"].cpu().numpy().astype(np.float32),
+         "depth": (out["depth"] * scale).cpu().numpy().astype(np.float32)},
+    )
+
+
 JOBS: dict[str, Job] = {
     "info": job_info,
     "fit_sdf": job_fit_sdf,
     "extract_mesh": job_extract_mesh,
     "metrics": job_metrics,
     "evaluate_field": job_evaluate_field,
+    "fit_nerf": job_fit_nerf,
+    "render_nerf_view": job_render_nerf_view,
 }

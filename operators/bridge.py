@@ -195,4 +195,8 @@ def remove_objects(objects: list[bpy.types.Object]) -> None:
         data = obj.data
         bpy.data.objects.remove(obj, do_unlink=True)
         if isinstance(data, bpy.types.Mesh) and data.users == 0:
+            materials = [m for m in data.materials if m is not None]
             bpy.data.meshes.remove(data)
+            for material in materials:
+                if material.users == 0:
+                    bpy.data.materials.remove(material)

@@ -86,7 +86,7 @@ class Job:
                 break
             kind = header.get("type")
             if kind == "progress":
-                self.progress = {k: header.get(k) for k in ("step", "total", "loss", "message")}
+                self.progress = {k: header.get(k) for k in ("step", "total", "loss", "message", "psnr")}
                 seen.append(self.progress)
             elif kind == "result":
                 self.outcome = JobOutcome("finished", header.get("params") or {}, arrays)

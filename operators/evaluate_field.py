@@ -49,7 +49,7 @@ class INR_OT_evaluate_field(FieldJobOperator, bpy.types.Operator):
     num_samples: IntProperty(name="Samples", default=100000, min=1000, soft_max=1000000, description="Points sampled on each surface")
 
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        field, params, arrays = self.field_job(context)
+        field, params, arrays = self.field_job(context, kind="SDF")
         vertices, faces = source_meshes(context, field)
         params.update(resolution=self.resolution, num_samples=self.num_samples)
         arrays.update(vertices=vertices, faces=faces)

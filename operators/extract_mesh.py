@@ -1,4 +1,9 @@
-"""Extract Mesh: marching cubes on the active field, imported as a mesh object."""
+"""Extract Mesh: marching cubes on the active field, imported as a mesh object.
+
+On a signed distance field it extracts the level set ``level``; on a radiance field, the
+density's iso-surface at ``threshold``, with per-vertex colours in a colour attribute ("Col")
+and a material that shows them.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,30 @@ from bpy.props import EnumProperty, FloatProperty, IntProperty
 from .bridge import create_mesh_object, make_active
 from .client import JobOutcome
 from .field import FieldJobOperator
+
+COLOR_ATTRIBUTE = "Col"
+
+
+def add_vertex_colors(obj: bpy.types.Object, colors: np.ndarray) -> bpy.types.Material:
+    """Per-vertex sRGB colours (V, 3) in a byte colour attribute, and a material whose Base Color reads it."""
+    mesh = obj.data
+    attr = mesh.color_attributes.new(COLOR_ATTRIBUTE, "BYTE_COLOR", "POINT")
+    rgba = np.ones((len(colors), 4), dtype=np.float32)
+    rgba[:, :3] = np.clip(colors, 0.0, 1.0)
+    attr.data.foreach_set("color_srgb", rgba.ravel())
+    mesh.color_attributes.active_color = attr
+    mesh.color_attributes.render_color_index = mesh.color_attributes.active_color_index
+    material = bpy.data.materials.new(obj.name)
+    material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    bsdf = next(n for n in nodes if n.type == "BSDF_PRINCIPLED")
+    source = nodes.new("ShaderNodeVertexColor")
+    source.layer_name = COLOR_ATTRIBUTE
+    source.location = (bsdf.location.x - 300, bsdf.location.y)
+    links.new(source.outputs["Color"], bsdf.inputs["Base Color"])
+    bsdf.inputs["Roughness"].default_value = 1.0
+    mesh.materials.append(material)
+    return material
 
 
 class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
@@ -32,10 +61,30 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         default="SPARSE",
     )
     level: FloatProperty(name="Iso-level", default=0.0, soft_min=-0.1, soft_max=0.1, precision=4, description="Level set to extract, in the field's local units")
+    threshold: FloatProperty(
+        name="Density Threshold", default=25.0, min=1e-3, soft_max=500.0, options={"SKIP_SAVE"},
+        description="Radiance fields: the density of the surface; when not set, the field's own (Fit NeRF suggests one)",
+    )
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(self, "resolution")
+        layout.prop(self, "method")
+        obj = context.active_object
+        nerf = obj is not None and obj.inr_field.is_field and obj.inr_field.kind == "NERF"
+        layout.prop(self, "threshold" if nerf else "level")
 
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        _field, params, arrays = self.field_job(context)
-        params.update(resolution=self.resolution, level=self.level, space="local", method=self.method.lower())
+        field, params, arrays = self.field_job(context)
+        params.update(resolution=self.resolution, space="local", method=self.method.lower())
+        self._nerf = field.inr_field.kind == "NERF"
+        if self._nerf:
+            if not self.properties.is_property_set("threshold"):
+                self.threshold = field.inr_field.density_threshold  # shown in, and kept by, the redo panel
+            params["threshold"] = self.threshold
+        else:
+            params["level"] = self.level
         return params, arrays
 
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
@@ -43,6 +92,10 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         a = outcome.arrays
         obj = create_mesh_object(context, f"{field.name}_mesh", a["vertices"], a["faces"], a.get("normals"), field.matrix_world.copy())
         created.append(obj)
+        colors = a.get("colors")
+        if colors is not None and len(colors) == len(a["vertices"]) and len(colors):
+            add_vertex_colors(obj, colors)
         make_active(context, obj)
         evaluations = outcome.params.get("evaluations", 0)
-        self.report({"INFO"}, f"Extracted {len(a['vertices'])} vertices, {len(a['faces'])} triangles at resolution {self.resolution} ({evaluations:,} field evaluations)")
+        at = f"density {self.threshold:g}, " if self._nerf else ""
+        self.report({"INFO"}, f"Extracted {len(a['vertices'])} vertices, {len(a['faces'])} triangles at {at}resolution {self.resolution} ({evaluations:,} field evaluations)")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
 from typing import Any
 
 import numpy as np
@@ -12,13 +9,12 @@ import numpy as np
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty
 
-from ..preferences import backend_config, user_dir
+from ..preferences import backend_config
 from ..properties import SDF_METHODS
-from .bridge import InputError, create_field_object, make_active, selected_geometry
+from .bridge import InputError, make_active, selected_geometry
 from .client import JobOutcome
-from .job import JobOperator
-
-MAX_HISTORY = 200
+from .field import new_checkpoint_path, new_field
+from .job import FitJobOperator
 
 # Presets, named by what they are for. A preset fills in every setting the caller does not set
 # explicitly (bpy.ops.inr.fit_sdf(preset="SMOOTH", iterations=300) keeps the 300); CUSTOM uses
@@ -39,18 +35,7 @@ PRESET_ITEMS = [
 ]
 
 
-def new_checkpoint_path(name: str) -> tuple[str, str]:
-    """(path for the backend, path to store): next to the .blend when saved, else in the user folder."""
-    filename = f"{bpy.path.clean_name(name)}_{uuid.uuid4().hex[:8]}.pt"
-    if bpy.data.filepath:
-        stem = os.path.splitext(os.path.basename(bpy.data.filepath))[0]
-        stored = f"//{stem}_fields/{filename}"
-        return bpy.path.abspath(stored), stored
-    path = os.path.join(user_dir("fields"), filename)
-    return path, path
-
-
-class INR_OT_fit_sdf(JobOperator, bpy.types.Operator):
+class INR_OT_fit_sdf(FitJobOperator, bpy.types.Operator):
     """Fit a neural signed distance field to the selected meshes or point clouds"""
 
     bl_idname = "inr.fit_sdf"
@@ -99,14 +84,6 @@ class INR_OT_fit_sdf(JobOperator, bpy.types.Operator):
         "HASHGRID": ("levels", "log2_table_size", "finest_resolution", "lambda_eikonal", "tau_normals", "knn_sigma", "w_far", "w_sign"),
     }
 
-    @classmethod
-    def poll(cls, context: bpy.types.Context) -> bool:
-        return context.mode == "OBJECT"
-
-    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
-        if bpy.app.background:
-            return self.execute(context)
-        return context.window_manager.invoke_props_dialog(self, width=320)
 
     _common_props = ("method", "iterations", "convergence_tolerance", "max_seconds", "batch_size", "learning_rate", "width", "depth")
 
@@ -162,32 +139,12 @@ class INR_OT_fit_sdf(JobOperator, bpy.types.Operator):
 
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
         result = outcome.params
-        if "checkpoint" in outcome.arrays:  # a remote worker sends the weights back
-            path = bpy.path.abspath(self._stored_path)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            outcome.arrays["checkpoint"].tofile(path)
-        field = create_field_object(context, self._field_name, result["center"], result["scale"])
-        created.append(field)
+        field = new_field(context, self._field_name, outcome, self._stored_path, self._sources, self._params, created)
         settings = field.inr_field
-        settings.is_field = True
         settings.kind = "SDF"
         settings.method = self._method
         settings.preset = self.preset
-        settings.stop_reason = str(result.get("stop_reason") or "")
-        settings.checkpoint = self._stored_path
-        settings.sources = ", ".join(self._sources)
-        settings.sources_json = json.dumps(self._sources)
-        settings.settings_json = json.dumps({k: v for k, v in self._params.items() if k != "checkpoint_path"})
-        history = result.get("loss_history") or []
-        stride = max(1, int(np.ceil(len(history) / MAX_HISTORY)))
-        for step, loss in history[::stride]:
-            item = settings.loss_history.add()
-            item.step, item.loss = int(step), float(loss)
-        settings.final_loss = float(result.get("final_loss") or 0.0)
-        settings.iterations = int(result.get("iterations_run") or 0)
         settings.num_points = int(result.get("num_points") or 0)
         settings.has_normals = bool(result.get("has_normals"))
-        settings.train_seconds = float(result.get("seconds") or 0.0)
-        settings.device = str(result.get("device") or "")
         make_active(context, field)
         self.report({"INFO"}, f"Fitted {self._field_name}: loss {settings.final_loss:.4g} on {settings.device}; {settings.stop_reason}")

@@ -86,7 +86,8 @@ class JobOperator:
             if now - last[0] >= 1.0 or event["step"] == event["total"]:
                 last[0] = now
                 loss = "" if event.get("loss") is None else f" loss {event['loss']:.5g}"
-                print(f"INR {self.job_name}: {event['step']}/{event['total']}{loss} {event.get('message') or ''}", flush=True)
+                psnr = "" if event.get("psnr") is None else f" PSNR {event['psnr']:.2f} dB"
+                print(f"INR {self.job_name}: {event['step']}/{event['total']}{loss}{psnr} {event.get('message') or ''}", flush=True)
 
         try:
             outcome = job.wait(echo)
@@ -98,24 +99,11 @@ class JobOperator:
     # -- modal (UI) ----------------------------------------------------------------------
     def _start_modal(self, context: bpy.types.Context, job: Job) -> set[str]:
         self._job = job
-        state = context.window_manager.inr_job
-        state.running, state.name, state.progress, state.message = True, self.bl_label, 0.0, "starting"
-        state.cancel_requested, state.has_loss = False, False
-        self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
-        context.window_manager.modal_handler_add(self)
-        _running.append(self)
+        start_modal(self, context, "starting", 0.1)
         return {"RUNNING_MODAL"}
 
     def _end_modal(self, context: bpy.types.Context) -> None:
-        wm = context.window_manager
-        wm.event_timer_remove(self._timer)
-        wm.inr_job.running = False
-        wm.inr_job.cancel_requested = False
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
-        if self in _running:
-            _running.remove(self)
-        _redraw(context)
+        end_modal(self, context)
 
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
         state = context.window_manager.inr_job
@@ -136,17 +124,19 @@ class JobOperator:
         state.progress, state.step, state.total = self._job.fraction, p.get("step") or 0, p.get("total") or 0
         state.has_loss = p.get("loss") is not None
         state.loss = p.get("loss") or 0.0
+        state.has_psnr = p.get("psnr") is not None
+        state.psnr = p.get("psnr") or 0.0
         if not state.cancel_requested:
             state.message = p.get("message") or ""
         if context.workspace is not None:
             loss = f"  loss {state.loss:.4g}" if state.has_loss else ""
-            context.workspace.status_text_set(f"{self.bl_label}: {state.step}/{state.total}{loss}  (Esc to cancel)")
-        _redraw(context)
+            psnr = f"  PSNR {state.psnr:.2f} dB" if state.has_psnr else ""
+            context.workspace.status_text_set(f"{self.bl_label}: {state.step}/{state.total}{loss}{psnr}  (Esc to cancel)")
+        redraw(context)
         if not self._job.done:
             return {"PASS_THROUGH"}
         self._end_modal(context)
         return self._complete(context, self._job.outcome)
-
 
     def cancel(self, context: bpy.types.Context) -> None:
         """Blender ends the modal operator (a file is loaded, the window closes): stop the job too."""
@@ -154,7 +144,49 @@ class JobOperator:
         self._end_modal(context)
 
 
-def _redraw(context: bpy.types.Context) -> None:
+class FitJobOperator(JobOperator):
+    """A fit: Object Mode only; in the UI its settings open in a dialog first, headless it runs at once."""
+
+    dialog_width = 320
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.mode == "OBJECT"
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background:
+            return self.execute(context)
+        return context.window_manager.invoke_props_dialog(self, width=self.dialog_width)
+
+
+def start_modal(op: bpy.types.Operator, context: bpy.types.Context, message: str, interval: float, total: int = 0) -> None:
+    """Show ``op`` as the running job (panel, status bar), start its timer and its modal handler.
+
+    ``op`` needs a ``_job`` with ``cancel()`` (stopped on unregister) and ``op._timer`` is set here.
+    """
+    state = context.window_manager.inr_job
+    state.running, state.name, state.progress, state.message = True, op.bl_label, 0.0, message
+    state.step, state.total = 0, total
+    state.cancel_requested, state.has_loss, state.has_psnr = False, False, False
+    op._timer = context.window_manager.event_timer_add(interval, window=context.window)
+    context.window_manager.modal_handler_add(op)
+    _running.append(op)
+
+
+def end_modal(op: bpy.types.Operator, context: bpy.types.Context) -> None:
+    """Undo :func:`start_modal`: timer, job state, status text; redraw the panels."""
+    wm = context.window_manager
+    wm.event_timer_remove(op._timer)
+    wm.inr_job.running = False
+    wm.inr_job.cancel_requested = False
+    if context.workspace is not None:
+        context.workspace.status_text_set(None)
+    if op in _running:
+        _running.remove(op)
+    redraw(context)
+
+
+def redraw(context: bpy.types.Context) -> None:
     screen = context.screen
     if screen is None:
         return

@@ -16,6 +16,11 @@ class VIEW3D_MT_inr(bpy.types.Menu):
         layout.operator("inr.extract_mesh", icon="MESH_DATA")
         layout.operator("inr.evaluate_field", icon="DRIVER_DISTANCE")
         layout.separator()
+        layout.operator("inr.create_camera_rig", icon="OUTLINER_OB_CAMERA")
+        layout.operator("inr.render_training_views", icon="RENDER_STILL")
+        layout.operator("inr.fit_nerf", icon="LIGHTPROBE_SPHERE")
+        layout.operator("inr.render_nerf_view", icon="RENDER_RESULT")
+        layout.separator()
         layout.operator("inr.cancel_job", icon="CANCEL")
         layout.operator("inr.check_backend", icon="FILE_REFRESH")
 

@@ -6,6 +6,7 @@ import os
 
 import bpy
 
+from ..operators.camera_rig import GEOMETRY_TYPES
 from .loss_plot import loss_icon
 
 
@@ -30,6 +31,8 @@ class VIEW3D_PT_inr_job(_INRPanel, bpy.types.Panel):
         layout.progress(factor=job.progress, type="BAR", text=text)
         if job.has_loss:
             layout.label(text=f"Loss {job.loss:.5g}")
+        if job.has_psnr:
+            layout.label(text=f"PSNR {job.psnr:.2f} dB")
         if job.message:
             layout.label(text=job.message)
         layout.operator("inr.cancel_job", icon="CANCEL")
@@ -50,6 +53,36 @@ class VIEW3D_PT_inr_fit(_INRPanel, bpy.types.Panel):
         for preset, text, icon in (("FAST", "Fast", "MOD_REMESH"), ("DETAILED", "Detailed", "MOD_MULTIRES"), ("SMOOTH", "Smooth", "MOD_SMOOTH")):
             row.operator("inr.fit_sdf", text=text, icon=icon).preset = preset
         col.operator("inr.fit_sdf", text="Custom…", icon="PREFERENCES").preset = "CUSTOM"
+        _draw_radiance_field(layout, context)
+
+
+def _draw_radiance_field(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """The Fit panel's NeRF section: rig, training views, fit."""
+    running = context.window_manager.inr_job.running
+    rigs = [c for c in context.scene.collection.children_recursive if c.get("inr_rig")]
+    rendered = [r for r in rigs if r.get("inr_views")]
+    layout.separator()
+    col = layout.column()
+    col.enabled = not running
+    col.label(text="Radiance Field")
+    row = col.row()
+    row.enabled = any(o.type in GEOMETRY_TYPES for o in context.selected_objects)
+    row.operator("inr.create_camera_rig", icon="OUTLINER_OB_CAMERA")
+    if rigs:
+        cameras = sum(1 for r in rigs for o in r.objects if o.type == "CAMERA")
+        state = "views rendered" if rendered else "no views yet"
+        text = f"'{rigs[0].name}': {cameras} cameras, {state}" if len(rigs) == 1 else f"{len(rigs)} rigs, {cameras} cameras"
+        col.label(text=text, icon="OUTLINER_COLLECTION")
+    row = col.row()
+    row.enabled = bool(rigs)
+    row.operator("inr.render_training_views", icon="RENDER_STILL")
+    col.label(text="Fit NeRF")
+    row = col.row(align=True)
+    row.enabled = bool(rendered)
+    for model, text, icon in (("FAST", "Fast", "LIGHTPROBE_SPHERE"), ("CLASSIC", "Classic", "LIGHTPROBE_VOLUME")):
+        op = row.operator("inr.fit_nerf", text=text, icon=icon)
+        op.source, op.model = "RIG", model
+    col.operator("inr.fit_nerf", text="From File…", icon="FILEBROWSER").source = "FILE"
 
 
 def _loss_curve_text(settings) -> str:
@@ -72,20 +105,15 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
             return
         s = obj.inr_field
         layout.label(text=obj.name, icon="EMPTY_DATA")
+        if s.kind == "NERF":
+            _draw_radiance_field_object(layout, context, obj)
+            return
         col = layout.column(align=True)
         preset = f" ({s.preset.lower()})" if s.preset and s.preset != "CUSTOM" else ""
         col.label(text=f"{s.kind} · {s.method}{preset} · {s.iterations} steps on {s.device}")
         col.label(text=f"{s.num_points} points{' with normals' if s.has_normals else ''} from {s.sources}")
         col.label(text=f"Final loss {s.final_loss:.5g} · {s.train_seconds:.1f} s")
-        if s.stop_reason:
-            col.label(text=s.stop_reason[:1].upper() + s.stop_reason[1:], icon="CHECKMARK" if s.stop_reason.startswith("converged") else "TIME")
-        curve = _loss_curve_text(s)
-        if curve:
-            col.label(text=curve)
-            layout.template_icon(icon_value=loss_icon(obj), scale=4.0)
-        layout.prop(s, "checkpoint", text="")
-        if not os.path.isfile(bpy.path.abspath(s.checkpoint)):
-            layout.label(text="Checkpoint file is missing", icon="ERROR")
+        _draw_training(col, layout, obj)
         col = layout.column()
         col.enabled = not context.window_manager.inr_job.running
         col.operator("inr.extract_mesh", icon="MESH_DATA")
@@ -97,6 +125,42 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
             for label, value in (("Chamfer-L1", f"{s.chamfer_l1:.5f}"), ("Normals", f"{s.normal_consistency:.4f}"), ("F-score 1%", f"{s.fscore:.4f}"), ("Hausdorff", f"{s.hausdorff:.4f}")):
                 grid.label(text=label)
                 grid.label(text=value)
+
+
+def _draw_training(col: bpy.types.UILayout, layout: bpy.types.UILayout, obj: bpy.types.Object) -> None:
+    """Time, stop reason and loss curve: what every fitted field shows."""
+    s = obj.inr_field
+    if s.stop_reason:
+        col.label(text=s.stop_reason[:1].upper() + s.stop_reason[1:], icon="CHECKMARK" if s.stop_reason.startswith("converged") else "TIME")
+    curve = _loss_curve_text(s)
+    if curve:
+        col.label(text=curve)
+        layout.template_icon(icon_value=loss_icon(obj), scale=4.0)
+    layout.prop(s, "checkpoint", text="")
+    if not os.path.isfile(bpy.path.abspath(s.checkpoint)):
+        layout.label(text="Checkpoint file is missing", icon="ERROR")
+
+
+def _draw_radiance_field_object(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object) -> None:
+    s = obj.inr_field
+    col = layout.column(align=True)
+    model = "Fast" if s.nerf_model == "FAST" else "Classic"
+    col.label(text=f"Radiance field · {model} · {s.iterations} steps on {s.device}")
+    col.label(text=f"{s.num_views + s.num_holdout} views ({s.num_views} train, {s.num_holdout} held out) at {s.image_width}x{s.image_height}")
+    if s.num_holdout:
+        col.label(text=f"Held-out PSNR {s.psnr:.2f} dB · SSIM {s.ssim:.3f}")
+    else:
+        col.label(text="No held-out views: PSNR on training views only", icon="INFO")
+    col.label(text=f"Train PSNR {s.train_psnr:.2f} dB · {s.train_seconds:.1f} s")
+    _draw_training(col, layout, obj)
+    layout.prop(s, "views_path", text="Views")
+    layout.prop(s, "background")
+    col = layout.column()
+    col.enabled = not context.window_manager.inr_job.running
+    row = col.row()
+    row.enabled = context.scene.camera is not None
+    row.operator("inr.render_nerf_view", icon="RENDER_RESULT")
+    col.operator("inr.extract_mesh", icon="MESH_DATA")
 
 
 class VIEW3D_PT_inr_backend(_INRPanel, bpy.types.Panel):

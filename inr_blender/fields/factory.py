@@ -8,6 +8,7 @@ from torch import nn
 
 from .hashgrid import HashGridEncoding, HashGridSDF
 from .igr import IGRNet
+from .nerf import ClassicNeRF, FastNeRF
 from .siren import Siren
 
 # Published sizes: IGR 8 x 512 with a skip at layer 4; SIREN 3 hidden x 256;
@@ -19,6 +20,12 @@ DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
     "hashgrid": {"kind": "hashgrid", "levels": 16, "features_per_level": 2, "log2_table_size": 19,
                  "base_resolution": 16, "finest_resolution": 2048, "width": 64, "depth": 2, "beta": 100.0,
                  "init_radius": 0.5},
+    # NeRF (Mildenhall 2020): 10 / 4 frequencies, 8 x 256 with the skip at layer 4. The fast field follows
+    # Instant-NGP's NeRF (16 levels x 2, 2^19, 64-wide MLPs, 15 geometry features); see fitting/nerf.py.
+    "nerf_classic": {"kind": "nerf_classic", "position_frequencies": 10, "direction_frequencies": 4, "width": 256,
+                     "depth": 8, "skip": 4},
+    "nerf_fast": {"kind": "nerf_fast", "levels": 16, "features_per_level": 2, "log2_table_size": 19, "base_resolution": 16,
+                  "finest_resolution": 1024, "width": 64, "geometry_features": 15, "occupancy_resolution": 64},
 }
 
 
@@ -52,12 +59,19 @@ def build_field(config: dict[str, Any]) -> nn.Module:
     if kind == "siren":
         return Siren(width=int(config["width"]), depth=int(config["depth"]), omega0=float(config["omega0"]))
     if kind == "hashgrid":
-        encoding = HashGridEncoding(
-            levels=int(config["levels"]),
-            features_per_level=int(config["features_per_level"]),
-            log2_table_size=int(config["log2_table_size"]),
-            base_resolution=int(config["base_resolution"]),
-            finest_resolution=int(config["finest_resolution"]),
-        )
-        return HashGridSDF(encoding, width=int(config["width"]), depth=int(config["depth"]), beta=float(config["beta"]), init_radius=float(config["init_radius"]))
+        return HashGridSDF(_encoding(config), width=int(config["width"]), depth=int(config["depth"]), beta=float(config["beta"]), init_radius=float(config["init_radius"]))
+    if kind == "nerf_classic":
+        return ClassicNeRF(int(config["position_frequencies"]), int(config["direction_frequencies"]), int(config["width"]), int(config["depth"]), int(config["skip"]))
+    if kind == "nerf_fast":
+        return FastNeRF(_encoding(config), int(config["geometry_features"]), int(config["width"]), int(config["occupancy_resolution"]))
     raise ValueError(f"unknown field kind {kind!r}; known: {', '.join(DEFAULT_CONFIGS)}")
+
+
+def _encoding(config: dict[str, Any]) -> HashGridEncoding:
+    return HashGridEncoding(
+        levels=int(config["levels"]),
+        features_per_level=int(config["features_per_level"]),
+        log2_table_size=int(config["log2_table_size"]),
+        base_resolution=int(config["base_resolution"]),
+        finest_resolution=int(config["finest_resolution"]),
+    )

@@ -49,6 +49,8 @@ def train(
     message: str = "fitting",
     adam_eps: float = 1e-8,
     stop: StopRule | None = None,
+    betas: tuple[float, float] = (0.9, 0.999),
+    progress_psnr: Callable[[], float | None] | None = None,
 ) -> TrainResult:
     """Optimise ``field`` with Adam for at most ``iterations`` steps; return every step's loss and why it stopped.
 
@@ -58,10 +60,11 @@ def train(
     reported every step (``ctx`` rate-limits it), and ``ctx`` raises
     ``Cancelled`` when the user cancels. ``adam_eps`` is Adam's epsilon
     (PyTorch's default 1e-8; Instant-NGP trains its hash tables with 1e-15).
-    ``stop`` may end the run early (see :class:`StopRule`).
+    ``stop`` may end the run early (see :class:`StopRule`). ``betas`` are
+    Adam's; ``progress_psnr`` (radiance fields) adds a PSNR to each progress report.
     """
     stop = stop or StopRule()
-    optimizer = torch.optim.Adam(field.parameters(), lr=learning_rate, eps=adam_eps)
+    optimizer = torch.optim.Adam(field.parameters(), lr=learning_rate, eps=adam_eps, betas=betas)
     scheduler = (
         torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_decay_interval, gamma=lr_decay_factor)
         if lr_decay_interval > 0
@@ -87,7 +90,7 @@ def train(
         if not math.isfinite(value):
             raise JobError(f"training diverged at step {i + 1} (the loss is {value}); lower the learning rate")
         losses.append(value)
-        ctx.progress(i + 1, iterations, value, message)
+        ctx.progress(i + 1, iterations, value, message, None if progress_psnr is None else progress_psnr())
         if stop.max_seconds > 0 and time.monotonic() - started >= stop.max_seconds and i + 1 < iterations:
             reason = f"reached the time limit ({stop.max_seconds:g} s) after {i + 1} steps"
             break

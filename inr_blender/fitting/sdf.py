@@ -41,6 +41,7 @@ from ..geometry.sampling import SignedDistanceEstimate, far_samples, knn_sigma, 
 from ..geometry.validation import check_normals, check_points
 from .losses import igr_loss, siren_loss
 from .loop import StopRule, downsample_history, train
+from .params import coerce_params, refuse_unknown
 
 CHECKPOINT_FORMAT = "inr_blender.sdf"
 CHECKPOINT_VERSION = 1
@@ -149,30 +150,8 @@ def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
     method = str(params.get("method") or "igr").lower()
     if method not in METHOD_DEFAULTS:
         raise JobError(f"unknown SDF method {method!r}; choose one of {', '.join(METHOD_DEFAULTS)}")
-    known = set(JOB_KEYS) | set(COMMON_DEFAULTS) | {k for d in METHOD_DEFAULTS.values() for k in d}
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise JobError(f"unknown fit_sdf parameter(s): {', '.join(unknown)}")
-    resolved: dict[str, Any] = {"method": method, **COMMON_DEFAULTS, **METHOD_DEFAULTS[method]}
-    for key, default in list(resolved.items()):
-        value = params.get(key)
-        if value is None or key == "method":
-            continue
-        try:
-            if isinstance(default, str):
-                value = type(default)(value)
-            elif isinstance(default, int):
-                if float(value) != int(value):
-                    raise ValueError
-                value = int(value)
-            else:
-                value = float(value)
-        except (TypeError, ValueError):
-            kind = {int: "an integer", float: "a number"}.get(type(default), "a string")
-            raise JobError(f"parameter {key} must be {kind}, got {value!r}") from None
-        if key in _POSITIVE and not value > 0 or key in _NON_NEGATIVE and not value >= 0:
-            raise JobError(f"parameter {key} must be {'positive' if key in _POSITIVE else 'non-negative'}, got {value!r}")
-        resolved[key] = value
+    refuse_unknown(params, set(JOB_KEYS) | set(COMMON_DEFAULTS) | {k for d in METHOD_DEFAULTS.values() for k in d}, "fit_sdf")
+    resolved = coerce_params(params, {"method": method, **COMMON_DEFAULTS, **METHOD_DEFAULTS[method]}, _POSITIVE, _NON_NEGATIVE)
     if method in ("igr", "hashgrid") and params.get("lr_decay_interval") is None:
         # IGR halves its rate every 2000 of 100k steps; a short run compressed the same way
         # (halve at each third) measured Chamfer-L1 0.0051 against 0.0133 for a constant rate

@@ -1,0 +1,1 @@
+"""Cameras, datasets (transforms.json), rays, samplers, volume rendering and image metrics."""
