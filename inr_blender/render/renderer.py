@@ -29,6 +29,7 @@ class RenderSettings:
     step: float = 2.0 * 3**0.5 / 512
     coarse: int = 64
     fine: int = 128
+    prune: bool = True  # fast field, training: drop samples behind opaque matter before the gradient pass
 
 
 def _evaluate(field: nn.Module, points: torch.Tensor, directions: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +135,7 @@ def render_rays(
         return render_classic(field, origins, directions, background, settings.coarse, settings.fine, perturb)
     if not perturb and not torch.is_grad_enabled():
         return render_fast_inference(field, origins, directions, background, settings.step)
-    return render_fast(field, origins, directions, background, settings.step, perturb)
+    return render_fast(field, origins, directions, background, settings.step, perturb, settings.prune)
 
 
 @torch.no_grad()
