@@ -48,7 +48,7 @@ def run_worker(model: str, size: int, args: argparse.Namespace) -> dict[str, Any
     torch.set_num_threads(os.cpu_count() or 1)
     views = load_transforms(LEGO, (1.0, 1.0, 1.0), FULL_SIZE // size)
     seconds = args.fast_seconds if model == "fast" else args.classic_seconds
-    # classic NeRF renders whole views slowly (about 3 minutes for one 200x200 view on 2 cores): it scores
+    # classic NeRF renders whole views slowly (about 2.5 minutes for one 200x200 view on 2 cores): it scores
     # ``--classic-views`` of them, and none above ``--classic-max-size``
     whole = model == "fast" or size <= args.classic_max_size
     params = {"model": model, "iterations": 1_000_000, "max_seconds": seconds, "holdout_every": HOLDOUT_EVERY,

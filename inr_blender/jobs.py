@@ -21,6 +21,7 @@ from .context import JobContext, JobError
 from .device import available_memory_bytes, mps_available, resolve_device
 from .fitting import fit_sdf, resolve_params
 from .fitting import nerf as nerf_fitting
+from .fitting.params import rgb_param
 from .geometry.extraction import MIN_RESOLUTION, extract_mesh
 from .geometry.sparse_extraction import DEFAULT_SAFETY, extract_mesh_sparse
 from .geometry.metrics import compare_meshes
@@ -156,20 +157,14 @@ def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
     """
     started = time.monotonic()
     resolution = _int_param(params, "resolution", 128, MIN_RESOLUTION)
-    try:
-        level = float(params.get("level", 0.0))
-    except (TypeError, ValueError):
-        raise JobError(f"parameter level must be a number, got {params.get('level')!r}") from None
+    level = _float_param(params, "level", 0.0)
     space = params.get("space", "local")
     if space not in ("local", "world"):
         raise JobError(f"space must be 'local' or 'world', got {space!r}")
     method = params.get("method", "sparse")
     if method not in ("sparse", "dense"):
         raise JobError(f"method must be 'sparse' or 'dense', got {method!r}")
-    try:
-        safety = float(params.get("safety", DEFAULT_SAFETY))
-    except (TypeError, ValueError):
-        raise JobError(f"parameter safety must be a number, got {params.get('safety')!r}") from None
+    safety = _float_param(params, "safety", DEFAULT_SAFETY)
     if not safety > 0:
         raise JobError(f"parameter safety must be positive, got {safety:g}")
     device = resolve_device(params.get("device", "auto"))
@@ -268,17 +263,6 @@ def _float_param(params: dict[str, Any], key: str, default: float) -> float:
     return value
 
 
-def _rgb_param(params: dict[str, Any], key: str, default: list[float]) -> list[float]:
-    value = params.get(key, default)
-    try:
-        rgb = [float(c) for c in value]
-    except (TypeError, ValueError):
-        rgb = []
-    if len(rgb) != 3 or not all(0.0 <= c <= 1.0 for c in rgb):
-        raise JobError(f"parameter {key} must be three numbers in [0, 1], got {value!r}")
-    return rgb
-
-
 def job_fit_nerf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
     """Fit a radiance field (``model`` 'fast' or 'classic') to posed images; write or send back its checkpoint.
 
@@ -337,7 +321,7 @@ def job_render_nerf_view(params: dict[str, Any], arrays: Arrays, ctx: JobContext
     field, ckpt = load_checkpoint(source, device)
     if not _is_radiance(ckpt):
         raise JobError("this field is not a radiance field (NeRF): render views of radiance fields only")
-    background = _rgb_param(params, "background", ckpt.get("background", [1.0, 1.0, 1.0]))
+    background = rgb_param(params.get("background", ckpt.get("background", [1.0, 1.0, 1.0])), "background")
     center, scale = np.asarray(ckpt["center"], dtype=np.float64), float(ckpt["scale"])
     local = nerf_fitting.to_local_cameras(c2w, center, scale)
     local[:3, :3] /= np.linalg.norm(local[:3, :3], axis=0)

@@ -62,9 +62,9 @@ def read_image_rgba(path: str) -> np.ndarray:
     return np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def read_views(path: str) -> tuple[dict[str, np.ndarray], list[list[float]] | None]:
+def read_views(path: str) -> tuple[dict[str, np.ndarray], list[list[float]]]:
     """Arrays ``images``, ``c2w`` and ``intrinsics`` of a transforms.json (parsed by the backend's own
-    torch-free parser, so both sides accept and refuse the same files), and its ``aabb`` (or None)."""
+    torch-free parser, so both sides accept and refuse the same files), and its scene box ``aabb``."""
     try:
         scene = transforms.read_transforms(bpy.path.abspath(path or ""))
         images, intrinsics = [], []
@@ -165,9 +165,7 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
         self._params = dict(params)
         arrays: dict[str, np.ndarray] = {}
         if backend_config(context).mode == "REMOTE":  # the worker cannot read this machine's files
-            arrays, aabb = read_views(path)
-            if aabb is not None:
-                params["aabb"] = aabb
+            arrays, params["aabb"] = read_views(path)
             params["return_checkpoint"] = True
         else:
             params.update(transforms_path=path, checkpoint_path=checkpoint)

@@ -12,10 +12,11 @@ Published settings, kept as defaults unless noted:
   steps across the cube's diagonal; a 128^3 occupancy grid updated every 16
   steps, every cell for the first 256; it trains 35k steps. Departures for the
   CPU: 1000 steps, 2^16 samples per step (at most 8192 rays), 512 steps across
-  the diagonal, a 64^3 grid, finest hash level 1024. ``prune`` (on) drops the
+  the diagonal, a 64^3 grid, finest hash level 1024. ``prune`` (off) would drop the
   samples behind opaque matter (transmittance < 1e-4, from a density-only pass
-  without gradients) before the gradient pass. On lego at 200x200 this
-  measured 27.3 dB held-out after 300 s (383 steps, 2 cores; bench/nerf_lego.py).
+  without gradients) before the gradient pass; that extra pass costs more than
+  it saves on a CPU (lego 200x200, 300 s: 28.6 dB without it, about 26.9 with). On lego at 200x200 this
+  measured 31.3 dB held-out after 594 s (1284 steps, 2 cores; bench/nerf_lego.py).
 
 Views are split into training and held-out views (every ``holdout_every``-th).
 Held-out PSNR is measured on a fixed random set of ``eval_pixels`` pixels
@@ -44,7 +45,7 @@ from ..render.image_metrics import psnr, psnr_of_mse, ssim
 from ..render.renderer import RenderSettings, render_image, render_rays
 from ..render.surface import surface_density
 from .loop import StopRule, downsample_history, train
-from .params import coerce_params, refuse_unknown
+from .params import coerce_params, refuse_unknown, rgb_param
 
 CHECKPOINT_FORMAT = "inr_blender.nerf"
 CHECKPOINT_VERSION = 1
@@ -64,7 +65,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "iterations": 1000, "learning_rate": 1e-2, "adam_eps": 1e-15, "samples_per_step": 1 << 16,
         "initial_rays": 2048, "max_rays": 8192, "march_steps": 512, "levels": 16, "log2_table_size": 19,
         "base_resolution": 16, "finest_resolution": 1024, "width": 64, "occupancy_resolution": 64,
-        "occupancy_interval": 16, "occupancy_warmup": 256, "prune": True,
+        "occupancy_interval": 16, "occupancy_warmup": 256, "prune": False,
     },
 }
 JOB_KEYS = ("model", "checkpoint_path", "transforms_path", "aabb")
@@ -85,14 +86,7 @@ def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
     refuse_unknown(params, set(JOB_KEYS) | set(COMMON_DEFAULTS) | {k for d in MODEL_DEFAULTS.values() for k in d}, "fit_nerf")
     p = coerce_params(params, {**COMMON_DEFAULTS, **MODEL_DEFAULTS[model]}, _POSITIVE, _NON_NEGATIVE)
     p["model"] = model
-    bg = p["background"]
-    try:
-        bg = [float(c) for c in bg]
-    except (TypeError, ValueError):
-        raise JobError(f"parameter background must be three numbers in [0, 1], got {bg!r}") from None
-    if len(bg) != 3 or not all(0.0 <= c <= 1.0 for c in bg):
-        raise JobError(f"parameter background must be three numbers in [0, 1], got {bg!r}")
-    p["background"] = bg
+    p["background"] = rgb_param(p["background"], "background")
     if model == "fast" and p["log2_table_size"] > 26:
         raise JobError(f"parameter log2_table_size must be at most 26, got {p['log2_table_size']}")
     if model == "classic" and not p["precrop_fraction"] <= 1.0:

@@ -48,3 +48,14 @@ def coerce_params(params: dict[str, Any], defaults: dict[str, Any], positive: se
             raise JobError(f"parameter {key} must be {'positive' if key in positive else 'non-negative'}, got {value!r}")
         resolved[key] = value
     return resolved
+
+
+def rgb_param(value: Any, key: str) -> list[float]:
+    """An RGB colour: three numbers in [0, 1], or JobError naming ``key``."""
+    try:
+        rgb = [float(c) for c in value]
+    except (TypeError, ValueError):
+        rgb = []
+    if len(rgb) != 3 or not all(0.0 <= c <= 1.0 for c in rgb):
+        raise JobError(f"parameter {key} must be three numbers in [0, 1], got {value!r}")
+    return rgb

@@ -29,7 +29,7 @@ class RenderSettings:
     step: float = 2.0 * 3**0.5 / 512
     coarse: int = 64
     fine: int = 128
-    prune: bool = True  # fast field, training: drop samples behind opaque matter before the gradient pass
+    prune: bool = False  # fast field, training: drop samples behind opaque matter before the gradient pass
 
 
 def _evaluate(field: nn.Module, points: torch.Tensor, directions: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,7 +46,7 @@ def _evaluate(field: nn.Module, points: torch.Tensor, directions: torch.Tensor, 
 
 def render_fast(
     field: nn.Module, origins: torch.Tensor, directions: torch.Tensor, background: torch.Tensor, step: float,
-    perturb: bool, prune: bool = True,
+    perturb: bool, prune: bool = False,
 ) -> dict[str, torch.Tensor]:
     """March through the occupancy grid; with ``prune``, samples behind opaque matter (T < 1e-4) are dropped
     after a density-only pass without gradients, so the gradient pass only pays for visible samples."""
