@@ -1,4 +1,4 @@
-"""Command line: ``python -m inr_blender {serve,fit-sdf,fit-nerf,render-view,extract,metrics} ...``.
+"""Command line: ``python -m inr_blender {serve,fit-sdf,fit-nerf,render-view,extract,skeleton,metrics} ...``.
 
 The subcommands run the same job functions as the worker, with progress
 printed to stdout. Bad input prints ``error: ...`` to stderr and exits with 2.
@@ -91,6 +91,17 @@ def _extract(args: argparse.Namespace) -> None:
     print(f"wrote {result['num_vertices']} vertices, {result['num_faces']} faces to {args.output}")
 
 
+def _skeleton(args: argparse.Namespace) -> None:
+    from .fileio import write_skeleton
+
+    params = {"checkpoint_path": args.field, "delta": args.delta, "num_surface_samples": args.surface_samples,
+              "time_limit": args.time_limit, "device": args.device, "space": "world"}
+    result, arrays = _run("extract_skeleton", {k: v for k, v in params.items() if v is not None}, {})
+    write_skeleton(args.output, arrays["vertices"], arrays["radius"], arrays["edges"], arrays["triangles"])
+    print(f"wrote {result['num_vertices']} skeletal vertices, {result['num_edges']} edges, {result['num_triangles']} "
+          f"triangles to {args.output} in {result['seconds']:.1f} s; cover: {result['cover_message']}")
+
+
 def _metrics(args: argparse.Namespace) -> None:
     from .context import JobError
     from .fileio import read_geometry
@@ -123,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit-sdf", help="fit a signed distance field to a mesh or point cloud")
     p.add_argument("input", help="input .ply, .obj or .npz")
     p.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
-    p.add_argument("--method", choices=("igr", "siren", "hashgrid"), default="igr")
+    p.add_argument("--method", choices=("igr", "siren", "hashgrid", "neural_skeleton"), default="igr")
     p.add_argument("--iterations", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--depth", type=int)
@@ -168,6 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="radiance fields: the density of the surface (vertex colours go to .ply)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.set_defaults(func=_extract)
+
+    p = sub.add_parser("skeleton", help="extract the skeletal complex (medial axis, world space) of a fitted SDF")
+    p.add_argument("field", help="checkpoint (.pt)")
+    p.add_argument("-o", "--output", required=True, help="skeleton to write: .ma (vertices with radii, edges, faces) or .obj")
+    p.add_argument("--delta", type=float, help="coverage dilation, a fraction of the shape's longest half-extent (default 0.06)")
+    p.add_argument("--surface-samples", type=int, help="surface samples to cover (default 2000)")
+    p.add_argument("--time-limit", type=float, help="seconds for the set-cover MILP (default 60)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=_skeleton)
 
     p = sub.add_parser("metrics", help="Chamfer distances of a mesh against a reference mesh")
     p.add_argument("reference", help="reference mesh (.obj or .ply)")

@@ -1,4 +1,4 @@
-"""Read and write point clouds and triangle meshes: .obj, .ply (ascii / binary), .npz.
+"""Read and write point clouds and triangle meshes (.obj, .ply ascii / binary, .off, .npz) and medial axes (.ma).
 
 Readers return a dict of arrays named like the job inputs:
 ``points`` (N, 3) with optional ``normals`` for point clouds, and
@@ -16,7 +16,7 @@ import numpy as np
 
 from .context import JobError
 
-READ_FORMATS = (".obj", ".ply", ".npz")
+READ_FORMATS = (".obj", ".ply", ".off", ".npz")
 WRITE_FORMATS = (".obj", ".ply")
 
 _PLY_TYPES = {
@@ -305,6 +305,28 @@ def write_ply(
             fh.write(frec.tobytes())
 
 
+# -- OFF ------------------------------------------------------------------------------
+
+def read_off(path: str) -> dict[str, np.ndarray]:
+    """Object File Format: ``OFF``, a "V F E" count line, V vertex lines, F polygon lines ``n i j k ...``."""
+    with open(path, "r", errors="replace") as fh:
+        tokens = [line.split("#", 1)[0].split() for line in fh]
+    lines = [t for t in tokens if t]
+    if not lines or not lines[0][0].endswith("OFF"):
+        raise JobError(f"{path}: not an OFF file (no OFF header)")
+    header = lines[0][1:] or lines[1]
+    body = lines[1:] if lines[0][1:] else lines[2:]
+    try:
+        nv, nf = int(header[0]), int(header[1])
+        verts = np.asarray([[float(x) for x in line[:3]] for line in body[:nv]], dtype=np.float64)
+        polys = [np.asarray(line[1 : 1 + int(line[0])], dtype=np.int64) for line in body[nv : nv + nf]]
+    except (ValueError, IndexError):
+        raise JobError(f"{path}: malformed OFF file") from None
+    if len(verts) != nv or len(polys) != nf or verts.shape[1:] != (3,):
+        raise JobError(f"{path}: the OFF file is truncated ({nv} vertices and {nf} faces announced)")
+    return _finish(verts, _triangulate(polys) if polys else None, None, path)
+
+
 # -- NPZ ------------------------------------------------------------------------------
 
 def read_npz(path: str) -> dict[str, np.ndarray]:
@@ -321,14 +343,73 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
     return arrays
 
 
+# -- medial axes (.ma) ---------------------------------------------------------------
+
+def read_ma(path: str) -> dict[str, np.ndarray]:
+    """A medial mesh in Q-MAT's .ma format: a count line "V E F", then ``v x y z r`` (extra columns ignored),
+    ``e i j`` and ``f i j k`` lines (0-based). Returns ``vertices`` (V, 3), ``radius`` (V,), ``edges`` and ``faces``."""
+    if not os.path.isfile(path):
+        raise JobError(f"file not found: {path}")
+    vertices, edges, faces = [], [], []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            parts = line.split()
+            if not parts or parts[0] not in ("v", "e", "f"):
+                continue
+            try:
+                if parts[0] == "v":
+                    vertices.append([float(x) for x in parts[1:5]])
+                elif parts[0] == "e":
+                    edges.append([int(x) for x in parts[1:3]])
+                else:
+                    faces.append([int(x) for x in parts[1:4]])
+            except ValueError:
+                raise JobError(f"{path}:{number}: cannot read {line.strip()!r}") from None
+    v = np.asarray(vertices, dtype=np.float64).reshape(-1, 4)
+    e = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    if len(v) == 0:
+        raise JobError(f"{path}: no medial vertices")
+    if (e.size and (e.min() < 0 or e.max() >= len(v))) or (f.size and (f.min() < 0 or f.max() >= len(v))):
+        raise JobError(f"{path}: an edge or face refers to a vertex that does not exist")
+    return {"vertices": v[:, :3], "radius": v[:, 3], "edges": e, "faces": f}
+
+
+def write_skeleton(path: str, vertices: np.ndarray, radius: np.ndarray, edges: np.ndarray, triangles: np.ndarray) -> None:
+    """Write a skeletal complex: .ma (with radii) or .obj (``v``, ``l`` for the edges outside triangles, ``f``)."""
+    ext = _extension(path, (".ma", ".obj"), "write")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        if ext == ".ma":
+            fh.write(f"{len(vertices)} {len(edges)} {len(triangles)}\n")
+            fh.writelines(f"v {x:.8g} {y:.8g} {z:.8g} {r:.8g}\n" for (x, y, z), r in zip(vertices, radius))
+            fh.writelines(f"e {i} {j}\n" for i, j in edges)
+            fh.writelines(f"f {i} {j} {k}\n" for i, j, k in triangles)
+        else:
+            fh.writelines(f"v {x:.8g} {y:.8g} {z:.8g}\n" for x, y, z in vertices)
+            fh.writelines(f"l {i + 1} {j + 1}\n" for i, j in loose_edges(edges, triangles))
+            fh.writelines(f"f {i + 1} {j + 1} {k + 1}\n" for i, j, k in triangles)
+
+
+def loose_edges(edges: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """The edges (E, 2) that are not a side of any triangle."""
+    edges = np.sort(np.asarray(edges, dtype=np.int64).reshape(-1, 2), axis=1)
+    t = np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
+    sides = np.sort(np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [0, 2]]]), axis=1)
+    if not len(sides):
+        return edges
+    n = int(max(edges.max(initial=0), sides.max(initial=0))) + 1
+    return edges[~np.isin(edges[:, 0] * n + edges[:, 1], sides[:, 0] * n + sides[:, 1])]
+
+
 # -- dispatch -------------------------------------------------------------------------
 
 def read_geometry(path: str) -> dict[str, np.ndarray]:
-    """Read ``path`` by its extension (.obj, .ply, .npz)."""
+    """Read ``path`` by its extension (.obj, .ply, .off, .npz)."""
     ext = _extension(path, READ_FORMATS, "read")
     if not os.path.isfile(path):
         raise JobError(f"file not found: {path}")
-    return {".obj": read_obj, ".ply": read_ply, ".npz": read_npz}[ext](path)
+    return {".obj": read_obj, ".ply": read_ply, ".off": read_off, ".npz": read_npz}[ext](path)
 
 
 def write_mesh(

@@ -22,6 +22,7 @@ from .device import available_memory_bytes, mps_available, resolve_device
 from .fitting import fit_sdf, resolve_params
 from .fitting import nerf as nerf_fitting
 from .fitting.params import rgb_param
+from .geometry import skeleton
 from .geometry.extraction import MIN_RESOLUTION, extract_mesh
 from .geometry.sparse_extraction import DEFAULT_SAFETY, extract_mesh_sparse
 from .geometry.metrics import compare_meshes
@@ -263,6 +264,41 @@ def _float_param(params: dict[str, Any], key: str, default: float) -> float:
     return value
 
 
+def job_extract_skeleton(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """The skeletal complex (medial axis) of a fitted SDF, in its local frame or in world space.
+
+    Params: the checkpoint (as for extract_mesh), ``space``, ``device`` and the
+    skeleton parameters of :mod:`.geometry.skeleton` (``delta``,
+    ``num_surface_samples``, ``time_limit``, ...; lengths are fractions of the
+    shape's longest half-extent). Arrays back: ``vertices`` (V, 3), ``radius``
+    (V,), ``edges`` (E, 2, every edge of the complex), ``triangles`` (T, 3) and
+    ``surface_samples`` (M, 3). The result reports each stage's time, the counts,
+    and whether the cover is optimal.
+    """
+    started = time.monotonic()
+    params = dict(params)
+    space = params.pop("space", "local")
+    if space not in ("local", "world"):
+        raise JobError(f"space must be 'local' or 'world', got {space!r}")
+    device = resolve_device(params.pop("device", "auto"))
+    path = params.pop("checkpoint_path", "")
+    skeleton_params = skeleton.resolve_params(params)  # fail fast, before loading
+    field, ckpt = load_checkpoint(arrays["checkpoint"] if "checkpoint" in arrays else path, device)
+    if _is_radiance(ckpt):
+        raise JobError("this field is a radiance field (NeRF): skeletons need a signed distance field")
+    result = skeleton.skeletonize(field, device, skeleton_params, ctx)
+    center, scale = ckpt["center"], float(ckpt["scale"])
+    vertices, radius, surface = result.vertices, result.radii, result.surface
+    if space == "world":
+        vertices, surface, radius = to_world(vertices, center, scale), to_world(surface, center, scale), radius * scale
+    return (
+        {**result.stats, "center": center, "scale": scale, "space": space, "seconds": time.monotonic() - started},
+        {"vertices": vertices.astype(np.float32), "radius": radius.astype(np.float32),
+         "edges": result.edges.astype(np.int32), "triangles": result.triangles.astype(np.int32),
+         "surface_samples": surface.astype(np.float32)},
+    )
+
+
 def job_fit_nerf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
     """Fit a radiance field (``model`` 'fast' or 'classic') to posed images; write or send back its checkpoint.
 
@@ -349,6 +385,7 @@ JOBS: dict[str, Job] = {
     "extract_mesh": job_extract_mesh,
     "metrics": job_metrics,
     "evaluate_field": job_evaluate_field,
+    "extract_skeleton": job_extract_skeleton,
     "fit_nerf": job_fit_nerf,
     "render_nerf_view": job_render_nerf_view,
 }

@@ -72,3 +72,55 @@ def siren_loss(
         "eikonal": w_eikonal * (g.norm(dim=-1) - 1.0).abs().mean(),
     }
     return sum(parts.values()), parts
+
+
+def gradient_norm_tv(field: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """u(x), |grad u| and |grad |grad u|| at ``x``, all differentiable in the parameters.
+
+    The last is computed as a Hessian-vector product, grad |grad u| = H grad u / |grad u|
+    (H is symmetric), so one more backward pass gives it.
+    """
+    x = x.detach().requires_grad_(True)
+    u = field(x)
+    (g,) = torch.autograd.grad(u, x, torch.ones_like(u), create_graph=True)
+    norm = g.norm(dim=-1)
+    (hg,) = torch.autograd.grad(g, x, g / norm.clamp_min(1e-8)[:, None], create_graph=True)
+    return u, norm, hg.norm(dim=-1)
+
+
+def skeleton_loss(
+    field: nn.Module,
+    surface: torch.Tensor,
+    normals: torch.Tensor,
+    uniform: torch.Tensor,
+    hints: torch.Tensor | None,
+    hint_distance: torch.Tensor | None,
+    hint_direction: torch.Tensor | None,
+    weights: dict[str, float],
+    w_tv: float,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The neural-skeleton loss (Clémot & Digne 2023).
+
+    - surface: ``w_surface`` * mean u^2 + ``w_normal`` * mean(1 - cos(grad u, n)) on the surface points;
+    - eikonal: ``w_eikonal`` * mean (1 - |grad u|)^2 at the uniform points;
+    - learning points (when ``hints`` is given): ``w_hint`` * mean (u - d)^2 + ``w_hint_normal`` *
+      mean(1 - cos(grad u, direction)) at points of known signed distance d;
+    - total variation: ``w_tv`` * mean |grad |grad u|| at the uniform points.
+    """
+    u_s, g_s = value_and_gradient(field, surface, create_graph=True)
+    parts = {
+        "surface": weights["w_surface"] * u_s.square().mean(),
+        "normal": weights["w_normal"] * (1.0 - F.cosine_similarity(g_s, normals, dim=-1)).mean(),
+    }
+    if w_tv > 0:
+        _, norm, tv = gradient_norm_tv(field, uniform)
+        parts["tv"] = w_tv * tv.mean()
+    else:
+        _, g_u = value_and_gradient(field, uniform, create_graph=True)
+        norm = g_u.norm(dim=-1)
+    parts["eikonal"] = weights["w_eikonal"] * (1.0 - norm).square().mean()
+    if hints is not None:
+        u_h, g_h = value_and_gradient(field, hints, create_graph=True)
+        parts["hint"] = weights["w_hint"] * (u_h - hint_distance).square().mean()
+        parts["hint_normal"] = weights["w_hint_normal"] * (1.0 - F.cosine_similarity(g_h, hint_direction, dim=-1)).mean()
+    return sum(parts.values()), parts

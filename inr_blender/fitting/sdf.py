@@ -16,6 +16,12 @@ Three methods share the training loop and differ in network and loss:
   points far from the cloud and a sign hinge on near-surface samples. The hash
   grid's features are local, so without them the inside keeps shells of the
   initial sphere and small blobs appear just outside the surface.
+- ``neural_skeleton`` (Clémot & Digne 2023): a SIREN (6 sine layers of 64),
+  started from a network pre-fitted to a sphere's SDF, trained with surface,
+  eikonal, learning-point and total-variation terms (see
+  :func:`.losses.skeleton_loss`) so that the field stays a distance away from
+  the surface and its gradient-norm minima lie on the medial axis, which
+  :mod:`..geometry.skeleton` traces. Needs normals.
 
 Every method stops at its iteration limit, at an optional time limit, or once
 its loss stops improving (see :class:`.loop.StopRule`); the checkpoint says
@@ -39,9 +45,10 @@ from ..device import resolve_device
 from ..fields import build_field, field_config
 from ..geometry.sampling import SignedDistanceEstimate, far_samples, knn_sigma, near_surface_samples, normalization, to_local, uniform_samples
 from ..geometry.validation import check_normals, check_points
-from .losses import igr_loss, siren_loss
+from .losses import igr_loss, siren_loss, skeleton_loss
 from .loop import StopRule, downsample_history, train
 from .params import coerce_params, refuse_unknown
+from .sphere_init import sphere_field
 
 CHECKPOINT_FORMAT = "inr_blender.sdf"
 CHECKPOINT_VERSION = 1
@@ -111,6 +118,34 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "w_offsurface": 1e2,
         "alpha": 100.0,
     },
+    # Neural skeleton (published: 6 sine layers of 64, omega0 30, L-BFGS for 50 epochs of 25k surface and 25k
+    # uniform points, 1000 learning points for the first 20 epochs, weights 100 (surface: 100 u^2 + alignment),
+    # 200 (eikonal), 100 (learning points: 10 (u - d)^2 + alignment) and 20 (TV, divided by 1 + (epoch/10)^2)).
+    # Here Adam over `iterations` steps stands for the 50 epochs: the learning points stay for the first
+    # `hint_fraction` (20/50) of them and the TV weight halves at `tv_decay` (10/50) of the run; the batches are
+    # 5000 points for a 2-core CPU.
+    "neural_skeleton": {
+        "iterations": 1000,
+        "batch_size": 5000,
+        "learning_rate": 1e-4,
+        "lr_decay_interval": 0,
+        "lr_decay_factor": 1.0,
+        "grad_clip": 0.0,
+        "width": 64,
+        "depth": 5,
+        "omega0": 30.0,
+        "w_surface": 1e4,
+        "w_normal": 1e2,
+        "w_eikonal": 2e2,
+        "w_hint": 1e3,
+        "w_hint_normal": 1e2,
+        "w_tv": 2e1,
+        "num_hints": 1000,
+        "hint_fraction": 0.4,
+        "tv_decay": 0.2,
+        "init": "sphere",
+        "convergence_tolerance": 0.0,
+    },
     "hashgrid": {
         "iterations": 500,
         "batch_size": 2048,
@@ -139,10 +174,11 @@ FAR_POOL = 50_000  # uniform candidates for the far-field samples (a pool of 200
 _POSITIVE = {"iterations", "batch_size", "learning_rate", "width", "depth", "num_samples", "knn_sigma", "omega0",
              "global_sigma", "init_radius", "alpha", "lr_decay_factor", "adam_eps", "levels",
              "features_per_level", "log2_table_size", "base_resolution", "finest_resolution", "far_distance",
-             "convergence_window", "sign_distance"}
+             "convergence_window", "sign_distance", "tv_decay"}
 _NON_NEGATIVE = {"lr_decay_interval", "grad_clip", "beta", "lambda_eikonal", "tau_normals",
                  "w_sdf", "w_normal", "w_eikonal", "w_offsurface", "w_far", "w_sign", "seed",
-                 "convergence_tolerance", "max_seconds"}
+                 "convergence_tolerance", "max_seconds", "w_surface", "w_hint", "w_hint_normal", "w_tv", "num_hints",
+                 "hint_fraction"}
 
 
 def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -164,9 +200,25 @@ def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
             raise JobError("parameter finest_resolution must be at least base_resolution")
     if method == "hashgrid" and resolved["gradient"] not in ("autograd", "finite_difference"):
         raise JobError(f"parameter gradient must be 'autograd' or 'finite_difference', got {resolved['gradient']!r}")
+    if method == "neural_skeleton" and resolved["init"] not in ("sphere", "random"):
+        raise JobError(f"parameter init must be 'sphere' or 'random', got {resolved['init']!r}")
     if method == "igr" and resolved["width"] < 4:
         raise JobError("an IGR network needs width >= 4")
     return resolved
+
+
+def field_config_for(p: dict[str, Any]) -> dict[str, Any]:
+    """The network config of resolved parameters ``p``."""
+    if p["method"] in ("siren", "neural_skeleton"):
+        return field_config("siren", width=p["width"], depth=p["depth"], omega0=p["omega0"])
+    if p["method"] == "igr":
+        return field_config("igr", width=p["width"], depth=p["depth"], beta=p["beta"], init_radius=p["init_radius"])
+    return field_config(
+        "hashgrid", levels=p["levels"], features_per_level=p["features_per_level"],
+        log2_table_size=p["log2_table_size"], base_resolution=p["base_resolution"],
+        finest_resolution=p["finest_resolution"], width=p["width"], depth=p["depth"], beta=p["beta"],
+        init_radius=p["init_radius"],
+    )
 
 
 def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -179,8 +231,9 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
     points = check_points(points)
     if normals is not None:
         normals = check_normals(normals, len(points))
-    if p["method"] == "siren" and normals is None:
-        raise JobError("SIREN needs oriented normals; the point cloud has none (use IGR, or give the points normals)")
+    if p["method"] in ("siren", "neural_skeleton") and normals is None:
+        name = "SIREN" if p["method"] == "siren" else "The neural skeleton"
+        raise JobError(f"{name} needs oriented normals; the point cloud has none (use IGR, or give the points normals)")
     device = resolve_device(p["device"])
     torch.manual_seed(p["seed"])
     center, scale = normalization(points)
@@ -190,18 +243,8 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
     surface_normals = None if normals is None else torch.as_tensor(normals, dtype=torch.float32, device=device)
     igr_losses = p["method"] in ("igr", "hashgrid")
     estimate: SignedDistanceEstimate | None = None  # the hash grid's sign terms (with normals)
-    if p["method"] == "siren":
-        config = field_config("siren", width=p["width"], depth=p["depth"], omega0=p["omega0"])
-    else:
-        if p["method"] == "igr":
-            config = field_config("igr", width=p["width"], depth=p["depth"], beta=p["beta"], init_radius=p["init_radius"])
-        else:
-            config = field_config(
-                "hashgrid", levels=p["levels"], features_per_level=p["features_per_level"],
-                log2_table_size=p["log2_table_size"], base_resolution=p["base_resolution"],
-                finest_resolution=p["finest_resolution"], width=p["width"], depth=p["depth"], beta=p["beta"],
-                init_radius=p["init_radius"],
-            )
+    config = field_config_for(p)
+    if igr_losses:
         ctx.progress(0, 1, None, "estimating point spacing")
         sigma = torch.as_tensor(knn_sigma(local, p["knn_sigma"]), dtype=torch.float32, device=device)
         if normals is not None and p["method"] == "hashgrid" and (p["w_far"] > 0 or p["w_sign"] > 0):
@@ -211,12 +254,18 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
             far_np, far_sd_np = far_samples(estimate, FAR_POOL, p["far_distance"], p["seed"])
             far = torch.as_tensor(far_np, dtype=torch.float32, device=device)
             far_sd = torch.as_tensor(far_sd_np, dtype=torch.float32, device=device)
-    field = build_field(config).to(device)
+    if p["method"] == "neural_skeleton":
+        hints, hint_distance, hint_direction = learning_points(local, normals, p["num_hints"], p["seed"], device)
+        field = sphere_field(config, device, ctx) if p["init"] == "sphere" else build_field(config).to(device)
+        hint_steps = int(round(p["hint_fraction"] * p["iterations"]))
+        tv_scale = max(1.0, p["tv_decay"] * p["iterations"])
+    else:
+        field = build_field(config).to(device)
     batch = p["batch_size"]
     # Finite differences (hash grid only): a step of one cell of the finest level, as Neuralangelo ends with.
     fd_step = 2.0 / p["finest_resolution"] if p.get("gradient") == "finite_difference" else 0.0
 
-    def step_loss(_: int) -> torch.Tensor:
+    def step_loss(i: int) -> torch.Tensor:
         idx = torch.randint(len(surface), (batch,), device=device)
         on = surface[idx]
         n = None if surface_normals is None else surface_normals[idx]
@@ -233,6 +282,13 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
             if estimate is not None and p["w_far"] > 0 and len(far):
                 j = torch.randint(len(far), (max(1, batch // 4),), device=device)
                 loss = loss + p["w_far"] * (field(far[j]) - far_sd[j]).abs().mean()
+        elif p["method"] == "neural_skeleton":
+            hinted = i < hint_steps
+            loss, _ = skeleton_loss(
+                field, on, n, uniform_samples(batch, 1.0, device), hints if hinted else None,
+                hint_distance if hinted else None, hint_direction if hinted else None, p,
+                p["w_tv"] / (1.0 + (i / tv_scale) ** 2),
+            )
         else:
             off = uniform_samples(batch, 1.0, device)
             loss, _ = siren_loss(field, on, n, off, p["w_sdf"], p["w_normal"], p["w_eikonal"], p["w_offsurface"], p["alpha"])
@@ -266,3 +322,17 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
         "has_normals": normals is not None,
         "device": str(device),
     }
+
+
+def learning_points(
+    local: np.ndarray, normals: np.ndarray, count: int, seed: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The neural skeleton's learning points: ``count`` uniform points of [-1, 1]^3 with their signed distance to
+    the oriented cloud (see SignedDistanceEstimate) and the direction away from their nearest point, outward."""
+    queries = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(max(1, int(count)), 3))
+    estimate = SignedDistanceEstimate(local, normals)
+    distance = estimate(queries)
+    _, nearest = estimate.tree.query(queries, workers=-1)
+    direction = (queries - local[nearest]) * np.sign(distance)[:, None]
+    as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
+    return as_tensor(queries), as_tensor(distance), as_tensor(direction)

@@ -50,7 +50,7 @@ from typing import Callable
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .sampling import sample_surface
+from .sampling import face_areas_and_normals, sample_surface
 
 FSCORE_THRESHOLD = 0.01  # F-score threshold, in units of the reference's bounding radius
 
@@ -148,3 +148,43 @@ def compare_meshes(
     for name in metrics or tuple(METRICS):
         result.update(METRICS[name](s))
     return result
+
+
+def sample_complex(vertices: np.ndarray, edges: np.ndarray, triangles: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """Points on a skeletal complex: every vertex, plus ``count`` points spread over its edges and triangles by
+    measure (length for edges, area for triangles, each set taking a share in proportion to its own element count)."""
+    v = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
+    e = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+    t = np.asarray(triangles, dtype=np.int64).reshape(-1, 3)
+    rng = np.random.default_rng(seed)
+    parts = [v]
+    total = len(e) + len(t)
+    if len(e):
+        length = np.linalg.norm(v[e[:, 1]] - v[e[:, 0]], axis=1)
+        if length.sum() > 0:
+            k = rng.choice(len(e), size=count * len(e) // total, p=length / length.sum())
+            s = rng.random(len(k))[:, None]
+            parts.append(v[e[k, 0]] + s * (v[e[k, 1]] - v[e[k, 0]]))
+    if len(t):
+        areas, _ = face_areas_and_normals(v, t)
+        if areas.sum() > 0:
+            parts.append(sample_surface(v, t, count * len(t) // total, seed)[0])
+    return np.concatenate(parts)
+
+
+def skeleton_distances(a: np.ndarray, b: np.ndarray, diagonal: float) -> dict[str, float]:
+    """Distances between two sampled skeletons (reference ``a``, candidate ``b``) as percentages of ``diagonal``.
+
+    ``hausdorff_ab`` is the largest distance from a sample of a to b (b misses part of a), ``hausdorff_ba`` the
+    reverse (b has parts a lacks, e.g. spurious branches); ``hausdorff`` is their maximum. ``chamfer_ab``,
+    ``chamfer_ba`` are the mean distances and ``chamfer`` their mean.
+    """
+    d_ab, _ = cKDTree(b).query(a, workers=-1)
+    d_ba, _ = cKDTree(a).query(b, workers=-1)
+    pct = 100.0 / diagonal
+    return {
+        "hausdorff_ab": float(d_ab.max()) * pct, "hausdorff_ba": float(d_ba.max()) * pct,
+        "hausdorff": max(float(d_ab.max()), float(d_ba.max())) * pct,
+        "chamfer_ab": float(d_ab.mean()) * pct, "chamfer_ba": float(d_ba.mean()) * pct,
+        "chamfer": 0.5 * (float(d_ab.mean()) + float(d_ba.mean())) * pct,
+    }
