@@ -9,6 +9,9 @@ SDF_METHODS = [
     ("IGR", "IGR", "Softplus MLP with geometric initialisation and an eikonal loss (Gropp 2020)"),
     ("SIREN", "SIREN", "Sine-activation MLP with an off-surface term (Sitzmann 2020); needs normals"),
     ("HASHGRID", "Hash Grid", "Multiresolution hash-grid encoding with a small MLP (Instant-NGP, Müller 2022), IGR's losses"),
+    ("NEURAL_SKELETON", "Neural Skeleton",
+     "SIREN 6x64 with a total-variation (TV) term that puts the gradient norm's minima on the medial axis "
+     "(Clémot & Digne 2023): the field for Extract Skeleton; needs normals"),
 ]
 NERF_MODELS = [
     ("FAST", "Fast", "Hash-grid density with a small colour MLP and an occupancy grid (in the spirit of Instant-NGP, Müller 2022)"),
@@ -68,6 +71,28 @@ class INR_PG_field(bpy.types.PropertyGroup):
     eval_history_json: StringProperty(name="PSNR History", description="Held-out PSNR during training: [[step, seconds, psnr], ...] as JSON")
     background: FloatVectorProperty(name="Background", subtype="COLOR", size=3, min=0.0, max=1.0, default=(1.0, 1.0, 1.0), description="The colour behind transparent pixels, in training and in renders")
     density_threshold: FloatProperty(name="Density Threshold", default=25.0, min=1e-3, description="Density of the surface Extract Mesh uses (the fit suggests one)")
+    # Extract Skeleton: its settings (the panel's; the operator's when it does not set them) ...
+    skeleton_delta: FloatProperty(
+        name="δ", default=0.02, min=1e-4, soft_max=0.2, precision=3,
+        description="Coverage tolerance, as a fraction of the shape's longest half-extent: larger gives fewer medial spheres, a coarser skeleton",
+    )
+    skeleton_surface_samples: IntProperty(name="Surface Samples", default=2000, min=16, soft_max=20000, description="Points spread on the field's surface that the medial spheres must cover")
+    skeleton_time_limit: FloatProperty(
+        name="MILP Time Limit", default=60.0, min=0.1, soft_max=600.0, subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE",
+        description="Most time for the set-cover solver; past it the best cover found is used (not proven optimal)",
+    )
+    skeleton_spheres: BoolProperty(name="Medial Spheres", default=True, description="Also add an object that shows each skeletal point's medial sphere (geometry nodes)")
+    # ... and what the last one found
+    has_skeleton: BoolProperty(name="Skeleton Extracted", default=False)
+    skeleton_vertices: IntProperty(name="Skeletal Points")
+    skeleton_edges: IntProperty(name="Skeleton Edges", description="Every edge of the complex, triangles' sides included")
+    skeleton_triangles: IntProperty(name="Skeleton Triangles")
+    skeleton_candidates: IntProperty(name="Candidates", description="Skeletal points traced from the surface, before the cover selected some")
+    skeleton_optimal: BoolProperty(name="Optimal Cover", description="The set cover was solved to optimality (within the relative gap)")
+    skeleton_cover_message: StringProperty(name="Cover", description="What the set-cover solver reported")
+    skeleton_uncovered: IntProperty(name="Uncovered Samples", description="Surface samples no candidate covers (left out of the cover)")
+    skeleton_seconds: FloatProperty(name="Skeleton Time", subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE")
+    skeleton_delta_used: FloatProperty(name="δ Used", precision=3, description="The δ of the last skeleton")
 
 
 class INR_PG_job(bpy.types.PropertyGroup):

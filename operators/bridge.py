@@ -163,22 +163,33 @@ def create_mesh_object(
     faces: np.ndarray,
     normals: np.ndarray | None = None,
     matrix_world: Matrix | None = None,
+    edges: np.ndarray | None = None,
+    point_attributes: dict[str, np.ndarray] | None = None,
 ) -> bpy.types.Object:
-    """A new mesh object with smooth shading (custom normals when given)."""
+    """A new mesh object with smooth shading (custom normals when given).
+
+    ``edges`` (E, 2) adds loose edges (the triangles' sides are made from ``faces``);
+    ``point_attributes`` adds one float point attribute per name.
+    """
     mesh = bpy.data.meshes.new(name)
     try:
         mesh.vertices.add(len(vertices))
         mesh.vertices.foreach_set("co", np.ascontiguousarray(vertices, dtype=np.float32).ravel())
+        if edges is not None and len(edges):
+            mesh.edges.add(len(edges))
+            mesh.edges.foreach_set("vertices", np.ascontiguousarray(edges, dtype=np.int32).ravel())
         n_faces = len(faces)
         mesh.loops.add(n_faces * 3)
         mesh.loops.foreach_set("vertex_index", np.ascontiguousarray(faces, dtype=np.int32).ravel())
         mesh.polygons.add(n_faces)
         mesh.polygons.foreach_set("loop_start", np.arange(0, n_faces * 3, 3, dtype=np.int32))
-        mesh.update()
+        mesh.update(calc_edges=edges is not None)
         mesh.validate()
         mesh.shade_smooth()
         if normals is not None and len(normals) == len(mesh.vertices):
             mesh.normals_split_custom_set_from_vertices(np.asarray(normals, dtype=np.float32))
+        for key, values in (point_attributes or {}).items():
+            mesh.attributes.new(key, "FLOAT", "POINT").data.foreach_set("value", np.ascontiguousarray(values, dtype=np.float32).ravel())
         obj = bpy.data.objects.new(name, mesh)
     except Exception:
         bpy.data.meshes.remove(mesh)
@@ -189,9 +200,12 @@ def create_mesh_object(
     return obj
 
 
-def remove_objects(objects: list[bpy.types.Object]) -> None:
-    """Delete objects this operator created (and their data) after a failure."""
+def remove_objects(objects: list) -> None:
+    """Delete objects this operator created (and their data) after a failure; node groups too."""
     for obj in objects:
+        if isinstance(obj, bpy.types.NodeTree):
+            bpy.data.node_groups.remove(obj)
+            continue
         data = obj.data
         bpy.data.objects.remove(obj, do_unlink=True)
         if isinstance(data, bpy.types.Mesh) and data.users == 0:

@@ -52,7 +52,9 @@ class VIEW3D_PT_inr_fit(_INRPanel, bpy.types.Panel):
         row = col.row(align=True)
         for preset, text, icon in (("FAST", "Fast", "MOD_REMESH"), ("DETAILED", "Detailed", "MOD_MULTIRES"), ("SMOOTH", "Smooth", "MOD_SMOOTH")):
             row.operator("inr.fit_sdf", text=text, icon=icon).preset = preset
-        col.operator("inr.fit_sdf", text="Custom…", icon="PREFERENCES").preset = "CUSTOM"
+        row = col.row(align=True)
+        row.operator("inr.fit_sdf", text="Skeleton", icon="OUTLINER_DATA_ARMATURE").preset = "SKELETON"
+        row.operator("inr.fit_sdf", text="Custom…", icon="PREFERENCES").preset = "CUSTOM"
         _draw_radiance_field(layout, context)
 
 
@@ -110,7 +112,8 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
             return
         col = layout.column(align=True)
         preset = f" ({s.preset.lower()})" if s.preset and s.preset != "CUSTOM" else ""
-        col.label(text=f"{s.kind} · {s.method}{preset} · {s.iterations} steps on {s.device}")
+        method = s.bl_rna.properties["method"].enum_items[s.method].name
+        col.label(text=f"{s.kind} · {method}{preset} · {s.iterations} steps on {s.device}")
         col.label(text=f"{s.num_points} points{' with normals' if s.has_normals else ''} from {s.sources}")
         col.label(text=f"Final loss {s.final_loss:.5g} · {s.train_seconds:.1f} s")
         _draw_training(col, layout, obj)
@@ -125,6 +128,39 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
             for label, value in (("Chamfer-L1", f"{s.chamfer_l1:.5f}"), ("Normals", f"{s.normal_consistency:.4f}"), ("F-score 1%", f"{s.fscore:.4f}"), ("Hausdorff", f"{s.hausdorff:.4f}")):
                 grid.label(text=label)
                 grid.label(text=value)
+        _draw_skeleton(layout, context, obj)
+
+
+def _draw_skeleton(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object) -> None:
+    """The Skeleton box: Extract Skeleton's settings (stored on the field), its button, the last result."""
+    s = obj.inr_field
+    box = layout.box()
+    box.label(text="Skeleton", icon="OUTLINER_DATA_ARMATURE")
+    col = box.column(align=True)
+    col.use_property_split = True
+    col.prop(s, "skeleton_delta")
+    col.prop(s, "skeleton_surface_samples")
+    col.prop(s, "skeleton_time_limit")
+    col.prop(s, "skeleton_spheres")
+    row = box.row()
+    row.enabled = not context.window_manager.inr_job.running
+    row.operator("inr.extract_skeleton", icon="OUTLINER_DATA_ARMATURE")
+    if s.method != "NEURAL_SKELETON":
+        box.label(text="Fit with the Skeleton preset for a cleaner skeleton", icon="INFO")
+    if s.has_skeleton:
+        grid = box.grid_flow(columns=2, align=True)
+        for label, value in (
+            ("Points", f"{s.skeleton_vertices} of {s.skeleton_candidates}"), ("Edges", str(s.skeleton_edges)),
+            ("Triangles", str(s.skeleton_triangles)), ("δ", f"{s.skeleton_delta_used:g}"), ("Time", f"{s.skeleton_seconds:.1f} s"),
+        ):
+            grid.label(text=label)
+            grid.label(text=value)
+        if s.skeleton_optimal:
+            box.label(text="Optimal cover", icon="CHECKMARK")
+        else:
+            box.label(text=f"Cover: {s.skeleton_cover_message}", icon="TIME")
+        if s.skeleton_uncovered:
+            box.label(text=f"{s.skeleton_uncovered} surface samples left uncovered", icon="ERROR")
 
 
 def _draw_training(col: bpy.types.UILayout, layout: bpy.types.UILayout, obj: bpy.types.Object) -> None:

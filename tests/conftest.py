@@ -70,6 +70,17 @@ def scene(addon):
     set_local_backend()
 
 
+def select_only(*objects) -> None:
+    """Select exactly ``objects``; the first becomes active (none: no active object)."""
+    import bpy
+
+    for o in bpy.context.selected_objects:
+        o.select_set(False)
+    for o in objects:
+        o.select_set(True)
+    bpy.context.view_layer.objects.active = objects[0] if objects else None
+
+
 def add_suzanne(subdivision_levels: int = 1, location=(0.0, 0.0, 0.0)):
     """Suzanne with a Subdivision Surface modifier, selected and active (as in the demo)."""
     import bpy

@@ -16,21 +16,12 @@ import pytest
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
-from conftest import prefs, scene_state
+from conftest import prefs, scene_state, select_only
 
 RIG = "INR Camera Rig"
 
 
-
 # -- scene helpers -------------------------------------------------------------------------------
-def _select_only(*objects) -> None:
-    for o in bpy.context.selected_objects:
-        o.select_set(False)
-    for o in objects:
-        o.select_set(True)
-    bpy.context.view_layer.objects.active = objects[0] if objects else None
-
-
 def _cube(size=1.0, location=(0.0, 0.0, 0.0), color=None, name="Cube"):
     bpy.ops.mesh.primitive_cube_add(size=size, location=location)
     obj = bpy.context.active_object
@@ -121,7 +112,7 @@ def test_sphere_rig_surrounds_the_selection_and_looks_at_its_centre(scene):
     a = _cube(size=2.0, location=(1.0, 2.0, 3.0), name="A")
     b = _cube(size=1.0, location=(3.0, 2.0, 3.0), name="B")
     b.rotation_euler = (0.0, 0.0, math.radians(45))
-    _select_only(a, b)
+    select_only(a, b)
     assert bpy.ops.inr.create_camera_rig(shape="SPHERE", count=24) == {"FINISHED"}
 
     rig = _rig()
@@ -167,7 +158,7 @@ def test_hemisphere_and_ring_rigs(scene):
     heights = sorted(c.matrix_world.translation.z for c in hemi)
     assert heights[-1] - heights[0] > 0.5 * _rig()["inr_radius"]  # spread over the dome, not one ring
 
-    _select_only(cube)
+    select_only(cube)
     assert bpy.ops.inr.create_camera_rig(shape="RING", count=8, radius=5.0, lens=35.0, resolution_x=64, resolution_y=48) == {"FINISHED"}
     ring = bpy.data.collections[f"{RIG}.001"]
     cams = _cameras(ring)
@@ -180,7 +171,7 @@ def test_hemisphere_and_ring_rigs(scene):
     r = bpy.context.scene.render
     assert (r.resolution_x, r.resolution_y) == (64, 48)
 
-    _select_only(cube)
+    select_only(cube)
     assert bpy.ops.inr.create_camera_rig(shape="RING", count=6, radius=4.0, elevation=math.radians(30)) == {"FINISHED"}
     locs = np.array([c.matrix_world.translation for c in _cameras(bpy.data.collections[f"{RIG}.002"])])
     assert np.allclose(locs[:, 2], 1.0 + 4.0 * math.sin(math.radians(30)), atol=1e-5)
@@ -199,11 +190,11 @@ def test_rig_refuses_nothing_to_frame(scene):
     _refused(bpy.ops.inr.create_camera_rig, "nothing selected")
     cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
     bpy.context.collection.objects.link(cam)
-    _select_only(cam)
+    select_only(cam)
     _refused(bpy.ops.inr.create_camera_rig, "'Cam' is a camera")
     empty = bpy.data.objects.new("Nothing", bpy.data.meshes.new("Nothing"))
     bpy.context.collection.objects.link(empty)
-    _select_only(empty)
+    select_only(empty)
     _refused(bpy.ops.inr.create_camera_rig, "the selected objects are empty")
 
 
@@ -381,11 +372,11 @@ def test_non_perspective_camera_is_refused_before_rendering(scene, tmp_path, len
 
 def test_two_rigs_need_a_camera_selected(scene, tmp_path):
     cube = _small_rig(scene, count=2, res=(16, 16))
-    _select_only(cube)
+    select_only(cube)
     assert bpy.ops.inr.create_camera_rig(count=3, shape="RING") == {"FINISHED"}
     _refused(bpy.ops.inr.render_training_views, "2 camera rigs are in the scene: select a camera", directory=str(tmp_path / "a"))
     second = _cameras(bpy.data.collections[f"{RIG}.001"])
-    _select_only(second[0])
+    select_only(second[0])
     assert bpy.ops.inr.render_training_views(directory=str(tmp_path / "b")) == {"FINISHED"}
     assert len(json.loads((tmp_path / "b" / "transforms.json").read_text())["frames"]) == 3
 
@@ -404,7 +395,7 @@ def _fake_field(kind: str, checkpoint: str = "/nonexistent/field.pt"):
     obj = bpy.data.objects.new(f"{kind} Field", None)
     bpy.context.collection.objects.link(obj)
     obj.inr_field.is_field, obj.inr_field.kind, obj.inr_field.checkpoint = True, kind, checkpoint
-    _select_only(obj)
+    select_only(obj)
     return obj
 
 
@@ -503,7 +494,7 @@ def _coloured_scene(scene):
     scene.collection.objects.link(sun)
     scene.view_settings.view_transform = "Standard"
     _cycles(scene, samples=8)
-    _select_only(cube, sphere)
+    select_only(cube, sphere)
     return cube, sphere
 
 
