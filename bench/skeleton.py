@@ -107,20 +107,24 @@ def plot(path: str, reference: dict[str, np.ndarray], runs: dict[str, dict[str, 
 
     panels = [("ground truth (Q-MAT)", reference["vertices"], reference["edges"], reference["faces"])]
     panels += [(name, r["vertices"], np.asarray(r["edges"]).reshape(-1, 2), np.asarray(r["triangles"]).reshape(-1, 3)) for name, r in runs.items()]
-    fig = plt.figure(figsize=(4 * len(panels), 4.4))
-    lo, hi = surface.min(axis=0), surface.max(axis=0)
+    up = [0, 2, 1]  # teddy's up axis is y: show it vertical
+    cols = 3
+    fig = plt.figure(figsize=(4.5 * cols, 4.5 * ((len(panels) + cols - 1) // cols)))
+    lo, hi = surface.min(axis=0)[up], surface.max(axis=0)[up]
     for k, (name, v, e, t) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), k + 1, projection="3d")
-        ax.scatter(*surface[::10].T, s=0.3, c="0.8")
+        v = v[:, up]
+        ax = fig.add_subplot((len(panels) + cols - 1) // cols, cols, k + 1, projection="3d")
+        ax.scatter(*surface[::10][:, up].T, s=0.3, c="0.8")
         if len(t):
             ax.add_collection3d(Poly3DCollection(v[t], facecolor="tab:orange", edgecolor="none", alpha=0.6))
         if len(e):
             ax.add_collection3d(Line3DCollection(v[e], colors="tab:red", linewidths=0.6))
         ax.scatter(*v.T, s=3, c="k")
         ax.set_xlim(lo[0], hi[0]), ax.set_ylim(lo[1], hi[1]), ax.set_zlim(lo[2], hi[2])
-        ax.view_init(elev=10, azim=-80)
+        ax.set_box_aspect(hi - lo)
+        ax.view_init(elev=15, azim=-70)
         ax.set_axis_off()
-        ax.set_title(f"{name}\n{len(v)} vertices", fontsize=9)
+        ax.set_title(f"{name}: {len(v)} vertices", fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=110)

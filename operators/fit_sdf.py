@@ -92,12 +92,19 @@ class INR_OT_fit_sdf(FitJobOperator, bpy.types.Operator):
         name="TV Weight", default=20.0, min=0.0, soft_max=200.0,
         description="Total variation of the gradient norm: pushes its minima onto the medial axis, where Extract Skeleton finds them (published 20)",
     )
+    # its other weights (sent without the ns_ prefix, which keeps them apart from SIREN's of the same names)
+    ns_w_surface: FloatProperty(name="Surface Weight", default=1e4, min=0.0, description="Squared field value on the points (published 100 x 100)")
+    ns_w_normal: FloatProperty(name="Normal Weight", default=1e2, min=0.0, description="1 - cos between the gradient and the normals (published 100)")
+    ns_w_eikonal: FloatProperty(name="Eikonal Weight", default=2e2, min=0.0, description="(1 - |grad u|)^2 at uniform points (published 200)")
+    ns_w_hint: FloatProperty(name="Learning-Point Weight", default=1e3, min=0.0, description="Squared error to the known distance at the learning points (published 100 x 10)")
+    ns_w_hint_normal: FloatProperty(name="Learning-Point Direction Weight", default=1e2, min=0.0, description="1 - cos to the direction away from the nearest point (published 100)")
+    ns_num_hints: IntProperty(name="Learning Points", default=1000, min=0, soft_max=100000, description="Uniform points of known signed distance, used for the first 40% of the run")
 
     _method_props = {
         "IGR": ("beta", "lambda_eikonal", "tau_normals", "knn_sigma"),
         "SIREN": ("omega0", "w_sdf", "w_normal", "w_eikonal", "w_offsurface", "alpha"),
         "HASHGRID": ("levels", "log2_table_size", "finest_resolution", "lambda_eikonal", "tau_normals", "knn_sigma", "w_far", "w_sign"),
-        "NEURAL_SKELETON": ("w_tv",),
+        "NEURAL_SKELETON": ("w_tv", "ns_w_surface", "ns_w_normal", "ns_w_eikonal", "ns_w_hint", "ns_w_hint_normal", "ns_num_hints"),
     }
 
     _common_props = ("method", "iterations", "convergence_tolerance", "max_seconds", "batch_size", "learning_rate", "width", "depth")
@@ -155,7 +162,7 @@ class INR_OT_fit_sdf(FitJobOperator, bpy.types.Operator):
         if method != "HASHGRID":  # the hash grid keeps its small MLP
             optional.update(width=values["width"], depth=values["depth"])
         params.update({k: v for k, v in optional.items() if v > 0})  # 0: the method's default
-        params.update({name: values[name] for name in self._method_props[method]})
+        params.update({name.removeprefix("ns_"): values[name] for name in self._method_props[method]})
         self._params = params
         self._method = method
         if backend_config(context).mode == "REMOTE":

@@ -170,6 +170,8 @@ def test_delta_must_be_positive(delta):
         sk.resolve_params({"delta": delta})
     with pytest.raises(JobError, match="delta must be positive"):
         sk.select_cover(np.zeros((1, 3)), np.ones(1), np.zeros((1, 3)), delta)
+    with pytest.raises(JobError, match="delta must be positive"):
+        sk.skeletal_complex(np.zeros((2, 3)), np.ones(2), np.ones((4, 3)), delta)
 
 
 class Constant(torch.nn.Module):

@@ -187,12 +187,14 @@ def test_skeleton_preset_and_its_settings(scene):
     """The Skeleton preset is the neural skeleton's published network; explicit settings win; it needs normals."""
     pts, nrm = sphere_points(2000, radius=0.7)
     cloud = add_point_cloud(pts, nrm)
-    assert bpy.ops.inr.fit_sdf(preset="SKELETON", iterations=5, batch_size=500, w_tv=7.5) == {"FINISHED"}
+    assert bpy.ops.inr.fit_sdf(preset="SKELETON", iterations=5, batch_size=500, w_tv=7.5, ns_w_eikonal=150.0, ns_num_hints=0) == {"FINISHED"}
     s = bpy.context.active_object.inr_field
     settings = json.loads(s.settings_json)
     assert s.preset == "SKELETON" and s.method == "NEURAL_SKELETON"
     assert (settings["width"], settings["depth"], settings["iterations"], settings["batch_size"]) == (64, 5, 5, 500)
     assert settings["w_tv"] == 7.5 and settings["convergence_tolerance"] == 0.0
+    # every weight reaches the backend under its own name (SIREN's w_eikonal keeps its own default)
+    assert (settings["w_eikonal"], settings["num_hints"], settings["w_surface"], settings["w_hint"]) == (150.0, 0, 1e4, 1e3)
     select_only(cloud)
     assert bpy.ops.inr.fit_sdf(preset="CUSTOM", method="NEURAL_SKELETON", iterations=5, batch_size=500, width=32, depth=2) == {"FINISHED"}
     settings = json.loads(bpy.context.active_object.inr_field.settings_json)

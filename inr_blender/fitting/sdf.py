@@ -257,7 +257,7 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
     if p["method"] == "neural_skeleton":
         hints, hint_distance, hint_direction = learning_points(local, normals, p["num_hints"], p["seed"], device)
         field = sphere_field(config, device, ctx) if p["init"] == "sphere" else build_field(config).to(device)
-        hint_steps = int(round(p["hint_fraction"] * p["iterations"]))
+        hint_steps = int(round(p["hint_fraction"] * p["iterations"])) if p["num_hints"] > 0 else 0
         tv_scale = max(1.0, p["tv_decay"] * p["iterations"])
     else:
         field = build_field(config).to(device)

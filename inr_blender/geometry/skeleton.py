@@ -187,8 +187,7 @@ def select_cover(
     says so. A run out of time returns the best feasible cover found (HiGHS',
     or the greedy one if HiGHS had none) with ``optimal`` False.
     """
-    if not delta > 0:
-        raise JobError(f"delta must be positive, got {delta!r}")
+    _check_delta(delta)
     if len(candidates) == 0:
         raise JobError("no skeletal candidates: nothing to select a cover from")
     if len(surface) == 0:
@@ -221,6 +220,11 @@ def select_cover(
     raise JobError(f"the coverage problem failed: {result.message}")
 
 
+def _check_delta(delta: float) -> None:
+    if not delta > 0:
+        raise JobError(f"delta must be positive, got {delta!r}")
+
+
 def _gap(result: Any) -> float | None:
     gap = getattr(result, "mip_gap", None)
     return None if gap is None or not np.isfinite(gap) else float(gap)
@@ -248,6 +252,7 @@ def skeletal_complex(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Edges (E, 2) and triangles (T, 3) of the regular triangulation of skeletal points and surface samples
     whose vertices are all skeletal points (indices into ``vertices``)."""
+    _check_delta(delta)
     n = len(vertices)
     if n < 2:
         return np.zeros((0, 2), dtype=np.int64), np.zeros((0, 3), dtype=np.int64)
