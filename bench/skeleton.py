@@ -161,6 +161,7 @@ def main() -> None:
     settings = {"num_points": NUM_POINTS, "noise": NOISE, "device": args.device, **sk.DEFAULTS, "deltas": args.deltas}
     save_results(os.path.join(RESULTS, "skeleton.json"), settings, results)
     shown = [k for k in runs if k.endswith(f", {args.deltas[0]:g}")]
+    shown += [f"neural skeleton, 1% noise, {args.deltas[-1]:g}"] if len(args.deltas) > 1 else []
     plot(os.path.join(RESULTS, "skeleton", "teddy.png"), truth, {k: runs[k] for k in shown}, clean)
 
     header = ["input", "delta", "method", "Hausdorff (2-sided)", "Hausdorff gt→ours", "Hausdorff ours→gt", "Chamfer",

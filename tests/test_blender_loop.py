@@ -7,7 +7,6 @@ import os
 
 import bpy
 import numpy as np
-import pytest
 
 from conftest import add_point_cloud, add_suzanne, sphere_points
 

@@ -5,18 +5,16 @@ from __future__ import annotations
 import io
 import json
 import os
-import secrets
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import REPO, sphere_points
+from conftest import sphere_points
 
 
 @pytest.fixture
