@@ -31,8 +31,11 @@ def load_shape(path: str) -> tuple[str, dict]:
     return "icosphere (shared data absent)", {"vertices": v, "faces": f}
 
 
-def fit_and_measure(mesh: dict, params: dict, resolution: int, device: str = "cpu") -> tuple[dict, float, dict]:
-    """Fit a field to ``mesh`` with the backend's jobs, extract it in world space and measure it against the mesh.
+def fit_and_measure(
+    mesh: dict, params: dict, resolution: int, device: str = "cpu", inputs: dict | None = None
+) -> tuple[dict, float, dict]:
+    """Fit a field to ``mesh`` (or to the arrays ``inputs``, e.g. noisy points) with the backend's jobs, extract it
+    in world space and measure it against the mesh.
 
     Returns the fit job's result, the fit's wall time in seconds and the metrics.
     """
@@ -40,7 +43,7 @@ def fit_and_measure(mesh: dict, params: dict, resolution: int, device: str = "cp
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = os.path.join(tmp, "field.pt")
         started = time.perf_counter()
-        fit, _ = JOBS["fit_sdf"]({**params, "checkpoint_path": ckpt, "device": device}, dict(mesh), ctx)
+        fit, _ = JOBS["fit_sdf"]({**params, "checkpoint_path": ckpt, "device": device}, dict(inputs or mesh), ctx)
         seconds = time.perf_counter() - started
         _, out = JOBS["extract_mesh"]({"checkpoint_path": ckpt, "resolution": resolution, "space": "world", "device": device}, {}, ctx)
     pair = {"vertices_a": mesh["vertices"], "faces_a": mesh["faces"], "vertices_b": out["vertices"], "faces_b": out["faces"]}

@@ -1,4 +1,4 @@
-"""Command line: ``python -m inr_blender {serve,fit-sdf,fit-nerf,render-view,extract,skeleton,metrics} ...``.
+"""Command line: ``python -m inr_blender {serve,fit-sdf,fit-nerf,render-view,extract,skeleton,isopoints,metrics} ...``.
 
 The subcommands run the same job functions as the worker, with progress
 printed to stdout. Bad input prints ``error: ...`` to stderr and exits with 2.
@@ -38,7 +38,7 @@ def _fit_sdf(args: argparse.Namespace) -> None:
         "method": args.method, "checkpoint_path": args.output, "iterations": args.iterations, "width": args.width,
         "depth": args.depth, "batch_size": args.batch_size, "learning_rate": args.lr, "device": args.device,
         "num_samples": args.num_samples, "seed": args.seed, "max_seconds": args.max_seconds,
-        "convergence_tolerance": args.tolerance,
+        "convergence_tolerance": args.tolerance, "isopoints": args.isopoints,
     }
     result, _ = _run("fit_sdf", {k: v for k, v in params.items() if v is not None}, arrays)
     print(
@@ -102,6 +102,17 @@ def _skeleton(args: argparse.Namespace) -> None:
           f"triangles to {args.output} in {result['seconds']:.1f} s; cover: {result['cover_message']}")
 
 
+def _isopoints(args: argparse.Namespace) -> None:
+    from .fileio import write_mesh
+
+    params = {"checkpoint_path": args.field, "count": args.count, "resample": not args.no_resample,
+              "upsample": args.upsample, "device": args.device, "space": "world"}
+    result, arrays = _run("sample_isopoints", params, {})
+    write_mesh(args.output, arrays["points"], None, arrays["normals"])
+    print(f"wrote {result['num_points']} iso-points with normals to {args.output} ({result['num_discarded']} did not "
+          f"converge, {result['num_upsampled']} upsampled, spacing CV {result['spacing_cv']:.3f}) in {result['seconds']:.1f} s")
+
+
 def _metrics(args: argparse.Namespace) -> None:
     from .context import JobError
     from .fileio import read_geometry
@@ -144,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--max-seconds", type=float, help="stop after this long")
     p.add_argument("--tolerance", type=float, help="stop once the loss improves by less than this fraction (0: never)")
+    p.add_argument("--isopoints", type=int, help="fit with this many iso-points (refreshed every 1000 steps after 300)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.set_defaults(func=_fit_sdf)
 
@@ -188,6 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, help="seconds for the set-cover MILP (default 60)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.set_defaults(func=_skeleton)
+
+    p = sub.add_parser("isopoints", help="sample iso-points (an even point cloud with normals, world space) of a fitted SDF")
+    p.add_argument("field", help="checkpoint (.pt)")
+    p.add_argument("-o", "--output", required=True, help="point cloud to write (.ply or .obj)")
+    p.add_argument("--count", type=int, default=5000)
+    p.add_argument("--no-resample", action="store_true", help="keep the raw projected points (no uniform resampling)")
+    p.add_argument("--upsample", type=int, default=0, help="points to add by edge-aware upsampling")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=_isopoints)
 
     p = sub.add_parser("metrics", help="Chamfer distances of a mesh against a reference mesh")
     p.add_argument("reference", help="reference mesh (.obj or .ply)")

@@ -21,8 +21,8 @@ from .context import JobContext, JobError
 from .device import available_memory_bytes, mps_available, resolve_device
 from .fitting import fit_sdf, resolve_params
 from .fitting import nerf as nerf_fitting
-from .fitting.params import rgb_param
-from .geometry import skeleton
+from .params import rgb_param
+from .geometry import isopoints, skeleton
 from .geometry.extraction import MIN_RESOLUTION, extract_mesh
 from .geometry.sparse_extraction import DEFAULT_SAFETY, extract_mesh_sparse
 from .geometry.metrics import compare_meshes
@@ -277,15 +277,11 @@ def job_extract_skeleton(params: dict[str, Any], arrays: Arrays, ctx: JobContext
     """
     started = time.monotonic()
     params = dict(params)
-    space = params.pop("space", "local")
-    if space not in ("local", "world"):
-        raise JobError(f"space must be 'local' or 'world', got {space!r}")
+    space = _space_param(params)
     device = resolve_device(params.pop("device", "auto"))
     path = params.pop("checkpoint_path", "")
     skeleton_params = skeleton.resolve_params(params)  # fail fast, before loading
-    field, ckpt = load_checkpoint(arrays["checkpoint"] if "checkpoint" in arrays else path, device)
-    if _is_radiance(ckpt):
-        raise JobError("this field is a radiance field (NeRF): skeletons need a signed distance field")
+    field, ckpt = _sdf_checkpoint(arrays["checkpoint"] if "checkpoint" in arrays else path, device, "skeletons")
     result = skeleton.skeletonize(field, device, skeleton_params, ctx)
     center, scale = ckpt["center"], float(ckpt["scale"])
     vertices, radius, surface = result.vertices, result.radii, result.surface
@@ -297,6 +293,46 @@ def job_extract_skeleton(params: dict[str, Any], arrays: Arrays, ctx: JobContext
          "edges": result.edges.astype(np.int32), "triangles": result.triangles.astype(np.int32),
          "surface_samples": surface.astype(np.float32)},
     )
+
+
+def job_sample_isopoints(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """Iso-points of a fitted SDF: an evenly spread sample of its zero level, in its local frame or in world space.
+
+    Params: the checkpoint (as for extract_mesh), ``space``, ``device`` and the
+    parameters of :mod:`.geometry.isopoints` (``count``, ``resample``,
+    ``upsample``, ...). Arrays back: ``points`` (N, 3), unit ``normals`` (N, 3) and
+    ``residual`` (N,) = |f| after projection (in the field's local units).
+    """
+    started = time.monotonic()
+    params = dict(params)
+    space = _space_param(params)
+    device = resolve_device(params.pop("device", "auto"))
+    path = params.pop("checkpoint_path", "")
+    iso_params = isopoints.resolve_params(params)  # fail fast, before loading
+    field, ckpt = _sdf_checkpoint(arrays["checkpoint"] if "checkpoint" in arrays else path, device, "iso-points")
+    result = isopoints.sample_isopoints(field, device, iso_params, ctx)
+    center, scale = ckpt["center"], float(ckpt["scale"])
+    points = to_world(result.points, center, scale) if space == "world" else result.points
+    return (
+        {**result.stats, "center": center, "scale": scale, "space": space, "seconds": time.monotonic() - started},
+        {"points": points.astype(np.float32), "normals": result.normals.astype(np.float32),
+         "residual": result.residual.astype(np.float32)},
+    )
+
+
+def _space_param(params: dict[str, Any]) -> str:
+    space = params.pop("space", "local")
+    if space not in ("local", "world"):
+        raise JobError(f"space must be 'local' or 'world', got {space!r}")
+    return space
+
+
+def _sdf_checkpoint(source: Any, device: torch.device, what: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The field of an SDF checkpoint; a radiance field is refused for ``what``."""
+    field, ckpt = load_checkpoint(source, device)
+    if _is_radiance(ckpt):
+        raise JobError(f"this field is a radiance field (NeRF): {what} need a signed distance field")
+    return field, ckpt
 
 
 def job_fit_nerf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
@@ -386,6 +422,7 @@ JOBS: dict[str, Job] = {
     "metrics": job_metrics,
     "evaluate_field": job_evaluate_field,
     "extract_skeleton": job_extract_skeleton,
+    "sample_isopoints": job_sample_isopoints,
     "fit_nerf": job_fit_nerf,
     "render_nerf_view": job_render_nerf_view,
 }

@@ -45,9 +45,10 @@ from ..device import resolve_device
 from ..fields import build_field, field_config
 from ..geometry.sampling import SignedDistanceEstimate, far_samples, knn_sigma, near_surface_samples, normalization, to_local, uniform_samples
 from ..geometry.validation import check_normals, check_points
+from .isopoint_term import DEFAULTS as ISOPOINT_DEFAULTS, IsoPointTerm
 from .losses import igr_loss, siren_loss, skeleton_loss
 from .loop import StopRule, downsample_history, train
-from .params import coerce_params, refuse_unknown
+from ..params import coerce_params, refuse_unknown
 from .sphere_init import sphere_field
 
 CHECKPOINT_FORMAT = "inr_blender.sdf"
@@ -86,9 +87,11 @@ IGR_LOSS_DEFAULTS: dict[str, Any] = {
 # Stopping (every method): at ``iterations``, at ``max_seconds`` (0: no limit), or once the mean loss
 # of ``convergence_window`` steps improves by less than ``convergence_tolerance`` twice in a row
 # (0: never), but not before a quarter of ``iterations``.
+# Iso-points (every method; 0 iso-points: off): see fitting/isopoint_term.py.
 COMMON_DEFAULTS: dict[str, Any] = {
     "num_samples": 100_000, "seed": 0, "device": "auto",
     "convergence_tolerance": 0.005, "convergence_window": 100, "max_seconds": 0.0,
+    **ISOPOINT_DEFAULTS,
 }
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "igr": {
@@ -174,11 +177,11 @@ FAR_POOL = 50_000  # uniform candidates for the far-field samples (a pool of 200
 _POSITIVE = {"iterations", "batch_size", "learning_rate", "width", "depth", "num_samples", "knn_sigma", "omega0",
              "global_sigma", "init_radius", "alpha", "lr_decay_factor", "adam_eps", "levels",
              "features_per_level", "log2_table_size", "base_resolution", "finest_resolution", "far_distance",
-             "convergence_window", "sign_distance", "tv_decay"}
+             "convergence_window", "sign_distance", "tv_decay", "isopoints_refresh"}
 _NON_NEGATIVE = {"lr_decay_interval", "grad_clip", "beta", "lambda_eikonal", "tau_normals",
                  "w_sdf", "w_normal", "w_eikonal", "w_offsurface", "w_far", "w_sign", "seed",
                  "convergence_tolerance", "max_seconds", "w_surface", "w_hint", "w_hint_normal", "w_tv", "num_hints",
-                 "hint_fraction"}
+                 "hint_fraction", "isopoints", "isopoints_warmup", "w_iso", "w_iso_normal"}
 
 
 def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -262,6 +265,7 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
     else:
         field = build_field(config).to(device)
     batch = p["batch_size"]
+    iso_term = IsoPointTerm(local, normals, p, device) if p["isopoints"] > 0 else None
     # Finite differences (hash grid only): a step of one cell of the finest level, as Neuralangelo ends with.
     fd_step = 2.0 / p["finest_resolution"] if p.get("gradient") == "finite_difference" else 0.0
 
@@ -292,6 +296,11 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
         else:
             off = uniform_samples(batch, 1.0, device)
             loss, _ = siren_loss(field, on, n, off, p["w_sdf"], p["w_normal"], p["w_eikonal"], p["w_offsurface"], p["alpha"])
+        if iso_term is not None:
+            iso_term.refresh(field, i)
+            extra = iso_term.loss(field, max(1, batch // 4))
+            if extra is not None:
+                loss = loss + extra
         return loss
 
     stop = StopRule(
@@ -320,6 +329,7 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
         "stop_reason": run.stop_reason,
         "num_points": int(len(points)),
         "has_normals": normals is not None,
+        "isopoint_refreshes": 0 if iso_term is None else iso_term.refreshes,
         "device": str(device),
     }
 

@@ -39,7 +39,7 @@ from scipy.spatial import ConvexHull, Delaunay, QhullError, cKDTree
 from torch import nn
 
 from ..context import JobContext, JobError
-from ..fitting.params import coerce_params, refuse_unknown
+from ..params import coerce_params, refuse_unknown
 from .extraction import evaluate_grid
 from .projection import surface_samples, values_and_gradients
 from .sampling import DATA_EXTENT

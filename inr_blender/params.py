@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..context import JobError
+from .context import JobError
 
 
 def refuse_unknown(params: dict[str, Any], known: set[str], job: str) -> None:

@@ -1,0 +1,86 @@
+"""Fitting with iso-points (Wang Yifan et al. 2021): a loss term where the current surface is.
+
+After ``isopoints_warmup`` steps, and then every ``isopoints_refresh`` steps, the
+field's iso-points are extracted (:mod:`..geometry.isopoints`) and kept fixed
+until the next refresh. Each step, a batch of them adds
+
+    w_iso * mean |f(q) - d(q)| + w_iso_normal * mean (1 - cos(grad f(q), n(q)))
+
+where d(q) is q's signed distance to the input cloud (see SignedDistanceEstimate;
+unsigned, compared with |f(q)|, when the cloud has no normals) and n(q) the normal
+of its nearest input point. Parts of the current surface far from the data (extra
+sheets, blobs) get a loss that moves them, which samples drawn around the input
+points alone never give.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..context import JobContext, JobError
+from ..fields.grad import value_and_gradient
+from ..geometry.isopoints import sample_isopoints
+from ..geometry.sampling import SignedDistanceEstimate
+
+DEFAULTS: dict[str, Any] = {"isopoints": 0, "isopoints_warmup": 300, "isopoints_refresh": 1000, "w_iso": 1.0, "w_iso_normal": 0.1}
+RESAMPLE_STEPS = 3  # repulsion rounds per refresh: enough to break up clumps, cheap enough to repeat
+
+
+class IsoPointTerm:
+    """The iso-point loss of one fit: refreshes its points on schedule and returns its term."""
+
+    def __init__(self, local: np.ndarray, normals: np.ndarray | None, p: dict[str, Any], device: torch.device) -> None:
+        self.p, self.device = p, device
+        self.cloud = np.asarray(local, dtype=np.float64)
+        self.cloud_normals = normals
+        self.estimate = SignedDistanceEstimate(self.cloud, normals) if normals is not None else None
+        if self.estimate is None:
+            from scipy.spatial import cKDTree
+
+            self.tree = cKDTree(self.cloud)
+        self.points: torch.Tensor | None = None
+        self.refreshes = 0
+
+    def refresh(self, field: nn.Module, step: int) -> None:
+        """Extract new iso-points when the schedule says so (a field without a surface yet keeps the old ones)."""
+        p = self.p
+        if step < p["isopoints_warmup"] or (step - p["isopoints_warmup"]) % max(1, p["isopoints_refresh"]):
+            return
+        try:
+            iso = sample_isopoints(field, self.device, {"count": p["isopoints"], "resample_steps": RESAMPLE_STEPS,
+                                                         "seed": step}, JobContext())
+        except JobError:
+            return
+        q = iso.points
+        if self.estimate is not None:
+            target = self.estimate(q)
+            _, nearest = self.estimate.tree.query(q, workers=-1)
+            self.normals = torch.as_tensor(self.cloud_normals[nearest], dtype=torch.float32, device=self.device)
+        else:
+            target = self.tree.query(q, workers=-1)[0]
+            self.normals = None
+        self.points = torch.as_tensor(q, dtype=torch.float32, device=self.device)
+        self.target = torch.as_tensor(target, dtype=torch.float32, device=self.device)
+        self.refreshes += 1
+
+    def loss(self, field: nn.Module, batch: int) -> torch.Tensor | None:
+        """The term on ``batch`` random iso-points, or None before the first extraction."""
+        if self.points is None or len(self.points) == 0:
+            return None
+        j = torch.randint(len(self.points), (min(batch, len(self.points)),), device=self.device)
+        q, target = self.points[j], self.target[j]
+        with_normals = self.normals is not None and self.p["w_iso_normal"] > 0
+        if with_normals:
+            f, g = value_and_gradient(field, q, create_graph=True)
+        else:
+            f = field(q)
+        value = f - target if self.estimate is not None else f.abs() - target
+        term = self.p["w_iso"] * value.abs().mean()
+        if with_normals:
+            term = term + self.p["w_iso_normal"] * (1.0 - F.cosine_similarity(g, self.normals[j], dim=-1)).mean()
+        return term
