@@ -93,6 +93,25 @@ class INR_PG_field(bpy.types.PropertyGroup):
     skeleton_uncovered: IntProperty(name="Uncovered Samples", description="Surface samples no candidate covers (left out of the cover)")
     skeleton_seconds: FloatProperty(name="Skeleton Time", subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE")
     skeleton_delta_used: FloatProperty(name="δ Used", precision=3, description="The δ of the last skeleton")
+    # Sample Iso-points: its settings (the panel's; the operator's when it does not set them) ...
+    isopoints_count: IntProperty(
+        name="Points", default=5000, min=1, max=2_000_000_000, soft_max=200000,
+        description="Points to project onto the field's zero level set (those that do not converge are dropped)",
+    )
+    isopoints_resample: BoolProperty(name="Resample", default=True, description="Spread the points evenly over the surface (tangential repulsion)")
+    isopoints_upsample: IntProperty(name="Upsample", default=0, min=0, soft_max=200000, description="Points to add by edge-aware upsampling, where the surface bends most (0: none)")
+    isopoints_radius: FloatProperty(
+        name="Point Radius", default=0.0, min=0.0, soft_max=0.1, precision=4, subtype="DISTANCE", unit="LENGTH",
+        description="Radius the points are shown and rendered with, in world units; 0: half the median spacing between neighbouring points",
+    )
+    # ... and what the last one found
+    has_isopoints: BoolProperty(name="Iso-points Sampled", default=False)
+    isopoints_points: IntProperty(name="Iso-points", description="Points on the surface, upsampled ones included")
+    isopoints_discarded: IntProperty(name="Discarded", description="Points that did not converge to the surface and were dropped")
+    isopoints_upsampled: IntProperty(name="Upsampled", description="Points added by edge-aware upsampling")
+    isopoints_spacing_cv: FloatProperty(name="Spacing CV", precision=3, description="Coefficient of variation of the nearest-neighbour spacing (0: perfectly even)")
+    isopoints_seconds: FloatProperty(name="Iso-points Time", subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE")
+    isopoints_radius_used: FloatProperty(name="Radius Used", precision=4, subtype="DISTANCE", unit="LENGTH", description="The display radius of the last iso-points, in world units")
 
 
 class INR_PG_job(bpy.types.PropertyGroup):

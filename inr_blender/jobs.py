@@ -144,6 +144,7 @@ def job_fit_sdf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tupl
         "num_points": ckpt["num_points"],
         "method": ckpt["method"],
         "has_normals": ckpt["has_normals"],
+        "isopoint_refreshes": ckpt["isopoint_refreshes"],
     }, result_arrays
 
 

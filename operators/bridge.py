@@ -169,7 +169,7 @@ def create_mesh_object(
     """A new mesh object with smooth shading (custom normals when given).
 
     ``edges`` (E, 2) adds loose edges (the triangles' sides are made from ``faces``);
-    ``point_attributes`` adds one float point attribute per name.
+    ``point_attributes`` adds one point attribute per name: FLOAT for (V,) values, FLOAT_VECTOR for (V, 3).
     """
     mesh = bpy.data.meshes.new(name)
     try:
@@ -189,7 +189,10 @@ def create_mesh_object(
         if normals is not None and len(normals) == len(mesh.vertices):
             mesh.normals_split_custom_set_from_vertices(np.asarray(normals, dtype=np.float32))
         for key, values in (point_attributes or {}).items():
-            mesh.attributes.new(key, "FLOAT", "POINT").data.foreach_set("value", np.ascontiguousarray(values, dtype=np.float32).ravel())
+            values = np.ascontiguousarray(values, dtype=np.float32)
+            vector = values.ndim == 2 and values.shape[1] == 3
+            attr = mesh.attributes.new(key, "FLOAT_VECTOR" if vector else "FLOAT", "POINT")
+            attr.data.foreach_set("vector" if vector else "value", values.ravel())
         obj = bpy.data.objects.new(name, mesh)
     except Exception:
         bpy.data.meshes.remove(mesh)

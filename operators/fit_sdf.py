@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
 from ..preferences import backend_config
 from ..properties import SDF_METHODS
@@ -100,6 +100,20 @@ class INR_OT_fit_sdf(FitJobOperator, bpy.types.Operator):
     ns_w_hint_normal: FloatProperty(name="Learning-Point Direction Weight", default=1e2, min=0.0, description="1 - cos to the direction away from the nearest point (published 100)")
     ns_num_hints: IntProperty(name="Learning Points", default=1000, min=0, soft_max=100000, description="Uniform points of known signed distance, used for the first 40% of the run")
 
+    # Iso-points (Wang Yifan 2021), for every method: points projected onto the current surface during
+    # training (first after the warm-up, then refreshed), pulled to their distance to the input and to its normals
+    use_isopoints: BoolProperty(
+        name="Iso-points", default=False,
+        description="Also train on points of the current surface: their value to their distance from the input points, their gradient to its normals",
+    )
+    isopoints: IntProperty(name="Iso-points", default=2000, min=1, soft_max=100000, description="Points projected onto the field's surface")
+    isopoints_warmup: IntProperty(name="Warm-up", default=300, min=0, soft_max=10000, description="Steps before the first iso-points are extracted")
+    isopoints_refresh: IntProperty(name="Refresh Every", default=1000, min=1, soft_max=10000, description="Steps between two extractions of the iso-points")
+    w_iso: FloatProperty(name="Iso-point Weight", default=1.0, min=0.0, description="Weight of |f(q) - d(q)| at the iso-points q, d the signed distance to the input points")
+    w_iso_normal: FloatProperty(name="Iso-point Normal Weight", default=0.1, min=0.0, description="Weight of 1 - cos between the gradient at the iso-points and the nearest input normal")
+
+    _isopoint_props = ("isopoints", "isopoints_warmup", "isopoints_refresh", "w_iso", "w_iso_normal")
+
     _method_props = {
         "IGR": ("beta", "lambda_eikonal", "tau_normals", "knn_sigma"),
         "SIREN": ("omega0", "w_sdf", "w_normal", "w_eikonal", "w_offsurface", "alpha"),
@@ -111,7 +125,8 @@ class INR_OT_fit_sdf(FitJobOperator, bpy.types.Operator):
 
     def settings(self) -> dict[str, Any]:
         """The settings to use: the operator's, with the preset's in place of those not set explicitly."""
-        names = set(self._common_props) | {n for props in self._method_props.values() for n in props} | {"num_samples", "seed"}
+        names = set(self._common_props) | {n for props in self._method_props.values() for n in props} | {"num_samples", "seed", "use_isopoints"}
+        names |= set(self._isopoint_props)
         values = {name: getattr(self, name) for name in names}
         for name, value in PRESETS.get(self.preset, {}).items():
             if not self.properties.is_property_set(name):
@@ -145,6 +160,12 @@ class INR_OT_fit_sdf(FitJobOperator, bpy.types.Operator):
             if unset:  # what runs in place of the operator's defaults shown above
                 names = ", ".join(f"{self.properties.bl_rna.properties[n].name} {values[n]}" for n in unset)
                 box.label(text=f"Unless changed: {names}", icon="INFO")
+        box = layout.box()  # every method can train on iso-points
+        box.prop(self, "use_isopoints")
+        if self.use_isopoints:
+            box.prop(self, "isopoints", text="Count")
+            for name in self._isopoint_props[1:]:
+                box.prop(self, name)
 
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         arrays, names = selected_geometry(context)
@@ -163,6 +184,8 @@ class INR_OT_fit_sdf(FitJobOperator, bpy.types.Operator):
             optional.update(width=values["width"], depth=values["depth"])
         params.update({k: v for k, v in optional.items() if v > 0})  # 0: the method's default
         params.update({name.removeprefix("ns_"): values[name] for name in self._method_props[method]})
+        if values["use_isopoints"]:  # only then: the backend's default is off
+            params.update({name: values[name] for name in self._isopoint_props})
         self._params = params
         self._method = method
         if backend_config(context).mode == "REMOTE":
@@ -179,4 +202,6 @@ class INR_OT_fit_sdf(FitJobOperator, bpy.types.Operator):
         settings.num_points = int(result.get("num_points") or 0)
         settings.has_normals = bool(result.get("has_normals"))
         make_active(context, field)
-        self.report({"INFO"}, f"Fitted {self._field_name}: loss {settings.final_loss:.4g} on {settings.device}; {settings.stop_reason}")
+        refreshes = result.get("isopoint_refreshes")
+        iso = f"; iso-points extracted {refreshes} times" if refreshes is not None and "isopoints" in self._params else ""
+        self.report({"INFO"}, f"Fitted {self._field_name}: loss {settings.final_loss:.4g} on {settings.device}; {settings.stop_reason}{iso}")

@@ -15,6 +15,7 @@ class VIEW3D_MT_inr(bpy.types.Menu):
         layout.operator("inr.fit_sdf", icon="MOD_REMESH")
         layout.operator("inr.extract_mesh", icon="MESH_DATA")
         layout.operator("inr.extract_skeleton", icon="OUTLINER_DATA_ARMATURE")
+        layout.operator("inr.sample_isopoints", icon="OUTLINER_DATA_POINTCLOUD")
         layout.operator("inr.evaluate_field", icon="DRIVER_DISTANCE")
         layout.separator()
         layout.operator("inr.create_camera_rig", icon="OUTLINER_OB_CAMERA")

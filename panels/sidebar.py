@@ -129,6 +129,7 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
                 grid.label(text=label)
                 grid.label(text=value)
         _draw_skeleton(layout, context, obj)
+        _draw_isopoints(layout, context, obj)
 
 
 def _draw_skeleton(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object) -> None:
@@ -161,6 +162,30 @@ def _draw_skeleton(layout: bpy.types.UILayout, context: bpy.types.Context, obj: 
             box.label(text=f"Cover: {s.skeleton_cover_message}", icon="TIME")
         if s.skeleton_uncovered:
             box.label(text=f"{s.skeleton_uncovered} surface samples left uncovered", icon="ERROR")
+
+
+def _draw_isopoints(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object) -> None:
+    """The Iso-points box (signed distance fields): Sample Iso-points' settings (stored on the field), its button, the last result."""
+    s = obj.inr_field
+    box = layout.box()
+    box.label(text="Iso-points", icon="OUTLINER_DATA_POINTCLOUD")
+    col = box.column(align=True)
+    col.use_property_split = True
+    col.prop(s, "isopoints_count")
+    col.prop(s, "isopoints_resample")
+    col.prop(s, "isopoints_upsample")
+    col.prop(s, "isopoints_radius", text="Radius (0: Auto)")
+    row = box.row()
+    row.enabled = not context.window_manager.inr_job.running
+    row.operator("inr.sample_isopoints", icon="OUTLINER_DATA_POINTCLOUD")
+    if s.has_isopoints:
+        grid = box.grid_flow(columns=2, align=True)
+        for label, value in (
+            ("Points", str(s.isopoints_points)), ("Discarded", str(s.isopoints_discarded)), ("Upsampled", str(s.isopoints_upsampled)),
+            ("Spacing CV", f"{s.isopoints_spacing_cv:.3f}"), ("Radius", f"{s.isopoints_radius_used:.4g}"), ("Time", f"{s.isopoints_seconds:.1f} s"),
+        ):
+            grid.label(text=label)
+            grid.label(text=value)
 
 
 def _draw_training(col: bpy.types.UILayout, layout: bpy.types.UILayout, obj: bpy.types.Object) -> None:

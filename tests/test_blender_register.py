@@ -13,7 +13,7 @@ def _menu_funcs():
 
 def _ours():
     return {
-        "operators": [n for n in ("INR_OT_fit_sdf", "INR_OT_extract_mesh", "INR_OT_extract_skeleton", "INR_OT_evaluate_field", "INR_OT_cancel_job", "INR_OT_check_backend", "INR_OT_setup_backend") if hasattr(bpy.types, n)],
+        "operators": [n for n in ("INR_OT_fit_sdf", "INR_OT_extract_mesh", "INR_OT_extract_skeleton", "INR_OT_sample_isopoints", "INR_OT_evaluate_field", "INR_OT_cancel_job", "INR_OT_check_backend", "INR_OT_setup_backend") if hasattr(bpy.types, n)],
         "panels": [n for n in dir(bpy.types) if n.startswith("VIEW3D_PT_inr") or n == "VIEW3D_MT_inr"],
         "properties": [a for a in ("inr_field",) if hasattr(bpy.types.Object, a)] + [a for a in ("inr_job", "inr_backend") if hasattr(bpy.types.WindowManager, a)],
         "menu": [m for m in _menu_funcs() if m.startswith(ADDON_ID)],
@@ -25,7 +25,7 @@ def test_register_unregister_register_leaves_nothing_behind(addon):
     import addon_utils
 
     present = _ours()
-    assert len(present["operators"]) == 7 and len(present["panels"]) == 5
+    assert len(present["operators"]) == 8 and len(present["panels"]) == 5
     assert present["properties"] == ["inr_field", "inr_job", "inr_backend"]
     assert len(present["menu"]) == 1 and len(present["handlers"]) == 1
 

@@ -1,0 +1,180 @@
+"""Sample Iso-points: points on the zero level set of the active signed distance field.
+
+The backend projects points onto the surface by Newton steps along the field's gradient, spreads
+them evenly by tangential repulsion and can add more where the surface bends (edge-aware
+upsampling), after Wang Yifan et al. 2021 (Iso-points). The points come back as a mesh of
+vertices only, named ``<field>_isopoints``, with the point attributes ``normal`` (the field's unit
+gradient) and ``residual`` (|f| at the point after projection). A geometry-nodes modifier (the
+group "INR Iso-points") shows and renders them as points of a given radius; it keeps the mesh's
+vertices too, so that selecting the iso-points and running Fit SDF reads them with their normals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import bpy
+from bpy.props import BoolProperty, FloatProperty, IntProperty
+
+from .bridge import InputError, create_mesh_object, make_active
+from .client import JobOutcome
+from .field import FieldJobOperator
+
+ISOPOINTS_GROUP = "INR Iso-points"
+RADIUS_SOCKET = "Radius"  # the group's float input the modifier sets: the points' radius in the object's local units
+NORMAL_ATTRIBUTE = "normal"  # what bridge.selected_geometry reads back as a point cloud's normals
+RESIDUAL_ATTRIBUTE = "residual"
+# The operator's settings and the field's (the panel's) that stand in when the caller does not set them.
+FIELD_SETTINGS = {
+    "count": "isopoints_count",
+    "resample": "isopoints_resample",
+    "upsample": "isopoints_upsample",
+    "point_radius": "isopoints_radius",
+}
+SPACING_SAMPLES = 256  # points whose nearest neighbour is measured for the automatic radius
+FALLBACK_RADIUS = 0.002  # of the field's half-size, when the spacing cannot be measured (one point, or all coincide)
+
+
+def median_spacing(points: np.ndarray, samples: int = SPACING_SAMPLES, seed: int = 0) -> float:
+    """Median distance from a point to its nearest neighbour, over up to ``samples`` random points
+    (brute force against all points, in chunks: O(samples x N) time, numpy only); 0 when unknown."""
+    n = len(points)
+    if n < 2:
+        return 0.0
+    p = np.asarray(points, dtype=np.float64)
+    squared = (p * p).sum(axis=1)
+    chosen = np.random.default_rng(seed).choice(n, size=min(samples, n), replace=False)
+    rows = max(1, min(len(chosen), 4_000_000 // n))  # about 32 MB of distances at a time
+    nearest = []
+    for chunk in np.array_split(chosen, -(-len(chosen) // rows)):
+        d2 = squared[chunk, None] + squared[None, :] - 2.0 * (p[chunk] @ p.T)
+        d2[np.arange(len(chunk)), chunk] = np.inf  # not the point itself
+        nearest.append(d2.min(axis=1))
+    return float(np.sqrt(max(float(np.median(np.concatenate(nearest))), 0.0)))
+
+
+def _radius_input(group: bpy.types.NodeTree):
+    for item in group.interface.items_tree:
+        if item.item_type == "SOCKET" and item.in_out == "INPUT" and item.name == RADIUS_SOCKET and item.socket_type == "NodeSocketFloat":
+            return item
+    return None
+
+
+def isopoints_group() -> tuple[bpy.types.NodeTree, bool]:
+    """The geometry-nodes group that turns a mesh's vertices into render points of radius "Radius".
+
+    It joins the input mesh back in: its loose vertices neither show in Object Mode nor render,
+    and they keep the evaluated object readable as a point cloud with normals (Fit SDF on it).
+    Returns (group, created): an existing group of that name that still has its Radius input is reused.
+    """
+    group = bpy.data.node_groups.get(ISOPOINTS_GROUP)
+    if group is not None and group.bl_idname == "GeometryNodeTree" and _radius_input(group) is not None:
+        return group, False
+    group = bpy.data.node_groups.new(ISOPOINTS_GROUP, "GeometryNodeTree")
+    try:
+        group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+        radius = group.interface.new_socket(RADIUS_SOCKET, in_out="INPUT", socket_type="NodeSocketFloat")
+        radius.default_value, radius.min_value = 0.01, 0.0
+        radius.description = "Radius of the points, in the object's local units"
+        group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+        nodes, links = group.nodes, group.links
+        group_in = nodes.new("NodeGroupInput")
+        group_in.location = (-500, 0)
+        to_points = nodes.new("GeometryNodeMeshToPoints")
+        to_points.location = (-250, -100)
+        to_points.mode = "VERTICES"
+        join = nodes.new("GeometryNodeJoinGeometry")
+        join.location = (0, 0)
+        group_out = nodes.new("NodeGroupOutput")
+        group_out.location = (200, 0)
+        links.new(group_in.outputs["Geometry"], to_points.inputs["Mesh"])
+        links.new(group_in.outputs[RADIUS_SOCKET], to_points.inputs["Radius"])
+        links.new(to_points.outputs["Points"], join.inputs["Geometry"])
+        links.new(group_in.outputs["Geometry"], join.inputs["Geometry"])
+        links.new(join.outputs["Geometry"], group_out.inputs["Geometry"])
+    except Exception:
+        bpy.data.node_groups.remove(group)
+        raise
+    return group, True
+
+
+class INR_OT_sample_isopoints(FieldJobOperator, bpy.types.Operator):
+    """Sample points on the surface of the active signed distance field (iso-points), with the field's normals"""
+
+    bl_idname = "inr.sample_isopoints"
+    bl_label = "Sample Iso-points"
+    bl_options = {"REGISTER", "UNDO"}
+    job_name = "sample_isopoints"
+
+    # When not set, each comes from the field's own settings (the Iso-points box of the panel).
+    count: IntProperty(
+        name="Points", default=5000, min=1, max=2_000_000_000, soft_max=200000, options={"SKIP_SAVE"},
+        description="Points to project onto the field's zero level set (those that do not converge are dropped)",
+    )
+    resample: BoolProperty(
+        name="Resample", default=True, options={"SKIP_SAVE"},
+        description="Spread the points evenly over the surface (tangential repulsion)",
+    )
+    upsample: IntProperty(
+        name="Upsample", default=0, min=0, soft_max=200000, options={"SKIP_SAVE"},
+        description="Points to add by edge-aware upsampling, where the surface bends most (0: none)",
+    )
+    point_radius: FloatProperty(
+        name="Point Radius", default=0.0, min=0.0, soft_max=0.1, precision=4, subtype="DISTANCE", unit="LENGTH", options={"SKIP_SAVE"},
+        description="Radius the points are shown and rendered with, in world units; 0: half the median spacing between neighbouring points",
+    )
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        for name in FIELD_SETTINGS:
+            layout.prop(self, name)
+
+    def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        field, params, arrays = self.field_job(context, "SDF")
+        for name, setting in FIELD_SETTINGS.items():
+            if not self.properties.is_property_set(name):
+                setattr(self, name, getattr(field.inr_field, setting))  # shown in, and kept by, the redo panel
+        params.update(space="local", count=self.count, resample=self.resample, upsample=self.upsample)
+        return params, arrays
+
+    def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
+        field = self.the_field()
+        a, result = outcome.arrays, outcome.params
+        points = a["points"]
+        if not len(points):
+            raise InputError(f"no iso-point of '{field.name}' converged to its surface")
+        # local frame, placed by the field's matrix (a uniform scale and a translation, so the local normals hold)
+        obj = create_mesh_object(
+            context, f"{field.name}_isopoints", points, np.zeros((0, 3), dtype=np.int32), matrix_world=field.matrix_world.copy(),
+            point_attributes={NORMAL_ATTRIBUTE: a["normals"], RESIDUAL_ATTRIBUTE: a["residual"]},
+        )
+        created.append(obj)
+        scale = float(field.matrix_world.to_scale()[0]) or 1.0
+        radius = self.point_radius  # world units
+        if radius <= 0.0:
+            radius = 0.5 * median_spacing(points) * scale or FALLBACK_RADIUS * scale
+        group, new_group = isopoints_group()
+        if new_group:
+            created.append(group)
+        modifier = obj.modifiers.new("Iso-points", "NODES")
+        modifier.node_group = group
+        modifier[_radius_input(group).identifier] = radius / scale  # the modifier works in the object's local units
+        make_active(context, obj)
+
+        s = field.inr_field
+        s.has_isopoints = True
+        s.isopoints_points = int(result.get("num_points", len(points)))
+        s.isopoints_discarded = int(result.get("num_discarded") or 0)
+        s.isopoints_upsampled = int(result.get("num_upsampled") or 0)
+        s.isopoints_spacing_cv = float(result.get("spacing_cv") or 0.0)
+        s.isopoints_seconds = float(result.get("seconds") or 0.0)
+        s.isopoints_radius_used = radius
+        added = f", {s.isopoints_upsampled} added by upsampling" if s.isopoints_upsampled else ""
+        self.report(
+            {"INFO"},
+            f"Sampled {s.isopoints_points} iso-points on '{field.name}' ({s.isopoints_discarded} discarded{added}); "
+            f"spacing CV {s.isopoints_spacing_cv:.3f}; {s.isopoints_seconds:.1f} s",
+        )
