@@ -33,26 +33,7 @@ FIELD_SETTINGS = {
     "upsample": "isopoints_upsample",
     "point_radius": "isopoints_radius",
 }
-SPACING_SAMPLES = 256  # points whose nearest neighbour is measured for the automatic radius
-FALLBACK_RADIUS = 0.002  # of the field's half-size, when the spacing cannot be measured (one point, or all coincide)
-
-
-def median_spacing(points: np.ndarray, samples: int = SPACING_SAMPLES, seed: int = 0) -> float:
-    """Median distance from a point to its nearest neighbour, over up to ``samples`` random points
-    (brute force against all points, in chunks: O(samples x N) time, numpy only); 0 when unknown."""
-    n = len(points)
-    if n < 2:
-        return 0.0
-    p = np.asarray(points, dtype=np.float64)
-    squared = (p * p).sum(axis=1)
-    chosen = np.random.default_rng(seed).choice(n, size=min(samples, n), replace=False)
-    rows = max(1, min(len(chosen), 4_000_000 // n))  # about 32 MB of distances at a time
-    nearest = []
-    for chunk in np.array_split(chosen, -(-len(chosen) // rows)):
-        d2 = squared[chunk, None] + squared[None, :] - 2.0 * (p[chunk] @ p.T)
-        d2[np.arange(len(chunk)), chunk] = np.inf  # not the point itself
-        nearest.append(d2.min(axis=1))
-    return float(np.sqrt(max(float(np.median(np.concatenate(nearest))), 0.0)))
+FALLBACK_RADIUS = 0.002  # of the field's half-size, when the spacing is unknown (a single point)
 
 
 def _radius_input(group: bpy.types.NodeTree):
@@ -123,7 +104,7 @@ class INR_OT_sample_isopoints(FieldJobOperator, bpy.types.Operator):
     )
     point_radius: FloatProperty(
         name="Point Radius", default=0.0, min=0.0, soft_max=0.1, precision=4, subtype="DISTANCE", unit="LENGTH", options={"SKIP_SAVE"},
-        description="Radius the points are shown and rendered with, in world units; 0: half the median spacing between neighbouring points",
+        description="Radius the points are shown and rendered with, in world units; 0: half the mean spacing between neighbouring points",
     )
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -155,7 +136,7 @@ class INR_OT_sample_isopoints(FieldJobOperator, bpy.types.Operator):
         scale = float(field.matrix_world.to_scale()[0]) or 1.0
         radius = self.point_radius  # world units
         if radius <= 0.0:
-            radius = 0.5 * median_spacing(points) * scale or FALLBACK_RADIUS * scale
+            radius = 0.5 * float(outcome.params.get("spacing_mean") or 0.0) * scale or FALLBACK_RADIUS * scale  # local spacing
         group, new_group = isopoints_group()
         if new_group:
             created.append(group)

@@ -121,7 +121,7 @@ def test_isopoints_lie_on_the_sphere_with_radial_normals(scene, sphere_blend):
     assert residual.max() < 1e-4  # |f| after projection: the backend keeps only points under its tolerance (5e-5)
     assert 0.0 < s.isopoints_spacing_cv < 0.5 and s.isopoints_seconds > 0  # resampled: evenly spread
 
-    # shown and rendered as points by geometry nodes, at half the median spacing (the automatic radius)
+    # shown and rendered as points by geometry nodes, at half the mean spacing (the automatic radius)
     (modifier,) = obj.modifiers
     assert modifier.type == "NODES" and modifier.node_group.name == "INR Iso-points"
     count, radius = _render_points(obj)
