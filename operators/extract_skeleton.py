@@ -82,6 +82,7 @@ class INR_OT_extract_skeleton(FieldJobOperator, bpy.types.Operator):
     bl_label = "Extract Skeleton"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "extract_skeleton"
+    field_settings = FIELD_SETTINGS
 
     # When not set, each comes from the field's own settings (the Skeleton box of the panel).
     delta: FloatProperty(
@@ -101,17 +102,8 @@ class INR_OT_extract_skeleton(FieldJobOperator, bpy.types.Operator):
         description="Also add an object that shows each skeletal point's medial sphere (geometry nodes on the skeleton's points)",
     )
 
-    def draw(self, context: bpy.types.Context) -> None:
-        layout = self.layout
-        layout.use_property_split = True
-        for name in FIELD_SETTINGS:
-            layout.prop(self, name)
-
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         field, params, arrays = self.field_job(context, "SDF")
-        for name, setting in FIELD_SETTINGS.items():
-            if not self.properties.is_property_set(name):
-                setattr(self, name, getattr(field.inr_field, setting))  # shown in, and kept by, the redo panel
         params.update(space="local", delta=self.delta, num_surface_samples=self.num_surface_samples, time_limit=self.time_limit)
         return params, arrays
 

@@ -87,7 +87,20 @@ def checkpoint_of(context: bpy.types.Context, field: bpy.types.Object) -> tuple[
 
 
 class FieldJobOperator(JobOperator):
-    """A job on the active field (no retraining): remembers the field across the job."""
+    """A job on the active field (no retraining): remembers the field across the job.
+
+    ``field_settings`` maps operator properties (SKIP_SAVE) to the field's own settings (the panel's),
+    which stand in for those the caller does not set; the dialog and redo panel show them.
+    """
+
+    field_settings: dict[str, str] = {}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        names = self.field_settings or [p.identifier for p in self.properties.bl_rna.properties if p.identifier != "rna_type"]
+        for name in names:
+            layout.prop(self, name)
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -97,6 +110,9 @@ class FieldJobOperator(JobOperator):
         """The active field (of ``kind``, when given) and the params/arrays that name its checkpoint."""
         field = active_field(context, kind, self.bl_label)
         self._field_name = field.name
+        for name, setting in self.field_settings.items():
+            if not self.properties.is_property_set(name):
+                setattr(self, name, getattr(field.inr_field, setting))  # shown in, and kept by, the redo panel
         params, arrays = checkpoint_of(context, field)
         return field, params, arrays
 

@@ -88,6 +88,7 @@ class INR_OT_sample_isopoints(FieldJobOperator, bpy.types.Operator):
     bl_label = "Sample Iso-points"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "sample_isopoints"
+    field_settings = FIELD_SETTINGS
 
     # When not set, each comes from the field's own settings (the Iso-points box of the panel).
     count: IntProperty(
@@ -107,17 +108,8 @@ class INR_OT_sample_isopoints(FieldJobOperator, bpy.types.Operator):
         description="Radius the points are shown and rendered with, in world units; 0: half the mean spacing between neighbouring points",
     )
 
-    def draw(self, context: bpy.types.Context) -> None:
-        layout = self.layout
-        layout.use_property_split = True
-        for name in FIELD_SETTINGS:
-            layout.prop(self, name)
-
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         field, params, arrays = self.field_job(context, "SDF")
-        for name, setting in FIELD_SETTINGS.items():
-            if not self.properties.is_property_set(name):
-                setattr(self, name, getattr(field.inr_field, setting))  # shown in, and kept by, the redo panel
         params.update(space="local", count=self.count, resample=self.resample, upsample=self.upsample)
         return params, arrays
 

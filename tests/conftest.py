@@ -159,3 +159,40 @@ def remote_worker(tmp_path):
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+def fake_field(kind: str, checkpoint: str = "/nonexistent/field.pt", location=(0.0, 0.0, 0.0), scale: float = 1.0):
+    """A field object as a fit makes one, with the given checkpoint (for refusals); selected and active."""
+    import bpy
+
+    obj = bpy.data.objects.new(f"{kind} Field", None)
+    obj.location, obj.scale = location, (scale,) * 3
+    bpy.context.collection.objects.link(obj)
+    obj.inr_field.is_field, obj.inr_field.kind, obj.inr_field.checkpoint = True, kind, checkpoint
+    select_only(obj)
+    return obj
+
+
+def inside_everywhere_checkpoint(path: str) -> str:
+    """A small IGR checkpoint whose field is negative all over [-1, 1]^3: inside everywhere, no surface."""
+    import torch
+
+    from inr_blender.checkpoint import save_checkpoint
+    from inr_blender.fields import build_field
+    from inr_blender.fields.factory import field_config
+
+    config = field_config("igr", width=16, depth=2)
+    torch.manual_seed(0)
+    state = build_field(config).state_dict()
+    last_bias = [k for k in state if k.endswith("bias")][-1]
+    state[last_bias] -= 100.0
+    return save_checkpoint({"config": config, "state_dict": state, "center": [0.0, 0.0, 0.0], "scale": 1.0}, path)
+
+
+def world_points(obj) -> np.ndarray:
+    """An object's mesh vertices in world space, (V, 3) float64."""
+    co = np.empty(len(obj.data.vertices) * 3, dtype=np.float64)
+    obj.data.vertices.foreach_get("co", co)
+    mat = np.array(obj.matrix_world)
+    return co.reshape(-1, 3) @ mat[:3, :3].T + mat[:3, 3]
+

@@ -10,7 +10,10 @@ import bpy
 import numpy as np
 import pytest
 
-from conftest import add_point_cloud, add_suzanne, prefs, scene_state, select_only, set_local_backend, sphere_points
+from conftest import (
+    add_point_cloud, add_suzanne, fake_field, inside_everywhere_checkpoint, prefs, scene_state, select_only, set_local_backend,
+    sphere_points, world_points,
+)
 
 CENTRE = (2.0, 0.0, 1.0)
 # A small IGR (its geometric initialisation is a sphere already): about a second on 2 cores.
@@ -25,22 +28,6 @@ def _refused(match, **kwargs):
     assert "\n" not in str(info.value).strip(), "the reason must be one line"
     assert scene_state() == before
     assert sorted(g.name for g in bpy.data.node_groups) == groups
-
-
-def _fake_field(kind: str, checkpoint: str = "/nonexistent/field.pt"):
-    """A field object as Fit makes one, with the given checkpoint (for refusals)."""
-    obj = bpy.data.objects.new(f"{kind} Field", None)
-    bpy.context.collection.objects.link(obj)
-    obj.inr_field.is_field, obj.inr_field.kind, obj.inr_field.checkpoint = True, kind, checkpoint
-    select_only(obj)
-    return obj
-
-
-def _world_points(obj) -> np.ndarray:
-    co = np.empty(len(obj.data.vertices) * 3, dtype=np.float64)
-    obj.data.vertices.foreach_get("co", co)
-    mat = np.array(obj.matrix_world)
-    return co.reshape(-1, 3) @ mat[:3, :3].T + mat[:3, 3]
 
 
 def _attribute(obj, name: str, data_type: str) -> np.ndarray:
@@ -95,7 +82,7 @@ def _open_field(sphere_blend):
 
 
 def _check_on_sphere(obj, tolerance: float = 0.05) -> np.ndarray:
-    points = _world_points(obj)
+    points = world_points(obj)
     radial = (points - CENTRE) / np.linalg.norm(points - CENTRE, axis=1, keepdims=True)
     assert np.abs(np.linalg.norm(points - CENTRE, axis=1) - 1.0).max() < tolerance
     cos = np.einsum("nd,nd->n", _world_normals(obj), radial)
@@ -161,7 +148,7 @@ def test_isopoint_normals_round_trip_into_fit_sdf(scene, sphere_blend, addon):
     obj = bpy.context.active_object
     arrays, names = addon.operators.bridge.selected_geometry(bpy.context)  # what Fit SDF sends
     assert names == [obj.name] and set(arrays) == {"points", "normals"}
-    assert np.allclose(arrays["points"], _world_points(obj), atol=1e-5)
+    assert np.allclose(arrays["points"], world_points(obj), atol=1e-5)
     assert np.allclose(arrays["normals"], _world_normals(obj), atol=1e-5)
     assert bpy.ops.inr.fit_sdf(preset="CUSTOM", method="SIREN", iterations=5, width=32, depth=2, batch_size=500) == {"FINISHED"}
     s = bpy.context.active_object.inr_field
@@ -195,16 +182,16 @@ def test_refusals_leave_the_scene_as_it_was(scene):
     suzanne = add_suzanne(subdivision_levels=0)
     select_only(suzanne)
     _refused("the active object is not a neural field")
-    _fake_field("NERF")
+    fake_field("NERF")
     _refused("'NERF Field' is a radiance field: Sample Iso-points needs a signed distance field")
-    _fake_field("SDF")
+    fake_field("SDF")
     _refused("checkpoint of 'SDF Field' not found")
 
 
 def test_count_cannot_be_zero(scene):
     """0 points cannot reach the backend: the operator's and the field's counts have a minimum of 1."""
     assert bpy.ops.inr.sample_isopoints.get_rna_type().properties["count"].hard_min == 1
-    field = _fake_field("SDF")
+    field = fake_field("SDF")
     field.inr_field.isopoints_count = 0
     assert field.inr_field.isopoints_count == 1
 
@@ -214,18 +201,9 @@ def test_backend_refusals_reach_the_user(scene, sphere_blend, tmp_path):
     _open_field(sphere_blend)
     _refused(r"1,000,000,000 iso-points need about [0-9.]+ GB, more than half of the [0-9.]+ GB available: ask for fewer", count=10**9)
 
-    torch = pytest.importorskip("torch")
-    from inr_blender.checkpoint import save_checkpoint
-    from inr_blender.fields import build_field
-    from inr_blender.fields.factory import field_config
-
-    config = field_config("igr", width=16, depth=2)
-    torch.manual_seed(0)
-    state = build_field(config).state_dict()
-    last_bias = [k for k in state if k.endswith("bias")][-1]
-    state[last_bias] -= 100.0  # negative all over [-1, 1]^3: inside everywhere, no surface
-    path = save_checkpoint({"config": config, "state_dict": state, "center": [0.0, 0.0, 0.0], "scale": 1.0}, str(tmp_path / "inside.pt"))
-    _fake_field("SDF", path)
+    pytest.importorskip("torch")
+    path = inside_everywhere_checkpoint(str(tmp_path / "inside.pt"))
+    fake_field("SDF", path)
     _refused(r"the field has no surface in its domain: no point converged onto its zero level", count=200)
 
 

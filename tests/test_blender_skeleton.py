@@ -11,7 +11,10 @@ import bpy
 import numpy as np
 import pytest
 
-from conftest import REPO, add_point_cloud, add_suzanne, prefs, scene_state, select_only, set_local_backend, sphere_points
+from conftest import (
+    REPO, add_point_cloud, add_suzanne, fake_field, inside_everywhere_checkpoint, prefs, scene_state, select_only,
+    set_local_backend, sphere_points, world_points,
+)
 
 # A short neural-skeleton fit (it starts from a pre-fitted sphere): seconds on 2 cores.
 QUICK_SKELETON = dict(method="NEURAL_SKELETON", iterations=150, batch_size=2000, num_samples=20000)
@@ -26,23 +29,6 @@ def _refused(match, **kwargs):
     assert "\n" not in str(info.value).strip(), "the reason must be one line"
     assert scene_state() == before
     assert sorted(g.name for g in bpy.data.node_groups) == groups
-
-
-def _fake_field(kind: str, checkpoint: str = "/nonexistent/field.pt", location=(0.0, 0.0, 0.0), scale: float = 1.0):
-    """A field object as Fit makes one, with the given checkpoint (for refusals)."""
-    obj = bpy.data.objects.new(f"{kind} Field", None)
-    obj.location, obj.scale = location, (scale,) * 3
-    bpy.context.collection.objects.link(obj)
-    obj.inr_field.is_field, obj.inr_field.kind, obj.inr_field.checkpoint = True, kind, checkpoint
-    select_only(obj)
-    return obj
-
-
-def _world_points(obj) -> np.ndarray:
-    co = np.empty(len(obj.data.vertices) * 3, dtype=np.float64)
-    obj.data.vertices.foreach_get("co", co)
-    mat = np.array(obj.matrix_world)
-    return co.reshape(-1, 3) @ mat[:3, :3].T + mat[:3, 3]
 
 
 def _radius(obj) -> np.ndarray:
@@ -95,7 +81,7 @@ def _open_field(sphere_blend):
 
 
 def _check_sphere_skeleton(field, skeleton):
-    points = _world_points(skeleton)
+    points = world_points(skeleton)
     radius = _radius(skeleton) * skeleton.matrix_world.to_scale()[0]  # local units -> world
     assert 1 <= len(points) <= 3, points
     assert np.linalg.norm(points - CENTRE, axis=1).max() < 0.1, points
@@ -118,7 +104,7 @@ def test_sphere_skeleton_is_its_centre_with_its_radius(scene, sphere_blend):
     (modifier,) = spheres.modifiers
     assert modifier.type == "NODES" and modifier.node_group.name == "INR Medial Spheres"
     instances = _sphere_instances(spheres)
-    points, radius = _world_points(skeleton), _radius(skeleton) * skeleton.matrix_world.to_scale()[0]
+    points, radius = world_points(skeleton), _radius(skeleton) * skeleton.matrix_world.to_scale()[0]
     assert len(instances) == len(points)
     for mat in instances:  # placed on a skeletal point, scaled to its world radius
         i = np.argmin(np.linalg.norm(points - mat[:3, 3], axis=1))
@@ -145,7 +131,7 @@ def test_sphere_skeleton_is_its_centre_with_its_radius(scene, sphere_blend):
     # a neural-skeleton field is an SDF like any other: Extract Mesh works on it
     select_only(field)
     assert bpy.ops.inr.extract_mesh(resolution=48) == {"FINISHED"}
-    radii = np.linalg.norm(_world_points(bpy.context.active_object) - CENTRE, axis=1)
+    radii = np.linalg.norm(world_points(bpy.context.active_object) - CENTRE, axis=1)
     assert abs(np.median(radii) - 1.0) < 0.05
 
 
@@ -154,7 +140,7 @@ def test_elongated_shape_gives_a_skeleton_along_its_long_axis(scene):
     field = _fit_uv_sphere(scale=(3.0, 1.0, 1.0))
     assert bpy.ops.inr.extract_skeleton(show_spheres=False) == {"FINISHED"}
     skeleton = bpy.context.active_object
-    points = _world_points(skeleton)
+    points = world_points(skeleton)
     extent = points.max(axis=0) - points.min(axis=0)
     print(f"ellipsoid skeleton: {len(points)} points, extent {extent.round(3)}, {len(skeleton.data.edges)} edges, "
           f"{len(skeleton.data.polygons)} triangles; {field.inr_field.skeleton_cover_message}")
@@ -212,16 +198,16 @@ def test_refusals_leave_the_scene_as_it_was(scene):
     suzanne = add_suzanne(subdivision_levels=0)
     select_only(suzanne)
     _refused("the active object is not a neural field")
-    _fake_field("NERF")
+    fake_field("NERF")
     _refused("'NERF Field' is a radiance field: Extract Skeleton needs a signed distance field")
-    _fake_field("SDF")
+    fake_field("SDF")
     _refused("checkpoint of 'SDF Field' not found")
 
 
 def test_delta_cannot_be_zero_or_negative(scene):
     """δ <= 0 cannot reach the backend: the operator's and the field's δ have a positive minimum."""
     assert bpy.ops.inr.extract_skeleton.get_rna_type().properties["delta"].hard_min > 0
-    field = _fake_field("SDF")
+    field = fake_field("SDF")
     for value in (0.0, -1.0):
         field.inr_field.skeleton_delta = value
         assert field.inr_field.skeleton_delta > 0
@@ -229,18 +215,9 @@ def test_delta_cannot_be_zero_or_negative(scene):
 
 def test_backend_refusal_reaches_the_user(scene, tmp_path):
     """A field whose surface lies outside its domain: the backend's reason is the operator's error."""
-    torch = pytest.importorskip("torch")
-    from inr_blender.checkpoint import save_checkpoint
-    from inr_blender.fields import build_field
-    from inr_blender.fields.factory import field_config
-
-    config = field_config("igr", width=16, depth=2)
-    torch.manual_seed(0)
-    state = build_field(config).state_dict()
-    last_bias = [k for k in state if k.endswith("bias")][-1]
-    state[last_bias] -= 100.0  # negative all over [-1, 1]^3: inside everywhere, no surface
-    path = save_checkpoint({"config": config, "state_dict": state, "center": [0.0, 0.0, 0.0], "scale": 1.0}, str(tmp_path / "inside.pt"))
-    _fake_field("SDF", path)
+    pytest.importorskip("torch")
+    path = inside_everywhere_checkpoint(str(tmp_path / "inside.pt"))
+    fake_field("SDF", path)
     _refused("the field has no surface in its domain")
 
 
