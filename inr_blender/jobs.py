@@ -277,12 +277,7 @@ def job_extract_skeleton(params: dict[str, Any], arrays: Arrays, ctx: JobContext
     and whether the cover is optimal.
     """
     started = time.monotonic()
-    params = dict(params)
-    space = _space_param(params)
-    device = resolve_device(params.pop("device", "auto"))
-    path = params.pop("checkpoint_path", "")
-    skeleton_params = skeleton.resolve_params(params)  # fail fast, before loading
-    field, ckpt = _sdf_checkpoint(arrays["checkpoint"] if "checkpoint" in arrays else path, device, "skeletons")
+    space, device, skeleton_params, field, ckpt = _sdf_job(params, arrays, skeleton.resolve_params, "skeletons")
     result = skeleton.skeletonize(field, device, skeleton_params, ctx)
     center, scale = ckpt["center"], float(ckpt["scale"])
     vertices, radius, surface = result.vertices, result.radii, result.surface
@@ -305,12 +300,7 @@ def job_sample_isopoints(params: dict[str, Any], arrays: Arrays, ctx: JobContext
     ``residual`` (N,) = |f| after projection (in the field's local units).
     """
     started = time.monotonic()
-    params = dict(params)
-    space = _space_param(params)
-    device = resolve_device(params.pop("device", "auto"))
-    path = params.pop("checkpoint_path", "")
-    iso_params = isopoints.resolve_params(params)  # fail fast, before loading
-    field, ckpt = _sdf_checkpoint(arrays["checkpoint"] if "checkpoint" in arrays else path, device, "iso-points")
+    space, device, iso_params, field, ckpt = _sdf_job(params, arrays, isopoints.resolve_params, "iso-points")
     result = isopoints.sample_isopoints(field, device, iso_params, ctx)
     center, scale = ckpt["center"], float(ckpt["scale"])
     points = to_world(result.points, center, scale) if space == "world" else result.points
@@ -321,19 +311,24 @@ def job_sample_isopoints(params: dict[str, Any], arrays: Arrays, ctx: JobContext
     )
 
 
-def _space_param(params: dict[str, Any]) -> str:
+def _sdf_job(
+    params: dict[str, Any], arrays: Arrays, resolve: Callable[[dict[str, Any]], dict[str, Any]], what: str
+) -> tuple[str, torch.device, dict[str, Any], torch.nn.Module, dict[str, Any]]:
+    """(space, device, the job's own params resolved by ``resolve``, field, checkpoint) of a job on an SDF field.
+
+    The params are checked before the checkpoint is loaded; a radiance field is refused for ``what``.
+    """
+    params = dict(params)
     space = params.pop("space", "local")
     if space not in ("local", "world"):
         raise JobError(f"space must be 'local' or 'world', got {space!r}")
-    return space
-
-
-def _sdf_checkpoint(source: Any, device: torch.device, what: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The field of an SDF checkpoint; a radiance field is refused for ``what``."""
-    field, ckpt = load_checkpoint(source, device)
+    device = resolve_device(params.pop("device", "auto"))
+    path = params.pop("checkpoint_path", "")
+    resolved = resolve(params)
+    field, ckpt = load_checkpoint(arrays["checkpoint"] if "checkpoint" in arrays else path, device)
     if _is_radiance(ckpt):
         raise JobError(f"this field is a radiance field (NeRF): {what} need a signed distance field")
-    return field, ckpt
+    return space, device, resolved, field, ckpt
 
 
 def job_fit_nerf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:

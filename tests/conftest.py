@@ -196,3 +196,13 @@ def world_points(obj) -> np.ndarray:
     mat = np.array(obj.matrix_world)
     return co.reshape(-1, 3) @ mat[:3, :3].T + mat[:3, 3]
 
+
+def open_field(blend_path, name: str):
+    """Open a saved .blend and select its field object ``name``; return it."""
+    import bpy
+
+    bpy.ops.wm.open_mainfile(filepath=str(blend_path))
+    field = bpy.data.objects[name]
+    select_only(field)
+    return field
+

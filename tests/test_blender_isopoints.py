@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import (
-    add_point_cloud, add_suzanne, fake_field, inside_everywhere_checkpoint, prefs, scene_state, select_only, set_local_backend,
+    add_point_cloud, add_suzanne, fake_field, inside_everywhere_checkpoint, open_field, prefs, scene_state, select_only, set_local_backend,
     sphere_points, world_points,
 )
 
@@ -74,11 +74,7 @@ def sphere_blend(addon, tmp_path_factory):
 
 
 def _open_field(sphere_blend):
-    path, name = sphere_blend
-    bpy.ops.wm.open_mainfile(filepath=str(path))
-    field = bpy.data.objects[name]
-    select_only(field)
-    return field
+    return open_field(*sphere_blend)
 
 
 def _check_on_sphere(obj, tolerance: float = 0.05) -> np.ndarray:

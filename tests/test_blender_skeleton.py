@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import (
-    REPO, add_point_cloud, add_suzanne, fake_field, inside_everywhere_checkpoint, prefs, scene_state, select_only,
+    REPO, add_point_cloud, add_suzanne, fake_field, inside_everywhere_checkpoint, open_field, prefs, scene_state, select_only,
     set_local_backend, sphere_points, world_points,
 )
 
@@ -73,11 +73,7 @@ def sphere_blend(addon, tmp_path_factory):
 
 
 def _open_field(sphere_blend):
-    path, name = sphere_blend
-    bpy.ops.wm.open_mainfile(filepath=str(path))
-    field = bpy.data.objects[name]
-    select_only(field)
-    return field
+    return open_field(*sphere_blend)
 
 
 def _check_sphere_skeleton(field, skeleton):
