@@ -4,13 +4,16 @@ After ``isopoints_warmup`` steps, and then every ``isopoints_refresh`` steps, th
 field's iso-points are extracted (:mod:`..geometry.isopoints`) and kept fixed
 until the next refresh. Each step, a batch of them adds
 
-    w_iso * mean |f(q) - d(q)| + w_iso_normal * mean (1 - cos(grad f(q), n(q)))
+    w_iso * mean over far q of |f(q) - d(q)| + w_iso_normal * mean over near q of (1 - cos(grad f(q), n(q)))
 
 where d(q) is q's signed distance to the input cloud (see SignedDistanceEstimate;
-unsigned, compared with |f(q)|, when the cloud has no normals) and n(q) the normal
-of its nearest input point. Parts of the current surface far from the data (extra
-sheets, blobs) get a loss that moves them, which samples drawn around the input
-points alone never give.
+unsigned, compared with |f(q)|, when the cloud has no normals), n(q) the normal of
+its nearest input point, and *far* means farther from the cloud than
+``FAR_SPACINGS`` times its mean point spacing. Parts of the current surface far
+from the data (extra sheets, blobs) get a loss that moves them, which samples
+drawn around the input points alone never give; iso-points on the data are left
+to the data terms (pulling them to the distance to noisy points measured worse:
+Chamfer-L1 +6% for SIREN on armadillo, +26% for the hash grid on dragon).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..geometry.sampling import SignedDistanceEstimate
 
 DEFAULTS: dict[str, Any] = {"isopoints": 0, "isopoints_warmup": 300, "isopoints_refresh": 1000, "w_iso": 1.0, "w_iso_normal": 0.1}
 RESAMPLE_STEPS = 3  # repulsion rounds per refresh: enough to break up clumps, cheap enough to repeat
+FAR_SPACINGS = 4.0  # an iso-point farther than this many mean point spacings from the cloud is off the data
 
 
 class IsoPointTerm:
@@ -39,10 +43,11 @@ class IsoPointTerm:
         self.cloud = np.asarray(local, dtype=np.float64)
         self.cloud_normals = normals
         self.estimate = SignedDistanceEstimate(self.cloud, normals) if normals is not None else None
-        if self.estimate is None:
-            from scipy.spatial import cKDTree
+        from scipy.spatial import cKDTree
 
-            self.tree = cKDTree(self.cloud)
+        self.tree = self.estimate.tree if self.estimate is not None else cKDTree(self.cloud)
+        spacing = self.tree.query(self.cloud[:: max(1, len(self.cloud) // 5000)], k=2, workers=-1)[0][:, 1].mean()
+        self.far_distance = FAR_SPACINGS * float(spacing)
         self.points: torch.Tensor | None = None
         self.refreshes = 0
 
@@ -57,13 +62,14 @@ class IsoPointTerm:
         except JobError:
             return
         q = iso.points
+        distance, nearest = self.tree.query(q, workers=-1)
         if self.estimate is not None:
             target = self.estimate(q)
-            _, nearest = self.estimate.tree.query(q, workers=-1)
             self.normals = torch.as_tensor(self.cloud_normals[nearest], dtype=torch.float32, device=self.device)
         else:
-            target = self.tree.query(q, workers=-1)[0]
+            target = distance
             self.normals = None
+        self.far = torch.as_tensor(distance > self.far_distance, device=self.device)
         self.points = torch.as_tensor(q, dtype=torch.float32, device=self.device)
         self.target = torch.as_tensor(target, dtype=torch.float32, device=self.device)
         self.refreshes += 1
@@ -73,14 +79,17 @@ class IsoPointTerm:
         if self.points is None or len(self.points) == 0:
             return None
         j = torch.randint(len(self.points), (min(batch, len(self.points)),), device=self.device)
-        q, target = self.points[j], self.target[j]
+        q, target, far = self.points[j], self.target[j], self.far[j]
         with_normals = self.normals is not None and self.p["w_iso_normal"] > 0
         if with_normals:
             f, g = value_and_gradient(field, q, create_graph=True)
         else:
             f = field(q)
-        value = f - target if self.estimate is not None else f.abs() - target
-        term = self.p["w_iso"] * value.abs().mean()
-        if with_normals:
-            term = term + self.p["w_iso_normal"] * (1.0 - F.cosine_similarity(g, self.normals[j], dim=-1)).mean()
+        term = f.sum() * 0.0
+        if bool(far.any()):
+            value = f[far] - target[far] if self.estimate is not None else f[far].abs() - target[far]
+            term = term + self.p["w_iso"] * value.abs().mean()
+        if with_normals and bool((~far).any()):
+            cos = F.cosine_similarity(g[~far], self.normals[j][~far], dim=-1)
+            term = term + self.p["w_iso_normal"] * (1.0 - cos).mean()
         return term
