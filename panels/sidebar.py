@@ -132,20 +132,32 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
         _draw_isopoints(layout, context, obj)
 
 
+def _operator_box(
+    layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object, title: str, icon: str,
+    settings: tuple[tuple[str, str | None], ...], operator: str,
+) -> bpy.types.UILayout:
+    """A box with a field operator's settings (stored on the field; (name, label or None)) and its button."""
+    s = obj.inr_field
+    box = layout.box()
+    box.label(text=title, icon=icon)
+    col = box.column(align=True)
+    col.use_property_split = True
+    for name, text in settings:
+        col.prop(s, name, **({"text": text} if text else {}))
+    row = box.row()
+    row.enabled = not context.window_manager.inr_job.running
+    row.operator(operator, icon=icon)
+    return box
+
+
 def _draw_skeleton(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object) -> None:
     """The Skeleton box: Extract Skeleton's settings (stored on the field), its button, the last result."""
     s = obj.inr_field
-    box = layout.box()
-    box.label(text="Skeleton", icon="OUTLINER_DATA_ARMATURE")
-    col = box.column(align=True)
-    col.use_property_split = True
-    col.prop(s, "skeleton_delta")
-    col.prop(s, "skeleton_surface_samples")
-    col.prop(s, "skeleton_time_limit")
-    col.prop(s, "skeleton_spheres")
-    row = box.row()
-    row.enabled = not context.window_manager.inr_job.running
-    row.operator("inr.extract_skeleton", icon="OUTLINER_DATA_ARMATURE")
+    box = _operator_box(
+        layout, context, obj, "Skeleton", "OUTLINER_DATA_ARMATURE",
+        (("skeleton_delta", None), ("skeleton_surface_samples", None), ("skeleton_time_limit", None), ("skeleton_spheres", None)),
+        "inr.extract_skeleton",
+    )
     if s.method != "NEURAL_SKELETON":
         box.label(text="Fit with the Skeleton preset for a cleaner skeleton", icon="INFO")
     if s.has_skeleton:
@@ -167,17 +179,11 @@ def _draw_skeleton(layout: bpy.types.UILayout, context: bpy.types.Context, obj: 
 def _draw_isopoints(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object) -> None:
     """The Iso-points box (signed distance fields): Sample Iso-points' settings (stored on the field), its button, the last result."""
     s = obj.inr_field
-    box = layout.box()
-    box.label(text="Iso-points", icon="OUTLINER_DATA_POINTCLOUD")
-    col = box.column(align=True)
-    col.use_property_split = True
-    col.prop(s, "isopoints_count")
-    col.prop(s, "isopoints_resample")
-    col.prop(s, "isopoints_upsample")
-    col.prop(s, "isopoints_radius", text="Radius (0: Auto)")
-    row = box.row()
-    row.enabled = not context.window_manager.inr_job.running
-    row.operator("inr.sample_isopoints", icon="OUTLINER_DATA_POINTCLOUD")
+    box = _operator_box(
+        layout, context, obj, "Iso-points", "OUTLINER_DATA_POINTCLOUD",
+        (("isopoints_count", None), ("isopoints_resample", None), ("isopoints_upsample", None), ("isopoints_radius", "Radius (0: Auto)")),
+        "inr.sample_isopoints",
+    )
     if s.has_isopoints:
         grid = box.grid_flow(columns=2, align=True)
         for label, value in (
