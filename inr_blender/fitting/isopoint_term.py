@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.spatial import cKDTree
 from torch import nn
 
 from ..context import JobContext, JobError
@@ -43,8 +44,6 @@ class IsoPointTerm:
         self.cloud = np.asarray(local, dtype=np.float64)
         self.cloud_normals = normals
         self.estimate = SignedDistanceEstimate(self.cloud, normals) if normals is not None else None
-        from scipy.spatial import cKDTree
-
         self.tree = self.estimate.tree if self.estimate is not None else cKDTree(self.cloud)
         spacing = self.tree.query(self.cloud[:: max(1, len(self.cloud) // 5000)], k=2, workers=-1)[0][:, 1].mean()
         self.far_distance = FAR_SPACINGS * float(spacing)
