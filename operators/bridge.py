@@ -203,6 +203,30 @@ def create_mesh_object(
     return obj
 
 
+def geometry_node_group(
+    name: str, build, reusable=lambda group: True, inputs: tuple[str, ...] = ()
+) -> tuple[bpy.types.NodeTree, bool]:
+    """A geometry-nodes group ``name`` with a Geometry input and output (plus float ``inputs``): the existing one
+    when ``reusable(group)`` (keeping any edits the user made), else a new one that ``build(group, group_in,
+    group_out)`` fills with nodes. Returns (group, created); a failed build leaves no group behind."""
+    group = bpy.data.node_groups.get(name)
+    if group is not None and group.bl_idname == "GeometryNodeTree" and reusable(group):
+        return group, False
+    group = bpy.data.node_groups.new(name, "GeometryNodeTree")
+    try:
+        group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+        for socket in inputs:
+            group.interface.new_socket(socket, in_out="INPUT", socket_type="NodeSocketFloat")
+        group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+        group_in, group_out = group.nodes.new("NodeGroupInput"), group.nodes.new("NodeGroupOutput")
+        group_in.location, group_out.location = (-600, 0), (200, 0)
+        build(group, group_in, group_out)
+    except Exception:
+        bpy.data.node_groups.remove(group)
+        raise
+    return group, True
+
+
 def remove_objects(objects: list) -> None:
     """Delete objects this operator created (and their data) after a failure; node groups too."""
     for obj in objects:

@@ -19,7 +19,7 @@ import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty
 
 from ..inr_blender.fileio import loose_edges
-from .bridge import InputError, create_mesh_object, make_active
+from .bridge import InputError, create_mesh_object, geometry_node_group, make_active
 from .client import JobOutcome
 from .field import FieldJobOperator
 
@@ -39,16 +39,8 @@ def medial_spheres_group() -> tuple[bpy.types.NodeTree, bool]:
 
     Returns (group, created): an existing group of that name is reused (with any edits the user made).
     """
-    group = bpy.data.node_groups.get(SPHERES_GROUP)
-    if group is not None and group.bl_idname == "GeometryNodeTree":
-        return group, False
-    group = bpy.data.node_groups.new(SPHERES_GROUP, "GeometryNodeTree")
-    try:
-        group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
-        group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+    def build(group: bpy.types.NodeTree, group_in: bpy.types.Node, group_out: bpy.types.Node) -> None:
         nodes, links = group.nodes, group.links
-        group_in = nodes.new("NodeGroupInput")
-        group_in.location = (-600, 0)
         sphere = nodes.new("GeometryNodeMeshUVSphere")
         sphere.location = (-600, -150)
         sphere.inputs["Segments"].default_value = 16
@@ -62,17 +54,13 @@ def medial_spheres_group() -> tuple[bpy.types.NodeTree, bool]:
         radius.inputs["Name"].default_value = SKELETON_RADIUS
         instance = nodes.new("GeometryNodeInstanceOnPoints")
         instance.location = (-150, 0)
-        group_out = nodes.new("NodeGroupOutput")
-        group_out.location = (100, 0)
         links.new(group_in.outputs[0], instance.inputs["Points"])
         links.new(sphere.outputs["Mesh"], smooth.inputs["Geometry"])
         links.new(smooth.outputs["Geometry"], instance.inputs["Instance"])
         links.new(radius.outputs["Attribute"], instance.inputs["Scale"])
         links.new(instance.outputs["Instances"], group_out.inputs[0])
-    except Exception:
-        bpy.data.node_groups.remove(group)
-        raise
-    return group, True
+
+    return geometry_node_group(SPHERES_GROUP, build)
 
 
 class INR_OT_extract_skeleton(FieldJobOperator, bpy.types.Operator):

@@ -18,7 +18,7 @@ import numpy as np
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty
 
-from .bridge import InputError, create_mesh_object, make_active
+from .bridge import InputError, create_mesh_object, geometry_node_group, make_active
 from .client import JobOutcome
 from .field import FieldJobOperator
 
@@ -50,35 +50,23 @@ def isopoints_group() -> tuple[bpy.types.NodeTree, bool]:
     and they keep the evaluated object readable as a point cloud with normals (Fit SDF on it).
     Returns (group, created): an existing group of that name that still has its Radius input is reused.
     """
-    group = bpy.data.node_groups.get(ISOPOINTS_GROUP)
-    if group is not None and group.bl_idname == "GeometryNodeTree" and _radius_input(group) is not None:
-        return group, False
-    group = bpy.data.node_groups.new(ISOPOINTS_GROUP, "GeometryNodeTree")
-    try:
-        group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
-        radius = group.interface.new_socket(RADIUS_SOCKET, in_out="INPUT", socket_type="NodeSocketFloat")
+    def build(group: bpy.types.NodeTree, group_in: bpy.types.Node, group_out: bpy.types.Node) -> None:
+        radius = _radius_input(group)
         radius.default_value, radius.min_value = 0.01, 0.0
         radius.description = "Radius of the points, in the object's local units"
-        group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
         nodes, links = group.nodes, group.links
-        group_in = nodes.new("NodeGroupInput")
-        group_in.location = (-500, 0)
         to_points = nodes.new("GeometryNodeMeshToPoints")
         to_points.location = (-250, -100)
         to_points.mode = "VERTICES"
         join = nodes.new("GeometryNodeJoinGeometry")
         join.location = (0, 0)
-        group_out = nodes.new("NodeGroupOutput")
-        group_out.location = (200, 0)
         links.new(group_in.outputs["Geometry"], to_points.inputs["Mesh"])
         links.new(group_in.outputs[RADIUS_SOCKET], to_points.inputs["Radius"])
         links.new(to_points.outputs["Points"], join.inputs["Geometry"])
         links.new(group_in.outputs["Geometry"], join.inputs["Geometry"])
         links.new(join.outputs["Geometry"], group_out.inputs["Geometry"])
-    except Exception:
-        bpy.data.node_groups.remove(group)
-        raise
-    return group, True
+
+    return geometry_node_group(ISOPOINTS_GROUP, build, lambda group: _radius_input(group) is not None, (RADIUS_SOCKET,))
 
 
 class INR_OT_sample_isopoints(FieldJobOperator, bpy.types.Operator):

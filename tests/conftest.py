@@ -206,3 +206,16 @@ def open_field(blend_path, name: str):
     select_only(field)
     return field
 
+
+def refused(operator, match: str, **kwargs) -> None:
+    """``operator(**kwargs)`` fails with a one-line reason matching ``match`` and leaves the scene and node groups as they were."""
+    import bpy
+
+    before = scene_state()
+    groups = sorted(g.name for g in bpy.data.node_groups)
+    with pytest.raises(RuntimeError, match=match) as info:
+        operator(**kwargs)
+    assert "\n" not in str(info.value).strip(), "the reason must be one line"
+    assert scene_state() == before
+    assert sorted(g.name for g in bpy.data.node_groups) == groups
+

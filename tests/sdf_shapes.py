@@ -1,6 +1,6 @@
-"""Smooth analytic signed distance fields for the skeleton tests, in a field's local frame.
+"""Analytic fields for the skeleton and iso-point tests, in a field's local frame.
 
-Each is the exact SDF of its shape with the kink on the medial axis rounded off
+The Smooth* ones are the exact SDF of their shape with the kink on the medial axis rounded off
 (the distance to the axis d becomes sqrt(d^2 + eps^2); a box's max over faces
 becomes a log-sum-exp), so that, like a field trained with the TV term, its
 gradient norm dips to a minimum on the medial axis.
@@ -51,3 +51,39 @@ class SmoothBox(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = torch.sqrt(x.square() + self.eps**2) - self.extent
         return torch.logsumexp(self.sharpness * q, dim=-1) / self.sharpness
+
+
+class Sphere(nn.Module):
+    """The exact SDF of a sphere (no smoothing: its gradient is undefined at the centre)."""
+
+    def __init__(self, radius: float = 0.6, center=(0.0, 0.0, 0.0)) -> None:
+        super().__init__()
+        self.radius = radius
+        self.register_buffer("center", torch.tensor(center, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.center).norm(dim=-1) - self.radius
+
+
+class Cube(nn.Module):
+    """The exact SDF of the cube [-h, h]^3, sharp edges included."""
+
+    def __init__(self, half: float = 0.5) -> None:
+        super().__init__()
+        self.half = half
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = x.abs() - self.half
+        return q.clamp_min(0).norm(dim=-1) + q.amax(dim=-1).clamp_max(0)
+
+
+class Constant(nn.Module):
+    """The same value everywhere: no surface, and a gradient that vanishes."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full(x.shape[:1], self.value) + 0.0 * x.sum(-1)
+

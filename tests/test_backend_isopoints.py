@@ -10,44 +10,12 @@ from inr_blender.context import JobContext, JobError
 from inr_blender.fitting.isopoint_term import IsoPointTerm
 from inr_blender.fitting.sdf import resolve_params as resolve_fit_params
 from inr_blender.geometry import isopoints as iso
+from inr_blender.geometry.sampling import SignedDistanceEstimate
 from inr_blender.jobs import JOBS
 
-from sdf_shapes import SmoothSphere
+from sdf_shapes import Constant, Cube, Sphere, SmoothSphere
 
 CPU = torch.device("cpu")
-
-
-class Sphere(torch.nn.Module):
-    """The exact SDF of a sphere."""
-
-    def __init__(self, radius=0.6, center=(0.0, 0.0, 0.0)):
-        super().__init__()
-        self.radius = radius
-        self.register_buffer("center", torch.tensor(center, dtype=torch.float32))
-
-    def forward(self, x):
-        return (x - self.center).norm(dim=-1) - self.radius
-
-
-class Cube(torch.nn.Module):
-    """The exact SDF of the cube [-h, h]^3."""
-
-    def __init__(self, half=0.5):
-        super().__init__()
-        self.half = half
-
-    def forward(self, x):
-        q = x.abs() - self.half
-        return q.clamp_min(0).norm(dim=-1) + q.amax(dim=-1).clamp_max(0)
-
-
-class Constant(torch.nn.Module):
-    def __init__(self, value):
-        super().__init__()
-        self.value = value
-
-    def forward(self, x):
-        return torch.full(x.shape[:1], self.value) + 0.0 * x.sum(-1)
 
 
 def sample(field, **params):
@@ -146,7 +114,7 @@ def test_iso_point_term_finds_a_surface_away_from_the_data():
 
     losses = {}
     for name, field in (("right", Sphere(0.3, (-0.4, 0, 0))), ("spurious", TwoSpheres())):
-        term = IsoPointTerm(cloud, d, p, CPU)
+        term = IsoPointTerm(cloud, SignedDistanceEstimate(cloud, d), p, CPU)
         assert term.loss(field, 100) is None  # nothing before the first extraction
         term.refresh(field, 0)
         assert term.refreshes == 1

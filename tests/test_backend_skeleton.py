@@ -18,10 +18,11 @@ from inr_blender.fitting.sphere_init import RADIUS as SPHERE_INIT_RADIUS, STORED
 from inr_blender.fields import build_field, field_config
 from inr_blender.geometry import skeleton as sk
 from inr_blender.geometry.metrics import sample_complex, skeleton_distances
-from inr_blender.geometry.projection import project, surface_samples
+from inr_blender.geometry.projection import project
+from inr_blender.geometry.sampling import SignedDistanceEstimate
 from inr_blender.jobs import JOBS
 
-from sdf_shapes import SmoothBox, SmoothCapsule, SmoothSphere
+from sdf_shapes import Constant, SmoothBox, SmoothCapsule, SmoothSphere
 
 CPU = torch.device("cpu")
 
@@ -76,27 +77,11 @@ def test_a_box_gives_its_medial_sheets():
     assert np.abs(s.radii - face_distance[:, 0]).max() < 0.02  # each medial ball touches the nearest faces
 
 
-def test_surface_samples_lie_on_the_surface_and_spread():
-    field = SmoothSphere(0.5)
-    start = surface_samples(field, 500, CPU, repulsion_steps=0)
-    spread = surface_samples(field, 500, CPU, repulsion_steps=40)
-    for q in (start, spread):
-        assert len(q) > 400
-        assert np.abs(np.linalg.norm(q, axis=1) - np.sqrt(0.5**2 - 0.05**2)).max() < 1e-3
-    from scipy.spatial import cKDTree
-
-    def nearest(q):
-        return cKDTree(q).query(q, k=2)[0][:, 1]
-
-    assert nearest(spread).min() > 2 * nearest(start).min()  # repulsion removes the clumps
-    assert nearest(spread).std() / nearest(spread).mean() < nearest(start).std() / nearest(start).mean()
-
-
 def test_newton_steps_are_clamped():
     field = SmoothSphere(0.5)
-    q, residual = project(field, torch.tensor([[0.0, 0.0, 0.9]]), iterations=1, max_step=0.05)
+    q, residual, _ = project(field, torch.tensor([[0.0, 0.0, 0.9]]), iterations=1, max_step=0.05)
     assert abs(float(q[0, 2]) - 0.85) < 1e-5 and float(residual[0]) > 0.3
-    q, residual = project(field, torch.tensor([[0.0, 0.0, 0.9]]), iterations=20, max_step=0.05)
+    q, residual, _ = project(field, torch.tensor([[0.0, 0.0, 0.9]]), iterations=20, max_step=0.05)
     assert float(residual[0]) < 1e-5
 
 
@@ -174,15 +159,6 @@ def test_delta_must_be_positive(delta):
         sk.skeletal_complex(np.zeros((2, 3)), np.ones(2), np.ones((4, 3)), delta)
 
 
-class Constant(torch.nn.Module):
-    def __init__(self, value):
-        super().__init__()
-        self.value = value
-
-    def forward(self, x):
-        return torch.full(x.shape[:1], self.value) + 0.0 * x.sum(-1)
-
-
 @pytest.mark.parametrize("field, message", [
     (Constant(1.0), "the field is empty: it is positive everywhere"),
     (SmoothSphere(0.5, (3.0, 0.0, 0.0)), "the field is empty"),
@@ -226,7 +202,7 @@ def test_learning_points_know_their_signed_distance():
     rng = np.random.default_rng(0)
     d = rng.normal(size=(5000, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
-    q, distance, direction = learning_points(0.5 * d, d, 300, 0, CPU)
+    q, distance, direction = learning_points(SignedDistanceEstimate(0.5 * d, d), 300, 0, CPU)
     truth = q.norm(dim=1) - 0.5
     assert torch.allclose(distance, truth, atol=0.03)
     cos = torch.nn.functional.cosine_similarity(direction, q, dim=1)

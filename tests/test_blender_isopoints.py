@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import (
-    add_point_cloud, add_suzanne, fake_field, inside_everywhere_checkpoint, open_field, prefs, scene_state, select_only, set_local_backend,
+    add_point_cloud, add_suzanne, fake_field, inside_everywhere_checkpoint, open_field, prefs, refused, select_only, set_local_backend,
     sphere_points, world_points,
 )
 
@@ -21,13 +21,7 @@ QUICK_IGR = dict(preset="CUSTOM", method="IGR", width=64, depth=3, batch_size=10
 
 
 def _refused(match, **kwargs):
-    before = scene_state()
-    groups = sorted(g.name for g in bpy.data.node_groups)
-    with pytest.raises(RuntimeError, match=match) as info:
-        bpy.ops.inr.sample_isopoints(**kwargs)
-    assert "\n" not in str(info.value).strip(), "the reason must be one line"
-    assert scene_state() == before
-    assert sorted(g.name for g in bpy.data.node_groups) == groups
+    refused(bpy.ops.inr.sample_isopoints, match, **kwargs)
 
 
 def _attribute(obj, name: str, data_type: str) -> np.ndarray:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import (
-    REPO, add_point_cloud, add_suzanne, fake_field, inside_everywhere_checkpoint, open_field, prefs, scene_state, select_only,
+    REPO, add_point_cloud, add_suzanne, fake_field, inside_everywhere_checkpoint, open_field, prefs, refused, scene_state, select_only,
     set_local_backend, sphere_points, world_points,
 )
 
@@ -22,13 +22,7 @@ CENTRE = (2.0, 0.0, 1.0)
 
 
 def _refused(match, **kwargs):
-    before = scene_state()
-    groups = sorted(g.name for g in bpy.data.node_groups)
-    with pytest.raises(RuntimeError, match=match) as info:
-        bpy.ops.inr.extract_skeleton(**kwargs)
-    assert "\n" not in str(info.value).strip(), "the reason must be one line"
-    assert scene_state() == before
-    assert sorted(g.name for g in bpy.data.node_groups) == groups
+    refused(bpy.ops.inr.extract_skeleton, match, **kwargs)
 
 
 def _radius(obj) -> np.ndarray:

@@ -39,12 +39,12 @@ FAR_SPACINGS = 4.0  # an iso-point farther than this many mean point spacings fr
 class IsoPointTerm:
     """The iso-point loss of one fit: refreshes its points on schedule and returns its term."""
 
-    def __init__(self, local: np.ndarray, normals: np.ndarray | None, p: dict[str, Any], device: torch.device) -> None:
+    def __init__(self, local: np.ndarray, estimate: SignedDistanceEstimate | None, p: dict[str, Any], device: torch.device) -> None:
+        """``estimate``: the cloud's signed distances when it has normals (None: unsigned distances only)."""
         self.p, self.device = p, device
         self.cloud = np.asarray(local, dtype=np.float64)
-        self.cloud_normals = normals
-        self.estimate = SignedDistanceEstimate(self.cloud, normals) if normals is not None else None
-        self.tree = self.estimate.tree if self.estimate is not None else cKDTree(self.cloud)
+        self.estimate = estimate
+        self.tree = estimate.tree if estimate is not None else cKDTree(self.cloud)
         spacing = self.tree.query(self.cloud[:: max(1, len(self.cloud) // 5000)], k=2, workers=-1)[0][:, 1].mean()
         self.far_distance = FAR_SPACINGS * float(spacing)
         self.points: torch.Tensor | None = None
@@ -61,12 +61,12 @@ class IsoPointTerm:
         except JobError:
             return
         q = iso.points
-        distance, nearest = self.tree.query(q, workers=-1)
         if self.estimate is not None:
-            target = self.estimate(q)
-            self.normals = torch.as_tensor(self.cloud_normals[nearest], dtype=torch.float32, device=self.device)
+            target, nearest = self.estimate.with_nearest(q)
+            distance = np.abs(target)
+            self.normals = torch.as_tensor(self.estimate.normals[nearest], dtype=torch.float32, device=self.device)
         else:
-            target = distance
+            distance = target = self.tree.query(q, workers=-1)[0]
             self.normals = None
         self.far = torch.as_tensor(distance > self.far_distance, device=self.device)
         self.points = torch.as_tensor(q, dtype=torch.float32, device=self.device)

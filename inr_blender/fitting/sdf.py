@@ -245,27 +245,27 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
     surface = torch.as_tensor(local, dtype=torch.float32, device=device)
     surface_normals = None if normals is None else torch.as_tensor(normals, dtype=torch.float32, device=device)
     igr_losses = p["method"] in ("igr", "hashgrid")
-    estimate: SignedDistanceEstimate | None = None  # the hash grid's sign terms (with normals)
+    # signed distances to the cloud (with normals): the hash grid's sign terms, learning points, iso-points
+    cloud = SignedDistanceEstimate(local, normals) if normals is not None else None
+    estimate = cloud if p["method"] == "hashgrid" and (p["w_far"] > 0 or p["w_sign"] > 0) else None
     config = field_config_for(p)
     if igr_losses:
         ctx.progress(0, 1, None, "estimating point spacing")
         sigma = torch.as_tensor(knn_sigma(local, p["knn_sigma"]), dtype=torch.float32, device=device)
-        if normals is not None and p["method"] == "hashgrid" and (p["w_far"] > 0 or p["w_sign"] > 0):
-            estimate = SignedDistanceEstimate(local, normals)
         if estimate is not None and p["w_far"] > 0:
             ctx.progress(0, 1, None, "estimating signed distances away from the points")
             far_np, far_sd_np = far_samples(estimate, FAR_POOL, p["far_distance"], p["seed"])
             far = torch.as_tensor(far_np, dtype=torch.float32, device=device)
             far_sd = torch.as_tensor(far_sd_np, dtype=torch.float32, device=device)
     if p["method"] == "neural_skeleton":
-        hints, hint_distance, hint_direction = learning_points(local, normals, p["num_hints"], p["seed"], device)
+        hints, hint_distance, hint_direction = learning_points(cloud, p["num_hints"], p["seed"], device)
         field = sphere_field(config, device, ctx) if p["init"] == "sphere" else build_field(config).to(device)
         hint_steps = int(round(p["hint_fraction"] * p["iterations"])) if p["num_hints"] > 0 else 0
         tv_scale = max(1.0, p["tv_decay"] * p["iterations"])
     else:
         field = build_field(config).to(device)
     batch = p["batch_size"]
-    iso_term = IsoPointTerm(local, normals, p, device) if p["isopoints"] > 0 else None
+    iso_term = IsoPointTerm(local, cloud, p, device) if p["isopoints"] > 0 else None
     # Finite differences (hash grid only): a step of one cell of the finest level, as Neuralangelo ends with.
     fd_step = 2.0 / p["finest_resolution"] if p.get("gradient") == "finite_difference" else 0.0
 
@@ -335,14 +335,12 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
 
 
 def learning_points(
-    local: np.ndarray, normals: np.ndarray, count: int, seed: int, device: torch.device
+    estimate: SignedDistanceEstimate, count: int, seed: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The neural skeleton's learning points: ``count`` uniform points of [-1, 1]^3 with their signed distance to
     the oriented cloud (see SignedDistanceEstimate) and the direction away from their nearest point, outward."""
     queries = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(max(1, int(count)), 3))
-    estimate = SignedDistanceEstimate(local, normals)
-    distance = estimate(queries)
-    _, nearest = estimate.tree.query(queries, workers=-1)
-    direction = (queries - local[nearest]) * np.sign(distance)[:, None]
+    distance, nearest = estimate.with_nearest(queries)
+    direction = (queries - estimate.points[nearest]) * np.sign(distance)[:, None]
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
     return as_tensor(queries), as_tensor(distance), as_tensor(direction)

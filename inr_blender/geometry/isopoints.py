@@ -28,7 +28,7 @@ from torch import nn
 from ..context import JobContext, JobError
 from ..device import available_memory_bytes
 from ..params import coerce_params, refuse_unknown
-from .projection import project, repel, values_and_gradients
+from .projection import project, repel
 
 DEFAULTS: dict[str, Any] = {
     "count": 5000, "resample": True, "upsample": 0, "iterations": 10, "tolerance": 5e-5, "resample_steps": 10,
@@ -72,17 +72,13 @@ class IsoPoints:
     stats: dict[str, Any] = dataclass_field(default_factory=dict)
 
 
-def spacing_mean(points: np.ndarray) -> float:
-    """Mean nearest-neighbour distance (0 for fewer than two points)."""
-    return float(cKDTree(points).query(points, k=2, workers=-1)[0][:, 1].mean()) if len(points) >= 2 else 0.0
-
-
-def spacing_cv(points: np.ndarray) -> float:
-    """Coefficient of variation (std / mean) of the nearest-neighbour distances."""
-    if len(points) < 3:
-        return 0.0
+def spacing(points: np.ndarray) -> tuple[float, float]:
+    """Mean nearest-neighbour distance and its coefficient of variation (std / mean); zeros for fewer than 2 points."""
+    if len(points) < 2:
+        return 0.0, 0.0
     d = cKDTree(points).query(points, k=2, workers=-1)[0][:, 1]
-    return float(d.std() / d.mean()) if d.mean() > 0 else 0.0
+    mean = float(d.mean())
+    return mean, float(d.std()) / mean if mean > 0 else 0.0
 
 
 def even_subset(points: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
@@ -106,20 +102,27 @@ def even_subset(points: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(best, size=count, replace=False))
 
 
-def _converged(q: torch.Tensor, residual: torch.Tensor, tolerance: float) -> torch.Tensor:
+Projected = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # points, |f| there, grad f there (as project returns)
+
+
+def _keep(projected: Projected, mask: torch.Tensor) -> Projected:
+    return tuple(a[mask] for a in projected)  # type: ignore[return-value]
+
+
+def _converged(projected: Projected, tolerance: float) -> torch.Tensor:
+    q, residual, _ = projected
     return (residual < tolerance) & (q.abs().amax(dim=1) <= 1.0)
 
 
 def upsample(
-    field: nn.Module, points: torch.Tensor, add: int, k: int = 8, similarity: float = 0.9, iterations: int = 10,
+    field: nn.Module, projected: Projected, add: int, k: int = 8, similarity: float = 0.9, iterations: int = 10,
     tolerance: float = 5e-5,
-) -> torch.Tensor:
-    """``points`` with up to ``add`` more: midpoints of the widest gaps to a neighbour of similar normal
+) -> Projected:
+    """The points with up to ``add`` more: midpoints of the widest gaps to a neighbour of similar normal
     (cos >= ``similarity``), reprojected. Stops early when no gap is left to fill."""
-    q = points
-    target = len(points) + int(add)
-    while len(q) < target:
-        _, g = values_and_gradients(field, q)
+    target = len(projected[0]) + int(add)
+    while len(projected[0]) < target:
+        q, _, g = projected
         normal = torch.nn.functional.normalize(g, dim=1).cpu().numpy()
         qn = q.cpu().numpy()
         dist, idx = cKDTree(qn).query(qn, k=min(k, len(qn) - 1) + 1, workers=-1)
@@ -139,26 +142,27 @@ def upsample(
         if take == 0:
             break
         mid = torch.as_tensor(0.5 * (qn[pairs[:take, 0]] + qn[pairs[:take, 1]]), dtype=q.dtype, device=q.device)
-        new, residual = project(field, mid, iterations)
-        new = new[_converged(new, residual, tolerance)]
-        if len(new) == 0:
+        new = project(field, mid, iterations)
+        new = _keep(new, _converged(new, tolerance))
+        if len(new[0]) == 0:
             break
-        q = torch.cat([q, new])
-    return q
+        projected = tuple(torch.cat([a, b]) for a, b in zip(projected, new))  # type: ignore[assignment]
+    return projected
 
 
-def _resample(field: nn.Module, q: torch.Tensor, p: dict[str, Any], ctx: JobContext) -> tuple[torch.Tensor, int]:
+def _resample(field: nn.Module, projected: Projected, p: dict[str, Any], ctx: JobContext) -> tuple[Projected, int]:
     """Uniform resampling, reprojection, and the points that then failed to converge (dropped, counted)."""
+    q, _, g = projected
     if p["resample_steps"] == 0 or len(q) <= p["k"]:
-        return q, 0
+        return projected, 0
     # step and reach from the points' own mean spacing h: alpha = 0.4 h, sigma = (2 h)^2 (measured on a
-    # sphere, 2000 points, 10 steps: spacing CV 0.56 -> 0.155; the skeleton's defaults, tuned for 3
-    # neighbours, gave 0.34)
-    h = float(cKDTree(q.cpu().numpy()).query(q.cpu().numpy(), k=2, workers=-1)[0][:, 1].mean())
-    q = repel(field, q, p["resample_steps"], k=p["k"], alpha=0.4 * h, sigma=(2.0 * h) ** 2, ctx=ctx)
-    q, residual = project(field, q, p["iterations"])
-    keep = _converged(q, residual, p["tolerance"])
-    return q[keep], int((~keep).sum())
+    # sphere, 2000 points, 10 steps: spacing CV 0.56 -> 0.155; Clemot & Digne's values for 3 neighbours,
+    # alpha = 0.1 sqrt(D / n), sigma = 16 D / n, gave 0.34)
+    h, _ = spacing(q.cpu().numpy())
+    q, _, _ = repel(field, q, g, p["resample_steps"], p["k"], 0.4 * h, (2.0 * h) ** 2, ctx=ctx)
+    projected = project(field, q, p["iterations"])
+    keep = _converged(projected, p["tolerance"])
+    return _keep(projected, keep), int((~keep).sum())
 
 
 def sample_isopoints(field: nn.Module, device: torch.device, params: dict[str, Any], ctx: JobContext) -> IsoPoints:
@@ -168,35 +172,34 @@ def sample_isopoints(field: nn.Module, device: torch.device, params: dict[str, A
     generator = torch.Generator(device="cpu").manual_seed(int(p["seed"]))
     start = (torch.rand(STARTS * p["count"], 3, generator=generator) * 2.0 - 1.0).to(device)
     ctx.progress(0, 1, None, "projecting points onto the surface")
-    _, g = values_and_gradients(field, start)
-    if not bool((g.norm(dim=1) > FLAT_GRADIENT).any()):
-        raise JobError("the field's gradient vanishes everywhere in its domain: Newton steps cannot reach a surface")
-    q, residual = project(field, start, p["iterations"])
-    keep = _converged(q, residual, p["tolerance"])
+    projected = project(field, start, p["iterations"])
+    keep = _converged(projected, p["tolerance"])
     if not bool(keep.any()):
+        if not bool((projected[2].norm(dim=1) > FLAT_GRADIENT).any()):
+            raise JobError("the field's gradient vanishes everywhere in its domain: Newton steps cannot reach a surface")
         raise JobError(f"the field has no surface in its domain: no point converged onto its zero level "
                        f"(|f| < {p['tolerance']:g}) inside [-1, 1]^3")
-    q = q[keep]
-    discarded = len(start) - len(q)  # did not converge (or left the domain)
-    if len(q) > p["count"]:
-        q = q[torch.as_tensor(even_subset(q.cpu().numpy(), p["count"], int(p["seed"])), device=device)]
+    projected = _keep(projected, keep)
+    discarded = len(start) - len(projected[0])  # did not converge (or left the domain)
+    if len(projected[0]) > p["count"]:
+        chosen = even_subset(projected[0].cpu().numpy(), p["count"], int(p["seed"]))
+        projected = _keep(projected, torch.as_tensor(chosen, device=device))
     if p["resample"]:
-        q, lost = _resample(field, q, p, ctx)
+        projected, lost = _resample(field, projected, p, ctx)
         discarded += lost
-    before = len(q)
-    if p["upsample"] > 0 and len(q) > 2:
+    before = len(projected[0])
+    if p["upsample"] > 0 and before > 2:
         ctx.progress(0, 1, None, "upsampling")
-        q = upsample(field, q, p["upsample"], p["k"], p["normal_similarity"], p["iterations"], p["tolerance"])
+        projected = upsample(field, projected, p["upsample"], p["k"], p["normal_similarity"], p["iterations"], p["tolerance"])
         if p["resample"]:  # the inserted points repel the dense areas too
-            q, lost = _resample(field, q, p, ctx)
+            projected, lost = _resample(field, projected, p, ctx)
             discarded += lost
-    f, g = values_and_gradients(field, q)
-    normals = torch.nn.functional.normalize(g, dim=1).cpu().numpy()
+    q, residual, g = projected
     points = q.cpu().numpy().astype(np.float64)
+    mean, cv = spacing(points)
     stats = {
         "num_points": int(len(points)), "num_started": int(len(start)), "num_discarded": int(discarded),
-        "num_upsampled": int(len(points) - before), "spacing_cv": spacing_cv(points),
-        "spacing_mean": spacing_mean(points),
-        "mean_residual": float(f.abs().mean()) if len(f) else 0.0, "seconds_sampling": time.monotonic() - started,
+        "num_upsampled": int(len(points) - before), "spacing_cv": cv, "spacing_mean": mean,
+        "mean_residual": float(residual.mean()) if len(residual) else 0.0, "seconds_sampling": time.monotonic() - started,
     }
-    return IsoPoints(points, normals, f.abs().cpu().numpy(), stats)
+    return IsoPoints(points, torch.nn.functional.normalize(g, dim=1).cpu().numpy(), residual.cpu().numpy(), stats)

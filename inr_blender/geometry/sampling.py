@@ -104,11 +104,15 @@ class SignedDistanceEstimate:
         self.k = max(1, min(int(k), len(self.points)))
 
     def __call__(self, queries: np.ndarray) -> np.ndarray:
+        return self.with_nearest(queries)[0]
+
+    def with_nearest(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The signed distances and the index of each query's nearest point (one k-d tree query)."""
         queries = np.asarray(queries, dtype=np.float64)
         dist, idx = self.tree.query(queries, k=self.k, workers=-1)
         dist, idx = dist.reshape(len(queries), self.k), idx.reshape(len(queries), self.k)
         side = np.einsum("qkd,qkd->qk", queries[:, None, :] - self.points[idx], self.normals[idx]).mean(axis=1)
-        return np.where(side >= 0, 1.0, -1.0) * dist[:, 0]
+        return np.where(side >= 0, 1.0, -1.0) * dist[:, 0], idx[:, 0]
 
 
 def far_samples(
