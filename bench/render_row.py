@@ -1,7 +1,8 @@
 """Render meshes side by side with Cycles on the CPU: a reference and its reconstructions, in a row.
 
 Every mesh is normalised by the first one's bounding sphere (so they keep their relative size
-and position), turned by --rotate (degrees, e.g. Y-up files to Blender's Z-up) and labelled.
+and position; with --each, by its own, for different shapes side by side), turned by --rotate
+(degrees, e.g. Y-up files to Blender's Z-up) and labelled.
 Run by ``bench/sdf_vs_poisson.py`` in a process of its own (bpy apart from torch and open3d);
 the stage and materials are ``demo.py``'s, with an orthographic camera framing the row.
 
@@ -47,7 +48,7 @@ def add_mesh(name: str, vertices: np.ndarray, faces: np.ndarray) -> bpy.types.Ob
 
 
 def render_row(items: list[tuple[str, str]], output: str, rotate: tuple[float, float, float],
-               resolution: tuple[int, int], samples: int) -> None:
+               resolution: tuple[int, int], samples: int, each: bool = False) -> None:
     """Place the (label, path) meshes in a row, the first being the reference, and render ``output``."""
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
@@ -56,7 +57,7 @@ def render_row(items: list[tuple[str, str]], output: str, rotate: tuple[float, f
     for i, (text, path) in enumerate(items):
         mesh = read_geometry(path)
         v = np.asarray(mesh["vertices"], dtype=np.float64)
-        if center is None:
+        if center is None or each:
             center = (v.min(axis=0) + v.max(axis=0)) / 2
             radius = float(np.linalg.norm(v - center, axis=1).max())
         obj = add_mesh(text, (v - center) / radius, mesh["faces"])
@@ -84,11 +85,12 @@ def main() -> int:
     parser.add_argument("--rotate", type=float, nargs=3, default=(90.0, 0.0, 0.0), metavar=("X", "Y", "Z"))
     parser.add_argument("--resolution", type=int, nargs=2, default=(1600, 400), metavar=("W", "H"))
     parser.add_argument("--samples", type=int, default=16, help="Cycles samples")
+    parser.add_argument("--each", action="store_true", help="normalise every mesh by its own bounding sphere")
     args = parser.parse_args()
     items = [tuple(item.split("=", 1)) for item in args.meshes]
     if any(len(item) != 2 for item in items):
         parser.error("meshes are given as LABEL=PATH")
-    render_row(items, args.output, tuple(args.rotate), tuple(args.resolution), args.samples)
+    render_row(items, args.output, tuple(args.rotate), tuple(args.resolution), args.samples, args.each)
     return 0
 
 

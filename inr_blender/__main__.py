@@ -1,4 +1,4 @@
-"""Command line: ``python -m inr_blender {serve,fit-sdf,fit-nerf,render-view,extract,skeleton,isopoints,metrics} ...``.
+"""Command line: ``python -m inr_blender {serve,fit-sdf,fit-nerf,render-view,extract,skeleton,isopoints,transfer,metrics} ...``.
 
 The subcommands run the same job functions as the worker, with progress
 printed to stdout. Bad input prints ``error: ...`` to stderr and exits with 2.
@@ -40,6 +40,8 @@ def _fit_sdf(args: argparse.Namespace) -> None:
         "num_samples": args.num_samples, "seed": args.seed, "max_seconds": args.max_seconds,
         "convergence_tolerance": args.tolerance, "isopoints": args.isopoints,
     }
+    if args.base_only:  # a displacement field's smooth base alone: a target for detail transfer
+        params.update(phase_base=1.0, phase_detail=1.0)
     result, _ = _run("fit_sdf", {k: v for k, v in params.items() if v is not None}, arrays)
     print(
         f"fitted {result['method'].upper()} on {result['num_points']} points in {result['seconds']:.1f} s "
@@ -83,12 +85,21 @@ def _render_view(args: argparse.Namespace) -> None:
 def _extract(args: argparse.Namespace) -> None:
     from .fileio import write_mesh
 
-    params = {"checkpoint_path": args.field, "resolution": args.resolution, "level": args.level, "device": args.device, "space": "world", "method": args.method}
+    params = {"checkpoint_path": args.field, "resolution": args.resolution, "level": args.level, "device": args.device,
+              "space": "world", "method": args.method, "part": args.part}
     if args.threshold is not None:
         params["threshold"] = args.threshold
     result, arrays = _run("extract_mesh", params, {})
     write_mesh(args.output, arrays["vertices"], arrays["faces"], arrays["normals"], arrays.get("colors"))
     print(f"wrote {result['num_vertices']} vertices, {result['num_faces']} faces to {args.output}")
+
+
+def _transfer(args: argparse.Namespace) -> None:
+    params = {"source_checkpoint": args.source, "target_checkpoint": args.target, "checkpoint_path": args.output,
+              "strength": args.strength, "nu": args.nu, "mode": args.mode}
+    result, _ = _run("transfer_detail", {k: v for k, v in params.items() if v is not None}, {})
+    print(f"wrote the transferred field ({result['mode']}, strength {result['strength']:g}, nu {result['nu']:g}): "
+          f"{result['checkpoint_path']}")
 
 
 def _skeleton(args: argparse.Namespace) -> None:
@@ -145,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit-sdf", help="fit a signed distance field to a mesh or point cloud")
     p.add_argument("input", help="input .ply, .obj or .npz")
     p.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
-    p.add_argument("--method", choices=("igr", "siren", "hashgrid", "neural_skeleton"), default="igr")
+    p.add_argument("--method", choices=("igr", "siren", "hashgrid", "neural_skeleton", "idf"), default="igr")
     p.add_argument("--iterations", type=int)
     p.add_argument("--width", type=int)
     p.add_argument("--depth", type=int)
@@ -156,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-seconds", type=float, help="stop after this long")
     p.add_argument("--tolerance", type=float, help="stop once the loss improves by less than this fraction (0: never)")
     p.add_argument("--isopoints", type=int, help="fit with this many iso-points (refreshed every 1000 steps after 300)")
+    p.add_argument("--base-only", action="store_true", help="idf: fit the smooth base alone (a target for detail transfer)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.set_defaults(func=_fit_sdf)
 
@@ -189,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", type=float, default=0.0)
     p.add_argument("--method", choices=["sparse", "dense"], default="sparse", help="sparse: refine only blocks the surface can cross (default)")
     p.add_argument("--threshold", type=float, help="radiance fields: the density of the surface (vertex colours go to .ply)")
+    p.add_argument("--part", choices=("detailed", "base"), default="detailed", help="displacement fields: the detailed surface or the smooth base")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.set_defaults(func=_extract)
 
@@ -209,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upsample", type=int, default=0, help="points to add by edge-aware upsampling")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.set_defaults(func=_isopoints)
+
+    p = sub.add_parser("transfer", help="put the detail of a displacement field onto the base of another SDF")
+    p.add_argument("source", help="displacement-field checkpoint (fit-sdf --method idf) whose detail is taken")
+    p.add_argument("target", help="SDF checkpoint whose base receives it (a displacement field gives its base)")
+    p.add_argument("-o", "--output", required=True, help="checkpoint of the transferred field to write (.pt)")
+    p.add_argument("--strength", type=float, help="scale on the displacement (default 1; 0 gives the target's base)")
+    p.add_argument("--nu", type=float, help="width of the shell where detail acts (default: the source's)")
+    p.add_argument("--mode", choices=("projected", "aligned"), help="read the detail at the source base's closest point (default) or at the same coordinates")
+    p.set_defaults(func=_transfer)
 
     p = sub.add_parser("metrics", help="Chamfer distances of a mesh against a reference mesh")
     p.add_argument("reference", help="reference mesh (.obj or .ply)")

@@ -16,11 +16,13 @@ import numpy as np
 import torch
 
 from . import __version__
-from .checkpoint import checkpoint_bytes, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_bytes, load_checkpoint, read_checkpoint, save_checkpoint
 from .context import JobContext, JobError
 from .device import available_memory_bytes, mps_available, resolve_device
 from .fitting import fit_sdf, resolve_params
 from .fitting import nerf as nerf_fitting
+from .fitting import transfer
+from .fields.displacement import DisplacementField, TransferredDetail
 from .params import rgb_param
 from .geometry import isopoints, skeleton
 from .geometry.extraction import MIN_RESOLUTION, extract_mesh
@@ -122,7 +124,7 @@ def _deliver(ckpt: dict[str, Any], path: str, send_back: bool) -> tuple[str, Arr
 
 
 def job_fit_sdf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
-    """Fit an SDF (IGR, SIREN or hash grid) and write its checkpoint to ``checkpoint_path`` (or send it back)."""
+    """Fit an SDF (any method of fitting/sdf.py) and write its checkpoint to ``checkpoint_path`` (or send it back)."""
     started = time.monotonic()
     params = dict(params)
     path, send_back = _checkpoint_target(params, "fit_sdf")
@@ -155,7 +157,8 @@ def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
     ``checkpoint`` (the file's bytes) when a client sends it to a remote worker.
     ``method`` is 'sparse' (the default: evaluates the field near the surface
     only, with the margin ``safety``) or 'dense' (the whole grid); both give
-    the same mesh. The result reports ``evaluations``, the field evaluations made.
+    the same mesh. ``part`` 'base' extracts a displacement field's smooth base
+    ('detailed', the default: the field itself). The result reports ``evaluations``, the field evaluations made.
     """
     started = time.monotonic()
     resolution = _int_param(params, "resolution", 128, MIN_RESOLUTION)
@@ -169,9 +172,16 @@ def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
     safety = _float_param(params, "safety", DEFAULT_SAFETY)
     if not safety > 0:
         raise JobError(f"parameter safety must be positive, got {safety:g}")
+    part = params.get("part", "detailed")
+    if part not in ("detailed", "base"):
+        raise JobError(f"part must be 'detailed' or 'base', got {part!r}")
     device = resolve_device(params.get("device", "auto"))
     source = arrays["checkpoint"] if "checkpoint" in arrays else params.get("checkpoint_path", "")
     field, ckpt = load_checkpoint(source, device)
+    if part == "base":  # the smooth base of a displacement field (or of a transferred-detail field)
+        if not isinstance(field, (DisplacementField, TransferredDetail)):
+            raise JobError("only a displacement field has a base to extract")
+        field = field.base if isinstance(field, DisplacementField) else field.target_base
     radiance = _is_radiance(ckpt)
     if radiance:  # the density's iso-surface; sparse culling assumes a distance field, so dense
         threshold = _float_param(params, "threshold", ckpt.get("density_threshold", DEFAULT_THRESHOLD))
@@ -331,6 +341,26 @@ def _sdf_job(
     return space, device, resolved, field, ckpt
 
 
+def job_transfer_detail(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """The detail of a displacement field on the base of another SDF: a new field checkpoint (see fitting/transfer.py).
+
+    Params: ``source_checkpoint`` and ``target_checkpoint`` (paths; or the uint8
+    arrays of the same names, the files' bytes, from a remote client),
+    ``checkpoint_path`` (or ``return_checkpoint``), and the transfer's
+    ``strength``, ``nu``, ``mode`` ('projected' or 'aligned') and ``projection_steps``.
+    """
+    params = dict(params)
+    path, send_back = _checkpoint_target(params, "transfer_detail")
+    sources = {role: arrays.get(role, params.pop(role, "")) for role in ("source_checkpoint", "target_checkpoint")}
+    params.pop("checkpoint_path", None)
+    params.pop("device", None)
+    transfer.resolve_params(params)  # fail fast, before reading the fields
+    ckpt = transfer.transfer_detail(read_checkpoint(sources["source_checkpoint"]), read_checkpoint(sources["target_checkpoint"]), params)
+    path, result_arrays = _deliver(ckpt, path, send_back)
+    return {"checkpoint_path": path, "center": ckpt["center"], "scale": ckpt["scale"], "method": ckpt["method"],
+            **{k: ckpt["params"][k] for k in ("strength", "nu", "mode")}}, result_arrays
+
+
 def job_fit_nerf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
     """Fit a radiance field (``model`` 'fast' or 'classic') to posed images; write or send back its checkpoint.
 
@@ -419,6 +449,7 @@ JOBS: dict[str, Job] = {
     "evaluate_field": job_evaluate_field,
     "extract_skeleton": job_extract_skeleton,
     "sample_isopoints": job_sample_isopoints,
+    "transfer_detail": job_transfer_detail,
     "fit_nerf": job_fit_nerf,
     "render_nerf_view": job_render_nerf_view,
 }

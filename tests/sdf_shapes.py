@@ -87,3 +87,20 @@ class Constant(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.full(x.shape[:1], self.value) + 0.0 * x.sum(-1)
 
+
+
+def bumpy_sphere(count: int, radius: float = 0.5, amplitude: float = 0.02, frequency: float = 20.0, seed: int = 0):
+    """``count`` points (numpy, (N, 3)) of the surface r(u) = radius + bumps(u) over unit directions u, their unit
+    normals, and ``bumps``, the function u -> amplitude * sin(f u_x) sin(f u_y) sin(f u_z) (numpy)."""
+    import numpy as np
+
+    def bumps(u):
+        return amplitude * np.sin(frequency * u[:, 0]) * np.sin(frequency * u[:, 1]) * np.sin(frequency * u[:, 2])
+
+    u = np.random.default_rng(seed).normal(size=(count, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    x = torch.tensor(u * (radius + bumps(u))[:, None], requires_grad=True)
+    d = x / x.norm(dim=1, keepdim=True)
+    implicit = x.norm(dim=1) - radius - amplitude * torch.sin(frequency * d[:, 0]) * torch.sin(frequency * d[:, 1]) * torch.sin(frequency * d[:, 2])
+    (g,) = torch.autograd.grad(implicit.sum(), x)
+    return x.detach().numpy(), (g / g.norm(dim=1, keepdim=True)).numpy(), bumps

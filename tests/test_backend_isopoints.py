@@ -10,7 +10,6 @@ from inr_blender.context import JobContext, JobError
 from inr_blender.fitting.isopoint_term import IsoPointTerm
 from inr_blender.fitting.sdf import resolve_params as resolve_fit_params
 from inr_blender.geometry import isopoints as iso
-from inr_blender.geometry.sampling import SignedDistanceEstimate
 from inr_blender.jobs import JOBS
 
 from sdf_shapes import Constant, Cube, Sphere, SmoothSphere
@@ -102,24 +101,52 @@ def test_the_job_in_world_space(tmp_path):
         JOBS["sample_isopoints"]({"checkpoint_path": str(tmp_path / "none.pt")}, {}, JobContext())
 
 
-def test_iso_point_term_finds_a_surface_away_from_the_data():
-    d = np.random.default_rng(0).normal(size=(3000, 3))
+def test_iso_point_term_weighs_the_data_and_joins_the_batch():
+    """Input points off the current surface, or with a normal against it, weigh little; iso-points join the batch
+    with plane-fitted normals and their own weights."""
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(3000, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
-    cloud = 0.3 * d + [-0.4, 0, 0]
-    p = resolve_fit_params({"isopoints": 400, "isopoints_warmup": 0})
+    cloud, normals = 0.5 * d, d.copy()
+    cloud[:100] *= 1.4  # outliers, 0.2 off the surface
+    normals[100:200] *= -1  # flipped normals
+    p = resolve_fit_params({"isopoints": 800, "isopoints_warmup": 0, "w_iso": 2.0, "w_iso_normal": 0.5})
+    term = IsoPointTerm(cloud, normals, p, CPU)
+    on, n, weights = term.extend(torch.zeros(4, 3), torch.zeros(4, 3), torch.arange(4), 10)
+    assert weights is None and len(on) == 4  # nothing before the first extraction
+    term.refresh(Sphere(0.5), 0)
+    assert term.refreshes == 1
+    w = term.data_weights.numpy()
+    assert w[:100].max() < 1e-3 and w[100:200].max() < 1e-3 and w[200:].min() > 0.99
+    radial = term.points / term.points.norm(dim=1, keepdim=True)
+    assert float((term.normals * radial).sum(dim=1).min()) > 0.99  # the plane fits agree with the sphere's normals
 
-    class TwoSpheres(torch.nn.Module):  # the data's sphere plus a spurious one
-        def forward(self, x):
-            return torch.minimum(Sphere(0.3, (-0.4, 0, 0))(x), Sphere(0.2, (0.5, 0, 0))(x))
+    idx = torch.tensor([0, 150, 500])
+    on, n, (value_w, normal_w) = term.extend(torch.as_tensor(cloud[idx.numpy()], dtype=torch.float32),
+                                             torch.as_tensor(normals[idx.numpy()], dtype=torch.float32), idx, 50)
+    assert on.shape == (53, 3) and n.shape == (53, 3)
+    assert np.abs(on[3:].norm(dim=1).numpy() - 0.5).max() < 1e-4  # the iso-points of the sphere
+    assert value_w[:3].tolist() == pytest.approx(w[[0, 150, 500]].tolist(), rel=1e-5)
+    assert set(value_w[3:].tolist()) == {2.0} and set(normal_w[3:].tolist()) == {0.5}
 
-    losses = {}
-    for name, field in (("right", Sphere(0.3, (-0.4, 0, 0))), ("spurious", TwoSpheres())):
-        term = IsoPointTerm(cloud, SignedDistanceEstimate(cloud, d), p, CPU)
-        assert term.loss(field, 100) is None  # nothing before the first extraction
-        term.refresh(field, 0)
-        assert term.refreshes == 1
-        losses[name] = float(term.loss(field, 400).detach())
-    assert losses["right"] < 0.02 and losses["spurious"] > 10 * losses["right"]
+
+def test_weighted_surface_terms_ignore_a_zero_weight_point():
+    """A surface point of weight 0 adds nothing to the value and normal terms of every SDF loss."""
+    from inr_blender.fitting.losses import igr_loss, siren_loss, skeleton_loss
+
+    field = Sphere(0.5)
+    on = torch.tensor([[0.5, 0.0, 0.0], [0.9, 0.0, 0.0]])  # the second is off the surface, its normal wrong
+    n = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    off = torch.tensor([[0.0, 0.2, 0.0]])
+    keep_first = (torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]))
+    _, igr = igr_loss(field, on, n, off, weights=keep_first)
+    _, siren = siren_loss(field, on, n, off, weights=keep_first)
+    _, skel = skeleton_loss(field, on, n, off, None, None, None, {"w_surface": 1.0, "w_normal": 1.0, "w_eikonal": 1.0},
+                            0.0, keep_first)
+    for parts, value, normal in ((igr, "surface", "normals"), (siren, "sdf", "normal"), (skel, "surface", "normal")):
+        assert float(parts[value].detach()) < 1e-6 and float(parts[normal].detach()) < 1e-6
+    _, unweighted = igr_loss(field, on, n, off)
+    assert float(unweighted["surface"].detach()) == pytest.approx(0.2, rel=1e-4)
 
 
 def test_fitting_with_iso_points_refreshes_on_schedule(tmp_path):

@@ -211,7 +211,7 @@ def test_learning_points_know_their_signed_distance():
 
 def test_the_stored_sphere_start_is_a_sphere_sdf():
     config = field_config("siren", width=64, depth=5, omega0=30.0)
-    assert read_checkpoint(STORED)["config"] == config  # the stored network matches the method's defaults
+    assert read_checkpoint(STORED["neural_skeleton"])["config"] == config  # the stored network matches the method's defaults
     field = sphere_field(config, CPU, JobContext())
     x = torch.rand(2000, 3) * 2 - 1
     with torch.no_grad():

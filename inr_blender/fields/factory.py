@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from .displacement import DisplacementField, TransferredDetail
 from .hashgrid import HashGridEncoding, HashGridSDF
 from .igr import IGRNet
 from .nerf import ClassicNeRF, FastNeRF
@@ -26,6 +27,12 @@ DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
                      "depth": 8, "skip": 4},
     "nerf_fast": {"kind": "nerf_fast", "levels": 16, "features_per_level": 2, "log2_table_size": 19, "base_resolution": 16,
                   "finest_resolution": 1024, "width": 64, "geometry_features": 15, "occupancy_resolution": 64},
+    # Implicit displacement fields (Wang Yifan 2022): a SIREN base at omega 15 and a SIREN detail at omega 60,
+    # nu = 0.05; the transfer holds the target's base and the source's base and detail (fields/displacement.py).
+    "idf": {"kind": "idf", "base": {"kind": "siren", "width": 256, "depth": 3, "omega0": 15.0},
+            "detail": {"kind": "siren", "width": 256, "depth": 3, "omega0": 60.0}, "nu": 0.05, "max_offset": 0.05},
+    "idf_transfer": {"kind": "idf_transfer", "target_base": None, "source_base": None, "source_detail": None,
+                     "nu": 0.05, "max_offset": 0.05, "strength": 1.0, "projection_steps": 5},
 }
 
 
@@ -64,6 +71,13 @@ def build_field(config: dict[str, Any]) -> nn.Module:
         return ClassicNeRF(int(config["position_frequencies"]), int(config["direction_frequencies"]), int(config["width"]), int(config["depth"]), int(config["skip"]))
     if kind == "nerf_fast":
         return FastNeRF(_encoding(config), int(config["geometry_features"]), int(config["width"]), int(config["occupancy_resolution"]))
+    if kind == "idf":
+        return DisplacementField(build_field(config["base"]), build_field(config["detail"]), float(config["nu"]),
+                                 float(config["max_offset"]))
+    if kind == "idf_transfer":
+        return TransferredDetail(
+            build_field(config["target_base"]), build_field(config["source_base"]), build_field(config["source_detail"]),
+            float(config["nu"]), float(config["max_offset"]), float(config["strength"]), int(config["projection_steps"]))
     raise ValueError(f"unknown field kind {kind!r}; known: {', '.join(DEFAULT_CONFIGS)}")
 
 

@@ -1,19 +1,20 @@
-"""Fitting with iso-points (Wang Yifan et al. 2021): a loss term where the current surface is.
+"""Fitting with iso-points (Wang Yifan et al. 2021): samples where the current surface is.
 
 After ``isopoints_warmup`` steps, and then every ``isopoints_refresh`` steps, the
 field's iso-points are extracted (:mod:`..geometry.isopoints`) and kept fixed
-until the next refresh. Each step, a batch of them adds
+until the next refresh. They enter the fit in the two ways the paper uses for
+noisy point clouds:
 
-    w_iso * mean over far q of |f(q) - d(q)| + w_iso_normal * mean over near q of (1 - cos(grad f(q), n(q)))
-
-where d(q) is q's signed distance to the input cloud (see SignedDistanceEstimate;
-unsigned, compared with |f(q)|, when the cloud has no normals), n(q) the normal of
-its nearest input point, and *far* means farther from the cloud than
-``FAR_SPACINGS`` times its mean point spacing. Parts of the current surface far
-from the data (extra sheets, blobs) get a loss that moves them, which samples
-drawn around the input points alone never give; iso-points on the data are left
-to the data terms (pulling them to the distance to noisy points measured worse:
-Chamfer-L1 +6% for SIREN on armadillo, +26% for the hash grid on dragon).
+- **as training samples.** Each step a batch of iso-points joins the surface
+  samples, with the method's own surface terms (value and normal), weighted by
+  ``w_iso`` and ``w_iso_normal``. Their target normals come from a plane fitted
+  to their ``NORMAL_NEIGHBOURS`` nearest iso-points, so the term pulls the
+  surface towards a locally smooth one;
+- **to weigh the data.** Each input point x gets the bilateral weight
+  exp(-(⟨x - q, n_q⟩ / h)^2) * exp(-((1 - ⟨n_x, n_q⟩) / (1 - cos 60°))^2) from its
+  nearest iso-point q (normal n_q, iso-point spacing h; the normal factor only when
+  the points have normals), so outliers and points whose normal disagrees with
+  the current surface count less in the data terms.
 """
 
 from __future__ import annotations
@@ -22,32 +23,51 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.spatial import cKDTree
 from torch import nn
 
 from ..context import JobContext, JobError
-from ..fields.grad import value_and_gradient
-from ..geometry.isopoints import sample_isopoints
-from ..geometry.sampling import SignedDistanceEstimate
+from ..geometry.isopoints import sample_isopoints, spacing
 
-DEFAULTS: dict[str, Any] = {"isopoints": 0, "isopoints_warmup": 300, "isopoints_refresh": 1000, "w_iso": 1.0, "w_iso_normal": 0.1}
+DEFAULTS: dict[str, Any] = {"isopoints": 0, "isopoints_warmup": 300, "isopoints_refresh": 1000, "w_iso": 1.0, "w_iso_normal": 1.0}
 RESAMPLE_STEPS = 3  # repulsion rounds per refresh: enough to break up clumps, cheap enough to repeat
-FAR_SPACINGS = 4.0  # an iso-point farther than this many mean point spacings from the cloud is off the data
+NORMAL_NEIGHBOURS = 8  # iso-points in each plane fit (the paper's k)
+NORMAL_ANGLE = np.deg2rad(60.0)  # the bilateral weight's normal bandwidth (the paper's)
+
+
+def plane_normals(points: np.ndarray, oriented: np.ndarray, k: int = NORMAL_NEIGHBOURS) -> np.ndarray:
+    """Unit normals of the planes fitted to each point's ``k`` nearest neighbours, turned to agree with ``oriented``."""
+    k = min(k, len(points))
+    idx = cKDTree(points).query(points, k=k, workers=-1)[1].reshape(len(points), k)
+    local = points[idx] - points[idx].mean(axis=1, keepdims=True)
+    normals = np.linalg.eigh(np.einsum("nki,nkj->nij", local, local))[1][:, :, 0]  # least-variance direction
+    return normals * np.where(np.einsum("ni,ni->n", normals, oriented) < 0, -1.0, 1.0)[:, None]
+
+
+def bilateral_weights(
+    points: np.ndarray, normals: np.ndarray | None, iso: np.ndarray, iso_normals: np.ndarray, h: float
+) -> np.ndarray:
+    """The paper's weight of each input point from its nearest iso-point (see the module docstring)."""
+    nearest = cKDTree(iso).query(points, workers=-1)[1]
+    n = iso_normals[nearest]
+    height = np.einsum("ni,ni->n", points - iso[nearest], n)
+    weight = np.exp(-np.square(height / max(h, 1e-12)))
+    if normals is not None:
+        weight *= np.exp(-np.square((1.0 - np.einsum("ni,ni->n", normals, n)) / (1.0 - np.cos(NORMAL_ANGLE))))
+    return weight
 
 
 class IsoPointTerm:
-    """The iso-point loss of one fit: refreshes its points on schedule and returns its term."""
+    """The iso-points of one fit: refreshes them on schedule and adds them to each step's surface batch."""
 
-    def __init__(self, local: np.ndarray, estimate: SignedDistanceEstimate | None, p: dict[str, Any], device: torch.device) -> None:
-        """``estimate``: the cloud's signed distances when it has normals (None: unsigned distances only)."""
+    def __init__(self, local: np.ndarray, normals: np.ndarray | None, p: dict[str, Any], device: torch.device) -> None:
+        """``local``: the input points in the fit's frame; ``normals``: theirs, or None."""
         self.p, self.device = p, device
         self.cloud = np.asarray(local, dtype=np.float64)
-        self.estimate = estimate
-        self.tree = estimate.tree if estimate is not None else cKDTree(self.cloud)
-        spacing = self.tree.query(self.cloud[:: max(1, len(self.cloud) // 5000)], k=2, workers=-1)[0][:, 1].mean()
-        self.far_distance = FAR_SPACINGS * float(spacing)
+        self.cloud_normals = None if normals is None else np.asarray(normals, dtype=np.float64)
         self.points: torch.Tensor | None = None
+        self.normals: torch.Tensor | None = None
+        self.data_weights: torch.Tensor | None = None
         self.refreshes = 0
 
     def refresh(self, field: nn.Module, step: int) -> None:
@@ -60,35 +80,22 @@ class IsoPointTerm:
                                                          "seed": step}, JobContext())
         except JobError:
             return
-        q = iso.points
-        if self.estimate is not None:
-            target, nearest = self.estimate.with_nearest(q)
-            distance = np.abs(target)
-            self.normals = torch.as_tensor(self.estimate.normals[nearest], dtype=torch.float32, device=self.device)
-        else:
-            distance = target = self.tree.query(q, workers=-1)[0]
-            self.normals = None
-        self.far = torch.as_tensor(distance > self.far_distance, device=self.device)
-        self.points = torch.as_tensor(q, dtype=torch.float32, device=self.device)
-        self.target = torch.as_tensor(target, dtype=torch.float32, device=self.device)
+        normals = plane_normals(iso.points, iso.normals)
+        weights = bilateral_weights(self.cloud, self.cloud_normals, iso.points, normals, spacing(iso.points)[0])
+        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
+        self.points, self.normals, self.data_weights = as_tensor(iso.points), as_tensor(normals), as_tensor(weights)
         self.refreshes += 1
 
-    def loss(self, field: nn.Module, batch: int) -> torch.Tensor | None:
-        """The term on ``batch`` random iso-points, or None before the first extraction."""
+    def extend(
+        self, on: torch.Tensor, n: torch.Tensor | None, idx: torch.Tensor, count: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor] | None]:
+        """The surface batch ``on`` (normals ``n``, rows ``idx`` of the input) with ``count`` random iso-points
+        appended, and the (value, normal) weight of every row; unchanged, with no weights, before the first
+        extraction."""
         if self.points is None or len(self.points) == 0:
-            return None
-        j = torch.randint(len(self.points), (min(batch, len(self.points)),), device=self.device)
-        q, target, far = self.points[j], self.target[j], self.far[j]
-        with_normals = self.normals is not None and self.p["w_iso_normal"] > 0
-        if with_normals:
-            f, g = value_and_gradient(field, q, create_graph=True)
-        else:
-            f = field(q)
-        term = f.sum() * 0.0
-        if bool(far.any()):
-            value = f[far] - target[far] if self.estimate is not None else f[far].abs() - target[far]
-            term = term + self.p["w_iso"] * value.abs().mean()
-        if with_normals and bool((~far).any()):
-            cos = F.cosine_similarity(g[~far], self.normals[j][~far], dim=-1)
-            term = term + self.p["w_iso_normal"] * (1.0 - cos).mean()
-        return term
+            return on, n, None
+        j = torch.randint(len(self.points), (min(count, len(self.points)),), device=self.device)
+        data = self.data_weights[idx]
+        ones = torch.ones(len(j), device=self.device)
+        weights = (torch.cat([data, self.p["w_iso"] * ones]), torch.cat([data, self.p["w_iso_normal"] * ones]))
+        return torch.cat([on, self.points[j]]), None if n is None else torch.cat([n, self.normals[j]]), weights

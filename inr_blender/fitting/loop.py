@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -51,6 +51,8 @@ def train(
     stop: StopRule | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
     progress_psnr: Callable[[], float | None] | None = None,
+    param_groups: list[list[nn.Parameter]] | None = None,
+    lr_scale: Callable[[int], Sequence[float]] | None = None,
 ) -> TrainResult:
     """Optimise ``field`` with Adam for at most ``iterations`` steps; return every step's loss and why it stopped.
 
@@ -62,12 +64,16 @@ def train(
     (PyTorch's default 1e-8; Instant-NGP trains its hash tables with 1e-15).
     ``stop`` may end the run early (see :class:`StopRule`). ``betas`` are
     Adam's; ``progress_psnr`` (radiance fields) adds a PSNR to each progress report.
+    ``param_groups`` splits the parameters into groups whose rates are
+    ``learning_rate`` times the factors ``lr_scale(i)`` gives at step i (phased
+    training; then without the step decay).
     """
     stop = stop or StopRule()
-    optimizer = torch.optim.Adam(field.parameters(), lr=learning_rate, eps=adam_eps, betas=betas)
+    groups = [{"params": g} for g in param_groups] if param_groups is not None else field.parameters()
+    optimizer = torch.optim.Adam(groups, lr=learning_rate, eps=adam_eps, betas=betas)
     scheduler = (
         torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_decay_interval, gamma=lr_decay_factor)
-        if lr_decay_interval > 0
+        if lr_decay_interval > 0 and lr_scale is None
         else None
     )
     field.train()
@@ -78,6 +84,9 @@ def train(
     started = time.monotonic()
     ctx.progress(0, iterations, None, message)
     for i in range(iterations):
+        if lr_scale is not None:
+            for group, factor in zip(optimizer.param_groups, lr_scale(i)):
+                group["lr"] = learning_rate * factor
         optimizer.zero_grad(set_to_none=True)
         loss = step_loss(i)
         loss.backward()

@@ -8,6 +8,16 @@ from torch import nn
 
 from ..fields.grad import finite_difference_gradient, value_and_gradient
 
+SurfaceWeights = tuple[torch.Tensor, torch.Tensor]
+"""Per surface point: the weight of its value term and of its normal term (iso-points, fitting/isopoint_term.py)."""
+
+
+def _unpack(weights: SurfaceWeights | None, surface: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if weights is None:
+        one = torch.ones(len(surface), device=surface.device)
+        return one, one
+    return weights
+
 
 def igr_loss(
     field: nn.Module,
@@ -19,6 +29,7 @@ def igr_loss(
     fd_step: float = 0.0,
     off_sign: torch.Tensor | None = None,
     w_sign: float = 0.0,
+    weights: SurfaceWeights | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """mean|f(surface)| + tau * mean||grad f - n|| + lambda * mean(||grad f|| - 1)^2 over ``off_surface``.
 
@@ -26,17 +37,19 @@ def igr_loss(
     the gradients by central differences of that step instead of autograd.
     ``off_sign`` (one per off-surface point: +1 outside, -1 inside, 0 unknown)
     adds ``w_sign`` * mean relu(-sign * f) over the points of known sign, on the
-    values the eikonal term already computed.
+    values the eikonal term already computed. ``weights`` weigh each surface
+    point's value and normal terms (see SurfaceWeights).
     """
     x = torch.cat([surface, off_surface])
     f, g = finite_difference_gradient(field, x, fd_step) if fd_step > 0 else value_and_gradient(field, x, create_graph=True)
     m = len(surface)
+    w_value, w_normal = _unpack(weights, surface)
     parts = {
-        "surface": f[:m].abs().mean(),
+        "surface": (w_value * f[:m].abs()).mean(),
         "eikonal": lambda_eikonal * (g[m:].norm(dim=-1) - 1.0).square().mean(),
     }
     if normals is not None and tau_normals > 0:
-        parts["normals"] = tau_normals * (g[:m] - normals).norm(dim=-1).mean()
+        parts["normals"] = tau_normals * (w_normal * (g[:m] - normals).norm(dim=-1)).mean()
     if off_sign is not None and w_sign > 0:
         known = off_sign != 0
         if bool(known.any()):
@@ -54,20 +67,22 @@ def siren_loss(
     w_eikonal: float = 5e1,
     w_offsurface: float = 1e2,
     alpha: float = 100.0,
+    weights: SurfaceWeights | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """SIREN's SDF loss: |f| and (1 - cos) to the normals on the surface, exp(-alpha|f|) off it,
     and |‖grad f‖ - 1| everywhere.
 
     Every term is averaged over the whole batch (surface and off-surface points
     together, zero where a term does not apply), as in the published code, so
-    the weights keep their published balance.
+    the weights keep their published balance. ``weights``: see SurfaceWeights.
     """
     x = torch.cat([surface, off_surface])
     f, g = value_and_gradient(field, x, create_graph=True)
     m, total = len(surface), len(x)
+    w_value, w_cos = _unpack(weights, surface)
     parts = {
-        "sdf": w_sdf * f[:m].abs().sum() / total,
-        "normal": w_normal * (1.0 - F.cosine_similarity(g[:m], normals, dim=-1)).sum() / total,
+        "sdf": w_sdf * (w_value * f[:m].abs()).sum() / total,
+        "normal": w_normal * (w_cos * (1.0 - F.cosine_similarity(g[:m], normals, dim=-1))).sum() / total,
         "offsurface": w_offsurface * torch.exp(-alpha * f[m:].abs()).sum() / total,
         "eikonal": w_eikonal * (g.norm(dim=-1) - 1.0).abs().mean(),
     }
@@ -98,6 +113,7 @@ def skeleton_loss(
     hint_direction: torch.Tensor | None,
     weights: dict[str, float],
     w_tv: float,
+    surface_weights: SurfaceWeights | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The neural-skeleton loss (Clémot & Digne 2023).
 
@@ -106,11 +122,14 @@ def skeleton_loss(
     - learning points (when ``hints`` is given): ``w_hint`` * mean (u - d)^2 + ``w_hint_normal`` *
       mean(1 - cos(grad u, direction)) at points of known signed distance d;
     - total variation: ``w_tv`` * mean |grad |grad u|| at the uniform points.
+
+    ``surface_weights``: see SurfaceWeights.
     """
     u_s, g_s = value_and_gradient(field, surface, create_graph=True)
+    w_value, w_cos = _unpack(surface_weights, surface)
     parts = {
-        "surface": weights["w_surface"] * u_s.square().mean(),
-        "normal": weights["w_normal"] * (1.0 - F.cosine_similarity(g_s, normals, dim=-1)).mean(),
+        "surface": weights["w_surface"] * (w_value * u_s.square()).mean(),
+        "normal": weights["w_normal"] * (w_cos * (1.0 - F.cosine_similarity(g_s, normals, dim=-1))).mean(),
     }
     if w_tv > 0:
         _, norm, tv = gradient_norm_tv(field, uniform)

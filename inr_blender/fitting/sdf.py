@@ -22,6 +22,12 @@ Three methods share the training loop and differ in network and loss:
   :func:`.losses.skeleton_loss`) so that the field stays a distance away from
   the surface and its gradient-norm minima lie on the medial axis, which
   :mod:`..geometry.skeleton` traces. Needs normals.
+- ``idf`` (Wang Yifan et al. 2022): an implicit displacement field, a smooth
+  SIREN base (omega 15) plus a SIREN detail (omega 60) along the base's
+  normals (see :mod:`..fields.displacement`), trained with SIREN's loss in
+  phases: the base alone, then the detail alone, then both at a lower rate.
+  ``phase_base`` = 1 fits the base alone (a smooth target for detail transfer).
+  Needs normals.
 
 Every method stops at its iteration limit, at an optional time limit, or once
 its loss stops improving (see :class:`.loop.StopRule`); the checkpoint says
@@ -34,6 +40,7 @@ axis and the domain is [-1, 1]^3.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -149,6 +156,37 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         "init": "sphere",
         "convergence_tolerance": 0.0,
     },
+    # Implicit displacement fields (published: SIREN bases of 3 x 256 at omega 15 pre-fitted to a sphere, detail
+    # 3 x 256 at omega 60, nu 0.05, offsets up to 0.05, weights 200 / 40 / 5 / 50 (value, normal, eikonal,
+    # off-surface), lr 1e-4; the base alone for the first 20%, then the detail, then both at a tenth of the rate).
+    # Departures for CPU speed: 3 x 128 for each network and 2000 steps of 4096 points. The detail's output
+    # layer starts at zero, so the composed field starts as the base (and stays it with phase_base = 1).
+    "idf": {
+        "iterations": 2000,
+        "batch_size": 4096,
+        "learning_rate": 1e-4,
+        "lr_decay_interval": 0,
+        "lr_decay_factor": 1.0,
+        "grad_clip": 1.0,
+        "base_width": 128,
+        "base_depth": 3,
+        "base_omega": 15.0,
+        "detail_width": 128,
+        "detail_depth": 3,
+        "detail_omega": 60.0,
+        "nu": 0.05,
+        "max_offset": 0.05,
+        "phase_base": 0.2,
+        "phase_detail": 0.5,
+        "joint_lr_factor": 0.1,
+        "init": "sphere",
+        "w_sdf": 200.0,
+        "w_normal": 40.0,
+        "w_eikonal": 5.0,
+        "w_offsurface": 50.0,
+        "alpha": 100.0,
+        "convergence_tolerance": 0.0,
+    },
     "hashgrid": {
         "iterations": 500,
         "batch_size": 2048,
@@ -175,13 +213,15 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 JOB_KEYS = ("method", "checkpoint_path")
 FAR_POOL = 50_000  # uniform candidates for the far-field samples (a pool of 200k took 2.4 s of k-d tree queries)
 _POSITIVE = {"iterations", "batch_size", "learning_rate", "width", "depth", "num_samples", "knn_sigma", "omega0",
-             "global_sigma", "init_radius", "alpha", "lr_decay_factor", "adam_eps", "levels",
+             "global_sigma", "init_radius", "alpha", "lr_decay_factor", "adam_eps", "levels", "base_width",
+             "base_depth", "base_omega", "detail_width", "detail_depth", "detail_omega", "nu", "max_offset",
              "features_per_level", "log2_table_size", "base_resolution", "finest_resolution", "far_distance",
              "convergence_window", "sign_distance", "tv_decay", "isopoints_refresh"}
 _NON_NEGATIVE = {"lr_decay_interval", "grad_clip", "beta", "lambda_eikonal", "tau_normals",
                  "w_sdf", "w_normal", "w_eikonal", "w_offsurface", "w_far", "w_sign", "seed",
                  "convergence_tolerance", "max_seconds", "w_surface", "w_hint", "w_hint_normal", "w_tv", "num_hints",
-                 "hint_fraction", "isopoints", "isopoints_warmup", "w_iso", "w_iso_normal"}
+                 "hint_fraction", "isopoints", "isopoints_warmup", "w_iso", "w_iso_normal", "phase_base", "phase_detail",
+                 "joint_lr_factor"}
 
 
 def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -203,8 +243,11 @@ def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
             raise JobError("parameter finest_resolution must be at least base_resolution")
     if method == "hashgrid" and resolved["gradient"] not in ("autograd", "finite_difference"):
         raise JobError(f"parameter gradient must be 'autograd' or 'finite_difference', got {resolved['gradient']!r}")
-    if method == "neural_skeleton" and resolved["init"] not in ("sphere", "random"):
+    if method in ("neural_skeleton", "idf") and resolved["init"] not in ("sphere", "random"):
         raise JobError(f"parameter init must be 'sphere' or 'random', got {resolved['init']!r}")
+    if method == "idf" and not resolved["phase_base"] <= resolved["phase_detail"] <= 1.0:
+        raise JobError("the phases must satisfy 0 <= phase_base <= phase_detail <= 1 (fractions of the run), got "
+                       f"{resolved['phase_base']:g} and {resolved['phase_detail']:g}")
     if method == "igr" and resolved["width"] < 4:
         raise JobError("an IGR network needs width >= 4")
     return resolved
@@ -214,6 +257,9 @@ def field_config_for(p: dict[str, Any]) -> dict[str, Any]:
     """The network config of resolved parameters ``p``."""
     if p["method"] in ("siren", "neural_skeleton"):
         return field_config("siren", width=p["width"], depth=p["depth"], omega0=p["omega0"])
+    if p["method"] == "idf":
+        siren = lambda part: field_config("siren", width=p[f"{part}_width"], depth=p[f"{part}_depth"], omega0=p[f"{part}_omega"])  # noqa: E731
+        return field_config("idf", base=siren("base"), detail=siren("detail"), nu=p["nu"], max_offset=p["max_offset"])
     if p["method"] == "igr":
         return field_config("igr", width=p["width"], depth=p["depth"], beta=p["beta"], init_radius=p["init_radius"])
     return field_config(
@@ -234,8 +280,8 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
     points = check_points(points)
     if normals is not None:
         normals = check_normals(normals, len(points))
-    if p["method"] in ("siren", "neural_skeleton") and normals is None:
-        name = "SIREN" if p["method"] == "siren" else "The neural skeleton"
+    if p["method"] in ("siren", "neural_skeleton", "idf") and normals is None:
+        name = {"siren": "SIREN", "neural_skeleton": "The neural skeleton", "idf": "A displacement field"}[p["method"]]
         raise JobError(f"{name} needs oriented normals; the point cloud has none (use IGR, or give the points normals)")
     device = resolve_device(p["device"])
     torch.manual_seed(p["seed"])
@@ -245,7 +291,7 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
     surface = torch.as_tensor(local, dtype=torch.float32, device=device)
     surface_normals = None if normals is None else torch.as_tensor(normals, dtype=torch.float32, device=device)
     igr_losses = p["method"] in ("igr", "hashgrid")
-    # signed distances to the cloud (with normals): the hash grid's sign terms, learning points, iso-points
+    # signed distances to the cloud (with normals): the hash grid's sign terms, learning points
     cloud = SignedDistanceEstimate(local, normals) if normals is not None else None
     estimate = cloud if p["method"] == "hashgrid" and (p["w_far"] > 0 or p["w_sign"] > 0) else None
     config = field_config_for(p)
@@ -262,10 +308,12 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
         field = sphere_field(config, device, ctx) if p["init"] == "sphere" else build_field(config).to(device)
         hint_steps = int(round(p["hint_fraction"] * p["iterations"])) if p["num_hints"] > 0 else 0
         tv_scale = max(1.0, p["tv_decay"] * p["iterations"])
+    elif p["method"] == "idf":
+        field, phases = displacement_field(config, p, device, ctx)
     else:
         field = build_field(config).to(device)
     batch = p["batch_size"]
-    iso_term = IsoPointTerm(local, cloud, p, device) if p["isopoints"] > 0 else None
+    iso_term = IsoPointTerm(local, normals, p, device) if p["isopoints"] > 0 else None
     # Finite differences (hash grid only): a step of one cell of the finest level, as Neuralangelo ends with.
     fd_step = 2.0 / p["finest_resolution"] if p.get("gradient") == "finite_difference" else 0.0
 
@@ -273,8 +321,12 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
         idx = torch.randint(len(surface), (batch,), device=device)
         on = surface[idx]
         n = None if surface_normals is None else surface_normals[idx]
+        weights = None
+        if iso_term is not None:  # the iso-points join the surface samples
+            iso_term.refresh(field, i)
+            on, n, weights = iso_term.extend(on, n, idx, max(1, batch // 2))
         if igr_losses:
-            near = near_surface_samples(on, sigma[idx])
+            near = near_surface_samples(on[:batch], sigma[idx])
             off = torch.cat([near, uniform_samples(max(1, batch // 8), p["global_sigma"], device)])
             off_sign = None
             if estimate is not None and p["w_sign"] > 0:  # the sign of a quarter of the near-surface samples
@@ -282,7 +334,8 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
                 sd = torch.as_tensor(estimate(near[:k].detach().cpu().numpy()), dtype=torch.float32, device=device)
                 off_sign = torch.zeros(len(off), device=device)
                 off_sign[:k] = torch.where(sd.abs() >= p["sign_distance"], torch.sign(sd), 0.0)
-            loss, _ = igr_loss(field, on, n, off, p["tau_normals"], p["lambda_eikonal"], fd_step, off_sign, p.get("w_sign", 0.0))
+            loss, _ = igr_loss(field, on, n, off, p["tau_normals"], p["lambda_eikonal"], fd_step, off_sign,
+                               p.get("w_sign", 0.0), weights)
             if estimate is not None and p["w_far"] > 0 and len(far):
                 j = torch.randint(len(far), (max(1, batch // 4),), device=device)
                 loss = loss + p["w_far"] * (field(far[j]) - far_sd[j]).abs().mean()
@@ -291,16 +344,13 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
             loss, _ = skeleton_loss(
                 field, on, n, uniform_samples(batch, 1.0, device), hints if hinted else None,
                 hint_distance if hinted else None, hint_direction if hinted else None, p,
-                p["w_tv"] / (1.0 + (i / tv_scale) ** 2),
+                p["w_tv"] / (1.0 + (i / tv_scale) ** 2), weights,
             )
-        else:
+        else:  # SIREN, and the displacement field (its base alone in the first phase)
+            model = field.base if p["method"] == "idf" and i < phases.base_steps else field
             off = uniform_samples(batch, 1.0, device)
-            loss, _ = siren_loss(field, on, n, off, p["w_sdf"], p["w_normal"], p["w_eikonal"], p["w_offsurface"], p["alpha"])
-        if iso_term is not None:
-            iso_term.refresh(field, i)
-            extra = iso_term.loss(field, max(1, batch // 4))
-            if extra is not None:
-                loss = loss + extra
+            loss, _ = siren_loss(model, on, n, off, p["w_sdf"], p["w_normal"], p["w_eikonal"], p["w_offsurface"], p["alpha"],
+                                 weights)
         return loss
 
     stop = StopRule(
@@ -311,6 +361,7 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
         field, step_loss, p["iterations"], p["learning_rate"], ctx,
         lr_decay_interval=p["lr_decay_interval"], lr_decay_factor=p["lr_decay_factor"],
         grad_clip=p["grad_clip"], message=f"fitting {p['method'].upper()}", adam_eps=p.get("adam_eps", 1e-8), stop=stop,
+        **({"param_groups": phases.groups, "lr_scale": phases.scale} if p["method"] == "idf" else {}),
     )
     losses = run.losses
     return {
@@ -332,6 +383,39 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
         "isopoint_refreshes": 0 if iso_term is None else iso_term.refreshes,
         "device": str(device),
     }
+
+
+@dataclass
+class Phases:
+    """The displacement field's training phases: which parameter groups learn at which step, at what rate."""
+
+    groups: list[list[torch.nn.Parameter]]  # the base's, then the detail's
+    base_steps: int  # the base alone before this step
+    detail_steps: int  # the detail alone before this step, then both
+    joint_factor: float
+
+    def scale(self, step: int) -> tuple[float, float]:
+        """The learning-rate factors of (base, detail) at ``step``."""
+        if step < self.base_steps:
+            return 1.0, 0.0
+        if step < self.detail_steps:
+            return 0.0, 1.0
+        return self.joint_factor, self.joint_factor
+
+
+def displacement_field(config: dict[str, Any], p: dict[str, Any], device: torch.device, ctx: JobContext) -> tuple[torch.nn.Module, Phases]:
+    """A new displacement field (base pre-fitted to a sphere unless ``init`` is 'random'; detail output zero) and its phases."""
+    field = build_field(config).to(device)
+    if p["init"] == "sphere":
+        field.base = sphere_field(config["base"], device, ctx)
+    with torch.no_grad():
+        last = field.detail.layers[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+    n = p["iterations"]
+    phases = Phases([list(field.base.parameters()), list(field.detail.parameters())], int(round(p["phase_base"] * n)),
+                    int(round(p["phase_detail"] * n)), p["joint_lr_factor"])
+    return field, phases
 
 
 def learning_points(

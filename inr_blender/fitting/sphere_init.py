@@ -1,9 +1,10 @@
-"""A SIREN pre-fitted to a sphere's SDF, the neural skeleton's starting point.
+"""A SIREN pre-fitted to a sphere's SDF, the starting point of the neural skeleton and of a displacement field's base.
 
-The network for the default configuration is fitted once and stored next to
-the fields (``fields/sphere_siren.pt``, a plain checkpoint dict); any other
-configuration is pre-fitted when asked for. Regenerate the stored one with
-``python -m inr_blender.fitting.sphere_init``.
+The networks of the default configurations are fitted once and stored next to
+the fields (``fields/sphere_siren.pt``: the neural skeleton's 64 x 5 at omega 30;
+``fields/sphere_siren_15.pt``: the displacement base's 128 x 3 at omega 15; plain
+checkpoint dicts); any other configuration is pre-fitted when asked for.
+Regenerate the stored ones with ``python -m inr_blender.fitting.sphere_init [neural_skeleton] [idf]``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from ..context import JobContext
 from ..fields import build_field
 from ..fields.grad import value_and_gradient
 
-STORED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fields", "sphere_siren.pt")
+_FIELDS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fields")
+STORED = {"neural_skeleton": os.path.join(_FIELDS, "sphere_siren.pt"), "idf": os.path.join(_FIELDS, "sphere_siren_15.pt")}
 RADIUS = 0.5  # the sphere, in the local frame (the data spans [-0.8, 0.8])
 STORED_STEPS = 3000  # the stored network's pre-fit
 ON_DEMAND_STEPS = 600  # pre-fit of any other configuration
@@ -43,11 +45,12 @@ def prefit_sphere(field: nn.Module, steps: int, ctx: JobContext, batch: int = 81
 def sphere_field(config: dict[str, Any], device: torch.device, ctx: JobContext) -> nn.Module:
     """The network of ``config`` (a SIREN) fitted to a sphere's SDF: the stored one if it matches, else pre-fitted now."""
     field = build_field(config).to(device)
-    if os.path.isfile(STORED):
-        stored = read_checkpoint(STORED, device)
-        if stored["config"] == config:
-            field.load_state_dict(stored["state_dict"])
-            return field
+    for path in STORED.values():
+        if os.path.isfile(path):
+            stored = read_checkpoint(path, device)
+            if stored["config"] == config:
+                field.load_state_dict(stored["state_dict"])
+                return field
     prefit_sphere(field, ON_DEMAND_STEPS, ctx)
     return field
 
@@ -55,17 +58,23 @@ def sphere_field(config: dict[str, Any], device: torch.device, ctx: JobContext) 
 def main() -> None:
     from .sdf import METHOD_DEFAULTS, field_config_for
 
-    torch.manual_seed(0)
-    config = field_config_for({"method": "neural_skeleton", **METHOD_DEFAULTS["neural_skeleton"]})
-    field = build_field(config)
-    prefit_sphere(field, STORED_STEPS, JobContext(verbose=True))
-    x = torch.rand(100_000, 3) * 2.0 - 1.0
-    with torch.no_grad():
-        error = (field(x) - (x.norm(dim=-1) - RADIUS)).abs()
-    print(f"mean |error| {float(error.mean()):.2e}, max {float(error.max()):.2e}")
-    save_checkpoint({"format": "inr_blender.sphere_init", "config": config,
-                     "state_dict": {k: v.detach().cpu() for k, v in field.state_dict().items()}}, STORED)
-    print(f"wrote {STORED}")
+    import sys
+
+    for method, path in STORED.items():
+        if sys.argv[1:] and method not in sys.argv[1:]:  # regenerate only the methods named, if any
+            continue
+        torch.manual_seed(0)
+        config = field_config_for({"method": method, **METHOD_DEFAULTS[method]})
+        config = config["base"] if method == "idf" else config
+        field = build_field(config)
+        prefit_sphere(field, STORED_STEPS, JobContext(verbose=True))
+        x = torch.rand(100_000, 3) * 2.0 - 1.0
+        with torch.no_grad():
+            error = (field(x) - (x.norm(dim=-1) - RADIUS)).abs()
+        print(f"mean |error| {float(error.mean()):.2e}, max {float(error.max()):.2e}")
+        save_checkpoint({"format": "inr_blender.sphere_init", "config": config,
+                         "state_dict": {k: v.detach().cpu() for k, v in field.state_dict().items()}}, path)
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -106,10 +106,13 @@ def chamfer(s: SurfaceSamples) -> dict[str, float]:
 
 
 def normal_consistency(s: SurfaceSamples) -> dict[str, float]:
-    """Mean over both directions of |cos| between each sample's normal and its nearest neighbour's."""
+    """Mean over both directions of |cos| between each sample's normal and its nearest neighbour's, and the
+    same pairs' mean angle in degrees (``normal_angle``: the normal error of Wang Yifan et al. 2022)."""
     cos_ab = np.abs(np.einsum("ij,ij->i", s.normals_a, s.normals_b[s.idx_ab]))
     cos_ba = np.abs(np.einsum("ij,ij->i", s.normals_b, s.normals_a[s.idx_ba]))
-    return {"normal_consistency": 0.5 * (float(cos_ab.mean()) + float(cos_ba.mean()))}
+    angle = lambda cos: float(np.degrees(np.arccos(np.clip(cos, 0.0, 1.0))).mean())  # noqa: E731
+    return {"normal_consistency": 0.5 * (float(cos_ab.mean()) + float(cos_ba.mean())),
+            "normal_angle": 0.5 * (angle(cos_ab) + angle(cos_ba))}
 
 
 def fscore(s: SurfaceSamples, threshold: float = FSCORE_THRESHOLD) -> dict[str, float]:
