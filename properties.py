@@ -13,6 +13,18 @@ SDF_METHODS = [
      "SIREN 6x64 with a total-variation (TV) term that puts the gradient norm's minima on the medial axis "
      "(Clémot & Digne 2023): the field for Extract Skeleton; needs normals"),
 ]
+# Implicit displacement fields (Wang Yifan 2022): what Fit Displacement Field and Transfer Detail make.
+# Not Fit SDF's methods: each has its own operator.
+DISPLACEMENT_METHODS = [
+    ("IDF", "Displacement",
+     "Implicit displacement field (Wang Yifan 2022): a smooth SIREN base plus a high-frequency SIREN detail along its normals"),
+    ("IDF_TRANSFER", "Transferred Detail", "The detail of one displacement field on the base of another field (Transfer Detail)"),
+]
+FIELD_METHODS = SDF_METHODS + DISPLACEMENT_METHODS
+TRANSFER_MODES = [
+    ("PROJECTED", "Projected", "Read the detail at the closest point of the source's base, so it lands on the target's surface"),
+    ("ALIGNED", "Aligned", "Read the detail at the same local coordinates (the shapes must overlap in their fields' frames)"),
+]
 NERF_MODELS = [
     ("FAST", "Fast", "Hash-grid density with a small colour MLP and an occupancy grid (in the spirit of Instant-NGP, Müller 2022)"),
     ("CLASSIC", "Classic", "NeRF as published (Mildenhall 2020): positional encoding, 8x256 MLP, coarse and fine samples; slow"),
@@ -33,7 +45,7 @@ class INR_PG_field(bpy.types.PropertyGroup):
 
     is_field: BoolProperty(name="Is Field", default=False)
     kind: EnumProperty(name="Kind", items=FIELD_KINDS, default="SDF")
-    method: EnumProperty(name="Method", items=SDF_METHODS, default="IGR")
+    method: EnumProperty(name="Method", items=FIELD_METHODS, default="IGR")
     checkpoint: StringProperty(
         name="Checkpoint", subtype="FILE_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE"}, description="The field's weights; relative to the .blend once saved"
     )
@@ -112,6 +124,26 @@ class INR_PG_field(bpy.types.PropertyGroup):
     isopoints_spacing_cv: FloatProperty(name="Spacing CV", precision=3, description="Coefficient of variation of the nearest-neighbour spacing (0: perfectly even)")
     isopoints_seconds: FloatProperty(name="Iso-points Time", subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE")
     isopoints_radius_used: FloatProperty(name="Radius Used", precision=4, subtype="DISTANCE", unit="LENGTH", description="The display radius of the last iso-points, in world units")
+    # Transfer Detail: its settings, on the target (a mesh, point cloud or field; the operator's when it does not set them) ...
+    transfer_strength: FloatProperty(
+        name="Strength", default=1.0, soft_min=0.0, soft_max=2.0,
+        description="Scale of the transferred detail: 0 gives the target's base, 1 the source's detail as it is",
+    )
+    transfer_nu: FloatProperty(
+        name="ν", default=0.0, min=0.0, soft_max=0.2, precision=3,
+        description="Width of the band around the base where the detail acts, in the field's local units (0: the source's)",
+    )
+    transfer_mode: EnumProperty(name="Mode", items=TRANSFER_MODES, default="PROJECTED", description="Where the detail is read on the source")
+    transfer_resolution: IntProperty(name="Resolution", default=128, min=8, max=8192, soft_max=1024, description="Extraction grid of the transferred surface")
+    # ... and, on a transferred field, what made it
+    detail_source: StringProperty(name="Detail From", description="The displacement field whose detail was transferred")
+    detail_target: StringProperty(name="Base From", description="The field whose base received the detail")
+    detail_strength: FloatProperty(name="Strength Used")
+    detail_nu: FloatProperty(name="ν Used", precision=3)
+    detail_mode: StringProperty(name="Mode Used")
+    # Fit Displacement Field: its phases, as fractions of the run (the base alone, then the detail alone, then both)
+    phase_base: FloatProperty(name="Base Phase", min=0.0, max=1.0, subtype="FACTOR", description="The base trained alone before this fraction of the run")
+    phase_detail: FloatProperty(name="Detail Phase", min=0.0, max=1.0, subtype="FACTOR", description="The detail trained alone until this fraction of the run, then both")
 
 
 class INR_PG_job(bpy.types.PropertyGroup):

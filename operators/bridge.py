@@ -45,14 +45,19 @@ def _check_finite(obj: bpy.types.Object, coords: np.ndarray) -> None:
 
 
 def selected_geometry(context: bpy.types.Context) -> tuple[dict[str, np.ndarray], list[str]]:
-    """The selected meshes and point clouds in world space, modifiers applied.
+    """The selected meshes and point clouds in world space, modifiers applied (see :func:`object_geometry`)."""
+    objects = list(context.selected_objects)
+    if not objects:
+        raise InputError("nothing selected: select one or more mesh objects or point clouds")
+    return object_geometry(context, objects)
+
+
+def object_geometry(context: bpy.types.Context, objects: list[bpy.types.Object]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """``objects`` (meshes and point clouds) in world space, modifiers applied.
 
     Returns arrays for the backend (``vertices``/``faces`` for surfaces,
     ``points`` and maybe ``normals`` for point clouds) and the source names.
     """
-    objects = list(context.selected_objects)
-    if not objects:
-        raise InputError("nothing selected: select one or more mesh objects or point clouds")
     wrong = [o for o in objects if o.type not in {"MESH", "POINTCLOUD"}]
     if wrong:
         o = wrong[0]

@@ -2,7 +2,8 @@
 
 On a signed distance field it extracts the level set ``level``; on a radiance field, the
 density's iso-surface at ``threshold``, with per-vertex colours in a colour attribute ("Col")
-and a material that shows them.
+and a material that shows them. On a displacement field (Fit Displacement Field, Transfer
+Detail) ``part`` picks the detailed surface (``<field>_mesh``) or the smooth base (``<field>_base``).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import numpy as np
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty
 
-from .bridge import create_mesh_object, make_active
+from .bridge import InputError, create_mesh_object, make_active
 from .client import JobOutcome
 from .field import FieldJobOperator
+from .fit_displacement import DISPLACEMENT
 
 COLOR_ATTRIBUTE = "Col"
 
@@ -65,6 +67,15 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         name="Density Threshold", default=25.0, min=1e-3, soft_max=500.0, options={"SKIP_SAVE"},
         description="Radiance fields: the density of the surface; when not set, the field's own (Fit NeRF suggests one)",
     )
+    part: EnumProperty(
+        name="Part",
+        items=[
+            ("DETAILED", "Detailed", "The field's surface, with its detail"),
+            ("BASE", "Base", "The smooth base of a displacement field (of a transferred one: the target's base), as <field>_base"),
+        ],
+        default="DETAILED", options={"SKIP_SAVE"},
+        description="Displacement fields: the detailed surface or the smooth base",
+    )
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -74,11 +85,15 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         obj = context.active_object
         nerf = obj is not None and obj.inr_field.is_field and obj.inr_field.kind == "NERF"
         layout.prop(self, "threshold" if nerf else "level")
+        if obj is not None and not nerf and obj.inr_field.method in DISPLACEMENT:
+            layout.prop(self, "part", expand=True)
 
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         field, params, arrays = self.field_job(context)
-        params.update(resolution=self.resolution, space="local", method=self.method.lower())
+        params.update(resolution=self.resolution, space="local", method=self.method.lower(), part=self.part.lower())
         self._nerf = field.inr_field.kind == "NERF"
+        if self.part == "BASE" and (self._nerf or field.inr_field.method not in DISPLACEMENT):
+            raise InputError(f"only a displacement field has a base to extract: '{field.name}' is not one (fit it with Fit Displacement Field)")
         if self._nerf:
             if not self.properties.is_property_set("threshold"):
                 self.threshold = field.inr_field.density_threshold  # shown in, and kept by, the redo panel
@@ -90,7 +105,8 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
         field = self.the_field()
         a = outcome.arrays
-        obj = create_mesh_object(context, f"{field.name}_mesh", a["vertices"], a["faces"], a.get("normals"), field.matrix_world.copy())
+        suffix = "base" if self.part == "BASE" else "mesh"
+        obj = create_mesh_object(context, f"{field.name}_{suffix}", a["vertices"], a["faces"], a.get("normals"), field.matrix_world.copy())
         created.append(obj)
         colors = a.get("colors")
         if colors is not None and len(colors) == len(a["vertices"]) and len(colors):
@@ -98,4 +114,5 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         make_active(context, obj)
         evaluations = outcome.params.get("evaluations", 0)
         at = f"density {self.threshold:g}, " if self._nerf else ""
+        at += "the base, " if self.part == "BASE" else ""
         self.report({"INFO"}, f"Extracted {len(a['vertices'])} vertices, {len(a['faces'])} triangles at {at}resolution {self.resolution} ({evaluations:,} field evaluations)")

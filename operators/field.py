@@ -1,12 +1,14 @@
 """What operators on fields share: naming and storing a new field's checkpoint and training record,
-finding an existing field, naming its checkpoint, finding it again after a job."""
+planning a fit and making its field object, finding an existing field (the active one, or the one
+fitted to a mesh), naming its checkpoint, finding it again after a job."""
 
 from __future__ import annotations
 
 import json
 import os
 import uuid
-from typing import Any
+from dataclasses import dataclass, field as dataclass_field
+from typing import Any, Callable
 
 import numpy as np
 
@@ -66,6 +68,82 @@ def new_field(
     return field
 
 
+@dataclass
+class FitPlan:
+    """A fit to run: its job params and arrays, and what the field object it makes will hold."""
+
+    field_name: str
+    stored_path: str  # the checkpoint as the field stores it (maybe //relative)
+    sources: list[str]
+    method: str  # the field's method (an INR_PG_field.method item)
+    preset: str
+    params: dict[str, Any]
+    arrays: dict[str, np.ndarray] = dataclass_field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        """The absolute path the local worker writes the checkpoint to."""
+        return bpy.path.abspath(self.stored_path)
+
+
+def plan_fit(
+    context: bpy.types.Context, arrays: dict[str, np.ndarray], sources: list[str], suffix: str, method: str, preset: str,
+    params: dict[str, Any],
+) -> FitPlan:
+    """A fit of ``arrays`` (the geometry of ``sources``) by the ``fit_sdf`` job with ``params``: the new field
+    is named ``<first source>_<suffix>``; a remote worker sends the checkpoint back instead of writing it."""
+    name = f"{sources[0]}_{suffix}"
+    path, stored = new_checkpoint_path(name)
+    params = dict(params, checkpoint_path=path)
+    if backend_config(context).mode == "REMOTE":
+        params["return_checkpoint"] = True
+    return FitPlan(name, stored, list(sources), method, preset, params, arrays)
+
+
+def fitted_field(context: bpy.types.Context, plan: FitPlan, outcome: JobOutcome, created: list) -> bpy.types.Object:
+    """The signed distance field object a finished fit of ``plan`` makes (appended to ``created``)."""
+    result = outcome.params
+    field = new_field(context, plan.field_name, outcome, plan.stored_path, plan.sources, plan.params, created)
+    settings = field.inr_field
+    settings.kind = "SDF"
+    settings.method = plan.method
+    settings.preset = plan.preset
+    settings.num_points = int(result.get("num_points") or 0)
+    settings.has_normals = bool(result.get("has_normals"))
+    return field
+
+
+def require_normals(arrays: dict[str, np.ndarray], method_name: str, alternative: str) -> None:
+    """Refuse a point cloud without normals for a method that needs them (``alternative``: what to do instead)."""
+    if "points" in arrays and "normals" not in arrays:
+        raise InputError(f"{method_name} needs oriented normals and the selected point cloud has none: {alternative}")
+
+
+def field_fitted_to(obj: bpy.types.Object, accept: Callable[[bpy.types.Object], bool] = lambda field: True) -> bpy.types.Object | None:
+    """A signed distance field fitted to ``obj`` alone (its recorded sources are exactly ``obj``) whose checkpoint
+    is on disk and that ``accept`` takes; the last such by name (a later fit of the same object: ``.001``, ...)."""
+    found = []
+    for candidate in bpy.data.objects:
+        s = candidate.inr_field
+        if not (s.is_field and s.kind == "SDF" and s.checkpoint and accept(candidate)):
+            continue
+        try:
+            sources = json.loads(s.sources_json or "[]")
+        except ValueError:
+            continue
+        if sources == [obj.name] and os.path.isfile(bpy.path.abspath(s.checkpoint)):
+            found.append(candidate)
+    return max(found, key=lambda f: f.name) if found else None
+
+
+def defaults_from(op: bpy.types.Operator, settings: bpy.types.PropertyGroup, names: dict[str, str]) -> None:
+    """Give each of ``op``'s properties in ``names`` (operator property -> setting) that the caller did not set the
+    value stored in ``settings`` (the panel's), so the dialog and redo panel show, and keep, what runs."""
+    for name, setting in names.items():
+        if not op.properties.is_property_set(name):
+            setattr(op, name, getattr(settings, setting))
+
+
 def active_field(context: bpy.types.Context, kind: str = "", operation: str = "") -> bpy.types.Object:
     """The active object if it is a fitted field (of ``kind``, when given), else :class:`InputError`."""
     obj = context.active_object
@@ -110,9 +188,7 @@ class FieldJobOperator(JobOperator):
         """The active field (of ``kind``, when given) and the params/arrays that name its checkpoint."""
         field = active_field(context, kind, self.bl_label)
         self._field_name = field.name
-        for name, setting in self.field_settings.items():
-            if not self.properties.is_property_set(name):
-                setattr(self, name, getattr(field.inr_field, setting))  # shown in, and kept by, the redo panel
+        defaults_from(self, field.inr_field, self.field_settings)
         params, arrays = checkpoint_of(context, field)
         return field, params, arrays
 

@@ -9,11 +9,10 @@ import numpy as np
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
-from ..preferences import backend_config
 from ..properties import SDF_METHODS
-from .bridge import InputError, make_active, selected_geometry
+from .bridge import make_active, selected_geometry
 from .client import JobOutcome
-from .field import new_checkpoint_path, new_field
+from .field import FitPlan, fitted_field, plan_fit, require_normals
 from .job import FitJobOperator
 
 # Presets, named by what they are for. A preset fills in every setting the caller does not set
@@ -45,16 +44,16 @@ PRESET_ITEMS = [
 ]
 
 
-class INR_OT_fit_sdf(FitJobOperator, bpy.types.Operator):
-    """Fit a neural signed distance field to the selected meshes or point clouds"""
+class SdfFitSettings:
+    """The settings every signed distance fit has (operator properties of a mixin), and the job params they make.
 
-    bl_idname = "inr.fit_sdf"
-    bl_label = "Fit SDF"
-    bl_options = {"UNDO"}  # no redo panel: redoing would retrain
-    job_name = "fit_sdf"
+    A preset (``presets[self.preset]``) fills in every setting the caller does not set explicitly.
+    Subclasses name their own settings (``own_settings``) and turn them into params (``method_params``).
+    """
 
-    preset: EnumProperty(name="Preset", items=PRESET_ITEMS, default="FAST", description="Settings by purpose; explicit settings override it")
-    method: EnumProperty(name="Method", items=SDF_METHODS, default="IGR")
+    presets: dict[str, dict[str, Any]] = {}
+    own_settings: tuple[str, ...] = ()
+
     iterations: IntProperty(name="Iterations", default=2000, min=1, soft_max=100000, description="The most steps to train")
     convergence_tolerance: FloatProperty(
         name="Stop Below", default=0.005, min=0.0, max=1.0, precision=4,
@@ -63,12 +62,104 @@ class INR_OT_fit_sdf(FitJobOperator, bpy.types.Operator):
     max_seconds: FloatProperty(name="Time Limit", default=0.0, min=0.0, subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE", description="Stop after this long (0: no limit)")
     batch_size: IntProperty(name="Batch Size", default=4096, min=64, soft_max=65536, description="Surface points per step")
     learning_rate: FloatProperty(name="Learning Rate", default=0.0, min=0.0, precision=5, description="0 uses the method's default")
+    num_samples: IntProperty(name="Surface Samples", default=100000, min=100, soft_max=1000000, description="Points sampled on meshes")
+    seed: IntProperty(name="Seed", default=0, min=0)
+
+    # Iso-points (Wang Yifan 2021), for every method: points projected onto the current surface during
+    # training (first after the warm-up, then refreshed), added to the surface samples, and weighing the input
+    use_isopoints: BoolProperty(
+        name="Iso-points", default=False,
+        description="Also train on points of the current surface (with normals of planes fitted to their neighbours), and weigh each input point by how well it agrees with that surface",
+    )
+    isopoints: IntProperty(name="Iso-points", default=2000, min=1, soft_max=100000, description="Points projected onto the field's surface")
+    isopoints_warmup: IntProperty(name="Warm-up", default=300, min=0, soft_max=10000, description="Steps before the first iso-points are extracted")
+    isopoints_refresh: IntProperty(name="Refresh Every", default=1000, min=1, soft_max=10000, description="Steps between two extractions of the iso-points")
+    w_iso: FloatProperty(name="Iso-point Weight", default=1.0, min=0.0, description="Weight of the surface value term at the iso-points, relative to an input point's")
+    w_iso_normal: FloatProperty(name="Iso-point Normal Weight", default=1.0, min=0.0, description="Weight of the normal term at the iso-points (normals of planes fitted to 8 neighbouring iso-points), relative to an input point's")
+
+    _isopoint_props = ("isopoints", "isopoints_warmup", "isopoints_refresh", "w_iso", "w_iso_normal")
+    _run_props = ("iterations", "batch_size", "num_samples", "seed", "convergence_tolerance", "max_seconds")
+
+    def settings(self) -> dict[str, Any]:
+        """The settings to use: the operator's, with the preset's in place of those not set explicitly."""
+        names = {*self._run_props, "learning_rate", "use_isopoints", *self._isopoint_props, *self.own_settings}
+        values = {name: getattr(self, name) for name in names}
+        for name, value in self.presets.get(self.preset, {}).items():
+            if not self.properties.is_property_set(name):
+                values[name] = value
+        return values
+
+    def method_params(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The job params of the method's own settings (``method`` among them)."""
+        raise NotImplementedError
+
+    def job_params(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The ``fit_sdf`` job's params for the settings ``values`` (the checkpoint's path aside)."""
+        params = {key: values[key] for key in self._run_props}
+        if values["learning_rate"] > 0:  # 0: the method's default
+            params["learning_rate"] = values["learning_rate"]
+        params.update(self.method_params(values))
+        if values["use_isopoints"]:  # only then: the backend's default is off
+            params.update({name: values[name] for name in self._isopoint_props})
+        return params
+
+    def draw_isopoints(self, layout: bpy.types.UILayout) -> None:
+        box = layout.box()  # every method can train on iso-points
+        box.prop(self, "use_isopoints")
+        if self.use_isopoints:
+            box.prop(self, "isopoints", text="Count")
+            for name in self._isopoint_props[1:]:
+                box.prop(self, name)
+
+
+class SdfFitOperator(SdfFitSettings, FitJobOperator):
+    """A fit of a new signed distance field to the selected meshes and point clouds: the field object
+    ``<first source>_<field_suffix>`` with its checkpoint and training record."""
+
+    job_name = "fit_sdf"
+    field_suffix = "SDF"
+
+    def field_method(self, values: dict[str, Any]) -> str:
+        """The new field's method (an ``INR_PG_field.method`` item)."""
+        raise NotImplementedError
+
+    def check_input(self, arrays: dict[str, np.ndarray], values: dict[str, Any]) -> None:
+        """Refuse input the method cannot fit (raise :class:`InputError`); anything goes by default."""
+
+    def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays, names = selected_geometry(context)
+        values = self.settings()
+        self.check_input(arrays, values)
+        self._plan: FitPlan = plan_fit(context, arrays, names, self.field_suffix, self.field_method(values), self.preset, self.job_params(values))
+        return self._plan.params, arrays
+
+    def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
+        field = self.make_field(context, self._plan, outcome, created)
+        make_active(context, field)
+        s = field.inr_field
+        refreshes = outcome.params.get("isopoint_refreshes")
+        iso = f"; iso-points extracted {refreshes} times" if refreshes is not None and "isopoints" in self._plan.params else ""
+        self.report({"INFO"}, f"Fitted {field.name}: loss {s.final_loss:.4g} on {s.device}; {s.stop_reason}{iso}")
+
+    def make_field(self, context: bpy.types.Context, plan: FitPlan, outcome: JobOutcome, created: list) -> bpy.types.Object:
+        """The new field object (appended to ``created``)."""
+        return fitted_field(context, plan, outcome, created)
+
+
+class INR_OT_fit_sdf(SdfFitOperator, bpy.types.Operator):
+    """Fit a neural signed distance field to the selected meshes or point clouds"""
+
+    bl_idname = "inr.fit_sdf"
+    bl_label = "Fit SDF"
+    bl_options = {"UNDO"}  # no redo panel: redoing would retrain
+    presets = PRESETS
+
+    preset: EnumProperty(name="Preset", items=PRESET_ITEMS, default="FAST", description="Settings by purpose; explicit settings override it")
+    method: EnumProperty(name="Method", items=SDF_METHODS, default="IGR")
     # 4x256 by default: on a CPU it runs 7x faster per step than IGR's published 8x512 and measured
     # a lower Chamfer distance at equal short budgets (bench/fit_cost.py). 0 = the published size.
     width: IntProperty(name="Width", default=256, min=0, max=2048, description="Hidden units per layer; 0 uses the method's published size (IGR 512, SIREN 256)")
     depth: IntProperty(name="Depth", default=4, min=0, max=16, description="Hidden layers; 0 uses the method's published size (IGR 8, SIREN 3)")
-    num_samples: IntProperty(name="Surface Samples", default=100000, min=100, soft_max=1000000, description="Points sampled on meshes")
-    seed: IntProperty(name="Seed", default=0, min=0)
     # IGR (Gropp 2020)
     beta: FloatProperty(name="Softplus β", default=100.0, min=1.0)
     lambda_eikonal: FloatProperty(name="Eikonal λ", default=0.1, min=0.0)
@@ -100,20 +191,6 @@ class INR_OT_fit_sdf(FitJobOperator, bpy.types.Operator):
     ns_w_hint_normal: FloatProperty(name="Learning-Point Direction Weight", default=1e2, min=0.0, description="1 - cos to the direction away from the nearest point (published 100)")
     ns_num_hints: IntProperty(name="Learning Points", default=1000, min=0, soft_max=100000, description="Uniform points of known signed distance, used for the first 40% of the run")
 
-    # Iso-points (Wang Yifan 2021), for every method: points projected onto the current surface during
-    # training (first after the warm-up, then refreshed), pulled to their distance to the input and to its normals
-    use_isopoints: BoolProperty(
-        name="Iso-points", default=False,
-        description="Also train on points of the current surface: their value to their distance from the input points, their gradient to its normals",
-    )
-    isopoints: IntProperty(name="Iso-points", default=2000, min=1, soft_max=100000, description="Points projected onto the field's surface")
-    isopoints_warmup: IntProperty(name="Warm-up", default=300, min=0, soft_max=10000, description="Steps before the first iso-points are extracted")
-    isopoints_refresh: IntProperty(name="Refresh Every", default=1000, min=1, soft_max=10000, description="Steps between two extractions of the iso-points")
-    w_iso: FloatProperty(name="Iso-point Weight", default=1.0, min=0.0, description="Weight of |f(q) - d(q)| at the iso-points q, d the signed distance to the input points")
-    w_iso_normal: FloatProperty(name="Iso-point Normal Weight", default=0.1, min=0.0, description="Weight of 1 - cos between the gradient at the iso-points and the nearest input normal")
-
-    _isopoint_props = ("isopoints", "isopoints_warmup", "isopoints_refresh", "w_iso", "w_iso_normal")
-
     _method_props = {
         "IGR": ("beta", "lambda_eikonal", "tau_normals", "knn_sigma"),
         "SIREN": ("omega0", "w_sdf", "w_normal", "w_eikonal", "w_offsurface", "alpha"),
@@ -122,15 +199,11 @@ class INR_OT_fit_sdf(FitJobOperator, bpy.types.Operator):
     }
 
     _common_props = ("method", "iterations", "convergence_tolerance", "max_seconds", "batch_size", "learning_rate", "width", "depth")
+    own_settings = ("method", "width", "depth", *{n for props in _method_props.values() for n in props})
 
     def settings(self) -> dict[str, Any]:
-        """The settings to use: the operator's, with the preset's in place of those not set explicitly."""
-        names = set(self._common_props) | {n for props in self._method_props.values() for n in props} | {"num_samples", "seed", "use_isopoints"}
-        names |= set(self._isopoint_props)
-        values = {name: getattr(self, name) for name in names}
-        for name, value in PRESETS.get(self.preset, {}).items():
-            if not self.properties.is_property_set(name):
-                values[name] = value
+        """The settings to use: the operator's, with the preset's, then the method's, in place of those not set explicitly."""
+        values = super().settings()
         for name, value in METHOD_SETTINGS.get(values["method"], {}).items():
             if not self.properties.is_property_set(name):
                 values[name] = value
@@ -160,48 +233,19 @@ class INR_OT_fit_sdf(FitJobOperator, bpy.types.Operator):
             if unset:  # what runs in place of the operator's defaults shown above
                 names = ", ".join(f"{self.properties.bl_rna.properties[n].name} {values[n]}" for n in unset)
                 box.label(text=f"Unless changed: {names}", icon="INFO")
-        box = layout.box()  # every method can train on iso-points
-        box.prop(self, "use_isopoints")
-        if self.use_isopoints:
-            box.prop(self, "isopoints", text="Count")
-            for name in self._isopoint_props[1:]:
-                box.prop(self, name)
+        self.draw_isopoints(layout)
 
-    def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        arrays, names = selected_geometry(context)
-        values = self.settings()
+    def field_method(self, values: dict[str, Any]) -> str:
+        return values["method"]
+
+    def check_input(self, arrays: dict[str, np.ndarray], values: dict[str, Any]) -> None:
+        if values["method"] in ("SIREN", "NEURAL_SKELETON"):
+            require_normals(arrays, "SIREN" if values["method"] == "SIREN" else "The neural skeleton", "use IGR, or give the points normals")
+
+    def method_params(self, values: dict[str, Any]) -> dict[str, Any]:
         method = values["method"]
-        if method in ("SIREN", "NEURAL_SKELETON") and "points" in arrays and "normals" not in arrays:
-            name = "SIREN" if method == "SIREN" else "The neural skeleton"
-            raise InputError(f"{name} needs oriented normals and the selected point cloud has none: use IGR, or give the points normals")
-        self._sources = names
-        self._field_name = f"{names[0]}_SDF"
-        path, self._stored_path = new_checkpoint_path(self._field_name)
-        params = {key: values[key] for key in ("iterations", "batch_size", "num_samples", "seed", "convergence_tolerance", "max_seconds")}
-        params.update(method=method.lower(), checkpoint_path=path)
-        optional = {"learning_rate": values["learning_rate"]}
+        params: dict[str, Any] = {"method": method.lower()}
         if method != "HASHGRID":  # the hash grid keeps its small MLP
-            optional.update(width=values["width"], depth=values["depth"])
-        params.update({k: v for k, v in optional.items() if v > 0})  # 0: the method's default
+            params.update({k: values[k] for k in ("width", "depth") if values[k] > 0})  # 0: the method's default
         params.update({name.removeprefix("ns_"): values[name] for name in self._method_props[method]})
-        if values["use_isopoints"]:  # only then: the backend's default is off
-            params.update({name: values[name] for name in self._isopoint_props})
-        self._params = params
-        self._method = method
-        if backend_config(context).mode == "REMOTE":
-            params["return_checkpoint"] = True
-        return params, arrays
-
-    def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
-        result = outcome.params
-        field = new_field(context, self._field_name, outcome, self._stored_path, self._sources, self._params, created)
-        settings = field.inr_field
-        settings.kind = "SDF"
-        settings.method = self._method
-        settings.preset = self.preset
-        settings.num_points = int(result.get("num_points") or 0)
-        settings.has_normals = bool(result.get("has_normals"))
-        make_active(context, field)
-        refreshes = result.get("isopoint_refreshes")
-        iso = f"; iso-points extracted {refreshes} times" if refreshes is not None and "isopoints" in self._params else ""
-        self.report({"INFO"}, f"Fitted {self._field_name}: loss {settings.final_loss:.4g} on {settings.device}; {settings.stop_reason}{iso}")
+        return params

@@ -5,6 +5,10 @@ the scene stays usable, the panel and status bar show progress, and Esc or the
 Cancel button stops it. In background mode (``bpy.app.background``) the same
 operator blocks and prints progress to stdout. Nothing touches the scene until
 the result is in, so a cancelled or failed job leaves the scene as it was.
+
+An operator may chain several jobs (``next_job``): one progress bar runs over
+the chain, Cancel stops whichever job is in flight, and the scene is written
+once, after the last job.
 """
 
 from __future__ import annotations
@@ -27,34 +31,73 @@ def job_running() -> bool:
     return bool(_running)
 
 
+JobSpec = tuple[str, dict[str, Any], dict[str, np.ndarray]]  # a job's name, params and arrays
+
+
 class JobOperator:
-    """Mixin for ``bpy.types.Operator``: subclasses set ``job_name``, ``prepare`` and ``finish``."""
+    """Mixin for ``bpy.types.Operator``: subclasses set ``job_name``, ``prepare`` and ``finish``.
+
+    A chain of jobs overrides ``first_job`` and ``next_job`` instead of ``prepare`` and sets
+    ``_stages`` (the number of jobs, for the progress bar) and ``_stage_label`` (what runs now).
+    """
 
     job_name = ""
+    _stages = 1
+    _stage = 0
+    _stage_label = ""
 
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Read the scene; return the job's params and arrays, or raise :class:`InputError`."""
         raise NotImplementedError
 
+    def first_job(self, context: bpy.types.Context) -> JobSpec:
+        """The first (or only) job: ``job_name`` with what ``prepare`` returns."""
+        return (self.job_name, *self.prepare(context))
+
+    def next_job(self, context: bpy.types.Context, outcome: JobOutcome) -> JobSpec | None:
+        """The job that follows a finished one in a chain (None: ``outcome`` is the last one's)."""
+        return None
+
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
         """Write the result into the scene; append every new object to ``created``."""
         raise NotImplementedError
+
+    def discard(self) -> None:
+        """The operator failed or was cancelled: remove any file its jobs wrote (nothing by default)."""
 
     # -- shared machinery ---------------------------------------------------------------
     def _submit(self, context: bpy.types.Context) -> Job:
         if _running:
             raise InputError("another neural-field job is running: wait for it or cancel it")
-        params, arrays = self.prepare(context)
+        self._stage = 0
+        return self._send(context, self.first_job(context))
+
+    def _send(self, context: bpy.types.Context, spec: JobSpec) -> Job:
+        name, params, arrays = spec
         params.setdefault("device", device_choice(context))
-        backend = get_backend(backend_config(context))
-        return backend.submit(self.job_name, params, arrays)
+        return get_backend(backend_config(context)).submit(name, params, arrays)
+
+    def _advance(self, context: bpy.types.Context, outcome: JobOutcome) -> Job | None:
+        """Submit the chain's next job after a finished one; None when there is none (or raise)."""
+        if outcome.status != "finished":
+            return None
+        spec = self.next_job(context, outcome)
+        if spec is None:
+            return None
+        self._stage += 1
+        return self._send(context, spec)
+
+    def _fraction(self, job: Job) -> float:
+        return (self._stage + job.fraction) / max(1, self._stages)
 
     def _fail(self, message: str) -> set[str]:
+        self.discard()
         self.report({"ERROR"}, message)
         return {"CANCELLED"}
 
     def _complete(self, context: bpy.types.Context, outcome: JobOutcome) -> set[str]:
         if outcome.status == "cancelled":
+            self.discard()
             self.report({"WARNING"}, f"{self.bl_label}: cancelled")
             return {"CANCELLED"}
         if outcome.status != "finished":
@@ -67,6 +110,7 @@ class JobOperator:
             return self._fail(str(exc))
         except Exception:
             remove_objects(created)
+            self.discard()
             raise
         return {"FINISHED"}
 
@@ -87,14 +131,22 @@ class JobOperator:
                 last[0] = now
                 loss = "" if event.get("loss") is None else f" loss {event['loss']:.5g}"
                 psnr = "" if event.get("psnr") is None else f" PSNR {event['psnr']:.2f} dB"
-                print(f"INR {self.job_name}: {event['step']}/{event['total']}{loss}{psnr} {event.get('message') or ''}", flush=True)
+                stage = f" [{self._stage + 1}/{self._stages} {self._stage_label}]" if self._stages > 1 else ""
+                print(f"INR {job.name}{stage}: {event['step']}/{event['total']}{loss}{psnr} {event.get('message') or ''}", flush=True)
 
-        try:
-            outcome = job.wait(echo)
-        except KeyboardInterrupt:
-            job.cancel()
-            outcome = job.wait()
-        return self._complete(context, outcome)
+        while True:
+            try:
+                outcome = job.wait(echo)
+            except KeyboardInterrupt:
+                job.cancel()
+                outcome = job.wait()
+            try:
+                following = self._advance(context, outcome)
+            except (InputError, BackendError) as exc:
+                return self._fail(str(exc))
+            if following is None:
+                return self._complete(context, outcome)
+            job = following
 
     # -- modal (UI) ----------------------------------------------------------------------
     def _start_modal(self, context: bpy.types.Context, job: Job) -> set[str]:
@@ -121,19 +173,28 @@ class JobOperator:
             self._end_modal(context)
             return self._fail(str(exc))
         p = self._job.progress
-        state.progress, state.step, state.total = self._job.fraction, p.get("step") or 0, p.get("total") or 0
+        state.progress, state.step, state.total = self._fraction(self._job), p.get("step") or 0, p.get("total") or 0
         state.has_loss = p.get("loss") is not None
         state.loss = p.get("loss") or 0.0
         state.has_psnr = p.get("psnr") is not None
         state.psnr = p.get("psnr") or 0.0
+        stage = f"{self._stage + 1}/{self._stages} {self._stage_label}" if self._stages > 1 else ""
         if not state.cancel_requested:
-            state.message = p.get("message") or ""
+            state.message = " · ".join(m for m in (stage, p.get("message") or "") if m)
         if context.workspace is not None:
             loss = f"  loss {state.loss:.4g}" if state.has_loss else ""
             psnr = f"  PSNR {state.psnr:.2f} dB" if state.has_psnr else ""
-            context.workspace.status_text_set(f"{self.bl_label}: {state.step}/{state.total}{loss}{psnr}  (Esc to cancel)")
+            context.workspace.status_text_set(f"{self.bl_label}{f' ({stage})' if stage else ''}: {state.step}/{state.total}{loss}{psnr}  (Esc to cancel)")
         redraw(context)
         if not self._job.done:
+            return {"PASS_THROUGH"}
+        try:
+            following = self._advance(context, self._job.outcome)
+        except (InputError, BackendError) as exc:
+            self._end_modal(context)
+            return self._fail(str(exc))
+        if following is not None:
+            self._job = following
             return {"PASS_THROUGH"}
         self._end_modal(context)
         return self._complete(context, self._job.outcome)
@@ -142,6 +203,7 @@ class JobOperator:
         """Blender ends the modal operator (a file is loaded, the window closes): stop the job too."""
         self._job.cancel()
         self._end_modal(context)
+        self.discard()
 
 
 class FitJobOperator(JobOperator):

@@ -55,7 +55,35 @@ class VIEW3D_PT_inr_fit(_INRPanel, bpy.types.Panel):
         row = col.row(align=True)
         row.operator("inr.fit_sdf", text="Skeleton", icon="OUTLINER_DATA_ARMATURE").preset = "SKELETON"
         row.operator("inr.fit_sdf", text="Custom…", icon="PREFERENCES").preset = "CUSTOM"
+        _draw_displacement(layout, context, bool(usable))
         _draw_radiance_field(layout, context)
+
+
+def _draw_displacement(layout: bpy.types.UILayout, context: bpy.types.Context, usable: bool) -> None:
+    """The Fit panel's displacement section: Fit Displacement Field, and the Transfer Detail box (its settings on the target)."""
+    running = context.window_manager.inr_job.running
+    layout.separator()
+    col = layout.column()
+    col.enabled = not running
+    col.label(text="Displacement Field")
+    row = col.row(align=True)
+    row.enabled = usable
+    for preset, text, icon in (("FAST", "Fast", "MOD_DISPLACE"), ("DETAILED", "Detailed", "MOD_MULTIRES"), ("CUSTOM", "Custom…", "PREFERENCES")):
+        row.operator("inr.fit_displacement", text=text, icon=icon).preset = preset
+    target = context.active_object
+    if target is None:
+        col.label(text="Transfer Detail: select the detail source, then the target (active)", icon="INFO")
+        return
+    box = _operator_box(  # its settings live on the target
+        col, context, target, "Transfer Detail", "MOD_DATA_TRANSFER",
+        (("transfer_strength", None), ("transfer_nu", "ν (0: Source's)"), ("transfer_mode", None), ("transfer_resolution", None)),
+        "inr.transfer_detail",
+    )
+    others = [o for o in context.selected_objects if o != target]
+    if len(others) == 1:
+        box.label(text=f"Detail of '{others[0].name}' onto '{target.name}'", icon="FORWARD")
+    else:
+        box.label(text="Select the detail source, then the target (active)", icon="INFO")
 
 
 def _draw_radiance_field(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
@@ -113,14 +141,24 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
         col = layout.column(align=True)
         preset = f" ({s.preset.lower()})" if s.preset and s.preset != "CUSTOM" else ""
         method = s.bl_rna.properties["method"].enum_items[s.method].name
-        col.label(text=f"{s.kind} · {method}{preset} · {s.iterations} steps on {s.device}")
-        col.label(text=f"{s.num_points} points{' with normals' if s.has_normals else ''} from {s.sources}")
-        col.label(text=f"Final loss {s.final_loss:.5g} · {s.train_seconds:.1f} s")
-        _draw_training(col, layout, obj)
+        if s.method == "IDF_TRANSFER":  # made by Transfer Detail, not trained
+            col.label(text=f"{s.kind} · {method}")
+            col.label(text=f"Detail of '{s.detail_source}' on the base of '{s.detail_target}'")
+            col.label(text=f"Strength {s.detail_strength:g} · ν {s.detail_nu:g} · {s.detail_mode.lower()}")
+            layout.prop(s, "checkpoint", text="")
+        else:
+            col.label(text=f"{s.kind} · {method}{preset} · {s.iterations} steps on {s.device}")
+            col.label(text=f"{s.num_points} points{' with normals' if s.has_normals else ''} from {s.sources}")
+            col.label(text=f"Final loss {s.final_loss:.5g} · {s.train_seconds:.1f} s")
+            _draw_training(col, layout, obj)
         col = layout.column()
         col.enabled = not context.window_manager.inr_job.running
-        col.operator("inr.extract_mesh", icon="MESH_DATA")
-        col.operator("inr.evaluate_field", icon="DRIVER_DISTANCE")
+        if s.method in ("IDF", "IDF_TRANSFER"):
+            _draw_displacement_field(col, obj)
+        else:
+            col.operator("inr.extract_mesh", icon="MESH_DATA")
+        if s.method != "IDF_TRANSFER":  # fitted to nothing: nothing to measure it against
+            col.operator("inr.evaluate_field", icon="DRIVER_DISTANCE")
         if s.has_metrics:
             box = layout.box()
             box.label(text=f"Against {s.sources} (grid {s.metrics_resolution})")
@@ -130,6 +168,19 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
                 grid.label(text=value)
         _draw_skeleton(layout, context, obj)
         _draw_isopoints(layout, context, obj)
+
+
+def _draw_displacement_field(col: bpy.types.UILayout, obj: bpy.types.Object) -> None:
+    """A displacement field's phases (of a fitted one) and its two extractions: the detailed surface and the base."""
+    s = obj.inr_field
+    if s.method == "IDF":
+        if s.phase_base >= 1.0:
+            col.label(text="Base only: a smooth target for Transfer Detail", icon="INFO")
+        else:
+            col.label(text=f"Phases: base to {s.phase_base:.0%}, detail to {s.phase_detail:.0%}, then both")
+    row = col.row(align=True)
+    row.operator("inr.extract_mesh", text="Extract Detailed", icon="MESH_DATA").part = "DETAILED"
+    row.operator("inr.extract_mesh", text="Extract Base", icon="MOD_SMOOTH").part = "BASE"
 
 
 def _operator_box(

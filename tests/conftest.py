@@ -219,3 +219,43 @@ def refused(operator, match: str, **kwargs) -> None:
     assert scene_state() == before
     assert sorted(g.name for g in bpy.data.node_groups) == groups
 
+
+
+def interrupt_during(run, nth_job: int = 1, timeout: float = 120.0) -> tuple[object, list]:
+    """Call ``run()`` while a thread presses Ctrl+C (KeyboardInterrupt in the main thread) once the ``nth_job``-th
+    job of the worker has reported a step; return run's result and what fired: [(job name, its progress)]."""
+    import _thread
+    import signal
+    import threading
+    import time
+
+    from neural_fields.operators import client
+
+    fired: list = []
+
+    def interrupt():
+        seen, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            backend = client.current_backend()
+            job = backend._current if backend else None
+            if job is not None and not job.done:
+                if job.job_id not in seen:
+                    seen.append(job.job_id)
+                if len(seen) >= nth_job and job.progress.get("step", 0) > 0:
+                    fired.append((job.name, dict(job.progress)))
+                    _thread.interrupt_main()
+                    return
+            time.sleep(0.02)
+
+    # Ctrl+C reaches Python as KeyboardInterrupt only under Python's own SIGINT handler; something
+    # earlier in a full run (not our code: none of it touches signals) can leave another one.
+    handler = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    thread = threading.Thread(target=interrupt)
+    thread.start()
+    try:
+        result = run()
+    finally:
+        thread.join()
+        signal.signal(signal.SIGINT, handler)
+    return result, fired

@@ -209,9 +209,11 @@ def test_learning_points_know_their_signed_distance():
     assert (cos[truth.abs() > 0.05] > 0.95).all()  # outward: away from the centre
 
 
-def test_the_stored_sphere_start_is_a_sphere_sdf():
-    config = field_config("siren", width=64, depth=5, omega0=30.0)
-    assert read_checkpoint(STORED["neural_skeleton"])["config"] == config  # the stored network matches the method's defaults
+@pytest.mark.parametrize("method, config", [("neural_skeleton", field_config("siren", width=64, depth=5, omega0=30.0)),
+                                            ("idf", field_config("siren", width=128, depth=3, omega0=15.0))])
+def test_the_stored_sphere_starts_are_sphere_sdfs(method, config):
+    """The stored pre-fits match the defaults of the neural skeleton's network and of the displacement field's base."""
+    assert read_checkpoint(STORED[method])["config"] == config
     field = sphere_field(config, CPU, JobContext())
     x = torch.rand(2000, 3) * 2 - 1
     with torch.no_grad():

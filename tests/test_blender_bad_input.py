@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 
@@ -11,7 +10,7 @@ import bpy
 import numpy as np
 import pytest
 
-from conftest import add_point_cloud, add_suzanne, prefs, scene_state, sphere_points
+from conftest import add_point_cloud, add_suzanne, interrupt_during, prefs, scene_state, sphere_points
 
 TINY = dict(method="IGR", iterations=20, width=16, depth=2, batch_size=256, num_samples=2000)
 
@@ -159,37 +158,12 @@ def test_remote_worker_with_the_right_token_round_trips_the_checkpoint(scene, re
 
 def test_cancel_mid_job_leaves_the_scene_as_it_was(scene):
     """Ctrl+C in a headless run cancels like Esc does in the UI: the job stops, nothing is added."""
-    import _thread
-
     from neural_fields.operators import client
 
     add_suzanne()
     before = scene_state()
-    fired = []
-    # Ctrl+C reaches Python as KeyboardInterrupt only under Python's own SIGINT handler; something
-    # earlier in a full run (not our code: none of it touches signals) can leave another one.
-    handler = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    def interrupt():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            backend = client.current_backend()
-            job = backend._current if backend else None
-            if job is not None and not job.done and job.progress.get("step", 0) > 0:
-                fired.append(dict(job.progress))
-                _thread.interrupt_main()
-                return
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=interrupt)
-    thread.start()
-    try:
-        result = bpy.ops.inr.fit_sdf(**dict(TINY, iterations=100000, convergence_tolerance=0))
-    finally:
-        thread.join()
-        signal.signal(signal.SIGINT, handler)
+    result, fired = interrupt_during(lambda: bpy.ops.inr.fit_sdf(**dict(TINY, iterations=100000, convergence_tolerance=0)))
     assert fired, "the job never reported a step"
-    assert result == {"CANCELLED"}, f"interrupted at {fired[0]} (SIGINT handler before: {handler!r}), yet the fit finished"
+    assert result == {"CANCELLED"}, f"interrupted at {fired[0]}, yet the fit finished"
     assert scene_state() == before
     assert client.current_backend().alive  # the worker stopped the job and lives on
