@@ -87,6 +87,8 @@ def _extract(args: argparse.Namespace) -> None:
 
     params = {"checkpoint_path": args.field, "resolution": args.resolution, "level": args.level, "device": args.device,
               "space": "world", "method": args.method, "part": args.part}
+    if args.range_mode:
+        params["range_mode"] = args.range_mode
     if args.threshold is not None:
         params["threshold"] = args.threshold
     result, arrays = _run("extract_mesh", params, {})
@@ -199,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="mesh to write (.ply or .obj)")
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--level", type=float, default=0.0)
-    p.add_argument("--method", choices=["sparse", "dense"], default="sparse", help="sparse: refine only blocks the surface can cross (default)")
+    p.add_argument("--method", choices=["sparse", "dense", "guaranteed"], default="sparse",
+                   help="sparse: refine only blocks the surface can cross (default); guaranteed: cull by range analysis (any field)")
+    p.add_argument("--range-mode", default=None, help="guaranteed: interval, affine_fixed, affine_truncate, affine_append or affine_all (default)")
     p.add_argument("--threshold", type=float, help="radiance fields: the density of the surface (vertex colours go to .ply)")
     p.add_argument("--part", choices=("detailed", "base"), default="detailed", help="displacement fields: the detailed surface or the smooth base")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))

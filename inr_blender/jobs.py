@@ -27,6 +27,7 @@ from .params import rgb_param
 from .geometry import isopoints, skeleton
 from .geometry.extraction import MIN_RESOLUTION, extract_mesh
 from .geometry.sparse_extraction import DEFAULT_SAFETY, extract_mesh_sparse
+from .ranges import MODES as RANGE_MODES
 from .geometry.metrics import compare_meshes
 from .geometry.sampling import sample_surface, to_world
 from .geometry.validation import check_mesh, check_normals, check_points
@@ -35,6 +36,9 @@ from .render.renderer import RenderSettings, render_image
 from .render.surface import DEFAULT_THRESHOLD, DensitySurface, vertex_colours
 
 Arrays = dict[str, np.ndarray]
+# Range analysis for guaranteed extraction: the mode that stays tight on published-size networks (the others
+# fold every neuron's error into intervals that |W| amplifies layer after layer; see inr_blender/ranges).
+DEFAULT_RANGE_MODE = "affine_all"
 Job = Callable[[dict[str, Any], Arrays, JobContext], tuple[dict[str, Any], Arrays]]
 
 
@@ -156,8 +160,10 @@ def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
     The field comes from ``checkpoint_path``, or from the uint8 array
     ``checkpoint`` (the file's bytes) when a client sends it to a remote worker.
     ``method`` is 'sparse' (the default: evaluates the field near the surface
-    only, with the margin ``safety``) or 'dense' (the whole grid); both give
-    the same mesh. ``part`` 'base' extracts a displacement field's smooth base
+    only, with the margin ``safety``), 'dense' (the whole grid) or 'guaranteed'
+    (culls by range analysis in ``range_mode``, so on any field, distance field
+    or not, nothing that crosses the grid is lost; ``box_evaluations`` counts
+    its range evaluations). ``part`` 'base' extracts a displacement field's smooth base
     ('detailed', the default: the field itself). The result reports ``evaluations``, the field evaluations made.
     """
     started = time.monotonic()
@@ -167,8 +173,11 @@ def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
     if space not in ("local", "world"):
         raise JobError(f"space must be 'local' or 'world', got {space!r}")
     method = params.get("method", "sparse")
-    if method not in ("sparse", "dense"):
-        raise JobError(f"method must be 'sparse' or 'dense', got {method!r}")
+    if method not in ("sparse", "dense", "guaranteed"):
+        raise JobError(f"method must be 'sparse', 'dense' or 'guaranteed', got {method!r}")
+    range_mode = params.get("range_mode", DEFAULT_RANGE_MODE)
+    if range_mode not in RANGE_MODES:
+        raise JobError(f"range_mode must be one of {', '.join(RANGE_MODES)}, got {range_mode!r}")
     safety = _float_param(params, "safety", DEFAULT_SAFETY)
     if not safety > 0:
         raise JobError(f"parameter safety must be positive, got {safety:g}")
@@ -187,10 +196,13 @@ def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
         threshold = _float_param(params, "threshold", ckpt.get("density_threshold", DEFAULT_THRESHOLD))
         if not threshold > 0:
             raise JobError(f"parameter threshold must be a positive density, got {threshold:g}")
-        radiance_field, field, method, level = field, DensitySurface(field, threshold), "dense", 0.0
-    if method == "sparse":
-        vertices, faces, normals, stats = extract_mesh_sparse(field, resolution, device, ctx, level=level, safety=safety)
-        evaluations = stats["evaluations"]
+        radiance_field, field, level = field, DensitySurface(field, threshold), 0.0
+        method = "dense" if method == "sparse" else method
+    box_evaluations = 0
+    if method in ("sparse", "guaranteed"):
+        vertices, faces, normals, stats = extract_mesh_sparse(
+            field, resolution, device, ctx, level=level, safety=safety, ranges=range_mode if method == "guaranteed" else None)
+        evaluations, box_evaluations = stats["evaluations"], stats["box_evaluations"]
     else:
         no_surface = _density_range_error(threshold) if radiance else None
         vertices, faces, normals = extract_mesh(field, resolution, device, ctx, level=level, no_surface=no_surface)
@@ -202,8 +214,8 @@ def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
     if space == "world":
         result_arrays["vertices"] = to_world(vertices, center, scale).astype(np.float32)
     return (
-        {"num_vertices": len(vertices), "num_faces": len(faces), "center": center, "scale": scale,
-         "method": method, "evaluations": int(evaluations), "seconds": time.monotonic() - started},
+        {"num_vertices": len(vertices), "num_faces": len(faces), "center": center, "scale": scale, "method": method,
+         "evaluations": int(evaluations), "box_evaluations": int(box_evaluations), "seconds": time.monotonic() - started},
         result_arrays,
     )
 

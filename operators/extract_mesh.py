@@ -59,6 +59,7 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         items=[
             ("SPARSE", "Sparse", "Evaluate a coarse grid and refine only the blocks the surface can pass through"),
             ("DENSE", "Dense", "Evaluate every grid point (the reference; slow at high resolution)"),
+            ("GUARANTEED", "Guaranteed", "Cull only the blocks that range analysis certifies hold no surface: keeps thin parts of any field, distance field or not (slower per block)"),
         ],
         default="SPARSE",
     )
@@ -115,4 +116,6 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         evaluations = outcome.params.get("evaluations", 0)
         at = f"density {self.threshold:g}, " if self._nerf else ""
         at += "the base, " if self.part == "BASE" else ""
-        self.report({"INFO"}, f"Extracted {len(a['vertices'])} vertices, {len(a['faces'])} triangles at {at}resolution {self.resolution} ({evaluations:,} field evaluations)")
+        boxes = outcome.params.get("box_evaluations", 0)
+        counts = f"{evaluations:,} field evaluations" + (f", {boxes:,} certified blocks" if boxes else "")
+        self.report({"INFO"}, f"Extracted {len(a['vertices'])} vertices, {len(a['faces'])} triangles at {at}resolution {self.resolution} ({counts})")

@@ -83,6 +83,21 @@ def test_igr_fits_a_point_cloud_without_normals(scene):
     assert np.allclose(field.location, (2.0, 0.0, 0.0), atol=0.05)
 
 
+def test_guaranteed_extraction_matches_dense(scene):
+    """Extract Mesh's Guaranteed method (range analysis) gives the dense mesh with fewer field evaluations."""
+    pts, _ = sphere_points(3000, radius=0.7)
+    add_point_cloud(pts)
+    assert bpy.ops.inr.fit_sdf(method="IGR", iterations=100, width=32, depth=2, batch_size=1024) == {"FINISHED"}
+    field = bpy.context.active_object
+    counts = {}
+    for method in ("DENSE", "GUARANTEED"):
+        bpy.context.view_layer.objects.active = field
+        assert bpy.ops.inr.extract_mesh(resolution=40, method=method) == {"FINISHED"}
+        counts[method] = np.array([v.co for v in bpy.context.active_object.data.vertices])
+    assert len(counts["DENSE"]) == len(counts["GUARANTEED"])
+    assert np.allclose(np.sort(counts["DENSE"], axis=0), np.sort(counts["GUARANTEED"], axis=0), atol=1e-5)
+
+
 def test_siren_fits_a_point_cloud_with_normals(scene):
     pts, nrm = sphere_points(3000, radius=0.7)
     add_point_cloud(pts, nrm)

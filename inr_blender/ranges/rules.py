@@ -106,6 +106,7 @@ def _sequential(module: nn.Module, form: AffineForm) -> AffineForm:
     return form
 
 
-@layer_rule(nn.Identity)
+@layer_rule(nn.Identity, nn.Flatten)
 def _identity(module: nn.Module, form: AffineForm) -> AffineForm:
+    """Identity; Flatten too: a form is already flat per box (a scalar field's final Flatten(0) squeezes (N, 1))."""
     return form
