@@ -170,7 +170,7 @@ def test_extract_mesh_job_sparse_and_dense(tmp_path):
     assert chamfer(ms["vertices"], md["vertices"]) < 1e-4
     default, _ = JOBS["extract_mesh"]({"checkpoint_path": path, "resolution": 48, "device": "cpu"}, {}, JobContext())
     assert default["method"] == "sparse" and default["evaluations"] == sparse["evaluations"]
-    with pytest.raises(JobError, match="method must be 'sparse' or 'dense'"):
+    with pytest.raises(JobError, match="method must be 'sparse', 'dense' or 'guaranteed'"):
         JOBS["extract_mesh"]({"checkpoint_path": path, "method": "octree"}, {}, JobContext())
     with pytest.raises(JobError, match="safety must be positive"):
         JOBS["extract_mesh"]({"checkpoint_path": path, "safety": 0}, {}, JobContext())
