@@ -100,6 +100,11 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "convergence_tolerance": 0.005, "convergence_window": 100, "max_seconds": 0.0,
     **ISOPOINT_DEFAULTS,
 }
+# SIREN's optimiser and run (shared by the displacement field, whose networks are SIRENs).
+SIREN_TRAINING: dict[str, Any] = {
+    "iterations": 2000, "batch_size": 4096, "learning_rate": 1e-4, "lr_decay_interval": 0, "lr_decay_factor": 1.0,
+    "grad_clip": 1.0,
+}
 METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "igr": {
         "iterations": 2000,
@@ -113,12 +118,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
         **IGR_LOSS_DEFAULTS,
     },
     "siren": {
-        "iterations": 2000,
-        "batch_size": 4096,
-        "learning_rate": 1e-4,
-        "lr_decay_interval": 0,
-        "lr_decay_factor": 1.0,
-        "grad_clip": 1.0,
+        **SIREN_TRAINING,
         "width": 256,
         "depth": 3,
         "omega0": 30.0,
@@ -162,12 +162,7 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     # Departures for CPU speed: 3 x 128 for each network and 2000 steps of 4096 points. The detail's output
     # layer starts at zero, so the composed field starts as the base (and stays it with phase_base = 1).
     "idf": {
-        "iterations": 2000,
-        "batch_size": 4096,
-        "learning_rate": 1e-4,
-        "lr_decay_interval": 0,
-        "lr_decay_factor": 1.0,
-        "grad_clip": 1.0,
+        **SIREN_TRAINING,
         "base_width": 128,
         "base_depth": 3,
         "base_omega": 15.0,
