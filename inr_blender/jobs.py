@@ -404,19 +404,14 @@ def job_fit_nerf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tup
     return {"checkpoint_path": path, **{k: ckpt[k] for k in keys}}, result_arrays
 
 
-def job_render_nerf_view(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
-    """Render a radiance field from the camera ``c2w`` (array, 4x4, OpenGL convention) with ``intrinsics`` [fx, fy, cx, cy].
-
-    Returns arrays ``rgb`` (H, W, 3), ``alpha`` (H, W) and ``depth`` (H, W:
-    z-depth in world units, 0 where nothing was hit), top row first.
-    """
-    started = time.monotonic()
+def _camera(params: dict[str, Any], arrays: Arrays, job: str, max_side: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """(width, height, c2w 4x4, intrinsics [fx, fy, cx, cy]) of a view job, checked."""
     width = _int_param(params, "width", 0, 1)
     height = _int_param(params, "height", 0, 1)
-    if width * height > 16384 * 16384:
-        raise JobError(f"a {width}x{height} view is too large (at most 16384x16384 pixels)")
+    if width * height > max_side * max_side:
+        raise JobError(f"a {width}x{height} view is too large (at most {max_side}x{max_side} pixels)")
     if "c2w" not in arrays:
-        raise JobError("render_nerf_view needs the camera matrix c2w")
+        raise JobError(f"{job} needs the camera matrix c2w")
     c2w = np.asarray(arrays["c2w"], dtype=np.float64)
     if c2w.shape != (4, 4) or not np.isfinite(c2w).all():
         raise JobError(f"c2w must be a finite 4x4 matrix, got shape {c2w.shape}")
@@ -426,6 +421,17 @@ def job_render_nerf_view(params: dict[str, Any], arrays: Arrays, ctx: JobContext
         intrinsics = np.zeros(0)
     if intrinsics.shape != (4,) or not np.isfinite(intrinsics).all() or (intrinsics[:2] <= 0).any():
         raise JobError("intrinsics must be [fx, fy, cx, cy] with positive focal lengths")
+    return width, height, c2w, intrinsics
+
+
+def job_render_nerf_view(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """Render a radiance field from the camera ``c2w`` (array, 4x4, OpenGL convention) with ``intrinsics`` [fx, fy, cx, cy].
+
+    Returns arrays ``rgb`` (H, W, 3), ``alpha`` (H, W) and ``depth`` (H, W:
+    z-depth in world units, 0 where nothing was hit), top row first.
+    """
+    started = time.monotonic()
+    width, height, c2w, intrinsics = _camera(params, arrays, "render_nerf_view", 16384)
     device = resolve_device(params.get("device", "auto"))
     source = arrays["checkpoint"] if "checkpoint" in arrays else params.get("checkpoint_path", "")
     field, ckpt = load_checkpoint(source, device)
@@ -453,6 +459,166 @@ def job_render_nerf_view(params: dict[str, Any], arrays: Arrays, ctx: JobContext
     )
 
 
+def _range_params(params: dict[str, Any]) -> str:
+    mode = params.get("range_mode", DEFAULT_RANGE_MODE)
+    if mode not in RANGE_MODES:
+        raise JobError(f"range_mode must be one of {', '.join(RANGE_MODES)}, got {mode!r}")
+    return mode
+
+
+def _query_field(source: Any, params: dict[str, Any], device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A field whose zero level the range queries search: an SDF as is, a radiance field's density surface
+    (``threshold`` - density, at the param ``threshold`` or the checkpoint's ``density_threshold``)."""
+    field, ckpt = load_checkpoint(source, device)
+    if _is_radiance(ckpt):
+        threshold = _float_param(params, "threshold", ckpt.get("density_threshold", DEFAULT_THRESHOLD))
+        if not threshold > 0:
+            raise JobError(f"parameter threshold must be a positive density, got {threshold:g}")
+        field = DensitySurface(field, threshold)
+    return field, ckpt
+
+
+def _source(params: dict[str, Any], arrays: Arrays, key: str = "checkpoint") -> Any:
+    return arrays[key] if key in arrays else params.get(f"{key}_path", "")
+
+
+def job_raycast_view(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """Cast the rays of a camera (``c2w`` array 4x4, OpenGL convention; ``intrinsics`` [fx, fy, cx, cy]; ``width``,
+    ``height``) against a field's zero level inside its domain cube (see :mod:`.ranges.raycast`).
+
+    ``method`` 'ranges' (default: frustum casting with range analysis in ``range_mode``, first hits guaranteed on
+    any field; ``tolerance``, the leaf segment in local units, default 1e-3) or 'sphere_tracing' (step |f| / ``lipschitz``,
+    default 1: sound on distance fields only). A radiance field is cast against its density surface at ``threshold``.
+    Arrays back (top row first): ``depth`` (H, W: distance along the ray in world units; inf where the ray misses),
+    ``normal`` (H, W, 3: unit gradient at the hit, facing the camera; 0 where missed), ``shaded`` (H, W, 3 in [0, 1]:
+    Lambert with a headlight and ambient 0.15, ``background`` where missed) and ``hit`` (H, W uint8).
+    """
+    from .ranges.raycast import DEFAULT_TOLERANCE, cast_camera, shade, sphere_trace_camera
+
+    width, height, c2w, intrinsics = _camera(params, arrays, "raycast_view", 8192)
+    method = params.get("method", "ranges")
+    if method not in ("ranges", "sphere_tracing"):
+        raise JobError(f"method must be 'ranges' or 'sphere_tracing', got {method!r}")
+    mode = _range_params(params)
+    lipschitz = _float_param(params, "lipschitz", 1.0)
+    tolerance = _float_param(params, "tolerance", DEFAULT_TOLERANCE)
+    if not (lipschitz > 0 and tolerance > 0):
+        raise JobError("parameters lipschitz and tolerance must be positive")
+    background = rgb_param(params.get("background", [1.0, 1.0, 1.0]), "background")
+    device = resolve_device(params.get("device", "auto"))
+    field, ckpt = _query_field(_source(params, arrays), params, device)
+    center, scale = np.asarray(ckpt["center"], dtype=np.float64), float(ckpt["scale"])
+    local = nerf_fitting.to_local_cameras(c2w, center, scale)
+    norms = np.linalg.norm(local[:3, :3], axis=0)
+    if not (norms > 1e-12).all():
+        raise JobError("c2w's rotation is singular")
+    local[:3, :3] /= norms
+    cam = torch.as_tensor(local, dtype=torch.float64, device=device), torch.as_tensor(intrinsics, device=device)
+    if method == "ranges":
+        hits = cast_camera(field, *cam, width, height, mode=mode, tolerance=tolerance, ctx=ctx)
+    else:
+        hits = sphere_trace_camera(field, *cam, width, height, lipschitz=lipschitz, ctx=ctx)
+    shaded = shade(hits, background=tuple(background))
+    return (
+        {"width": width, "height": height, "method": method, "range_mode": mode if method == "ranges" else None,
+         **{k: v for k, v in hits.stats.items() if k != "seconds"}, "seconds": hits.stats["seconds"]},
+        {"depth": (hits.t * scale).cpu().numpy().astype(np.float32), "normal": hits.normal.cpu().numpy().astype(np.float32),
+         "shaded": shaded.cpu().numpy().astype(np.float32), "hit": hits.hit.cpu().numpy().astype(np.uint8)},
+    )
+
+
+def _space(params: dict[str, Any]) -> str:
+    space = params.get("space", "local")
+    if space not in ("local", "world"):
+        raise JobError(f"space must be 'local' or 'world', got {space!r}")
+    return space
+
+
+def job_closest_points(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """Closest points of a field's zero level (inside its domain cube) to the array ``points`` (N, 3), by branch and
+    bound over boxes with range analysis (see :mod:`.ranges.closest`); any field with range rules.
+
+    Params: the checkpoint, ``space`` ('local' or 'world': the points' and results' frame), ``tolerance`` (leaf box
+    size in that space's units; default 1e-3 local units), ``range_mode``. Arrays back: ``closest`` (N, 3),
+    ``distance`` (N,) and the certified bounds ``lower``/``upper`` (N,) of the true distance.
+    """
+    from .ranges.closest import DEFAULT_TOLERANCE, closest_points
+
+    space, mode = _space(params), _range_params(params)
+    if "points" not in arrays:
+        raise JobError("closest_points needs the query array points (N, 3)")
+    points = np.asarray(arrays["points"], dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or not len(points):
+        raise JobError(f"closest_points needs query points (N, 3) with N > 0, got shape {points.shape}")
+    if not np.isfinite(points).all():
+        raise JobError("the query points contain NaN or Inf")
+    device = resolve_device(params.get("device", "auto"))
+    field, ckpt = _query_field(_source(params, arrays), params, device)
+    center, scale = np.asarray(ckpt["center"], dtype=np.float64), float(ckpt["scale"])
+    factor = scale if space == "world" else 1.0
+    tolerance = _float_param(params, "tolerance", DEFAULT_TOLERANCE * factor)
+    if not tolerance > 0:
+        raise JobError(f"parameter tolerance must be positive, got {tolerance:g}")
+    if space == "world":
+        points = (points - center) / scale
+    result = closest_points(field, torch.as_tensor(points, device=device), mode=mode, tolerance=tolerance / factor, ctx=ctx)
+    closest = result.closest.cpu().numpy().astype(np.float64)
+    if space == "world":
+        closest = to_world(closest, center, scale)
+    return (
+        {**result.stats, "space": space, "center": ckpt["center"], "scale": scale, "range_mode": mode},
+        {"closest": closest.astype(np.float32), "distance": (result.distance.cpu().numpy() * factor).astype(np.float32),
+         "lower": (result.lower.cpu().numpy() * factor).astype(np.float32), "upper": (result.upper.cpu().numpy() * factor).astype(np.float32)},
+    )
+
+
+def job_check_intersection(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """Whether a field's zero level meets another field's or a triangle mesh's, inside a region (see :mod:`.ranges.intersection`).
+
+    The first field is the checkpoint; the second the ``other_checkpoint`` (path param ``other_checkpoint_path``
+    or uint8 array), or a mesh (arrays ``vertices`` in ``space``, ``faces``). ``region`` [[x, y, z], [x, y, z]] in
+    ``space`` (default: the first field's domain cube), ``max_depth`` (default 6), ``range_mode``. Returns
+    ``verdict`` ('disjoint', 'intersecting' or 'unknown'), ``witness`` ([x, y, z] or None), ``num_boxes``;
+    arrays ``lower``/``upper`` (K, 3: the remaining boxes, in ``space``) and ``witness_pair`` (2, 3) when found.
+    """
+    from .ranges.intersection import DEFAULT_DEPTH, field_mesh_intersect, fields_intersect
+
+    space, mode = _space(params), _range_params(params)
+    max_depth = _int_param(params, "max_depth", DEFAULT_DEPTH, 0)
+    has_other = "other_checkpoint" in arrays or params.get("other_checkpoint_path")
+    has_mesh = "vertices" in arrays or "faces" in arrays
+    if bool(has_other) == bool(has_mesh):
+        raise JobError("check_intersection needs exactly one second surface: other_checkpoint(_path), or a mesh (vertices + faces)")
+    device = resolve_device(params.get("device", "auto"))
+    field, ckpt = _query_field(_source(params, arrays), params, device)
+    center, scale = np.asarray(ckpt["center"], dtype=np.float64), float(ckpt["scale"])
+    to_local = (lambda x: (np.asarray(x, dtype=np.float64) - center) / scale) if space == "world" else (lambda x: np.asarray(x, dtype=np.float64))
+    region = None
+    if params.get("region") is not None:
+        try:
+            corners = np.asarray(params["region"], dtype=np.float64).reshape(2, 3)
+        except (TypeError, ValueError):
+            raise JobError("region must be [[x, y, z], [x, y, z]] (lower and upper corners)") from None
+        region = tuple(torch.as_tensor(c) for c in to_local(corners))
+    if has_mesh:
+        if "vertices" not in arrays or "faces" not in arrays:
+            raise JobError("a mesh needs both vertices and faces")
+        vertices, faces = check_mesh(arrays["vertices"], arrays["faces"])
+        result = field_mesh_intersect(field, torch.as_tensor(to_local(vertices)), torch.as_tensor(faces.astype(np.int64)),
+                                      region, mode=mode, max_depth=max_depth, ctx=ctx)
+    else:
+        other, other_ckpt = _query_field(_source(params, arrays, "other_checkpoint"), params, device)
+        frames = [(torch.as_tensor(np.asarray(c["center"], dtype=np.float64)), float(c["scale"])) for c in (ckpt, other_ckpt)]
+        result = fields_intersect(field, other, frames[0], frames[1], region, mode=mode, max_depth=max_depth, ctx=ctx)
+    back = (lambda x: to_world(x.cpu().numpy().astype(np.float64), center, scale)) if space == "world" else (lambda x: x.cpu().numpy())
+    out = {"lower": back(result.lower).astype(np.float32), "upper": back(result.upper).astype(np.float32)}
+    if result.witness_pair is not None:
+        out["witness_pair"] = back(result.witness_pair).astype(np.float32)
+    witness = None if result.witness is None else back(result.witness[None])[0].tolist()
+    return {"verdict": result.verdict, "witness": witness, "num_boxes": len(result.lower), "space": space,
+            "range_mode": mode, **result.stats}, out
+
+
 JOBS: dict[str, Job] = {
     "info": job_info,
     "fit_sdf": job_fit_sdf,
@@ -464,4 +630,7 @@ JOBS: dict[str, Job] = {
     "transfer_detail": job_transfer_detail,
     "fit_nerf": job_fit_nerf,
     "render_nerf_view": job_render_nerf_view,
+    "raycast_view": job_raycast_view,
+    "closest_points": job_closest_points,
+    "check_intersection": job_check_intersection,
 }
