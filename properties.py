@@ -29,6 +29,24 @@ NERF_MODELS = [
     ("FAST", "Fast", "Hash-grid density with a small colour MLP and an occupancy grid (in the spirit of Instant-NGP, Müller 2022)"),
     ("CLASSIC", "Classic", "NeRF as published (Mildenhall 2020): positional encoding, 8x256 MLP, coarse and fine samples; slow"),
 ]
+# Range analysis (Sharp & Jacobson 2022) for the guaranteed queries: the backend's modes (inr_blender/ranges/affine.py).
+RANGE_MODES = [
+    ("affine_all", "Affine (All Symbols)", "Affine arithmetic keeping every error symbol: the tightest bounds, the most memory (the default)"),
+    ("affine_append", "Affine (Append)", "Affine arithmetic with a few new symbols per layer, the other errors folded into intervals"),
+    ("affine_truncate", "Affine (Truncate)", "Affine arithmetic keeping only the largest symbols"),
+    ("affine_fixed", "Affine (Fixed)", "Affine arithmetic with one symbol per input axis"),
+    ("interval", "Interval", "Interval arithmetic: the cheapest and the loosest bounds"),
+]
+RAYCAST_METHODS = [
+    ("RANGES", "Guaranteed", "Frustum casting with range analysis: the first hit of every ray, on any field (distance field or not)"),
+    ("SPHERE_TRACING", "Sphere Tracing", "Steps of |f| / Lipschitz along each ray: fast, but sound on distance fields only (may step over thin parts)"),
+]
+INTERSECTION_VERDICTS = [
+    ("NONE", "Not Checked", "No intersection check yet"),
+    ("DISJOINT", "Disjoint", "Range analysis certifies that the surfaces do not meet inside the region"),
+    ("INTERSECTING", "Intersecting", "The surfaces meet: a witness point lies on both"),
+    ("UNKNOWN", "Unknown", "Neither certified apart nor a witness found at the deepest level: the remaining boxes show where to look"),
+]
 FIELD_KINDS = [
     ("SDF", "Signed Distance", "A signed distance field"),
     ("NERF", "Radiance Field", "A radiance field (NeRF): density and colour, fitted to posed images"),
@@ -141,6 +159,24 @@ class INR_PG_field(bpy.types.PropertyGroup):
     detail_strength: FloatProperty(name="Strength Used")
     detail_nu: FloatProperty(name="ν Used", precision=3)
     detail_mode: StringProperty(name="Mode Used")
+    # Range queries (Cast Rays from Camera, Closest Points, Check Intersection): their settings ...
+    range_mode: EnumProperty(name="Range Mode", items=RANGE_MODES, default="affine_all", description="The range arithmetic the guaranteed queries bound the field with")
+    raycast_method: EnumProperty(name="Ray Casting", items=RAYCAST_METHODS, default="RANGES", description="How Cast Rays from Camera finds each ray's first hit")
+    # ... and what the last ones found
+    has_raycast: BoolProperty(name="Rays Cast", default=False)
+    raycast_hits: IntProperty(name="Hits", description="Rays of the last Cast Rays from Camera that hit the surface")
+    raycast_rays: IntProperty(name="Rays", description="Rays of the last Cast Rays from Camera (its pixels)")
+    raycast_used: StringProperty(name="Method Used", description="The method of the last Cast Rays from Camera")
+    raycast_seconds: FloatProperty(name="Ray Casting Time", subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE")
+    has_closest: BoolProperty(name="Closest Points Found", default=False)
+    closest_count: IntProperty(name="Queries", description="Query points of the last Closest Points")
+    closest_min: FloatProperty(name="Nearest", precision=4, subtype="DISTANCE", unit="LENGTH", description="The smallest distance to the surface of the last Closest Points")
+    closest_max: FloatProperty(name="Farthest", precision=4, subtype="DISTANCE", unit="LENGTH", description="The largest distance to the surface of the last Closest Points")
+    closest_seconds: FloatProperty(name="Closest Points Time", subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE")
+    intersection_verdict: EnumProperty(name="Verdict", items=INTERSECTION_VERDICTS, default="NONE", description="What the last Check Intersection found")
+    intersection_other: StringProperty(name="Checked Against", description="The field or mesh of the last Check Intersection")
+    intersection_boxes: IntProperty(name="Boxes", description="Boxes the last Check Intersection could not rule out")
+    intersection_seconds: FloatProperty(name="Intersection Time", subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE")
     # Fit Displacement Field: its phases, as fractions of the run (the base alone, then the detail alone, then both)
     phase_base: FloatProperty(name="Base Phase", min=0.0, max=1.0, subtype="FACTOR", description="The base trained alone before this fraction of the run")
     phase_detail: FloatProperty(name="Detail Phase", min=0.0, max=1.0, subtype="FACTOR", description="The detail trained alone until this fraction of the run, then both")

@@ -137,6 +137,30 @@ def mesh_arrays(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> tuple[
     return _to_world(co.reshape(-1, 3).astype(np.float64), _matrix(obj.matrix_world)).astype(np.float32), tris.reshape(-1, 3)
 
 
+def mesh_vertices(obj: bpy.types.Object, selected_only: bool = False) -> np.ndarray:
+    """A mesh object's own vertices (modifiers not applied) in world space, (V, 3) float64: in Edit Mode the
+    edited state; with ``selected_only``, only the selected vertices. Refuses none, or NaN coordinates."""
+    if obj.mode == "EDIT":
+        obj.update_from_editmode()
+    vertices = obj.data.vertices
+    co = np.empty(len(vertices) * 3, dtype=np.float64)
+    vertices.foreach_get("co", co)
+    co = co.reshape(-1, 3)
+    if selected_only:
+        selected = np.zeros(len(vertices), dtype=bool)
+        vertices.foreach_get("select", selected)
+        co = co[selected]
+        if not len(co):
+            raise InputError(f"no vertices of '{obj.name}' are selected: select some in Edit Mode")
+    if not len(co):
+        raise InputError(f"'{obj.name}' has no vertices")
+    _check_finite(obj, co)
+    world = _to_world(co, _matrix(obj.matrix_world))
+    if not np.isfinite(world).all():
+        raise InputError(f"'{obj.name}' has a transform that makes its coordinates NaN or infinite")
+    return world
+
+
 def _link(context: bpy.types.Context, obj: bpy.types.Object) -> None:
     collection = context.collection or context.scene.collection
     collection.objects.link(obj)

@@ -27,13 +27,13 @@ def render_size(scene: bpy.types.Scene) -> tuple[int, int]:
     return int(r.resolution_x * r.resolution_percentage / 100), int(r.resolution_y * r.resolution_percentage / 100)
 
 
-def check_perspective(cam: bpy.types.Object) -> None:
-    """Refuse cameras that a pinhole model cannot describe (orthographic, panoramic)."""
+def check_perspective(cam: bpy.types.Object, purpose: str = "radiance fields need") -> None:
+    """Refuse cameras that a pinhole model cannot describe (orthographic, panoramic): "... lens: ``purpose`` perspective cameras"."""
     if cam.type != "CAMERA":
         raise InputError(f"'{cam.name}' is a {cam.type.lower()}, not a camera")
     if cam.data.type != "PERSP":
         lens = {"ORTHO": "an orthographic", "PANO": "a panoramic"}.get(cam.data.type, f"a {cam.data.type.lower()}")
-        raise InputError(f"'{cam.name}' has {lens} lens: radiance fields need perspective cameras")
+        raise InputError(f"'{cam.name}' has {lens} lens: {purpose} perspective cameras")
 
 
 def intrinsics(scene: bpy.types.Scene, cam: bpy.types.Object) -> tuple[float, float, float, float, int, int]:
@@ -65,3 +65,19 @@ def camera_to_world(cam: bpy.types.Object) -> np.ndarray:
 def angle_x(fx: float, width: int) -> float:
     """The horizontal field of view (radians) of a focal length ``fx`` across ``width`` pixels."""
     return 2.0 * math.atan(0.5 * width / fx)
+
+
+def scene_view(scene: bpy.types.Scene, purpose: str, max_side: int) -> tuple[bpy.types.Object, dict, np.ndarray]:
+    """The scene's active camera as a view job's input: (camera, params ``width``/``height``/``intrinsics``, ``c2w``).
+
+    Refuses a scene without a camera, a lens other than perspective (``purpose``: "... lens: <purpose>
+    perspective cameras") and a view of more than ``max_side`` squared pixels.
+    """
+    cam = scene.camera
+    if cam is None:
+        raise InputError("the scene has no active camera: set one (Ctrl+Numpad 0 on a camera)")
+    check_perspective(cam, purpose)
+    fx, fy, cx, cy, width, height = intrinsics(scene, cam)
+    if width * height > max_side * max_side:
+        raise InputError(f"{width}x{height} pixels is too large a view")
+    return cam, {"width": width, "height": height, "intrinsics": [fx, fy, cx, cy]}, camera_to_world(cam).astype(np.float32)

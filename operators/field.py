@@ -13,8 +13,10 @@ from typing import Any, Callable
 import numpy as np
 
 import bpy
+from bpy.props import EnumProperty
 
 from ..preferences import backend_config, user_dir
+from ..properties import RANGE_MODES
 from .bridge import InputError, create_field_object
 from .client import JobOutcome
 from .job import JobOperator
@@ -184,9 +186,11 @@ class FieldJobOperator(JobOperator):
     def poll(cls, context: bpy.types.Context) -> bool:
         return context.mode == "OBJECT"
 
-    def field_job(self, context: bpy.types.Context, kind: str = "") -> tuple[bpy.types.Object, dict[str, Any], dict[str, np.ndarray]]:
-        """The active field (of ``kind``, when given) and the params/arrays that name its checkpoint."""
-        field = active_field(context, kind, self.bl_label)
+    def field_job(
+        self, context: bpy.types.Context, kind: str = "", field: bpy.types.Object | None = None,
+    ) -> tuple[bpy.types.Object, dict[str, Any], dict[str, np.ndarray]]:
+        """The active field (of ``kind``, when given), or ``field``, and the params/arrays that name its checkpoint."""
+        field = field or active_field(context, kind, self.bl_label)
         self._field_name = field.name
         defaults_from(self, field.inr_field, self.field_settings)
         params, arrays = checkpoint_of(context, field)
@@ -198,3 +202,43 @@ class FieldJobOperator(JobOperator):
         if field is None:
             raise InputError(f"the field '{self._field_name}' was deleted while the job ran")
         return field
+
+
+def other_checkpoint(context: bpy.types.Context, field: bpy.types.Object) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """:func:`checkpoint_of` for a job's second field: ``other_checkpoint_path``, or the array ``other_checkpoint``."""
+    params, arrays = checkpoint_of(context, field)
+    return {f"other_{k}": v for k, v in params.items()}, {f"other_{k}": v for k, v in arrays.items()}
+
+
+class RangeQueryOperator(FieldJobOperator):
+    """A guaranteed query on a field by range analysis (Sharp & Jacobson 2022), in world space as the field was fitted
+    (its checkpoint's frame, as Render View). A radiance field is queried at its density threshold. The range mode
+    comes from the field's settings (the panel's) when the caller does not set it."""
+
+    field_settings = {"range_mode": "range_mode"}
+
+    range_mode: EnumProperty(
+        name="Range Mode", items=RANGE_MODES, default="affine_all", options={"SKIP_SAVE"},
+        description="The range arithmetic that bounds the field over boxes (when not set: the field's)",
+    )
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        for prop in self.properties.bl_rna.properties:
+            if prop.identifier != "rna_type":
+                layout.prop(self, prop.identifier)
+
+    def query_job(self, context: bpy.types.Context, field: bpy.types.Object | None = None) -> tuple[bpy.types.Object, dict[str, Any], dict[str, np.ndarray]]:
+        """:meth:`field_job` plus what every range query sends: world space, the range mode, a radiance field's threshold."""
+        field, params, arrays = self.field_job(context, field=field)
+        params.update(range_mode=self.range_mode, space="world")
+        if field.inr_field.kind == "NERF":
+            params["threshold"] = float(field.inr_field.density_threshold)
+        return field, params, arrays
+
+
+def evaluations(result: dict[str, Any]) -> str:
+    """"B box and P point evaluations in S s": what a range query's report says it cost."""
+    return (f"{int(result.get('box_evaluations') or 0):,} box and {int(result.get('point_evaluations') or 0):,} point evaluations "
+            f"in {float(result.get('seconds') or 0.0):.2f} s")

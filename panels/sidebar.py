@@ -168,6 +168,7 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
                 grid.label(text=value)
         _draw_skeleton(layout, context, obj)
         _draw_isopoints(layout, context, obj)
+        _draw_range_queries(layout, context, obj)
 
 
 def _draw_displacement_field(col: bpy.types.UILayout, obj: bpy.types.Object) -> None:
@@ -279,6 +280,47 @@ def _draw_radiance_field_object(layout: bpy.types.UILayout, context: bpy.types.C
     row.enabled = context.scene.camera is not None
     row.operator("inr.render_nerf_view", icon="RENDER_RESULT")
     col.operator("inr.extract_mesh", icon="MESH_DATA")
+    _draw_range_queries(layout, context, obj)
+
+
+def _draw_range_queries(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object) -> None:
+    """The Guaranteed Queries box: range analysis's settings (stored on the field), the three queries, the last results."""
+    s = obj.inr_field
+    box = layout.box()
+    box.label(text="Guaranteed Queries", icon="CON_SAMEVOL")
+    if s.method in ("IDF", "IDF_TRANSFER"):
+        box.label(text="Displacement fields have no range rules", icon="INFO")
+        return
+    col = box.column(align=True)
+    col.use_property_split = True
+    col.prop(s, "range_mode")
+    col.prop(s, "raycast_method")
+    col = box.column(align=True)
+    col.enabled = not context.window_manager.inr_job.running
+    others = [o for o in context.selected_objects if o != obj]
+    for operator, icon, usable in (
+        ("inr.raycast_view", "VIEW_CAMERA", context.scene.camera is not None),
+        ("inr.closest_points", "SNAP_NORMAL", len(others) == 1 and others[0].type == "MESH"),
+        ("inr.check_intersection", "SELECT_INTERSECT", len(others) == 1),
+    ):
+        row = col.row()
+        row.enabled = usable
+        row.operator(operator, icon=icon)
+    if not others:
+        box.label(text="Closest Points, Check Intersection: select the other object too", icon="INFO")
+    rows = []
+    if s.has_raycast:
+        rows.append(("Rays", f"{s.raycast_hits} of {s.raycast_rays} hit · {s.raycast_used} · {s.raycast_seconds:.2f} s"))
+    if s.has_closest:
+        rows.append(("Closest", f"{s.closest_count} points · {s.closest_min:.4g} to {s.closest_max:.4g} · {s.closest_seconds:.2f} s"))
+    if s.intersection_verdict != "NONE":
+        verdict = s.bl_rna.properties["intersection_verdict"].enum_items[s.intersection_verdict].name
+        rows.append(("Intersection", f"{verdict} with '{s.intersection_other}' · {s.intersection_boxes} boxes · {s.intersection_seconds:.2f} s"))
+    if rows:
+        grid = box.grid_flow(columns=2, align=True)
+        for label, value in rows:
+            grid.label(text=label)
+            grid.label(text=value)
 
 
 class VIEW3D_PT_inr_backend(_INRPanel, bpy.types.Panel):

@@ -1,0 +1,95 @@
+"""Cast Rays from Camera: the first hits of the scene camera's rays on the active field, as Blender images.
+
+Guaranteed (the default) is frustum casting with range analysis (Sharp & Jacobson 2022): every ray's first
+hit on the field's zero level inside its domain cube, however thin or steep the surface, on any field the
+range rules cover (a radiance field: its density surface at the field's threshold). Sphere Tracing steps by
+|f| / Lipschitz: the fast baseline, sound on distance fields only. Three images come back, named after the
+field: ``<field> shaded`` (a headlight shading, white where the ray misses), ``<field> depth`` (float,
+Non-Color: the distance along the ray in world units; 0 where the ray misses, as Render View's depth) and
+``<field> normal`` (Non-Color: the world-space unit normal n as 0.5 * n + 0.5; 0 where the ray misses).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+import bpy
+from bpy.props import EnumProperty, FloatProperty, StringProperty
+
+from ..properties import RAYCAST_METHODS
+from .bridge import InputError
+from .cameras import scene_view
+from .client import JobOutcome
+from .field import RangeQueryOperator, active_field, evaluations
+from .images import image_from, rgba, save_view, show_image
+
+MAX_SIDE = 8192  # the raycast_view job's largest view: 8192 x 8192 pixels
+
+
+class INR_OT_raycast_view(RangeQueryOperator, bpy.types.Operator):
+    """Cast the scene camera's rays at the active field (guaranteed first hits by range analysis): shaded, depth and normal images"""
+
+    bl_idname = "inr.raycast_view"
+    bl_label = "Cast Rays from Camera"
+    bl_options = {"REGISTER", "UNDO"}
+    job_name = "raycast_view"
+    field_settings = {"range_mode": "range_mode", "method": "raycast_method"}
+
+    method: EnumProperty(name="Method", items=RAYCAST_METHODS, default="RANGES", options={"SKIP_SAVE"},
+                         description="How each ray's first hit is found (when not set: the field's)")
+    tolerance: FloatProperty(
+        name="Tolerance", default=1e-3, min=1e-7, soft_max=0.05, precision=5,
+        description="Guaranteed: length of the last ray segments searched, as a fraction of the field's half-size (bisection then refines the hit)",
+    )
+    lipschitz: FloatProperty(
+        name="Lipschitz Bound", default=1.0, min=1e-6, soft_max=100.0,
+        description="Sphere Tracing: the bound on the field's gradient norm (1 for a distance field); larger steps shorter",
+    )
+    filepath: StringProperty(
+        name="Save As", subtype="FILE_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE", "SKIP_SAVE"},
+        description="Also save the shaded image as a PNG here (empty: only the Blender images)",
+    )
+
+    def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        active_field(context, operation=self.bl_label)
+        cam, view, c2w = scene_view(context.scene, "ray casting needs", MAX_SIDE)
+        field, params, arrays = self.query_job(context)
+        self._size = (view["width"], view["height"])
+        self._camera = cam.name
+        params.update(view, method=self.method.lower(), tolerance=self.tolerance, lipschitz=self.lipschitz)
+        arrays["c2w"] = c2w
+        return params, arrays
+
+    def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
+        field = self.the_field()
+        width, height = self._size
+        a, result = outcome.arrays, outcome.params
+        shapes = {"shaded": (height, width, 3), "depth": (height, width), "normal": (height, width, 3), "hit": (height, width)}
+        if any(key not in a or a[key].shape != shape for key, shape in shapes.items()):
+            raise InputError(f"the backend sent a view of the wrong size (expected {width}x{height})")
+        hit = a["hit"].astype(bool)
+        depth = np.where(hit, a["depth"], 0.0)  # misses: inf from the backend, 0 here (as Render View's depth)
+        normal = np.where(hit[..., None], 0.5 * a["normal"] + 0.5, 0.0)
+        shaded = rgba(np.clip(a["shaded"], 0.0, 1.0))
+        images = [
+            image_from(f"{field.name} shaded", shaded, False, "sRGB"),
+            image_from(f"{field.name} depth", rgba(depth), True, "Non-Color"),
+            image_from(f"{field.name} normal", rgba(normal), True, "Non-Color"),
+        ]
+        saved = f", saved to {save_view(shaded, self.filepath)}" if self.filepath else ""
+        show_image(context, images[0])
+
+        s = field.inr_field
+        s.has_raycast = True
+        s.raycast_hits = int(result.get("hits", hit.sum()))
+        s.raycast_rays = width * height
+        s.raycast_used = {key: name for key, name, _ in RAYCAST_METHODS}[self.method]
+        s.raycast_seconds = float(result.get("seconds") or 0.0)
+        names = ", ".join(f"'{image.name}'" for image in images)
+        self.report(
+            {"INFO"},
+            f"Cast {width}x{height} rays from '{self._camera}' at '{field.name}' ({s.raycast_used}): {s.raycast_hits} hits; "
+            f"{evaluations(result)}; into {names}{saved}",
+        )
