@@ -492,6 +492,7 @@ def job_raycast_view(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
     Arrays back (top row first): ``depth`` (H, W: distance along the ray in world units; inf where the ray misses),
     ``normal`` (H, W, 3: unit gradient at the hit, facing the camera; 0 where missed), ``shaded`` (H, W, 3 in [0, 1]:
     Lambert with a headlight and ambient 0.15, ``background`` where missed) and ``hit`` (H, W uint8).
+    ``space`` 'local' takes ``c2w`` in the field's local frame and gives depths in its units (default 'world').
     """
     from .ranges.raycast import DEFAULT_TOLERANCE, cast_camera, shade, sphere_trace_camera
 
@@ -506,9 +507,13 @@ def job_raycast_view(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
         raise JobError("parameters lipschitz and tolerance must be positive")
     background = rgb_param(params.get("background", [1.0, 1.0, 1.0]), "background")
     device = resolve_device(params.get("device", "auto"))
+    space = _space(params, "world")
     field, ckpt = _query_field(_source(params, arrays), params, device)
     center, scale = np.asarray(ckpt["center"], dtype=np.float64), float(ckpt["scale"])
-    local = nerf_fitting.to_local_cameras(c2w, center, scale)
+    if space == "local":  # the camera is already in the field's frame, and depths stay in its units
+        local, scale = np.array(c2w, dtype=np.float64), 1.0
+    else:
+        local = nerf_fitting.to_local_cameras(c2w, center, scale)
     norms = np.linalg.norm(local[:3, :3], axis=0)
     if not (norms > 1e-12).all():
         raise JobError("c2w's rotation is singular")
@@ -527,8 +532,8 @@ def job_raycast_view(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
     )
 
 
-def _space(params: dict[str, Any]) -> str:
-    space = params.get("space", "local")
+def _space(params: dict[str, Any], default: str = "local") -> str:
+    space = params.get("space", default)
     if space not in ("local", "world"):
         raise JobError(f"space must be 'local' or 'world', got {space!r}")
     return space

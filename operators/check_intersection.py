@@ -5,8 +5,9 @@ Select the other surface, then the field (active): a signed distance field (its 
 (its triangles in world space, modifiers applied). The verdict is 'disjoint' (certified: no box can hold both
 surfaces), 'intersecting' (a witness point lies on both) or 'unknown' (neither at the deepest subdivision). It is
 reported and stored on the field for the panel. The boxes range analysis could not rule out become a wireframe
-object ``<field>_intersection`` (12 edges per box, world space), and an intersection's witness an Empty
-``<field>_witness`` (a child of the boxes). A disjoint pair leaves no boxes, so nothing is added.
+object ``<field>_intersection`` (12 edges per box, in the field's frame: it takes the field's transform), and an
+intersection's witness an Empty ``<field>_witness``. A disjoint pair leaves no boxes, so nothing is added. The
+query follows the field object's transform; another field's placement relative to it comes from the two fits.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class INR_OT_check_intersection(RangeQueryOperator, bpy.types.Operator):
         else:
             second_params, second = other_checkpoint(context, other)
         field, params, arrays = self.query_job(context)
+        if "vertices" in second:  # the mesh in the field's frame
+            second["vertices"] = self.to_field(second["vertices"])
         params.update(second_params, max_depth=self.max_depth)
         arrays.update(second)
         self._other = other.name
@@ -81,16 +84,16 @@ class INR_OT_check_intersection(RangeQueryOperator, bpy.types.Operator):
         shown = ""
         if len(lower):
             corners, edges = box_edges(lower, upper)
-            boxes = create_mesh_object(context, f"{field.name}_intersection", corners, np.zeros((0, 3), dtype=np.int32), edges=edges)
+            boxes = create_mesh_object(context, f"{field.name}_intersection", corners, np.zeros((0, 3), dtype=np.int32), edges=edges,
+                                       matrix_world=field.matrix_world.copy())  # boxes in the field's frame: they follow it
             boxes.display_type = "WIRE"
             created.append(boxes)
             shown = f"; {len(lower)} box{'es' if len(lower) != 1 else ''} in '{boxes.name}'"
             if result.get("witness") is not None:
                 witness = bpy.data.objects.new(f"{field.name}_witness", None)
                 witness.empty_display_type = "SPHERE"
-                witness.empty_display_size = float(0.5 * (upper - lower).max())
-                witness.location = tuple(float(c) for c in result["witness"])
-                witness.parent = boxes  # at the identity: world coordinates stay as they are
+                witness.empty_display_size = float(0.5 * (upper - lower).max() * self._frame_scale)
+                witness.location = tuple(float(c) for c in self.from_field(np.asarray(result["witness"])[None])[0])
                 (context.collection or context.scene.collection).objects.link(witness)
                 created.append(witness)
                 shown += f", witness '{witness.name}'"
@@ -103,5 +106,5 @@ class INR_OT_check_intersection(RangeQueryOperator, bpy.types.Operator):
         s.intersection_seconds = float(result.get("seconds") or 0.0)
         at = ""
         if result.get("witness") is not None:
-            at = " at (" + ", ".join(f"{c:.4g}" for c in result["witness"]) + ")"
+            at = " at (" + ", ".join(f"{c:.4g}" for c in self.from_field(np.asarray(result["witness"])[None])[0]) + ")"
         self.report({"INFO"}, f"'{field.name}' and '{self._other}': {verdict}{at} (depth {result.get('depth', self.max_depth)}; {evaluations(result)}){shown}")

@@ -73,9 +73,9 @@ class INR_OT_closest_points(RangeQueryOperator, bpy.types.Operator):
         field, mesh, points = self._queries(context)
         field, params, arrays = self.query_job(context, field)
         if self.tolerance > 0:
-            params["tolerance"] = self.tolerance
+            params["tolerance"] = self.tolerance / self._frame_scale
         self._points, self._mesh = points, mesh.name
-        arrays["points"] = points.astype(np.float64)
+        arrays["points"] = self.to_field(points)
         return params, arrays
 
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
@@ -83,10 +83,11 @@ class INR_OT_closest_points(RangeQueryOperator, bpy.types.Operator):
         a, n = outcome.arrays, len(self._points)
         if any(a.get(k) is None or len(a[k]) != n for k in ("closest", "distance", "lower", "upper")):
             raise InputError(f"the backend sent closest points for the wrong number of queries (expected {n})")
-        distance = a["distance"].astype(np.float32)
+        distance = (a["distance"] * self._frame_scale).astype(np.float32)  # world units
+        closest = self.from_field(a["closest"])
         edges = np.stack([np.arange(n), n + np.arange(n)], axis=1)
         obj = create_mesh_object(
-            context, f"{field.name}_closest", np.concatenate([a["closest"], self._points]), np.zeros((0, 3), dtype=np.int32),
+            context, f"{field.name}_closest", np.concatenate([closest, self._points]), np.zeros((0, 3), dtype=np.int32),
             edges=edges, point_attributes={DISTANCE_ATTRIBUTE: np.concatenate([distance, distance])},
         )
         created.append(obj)
@@ -98,7 +99,7 @@ class INR_OT_closest_points(RangeQueryOperator, bpy.types.Operator):
         s.closest_count = n
         s.closest_min, s.closest_max = float(distance.min()), float(distance.max())
         s.closest_seconds = float(outcome.params.get("seconds") or 0.0)
-        gap = float((a["upper"] - a["lower"]).max())
+        gap = float((a["upper"] - a["lower"]).max()) * self._frame_scale
         self.report(
             {"INFO"},
             f"Closest points of {n} vertices of '{self._mesh}' on '{field.name}': distance {s.closest_min:.4g} to {s.closest_max:.4g} "

@@ -211,9 +211,10 @@ def other_checkpoint(context: bpy.types.Context, field: bpy.types.Object) -> tup
 
 
 class RangeQueryOperator(FieldJobOperator):
-    """A guaranteed query on a field by range analysis (Sharp & Jacobson 2022), in world space as the field was fitted
-    (its checkpoint's frame, as Render View). A radiance field is queried at its density threshold. The range mode
-    comes from the field's settings (the panel's) when the caller does not set it."""
+    """A guaranteed query on a field by range analysis (Sharp & Jacobson 2022), in the field's local frame: queries
+    go in through the field object's transform and results come out through it, so a query follows the field
+    object when it is moved, turned or scaled (uniformly). A radiance field is queried at its density threshold.
+    The range mode comes from the field's settings (the panel's) when the caller does not set it."""
 
     field_settings = {"range_mode": "range_mode"}
 
@@ -232,10 +233,32 @@ class RangeQueryOperator(FieldJobOperator):
     def query_job(self, context: bpy.types.Context, field: bpy.types.Object | None = None) -> tuple[bpy.types.Object, dict[str, Any], dict[str, np.ndarray]]:
         """:meth:`field_job` plus what every range query sends: world space, the range mode, a radiance field's threshold."""
         field, params, arrays = self.field_job(context, field=field)
-        params.update(range_mode=self.range_mode, space="world")
+        params.update(range_mode=self.range_mode, space="local")
         if field.inr_field.kind == "NERF":
             params["threshold"] = float(field.inr_field.density_threshold)
+        self._frame, self._frame_scale = field_frame(field)
         return field, params, arrays
+
+    def to_field(self, points: np.ndarray) -> np.ndarray:
+        """World points (N, 3) in the field's local frame."""
+        m = self._frame
+        return (np.asarray(points, dtype=np.float64) - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
+
+    def from_field(self, points: np.ndarray) -> np.ndarray:
+        """Local points (N, 3) of the field in world space."""
+        m = self._frame
+        return np.asarray(points, dtype=np.float64) @ m[:3, :3].T + m[:3, 3]
+
+
+def field_frame(field: bpy.types.Object) -> tuple[np.ndarray, float]:
+    """The field object's local-to-world matrix (4x4) and its scale, or InputError for a non-uniform scale
+    (distances and range boxes need the same scale on every axis)."""
+    m = np.array(field.matrix_world, dtype=np.float64)
+    norms = np.linalg.norm(m[:3, :3], axis=0)
+    if not (norms > 1e-12).all() or np.ptp(norms) > 1e-4 * norms.max():
+        raise InputError(f"'{field.name}' is scaled differently along its axes ({', '.join(f'{n:.4g}' for n in norms)}): "
+                         "range queries need a uniform scale (apply the scale to a mesh, not to the field)")
+    return m, float(norms.mean())
 
 
 def evaluations(result: dict[str, Any]) -> str:

@@ -59,7 +59,10 @@ class INR_OT_raycast_view(RangeQueryOperator, bpy.types.Operator):
         self._size = (view["width"], view["height"])
         self._camera = cam.name
         params.update(view, method=self.method.lower(), tolerance=self.tolerance, lipschitz=self.lipschitz)
-        arrays["c2w"] = c2w
+        local = np.array(c2w, dtype=np.float64)  # the camera in the field's frame, its axes back to unit length
+        local[:3, :3] = np.linalg.inv(self._frame[:3, :3]) @ local[:3, :3] * self._frame_scale
+        local[:3, 3] = self.to_field(local[None, :3, 3])[0]
+        arrays["c2w"] = local
         return params, arrays
 
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
@@ -70,8 +73,9 @@ class INR_OT_raycast_view(RangeQueryOperator, bpy.types.Operator):
         if any(key not in a or a[key].shape != shape for key, shape in shapes.items()):
             raise InputError(f"the backend sent a view of the wrong size (expected {width}x{height})")
         hit = a["hit"].astype(bool)
-        depth = np.where(hit, a["depth"], 0.0)  # misses: inf from the backend, 0 here (as Render View's depth)
-        normal = np.where(hit[..., None], 0.5 * a["normal"] + 0.5, 0.0)
+        depth = np.where(hit, a["depth"] * self._frame_scale, 0.0)  # world units; misses 0 (as Render View's depth)
+        rotation = self._frame[:3, :3] / self._frame_scale  # local normals to world
+        normal = np.where(hit[..., None], 0.5 * (a["normal"] @ rotation.T) + 0.5, 0.0)
         shaded = rgba(np.clip(a["shaded"], 0.0, 1.0))
         images = [
             image_from(f"{field.name} shaded", shaded, False, "sRGB"),

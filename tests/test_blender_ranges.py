@@ -227,6 +227,39 @@ def test_raycast_refusals(scene, spheres_blend, tmp_path):
     assert _images() == images
 
 
+def test_queries_follow_the_moved_field_object(scene, spheres_blend):
+    """Moved, turned and scaled (uniformly) after the fit, the field's queries follow its object, as Extract Mesh
+    does; a non-uniform scale is refused."""
+    import math
+
+    from mathutils import Vector
+
+    field = open_field(spheres_blend[0], spheres_blend[1][0])
+    fitted = field.matrix_world.copy()  # where the sphere (centred at the world origin) was fitted
+    field.location.x += 3.0
+    field.rotation_euler = (0.0, 0.0, math.radians(30))
+    field.scale *= 2.0
+    bpy.context.view_layer.update()
+    center = np.array(field.matrix_world @ fitted.inverted() @ Vector((0.0, 0.0, 0.0)))  # the sphere's centre now
+    queries = center + np.array([[0.0, 0.0, 0.4], [2.5, 0.0, 0.0], [0.0, -2.0, 0.5]])
+    mesh = add_point_cloud(queries, name="Queries")
+    select_only(field, mesh)
+    assert bpy.ops.inr.closest_points() == {"FINISHED"}
+    closest = world_points(bpy.context.active_object)[: len(queries)]
+    radius = np.linalg.norm(closest - center, axis=1)
+    assert np.abs(radius - 2.0 * RADIUS).max() < 2.0 * RADIUS_TOLERANCE  # the sphere, twice as large, where the object is
+    _camera(bpy.context.scene, location=tuple(center + [0.0, 0.0, 4.0]))
+    bpy.context.view_layer.objects.active = field
+    assert bpy.ops.inr.raycast_view() == {"FINISHED"}
+    depth = _pixels(f"{field.name} depth")[..., 0]
+    middle = depth[SIZE // 2 - 1 : SIZE // 2 + 1, SIZE // 2 - 1 : SIZE // 2 + 1]
+    assert np.abs(middle - (4.0 - 2.0 * RADIUS)).max() < 2.0 * RADIUS_TOLERANCE  # world units, through the new scale
+
+    field.scale = (1.0, 1.0, 2.0)
+    select_only(field, mesh)
+    refused(bpy.ops.inr.closest_points, "is scaled differently along its axes")
+
+
 def test_closest_points_refusals(scene, spheres_blend, tmp_path):
     field = open_field(spheres_blend[0], spheres_blend[1][0])
     refused(bpy.ops.inr.closest_points, "no query mesh")
