@@ -1,6 +1,6 @@
 """Fit a signed distance field to an oriented or unoriented point cloud.
 
-Three methods share the training loop and differ in network and loss:
+The methods share the training loop and differ in network and loss:
 
 - ``igr`` (Gropp et al. 2020): softplus MLP with geometric initialisation;
   surface term, optional normal term and eikonal term on near-surface Gaussian
