@@ -14,9 +14,11 @@
    missed pixels (a hit in the dense march that the method misses or puts more than 0.01 deeper) and time.
 3. Bound tightness: mean width of the interval and affine ranges against the sampled range (9^3 grid per
    box) on 64 random boxes of decreasing size, for the SIREN.
-Writes ``bench/results/ranges.md`` and ``.json``.
+Writes ``bench/results/ranges.md`` and ``.json``. ``--nerf`` instead extracts a radiance field's density surface
+(the Fast model fitted to ``../shared/data/nerf/lego`` for 60 s at a quarter size) dense and guaranteed, into
+``bench/results/ranges_nerf.md``.
 
-    .venv/bin/python bench/ranges.py [--resolutions 128 256] [--reference 384]
+    .venv/bin/python bench/ranges.py [--resolutions 128 256] [--reference 384] [--nerf]
 
 On 2 CPU cores the guaranteed extraction of the SIREN costs about 0.2 ms per box (affine_all), so the
 issue's 512^3 comparison and 1024^3 reference are out of reach here; the defaults are 128 and 256 against
@@ -191,11 +193,35 @@ def tightness(field: torch.nn.Module, sizes=(0.1, 0.03, 0.01, 0.003, 0.001), box
     return out
 
 
+def nerf_extraction(resolution: int, work: str) -> list[list[str]]:
+    """Rows of the density-surface extraction of a 60-second Fast NeRF of lego, dense and guaranteed."""
+    path = os.path.join(work, "lego.pt")
+    JOBS["fit_nerf"]({"transforms_path": os.path.join(REPO, "..", "shared", "data", "nerf", "lego"), "checkpoint_path": path,
+                      "model": "fast", "max_seconds": 60, "downscale": 4, "device": "cpu"}, {}, JobContext())
+    rows = []
+    for method in ("dense", "guaranteed"):
+        started = time.perf_counter()
+        result, arrays = JOBS["extract_mesh"]({"checkpoint_path": path, "resolution": resolution, "method": method, "device": "cpu"}, {}, JobContext())
+        seconds = time.perf_counter() - started
+        parts = components(arrays["vertices"], arrays["faces"])
+        rows.append([f"{method} {resolution}", f"{result['evaluations']:,}", f"{result['box_evaluations']:,}", f"{seconds:.1f} s",
+                     str(len(arrays["vertices"])), str(len(parts))])
+        print("nerf", rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--reference", type=int, default=384)
+    parser.add_argument("--nerf", action="store_true", help="only the radiance field's density surface (ranges_nerf.md)")
     args = parser.parse_args()
+    if args.nerf:
+        with tempfile.TemporaryDirectory() as work:
+            rows = nerf_extraction(96, work)
+        write_table(os.path.join(RESULTS, "ranges_nerf.md"), "Range analysis: a Fast NeRF's density surface (lego, 60 s fit)",
+                    ["method", "point evaluations", "box evaluations", "time", "vertices", "components"], rows)
+        return
     with tempfile.TemporaryDirectory() as work:
         siren = under_trained_siren(work)
         results: dict[str, Any] = {"extraction": {"SIREN (dragon, under-trained)": extraction("siren", siren, args.resolutions, args.reference),
