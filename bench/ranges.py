@@ -49,7 +49,7 @@ from inr_blender.geometry.sampling import sample_surface
 from inr_blender.geometry.sparse_extraction import extract_mesh_sparse
 from inr_blender.jobs import JOBS
 from inr_blender.ranges import field_range
-from inr_blender.ranges.raycast import cast_camera, sphere_trace_camera
+from inr_blender.ranges.raycast import cast_camera, cube_rays, sphere_trace_camera
 
 sys.path.insert(0, os.path.join(REPO, "tests"))
 from test_backend_range_queries import steep_slabs  # noqa: E402
@@ -133,10 +133,7 @@ def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 def dense_march(field: torch.nn.Module, c2w: torch.Tensor, intrinsics: torch.Tensor, size: int, steps: int = 4096) -> np.ndarray:
     """First-hit distance per pixel by marching ``steps`` samples per ray through the cube (inf: no sign change)."""
-    from inr_blender.ranges.raycast import _cube_depths  # the rays and their entry/exit depths in the cube
-
-    origins, dirs, near, far = _cube_depths(c2w, intrinsics, size, size)
-    length = dirs.norm(dim=-1)
+    _, _, origins, dirs, near, far, length = cube_rays(c2w, intrinsics, size, size)
     unit = dirs / length[:, None]
     t0, t1 = (near * length).float(), (far * length).float()
     result = np.full(len(origins), np.inf)

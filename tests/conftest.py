@@ -259,3 +259,15 @@ def interrupt_during(run, nth_job: int = 1, timeout: float = 120.0) -> tuple[obj
         thread.join()
         signal.signal(signal.SIGINT, handler)
     return result, fired
+
+
+def refusals_of_an_sdf_operator(operator, label: str) -> None:
+    """What every operator on a signed distance field refuses, each leaving the scene unchanged: nothing active,
+    an active object that is not a field, a radiance field, a field whose checkpoint is missing."""
+    refused(operator, "not a neural field")  # nothing active
+    select_only(add_suzanne(subdivision_levels=0))
+    refused(operator, "the active object is not a neural field")
+    fake_field("NERF")
+    refused(operator, f"'NERF Field' is a radiance field: {label} needs a signed distance field")
+    fake_field("SDF")
+    refused(operator, "checkpoint of 'SDF Field' not found")

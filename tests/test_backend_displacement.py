@@ -53,7 +53,7 @@ def test_base_is_a_near_sphere_and_the_detail_recovers_the_bumps(bumpy_field):
         errors[name] = {"sphere": np.abs(r - 0.5).mean(), "bumps": np.abs(r - 0.5 - bumps(w / r[:, None])).mean()}
     mean_bump = np.abs(bumps(directions())).mean()  # 0.005
     assert errors["composed"]["bumps"] < 0.25 * mean_bump  # measured 0.0009
-    assert errors["base"]["sphere"] < 0.7 * mean_bump  # measured 0.0031: the base keeps little of the bumps
+    assert errors["base"]["sphere"] < 0.7 * mean_bump  # measured 0.0032: the base keeps little of the bumps
     assert errors["base"]["sphere"] < errors["base"]["bumps"]
 
 
@@ -112,7 +112,7 @@ def test_transfer_puts_the_bumps_on_another_shape(bumpy_field, tmp_path):
         w = radii[mode, 1.0]
         height = np.linalg.norm(w, axis=1) - np.linalg.norm(w0, axis=1)
         expected = 1.6 * bumps(w / np.linalg.norm(w, axis=1, keepdims=True))  # the source's bumps, at the target's size
-        assert np.corrcoef(height, expected)[0, 1] > 0.6  # measured 0.81 projected, 0.68 aligned
+        assert np.corrcoef(height, expected)[0, 1] > 0.6  # measured 0.81 projected, 0.71 aligned
         assert 0.6 < np.abs(height).mean() / np.abs(expected).mean() < 1.4
 
 

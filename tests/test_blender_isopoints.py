@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import (
-    add_point_cloud, add_suzanne, fake_field, inside_everywhere_checkpoint, open_field, prefs, refused, select_only, set_local_backend,
+    add_point_cloud, fake_field, inside_everywhere_checkpoint, open_field, prefs, refused, refusals_of_an_sdf_operator, select_only, set_local_backend,
     sphere_points, world_points,
 )
 
@@ -168,14 +168,7 @@ def test_fit_sdf_with_isopoints(scene, method):
 
 
 def test_refusals_leave_the_scene_as_it_was(scene):
-    _refused("not a neural field")  # nothing active
-    suzanne = add_suzanne(subdivision_levels=0)
-    select_only(suzanne)
-    _refused("the active object is not a neural field")
-    fake_field("NERF")
-    _refused("'NERF Field' is a radiance field: Sample Iso-points needs a signed distance field")
-    fake_field("SDF")
-    _refused("checkpoint of 'SDF Field' not found")
+    refusals_of_an_sdf_operator(bpy.ops.inr.sample_isopoints, "Sample Iso-points")
 
 
 def test_count_cannot_be_zero(scene):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import (
-    REPO, add_point_cloud, add_suzanne, fake_field, inside_everywhere_checkpoint, open_field, prefs, refused, scene_state, select_only,
+    REPO, add_point_cloud, fake_field, inside_everywhere_checkpoint, open_field, prefs, refused, refusals_of_an_sdf_operator, scene_state, select_only,
     set_local_backend, sphere_points, world_points,
 )
 
@@ -184,14 +184,7 @@ def test_skeleton_preset_and_its_settings(scene):
 
 
 def test_refusals_leave_the_scene_as_it_was(scene):
-    _refused("not a neural field")  # nothing active
-    suzanne = add_suzanne(subdivision_levels=0)
-    select_only(suzanne)
-    _refused("the active object is not a neural field")
-    fake_field("NERF")
-    _refused("'NERF Field' is a radiance field: Extract Skeleton needs a signed distance field")
-    fake_field("SDF")
-    _refused("checkpoint of 'SDF Field' not found")
+    refusals_of_an_sdf_operator(bpy.ops.inr.extract_skeleton, "Extract Skeleton")
 
 
 def test_delta_cannot_be_zero_or_negative(scene):

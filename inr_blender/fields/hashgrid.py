@@ -89,24 +89,31 @@ class HashGridEncoding(nn.Module):
         self.dense_levels = sum(dense)  # a prefix: resolutions grow with the level
         self.register_buffer("_primes", torch.tensor(PRIMES, dtype=torch.int64), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def positions(self, x: torch.Tensor) -> torch.Tensor:
+        """Points (B, 3) of [-1, 1]^3 in cell units of every level (B, L, 3)."""
         u = ((x + 1.0) * 0.5).clamp(0.0, 1.0)  # [-1, 1] -> [0, 1]
-        res = self._resolution  # (L,)
-        pos = u[:, None, :] * res[None, :, None].to(u.dtype)  # (B, L, 3), in cell units
-        cell = pos.detach().floor().long()
-        cell = torch.minimum(cell, (res - 1)[None, :, None])  # u == 1 falls in the last cell
-        frac = pos - cell.to(pos.dtype)  # (B, L, 3): differentiable in x
-        # Per-axis corner coordinates (B, L, 3, 2), combined by broadcasting into the 8 corners
-        # c = x + 2y + 4z: 4x fewer integer operations than forming (B, L, 8, 3) first.
-        axis = torch.stack([cell, cell + 1], dim=-1)
+        return u[:, None, :] * self._resolution[None, :, None].to(u.dtype)
+
+    def rows(self, axis: torch.Tensor) -> torch.Tensor:
+        """Table rows (B, L, S^3) of the grid vertices with per-axis coordinates ``axis`` (B, L, 3, S); vertex
+        (i, j, k) lands at i + S j + S^2 k. Dense levels index x + y s + z s^2, the others the spatial hash
+        (x p0 xor y p1 xor z p2) mod T, plus each level's offset."""
         d = self.dense_levels  # levels are sorted by resolution: the dense ones come first
-        side = (res[:d] + 1)[None, :, None]
+        side = (self._resolution[:d] + 1)[None, :, None]
         dense_index = _corners(axis[:, :d, 0], axis[:, :d, 1] * side, axis[:, :d, 2] * side * side, torch.add)
         # uint32 products wrap in Instant-NGP; int64 products keep the same low bits, and T is a power of two.
         scrambled = axis[:, d:] * self._primes[None, None, :, None]
         hashed = _corners(scrambled[:, :, 0], scrambled[:, :, 1], scrambled[:, :, 2], torch.bitwise_xor) & (self.table_size - 1)
-        index = torch.cat([dense_index, hashed], dim=1) + self._offset[None, :, None]
-        feats = _GatherRows.apply(self.table, index)  # (B, L, 8, F)
+        return torch.cat([dense_index, hashed], dim=1) + self._offset[None, :, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pos = self.positions(x)  # (B, L, 3), in cell units
+        cell = pos.detach().floor().long()
+        cell = torch.minimum(cell, (self._resolution - 1)[None, :, None])  # u == 1 falls in the last cell
+        frac = pos - cell.to(pos.dtype)  # (B, L, 3): differentiable in x
+        # Per-axis corner coordinates (B, L, 3, 2), combined by broadcasting into the 8 corners
+        # c = x + 2y + 4z: 4x fewer integer operations than forming (B, L, 8, 3) first.
+        feats = _GatherRows.apply(self.table, self.rows(torch.stack([cell, cell + 1], dim=-1)))  # (B, L, 8, F)
         w = torch.stack([1 - frac, frac], dim=-1)  # (B, L, 3, 2): trilinear weights per axis
         weights = _corners(w[:, :, 0], w[:, :, 1], w[:, :, 2], torch.mul)[:, :, None, :]  # (B, L, 1, 8)
         out = torch.matmul(weights, feats).squeeze(-2)  # (B, L, F)
@@ -114,7 +121,8 @@ class HashGridEncoding(nn.Module):
 
 
 def _corners(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, op) -> torch.Tensor:
-    """Combine per-axis (B, L, 2) values into the 8 cell corners (B, L, 8), corner c = x + 2y + 4z."""
+    """Combine per-axis (B, L, S) values into all S^3 grid vertices (B, L, S^3), vertex i + S j + S^2 k
+    (for a cell, S = 2: corner c = x + 2y + 4z)."""
     return op(op(z[:, :, :, None, None], y[:, :, None, :, None]), x[:, :, None, None, :]).flatten(2)
 
 

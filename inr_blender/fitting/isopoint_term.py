@@ -27,7 +27,7 @@ from scipy.spatial import cKDTree
 from torch import nn
 
 from ..context import JobContext, JobError
-from ..geometry.isopoints import sample_isopoints, spacing
+from ..geometry.isopoints import sample_isopoints
 
 DEFAULTS: dict[str, Any] = {"isopoints": 0, "isopoints_warmup": 300, "isopoints_refresh": 1000, "w_iso": 1.0, "w_iso_normal": 1.0}
 RESAMPLE_STEPS = 3  # repulsion rounds per refresh: enough to break up clumps, cheap enough to repeat
@@ -35,22 +35,27 @@ NORMAL_NEIGHBOURS = 8  # iso-points in each plane fit (the paper's k)
 NORMAL_ANGLE = np.deg2rad(60.0)  # the bilateral weight's normal bandwidth (the paper's)
 
 
-def plane_normals(points: np.ndarray, oriented: np.ndarray, k: int = NORMAL_NEIGHBOURS) -> np.ndarray:
-    """Unit normals of the planes fitted to each point's ``k`` nearest neighbours, turned to agree with ``oriented``."""
+def plane_normals(tree: cKDTree, oriented: np.ndarray, k: int = NORMAL_NEIGHBOURS) -> tuple[np.ndarray, float]:
+    """Unit normals of the planes fitted to each of the points in ``tree`` and its ``k - 1`` nearest neighbours,
+    turned to agree with ``oriented``, and the points' mean nearest-neighbour spacing."""
+    points = tree.data
     k = min(k, len(points))
-    idx = cKDTree(points).query(points, k=k, workers=-1)[1].reshape(len(points), k)
-    local = points[idx] - points[idx].mean(axis=1, keepdims=True)
+    dist, idx = tree.query(points, k=k, workers=-1)
+    idx = idx.reshape(len(points), k)
+    spacing = float(dist.reshape(len(points), k)[:, min(1, k - 1)].mean())
+    neighbours = points[idx]
+    local = neighbours - neighbours.mean(axis=1, keepdims=True)
     normals = np.linalg.eigh(np.einsum("nki,nkj->nij", local, local))[1][:, :, 0]  # least-variance direction
-    return normals * np.where(np.einsum("ni,ni->n", normals, oriented) < 0, -1.0, 1.0)[:, None]
+    return normals * np.where(np.einsum("ni,ni->n", normals, oriented) < 0, -1.0, 1.0)[:, None], spacing
 
 
 def bilateral_weights(
-    points: np.ndarray, normals: np.ndarray | None, iso: np.ndarray, iso_normals: np.ndarray, h: float
+    points: np.ndarray, normals: np.ndarray | None, iso: cKDTree, iso_normals: np.ndarray, h: float
 ) -> np.ndarray:
-    """The paper's weight of each input point from its nearest iso-point (see the module docstring)."""
-    nearest = cKDTree(iso).query(points, workers=-1)[1]
+    """The paper's weight of each input point from its nearest iso-point (in ``iso``; see the module docstring)."""
+    nearest = iso.query(points, workers=-1)[1]
     n = iso_normals[nearest]
-    height = np.einsum("ni,ni->n", points - iso[nearest], n)
+    height = np.einsum("ni,ni->n", points - iso.data[nearest], n)
     weight = np.exp(-np.square(height / max(h, 1e-12)))
     if normals is not None:
         weight *= np.exp(-np.square((1.0 - np.einsum("ni,ni->n", normals, n)) / (1.0 - np.cos(NORMAL_ANGLE))))
@@ -80,8 +85,9 @@ class IsoPointTerm:
                                                          "seed": step}, JobContext())
         except JobError:
             return
-        normals = plane_normals(iso.points, iso.normals)
-        weights = bilateral_weights(self.cloud, self.cloud_normals, iso.points, normals, spacing(iso.points)[0])
+        tree = cKDTree(iso.points)  # one search structure for the plane fits, the spacing and the weights
+        normals, h = plane_normals(tree, iso.normals)
+        weights = bilateral_weights(self.cloud, self.cloud_normals, tree, normals, h)
         as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
         self.points, self.normals, self.data_weights = as_tensor(iso.points), as_tensor(normals), as_tensor(weights)
         self.refreshes += 1

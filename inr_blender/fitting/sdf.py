@@ -287,8 +287,9 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, An
     surface_normals = None if normals is None else torch.as_tensor(normals, dtype=torch.float32, device=device)
     igr_losses = p["method"] in ("igr", "hashgrid")
     # signed distances to the cloud (with normals): the hash grid's sign terms, learning points
-    cloud = SignedDistanceEstimate(local, normals) if normals is not None else None
-    estimate = cloud if p["method"] == "hashgrid" and (p["w_far"] > 0 or p["w_sign"] > 0) else None
+    signs_needed = p["method"] == "neural_skeleton" or p["method"] == "hashgrid" and (p["w_far"] > 0 or p["w_sign"] > 0)
+    cloud = SignedDistanceEstimate(local, normals) if normals is not None and signs_needed else None
+    estimate = cloud if p["method"] == "hashgrid" else None
     config = field_config_for(p)
     if igr_losses:
         ctx.progress(0, 1, None, "estimating point spacing")

@@ -70,8 +70,7 @@ def _interpolated(enc: HashGridEncoding, lower: Tensor, upper: Tensor) -> tuple[
     lies in one cell of (B, L)."""
     res = enc._resolution  # (L,)
     span = VERTEX_SPAN
-    scale = res[None, :, None].to(lower.dtype)
-    pos_lo, pos_hi = _grid_position(lower, scale), _grid_position(upper, scale)  # (B, L, 3), in cell units
+    pos_lo, pos_hi = enc.positions(lower), enc.positions(upper)  # (B, L, 3), in cell units
     first = torch.minimum(pos_lo.floor().long(), (res - 1)[None, :, None])
     last = torch.minimum(pos_hi.floor().long(), (res - 1)[None, :, None]) + 1  # last vertex on each axis
     vertex = first[..., None] + torch.arange(span, device=lower.device)  # (B, L, 3, S): consecutive grid vertices
@@ -79,7 +78,7 @@ def _interpolated(enc: HashGridEncoding, lower: Tensor, upper: Tensor) -> tuple[
     points = torch.minimum(torch.maximum(vertex.to(lower.dtype), pos_lo[..., None]), pos_hi[..., None])
     hat = (1.0 - (points[..., :, None] - vertex[..., None, :].to(lower.dtype)).abs()).clamp_min(0.0)  # (B, L, 3, S, S)
     inside = torch.minimum(vertex, res[None, :, None, None])  # vertices past the grid get zero weight
-    rows = enc.table[_vertex_rows(enc, inside)].unflatten(2, (span, span, span))  # (B, L, z, y, x, F)
+    rows = enc.table[enc.rows(inside)].unflatten(2, (span, span, span))  # (B, L, z, y, x, F)
     values = torch.einsum("blkz,blzyxf->blkyxf", hat[:, :, 2], rows)
     values = torch.einsum("blky,bljyxf->bljkxf", hat[:, :, 1], values)
     values = torch.einsum("blkx,blijxf->blijkf", hat[:, :, 0], values)
@@ -94,32 +93,6 @@ def _bounds(enc: HashGridEncoding, values: Tensor, too_wide: Tensor) -> tuple[Te
     lo = torch.where(too_wide[:, :, None], level_lo, lo)
     hi = torch.where(too_wide[:, :, None], level_hi, hi)
     return lo.flatten(1), hi.flatten(1)
-
-
-def _grid_position(x: Tensor, scale: Tensor) -> Tensor:
-    """Points (B, 3) in cell units of every level (B, L, 3), as HashGridEncoding.forward computes them."""
-    return ((x + 1.0) * 0.5).clamp(0.0, 1.0)[:, None, :] * scale
-
-
-def _vertex_rows(enc: HashGridEncoding, vertex: Tensor) -> Tensor:
-    """Table rows (B, L, S^3) of the vertices with per-axis coordinates ``vertex`` (B, L, 3, S).
-
-    The same indexing as HashGridEncoding.forward: dense levels first (x + y s + z s^2),
-    then the spatial hash (x p0 xor y p1 xor z p2) mod T, plus each level's offset;
-    vertex (i, j, k) lands at i + S j + S^2 k.
-    """
-    d = enc.dense_levels
-    side = (enc._resolution[:d] + 1)[None, :, None]
-    x, y, z = vertex[:, :, 0], vertex[:, :, 1], vertex[:, :, 2]
-    dense = _grid(x[:, :d], y[:, :d] * side, z[:, :d] * side * side, torch.add)
-    p = enc._primes
-    hashed = _grid(x[:, d:] * p[0], y[:, d:] * p[1], z[:, d:] * p[2], torch.bitwise_xor) & (enc.table_size - 1)
-    return torch.cat([dense, hashed], dim=1) + enc._offset[None, :, None]
-
-
-def _grid(x: Tensor, y: Tensor, z: Tensor, op) -> Tensor:
-    """All combinations of per-axis values (B, L, S) -> (B, L, S^3)."""
-    return op(op(z[:, :, :, None, None], y[:, :, None, :, None]), x[:, :, None, None, :]).flatten(2)
 
 
 def _level_extremes(enc: HashGridEncoding) -> tuple[Tensor, Tensor]:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..context import JobContext, JobError
-from ..render.cameras import ray_box
+from ..render.cameras import camera_directions, ray_box
 from .search import field_gradients, field_values, unknown_boxes
 
 DEFAULT_TOLERANCE = 1e-3  # leaf segment length along the ray (local units); bisection then refines to ~1e-7
@@ -52,9 +52,7 @@ class RayHits:
 
 def _corner_directions(c2w: Tensor, intrinsics: Tensor, u: Tensor, v: Tensor) -> Tensor:
     """Directions (..., 3) through image points (u, v) scaled to one unit of camera depth (camera z = -1)."""
-    fx, fy, cx, cy = intrinsics.unbind(-1)
-    d_cam = torch.stack([(u - cx) / fx, -(v - cy) / fy, -torch.ones_like(u)], dim=-1)
-    return d_cam @ c2w[:3, :3].T
+    return camera_directions(u, v, intrinsics) @ c2w[:3, :3].T
 
 
 def _check_camera(c2w: Tensor, intrinsics: Tensor, width: int, height: int) -> None:
@@ -76,8 +74,12 @@ def pixel_rays(c2w: Tensor, intrinsics: Tensor, width: int, height: int) -> tupl
     return c2w[:3, 3].expand_as(d), d
 
 
-def _cube_depths(c2w: Tensor, intrinsics: Tensor, width: int, height: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per pixel (H*W,) the camera depths where its centre ray enters and leaves the cube; refuses a camera no ray of which meets it."""
+def cube_rays(c2w: Tensor, intrinsics: Tensor, width: int, height: int) -> tuple[Tensor, ...]:
+    """The camera checked and in float64 (c2w, intrinsics), its pixels' centre rays (origins, depth-scaled
+    directions: (H*W, 3)), the camera depths where each enters and leaves the cube (near, far: (H*W,)) and the
+    directions' lengths (distance per unit of depth); refuses a camera no ray of which meets the cube."""
+    c2w, intrinsics = c2w.to(torch.float64), intrinsics.to(c2w.device, torch.float64)
+    _check_camera(c2w, intrinsics, width, height)
     origins, dirs = pixel_rays(c2w, intrinsics, width, height)
     lo = -torch.ones(3, dtype=c2w.dtype, device=c2w.device)
     near, far = ray_box(origins, dirs, lo, -lo)
@@ -86,7 +88,7 @@ def _cube_depths(c2w: Tensor, intrinsics: Tensor, width: int, height: int) -> tu
         where = "behind the camera" if (_camera_depths_of_corners(c2w) <= NEAR).all() else "outside the view"
         raise JobError(f"the camera looks away from the field's domain: none of its {width}x{height} rays meets the cube "
                        f"[-1, 1]^3 of the field's local frame (the cube is {where}); aim the camera at the field")
-    return origins, dirs, near, far
+    return c2w, intrinsics, origins, dirs, near, far, dirs.norm(dim=-1)
 
 
 def _camera_depths_of_corners(c2w: Tensor) -> Tensor:
@@ -101,13 +103,10 @@ def cast_camera(
     """First hits of the zero level of ``field`` along every pixel's centre ray, by frustum casting (module docstring)."""
     started = time.monotonic()
     ctx = ctx or JobContext()
-    c2w, intrinsics = c2w.to(torch.float64), intrinsics.to(c2w.device, torch.float64)
-    _check_camera(c2w, intrinsics, width, height)
     if not tolerance > 0:
         raise JobError(f"tolerance must be positive, got {tolerance:g}")
+    c2w, intrinsics, origins, dirs, near, far, dir_len = cube_rays(c2w, intrinsics, width, height)
     device = c2w.device
-    origins, dirs, near, far = _cube_depths(c2w, intrinsics, width, height)
-    dir_len = dirs.norm(dim=-1)
     z_corners = _camera_depths_of_corners(c2w)
     z0, z1 = max(float(z_corners.min()), NEAR), float(z_corners.max())
     focal = float(intrinsics[:2].min())
@@ -268,12 +267,9 @@ def sphere_trace_camera(
     """
     started = time.monotonic()
     ctx = ctx or JobContext()
-    c2w, intrinsics = c2w.to(torch.float64), intrinsics.to(c2w.device, torch.float64)
-    _check_camera(c2w, intrinsics, width, height)
     if not lipschitz > 0:
         raise JobError(f"lipschitz must be positive, got {lipschitz:g}")
-    origins, dirs, near, far = _cube_depths(c2w, intrinsics, width, height)
-    dir_len = dirs.norm(dim=-1)
+    c2w, intrinsics, origins, dirs, near, far, dir_len = cube_rays(c2w, intrinsics, width, height)
     unit = dirs / dir_len[:, None]
     t, t_far = near * dir_len, far * dir_len
     active = t < t_far
