@@ -1,4 +1,8 @@
-"""Command line: ``python -m inr_blender {serve,fit-sdf,fit-nerf,render-view,extract,skeleton,isopoints,transfer,metrics} ...``.
+"""Command line: ``python -m inr_blender {serve,fit-sdf,fit-nerf,render-view,extract,skeleton,isopoints,transfer,metrics,
+fit-shape-space,reconstruct,interpolate} ...``.
+
+``fit-shape-space`` runs data-parallel when started by torchrun, e.g.
+``torchrun --standalone --nproc_per_node 2 -m inr_blender fit-shape-space a.obj b.obj c.obj -o space.pt``.
 
 The subcommands run the same job functions as the worker, with progress
 printed to stdout. Bad input prints ``error: ...`` to stderr and exits with 2.
@@ -141,6 +145,66 @@ def _metrics(args: argparse.Namespace) -> None:
         print(f"{key}: {value:.6g}")
 
 
+def _fit_shape_space(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .context import JobError
+    from .fileio import read_geometry
+
+    meshes = []
+    for path in args.inputs:
+        mesh = read_geometry(path)
+        if "faces" not in mesh:
+            raise JobError(f"{path} has no faces: a shape space is fitted to meshes")
+        meshes.append(mesh)
+    arrays = {"vertices": np.concatenate([m["vertices"] for m in meshes]), "faces": np.concatenate([m["faces"] for m in meshes]),
+              "vertex_counts": np.array([len(m["vertices"]) for m in meshes]), "face_counts": np.array([len(m["faces"]) for m in meshes])}
+    params = {"checkpoint_path": args.output, "names": [os.path.splitext(os.path.basename(p))[0] for p in args.inputs],
+              "method": args.method, "latent_size": args.latent_size, "width": args.width, "depth": args.depth,
+              "skip": args.skip, "dropout": args.dropout, "iterations": args.iterations, "shapes_per_step": args.shapes_per_step,
+              "samples_per_shape": args.samples_per_shape, "num_samples": args.num_samples, "lr_decoder": args.lr_decoder,
+              "lr_codes": args.lr_codes, "seed": args.seed, "error_resolution": args.error_resolution, "device": args.device,
+              "max_seconds": args.max_seconds}
+    result, _ = _run("fit_shape_space", {k: v for k, v in params.items() if v is not None}, arrays)
+    if not result["checkpoint_path"]:  # a torchrun rank other than 0
+        return
+    print(f"fitted a shape space ({result['method']}) of {result['num_shapes']} shapes in {result['seconds']:.1f} s on "
+          f"{result['world_size']} process(es) ({result['device']}), final loss {result['final_loss']:.5g}: {result['checkpoint_path']}")
+    for name, error in zip(result["names"], result["errors"]):
+        print(f"  {name}: Chamfer-L1 {error:.5f}")
+
+
+def _reconstruct(args: argparse.Namespace) -> None:
+    from .fileio import read_geometry, write_mesh
+
+    scan = read_geometry(args.scan)
+    arrays = {"points": scan["vertices"]}
+    if scan.get("normals") is not None:
+        arrays["normals"] = scan["normals"]
+    params = {"checkpoint_path": args.space, "iterations": args.iterations, "resolution": args.resolution,
+              "output_checkpoint_path": args.field, "device": args.device}
+    result, out = _run("reconstruct_shape", {k: v for k, v in params.items() if v is not None}, arrays)
+    write_mesh(args.output, out["vertices"], out["faces"], out["normals"])
+    print(f"completed the scan ({len(arrays['points'])} points, mean |f| {result['fit_error']:.4g}) in {result['seconds']:.1f} s: "
+          f"{result['num_vertices']} vertices to {args.output}")
+
+
+def _interpolate(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .fileio import write_mesh
+
+    params = {"checkpoint_path": args.space, "a": args.a, "b": args.b, "count": args.count, "resolution": args.resolution,
+              "correspond": False, "device": args.device}
+    result, out = _run("interpolate_shapes", params, {})
+    stem, ext = os.path.splitext(args.output)
+    starts = np.concatenate([[0], np.cumsum(out["vertex_counts"])]), np.concatenate([[0], np.cumsum(out["face_counts"])])
+    for k, t in enumerate(out["t"]):
+        path = f"{stem}_{k:02d}{ext or '.ply'}"
+        write_mesh(path, out["vertices"][starts[0][k] : starts[0][k + 1]], out["faces"][starts[1][k] : starts[1][k + 1]])
+        print(f"t={t:.3f}: {path} (volume {out['volumes'][k]:.4f}, local units)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser for all subcommands."""
     parser = argparse.ArgumentParser(prog="inr-blender", description="Neural implicit fields backend for Blender.")
@@ -242,6 +306,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_metrics)
+
+    p = sub.add_parser("fit-shape-space", help="fit a shape space (DeepSDF auto-decoder) to a collection of meshes")
+    p.add_argument("inputs", nargs="+", help="meshes (.obj or .ply), one per shape")
+    p.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt)")
+    p.add_argument("--method", choices=("deepsdf", "occupancy"), default="deepsdf")
+    for name, kind in (("latent-size", int), ("width", int), ("depth", int), ("skip", int), ("dropout", float),
+                       ("iterations", int), ("shapes-per-step", int), ("samples-per-shape", int), ("num-samples", int),
+                       ("lr-decoder", float), ("lr-codes", float), ("seed", int), ("error-resolution", int),
+                       ("max-seconds", float)):
+        p.add_argument(f"--{name}", type=kind)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=_fit_shape_space)
+
+    p = sub.add_parser("reconstruct", help="complete a partial scan (points in the space's frame) with a shape space")
+    p.add_argument("space", help="shape-space checkpoint (.pt)")
+    p.add_argument("scan", help="partial scan: point cloud or mesh (.ply, .obj or .npz), normals used when present")
+    p.add_argument("-o", "--output", required=True, help="completed mesh to write (.ply or .obj)")
+    p.add_argument("--field", help="also write the completed shape as a field checkpoint (.pt)")
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=_reconstruct)
+
+    p = sub.add_parser("interpolate", help="meshes of the shapes between two shapes of a shape space")
+    p.add_argument("space", help="shape-space checkpoint (.pt)")
+    p.add_argument("a", type=int, help="index of the first shape")
+    p.add_argument("b", type=int, help="index of the second shape")
+    p.add_argument("-o", "--output", required=True, help="mesh path; _00, _01, ... are appended per step")
+    p.add_argument("--count", type=int, default=5)
+    p.add_argument("--resolution", type=int, default=96)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    p.set_defaults(func=_interpolate)
     return parser
 
 

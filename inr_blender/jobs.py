@@ -21,10 +21,13 @@ from .context import JobContext, JobError
 from .device import available_memory_bytes, mps_available, resolve_device
 from .fitting import fit_sdf, resolve_params
 from .fitting import nerf as nerf_fitting
-from .fitting import transfer
+from .fitting import completion, shape_space, transfer
+from .fitting.loop import downsample_history
+from .fields import build_field
+from .fields.deepsdf import LatentShape, ShapeSpace
 from .fields.displacement import DisplacementField, TransferredDetail
 from .params import rgb_param
-from .geometry import isopoints, skeleton
+from .geometry import interpolation, isopoints, skeleton
 from .geometry.extraction import MIN_RESOLUTION, extract_mesh
 from .geometry.sparse_extraction import DEFAULT_SAFETY, extract_mesh_sparse
 from .ranges import MODES as RANGE_MODES
@@ -187,6 +190,11 @@ def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
     device = resolve_device(params.get("device", "auto"))
     source = arrays["checkpoint"] if "checkpoint" in arrays else params.get("checkpoint_path", "")
     field, ckpt = load_checkpoint(source, device)
+    center, scale = ckpt["center"], float(ckpt["scale"])
+    if isinstance(field, ShapeSpace):  # one shape of the space: by index, or any code
+        field, center, scale = _space_member(field, ckpt, params, arrays)
+    if getattr(field, "decoder", None) is not None and field.decoder.output == "occupancy":
+        method = "dense" if method == "sparse" else method  # logits are no distances: no Lipschitz culling
     if part == "base":  # the smooth base of a displacement field (or of a transferred-detail field)
         if not isinstance(field, (DisplacementField, TransferredDetail)):
             raise JobError("only a displacement field has a base to extract")
@@ -207,7 +215,6 @@ def job_extract_mesh(params: dict[str, Any], arrays: Arrays, ctx: JobContext) ->
         no_surface = _density_range_error(threshold) if radiance else None
         vertices, faces, normals = extract_mesh(field, resolution, device, ctx, level=level, no_surface=no_surface)
         evaluations = resolution**3
-    center, scale = ckpt["center"], float(ckpt["scale"])
     result_arrays = {"vertices": vertices, "faces": faces, "normals": normals}
     if radiance:
         result_arrays["colors"] = vertex_colours(radiance_field, vertices, normals, device, ctx)
@@ -582,9 +589,12 @@ def job_check_intersection(params: dict[str, Any], arrays: Arrays, ctx: JobConte
 
     The first field is the checkpoint; the second the ``other_checkpoint`` (path param ``other_checkpoint_path``
     or uint8 array), or a mesh (arrays ``vertices`` in ``space``, ``faces``). ``region`` [[x, y, z], [x, y, z]] in
-    ``space`` (default: the first field's domain cube), ``max_depth`` (default 6), ``range_mode``. Returns
-    ``verdict`` ('disjoint', 'intersecting' or 'unknown'), ``witness`` ([x, y, z] or None), ``num_boxes``;
-    arrays ``lower``/``upper`` (K, 3: the remaining boxes, in ``space``) and ``witness_pair`` (2, 3) when found.
+    ``space`` (default: the first field's domain cube), ``max_depth`` (default 6), ``range_mode``. The second field
+    sits where the two checkpoints' (center, scale) put it, unless ``other_matrix`` (4x4 nested list) gives its
+    placement: the affine map from its local frame to the first field's local frame (any rotation and scale,
+    non-uniform too). Returns ``verdict`` ('disjoint', 'intersecting' or 'unknown'), ``witness`` ([x, y, z] or None),
+    ``num_boxes``; arrays ``lower``/``upper`` (K, 3: the remaining boxes, in ``space``) and ``witness_pair`` (2, 3)
+    when found.
     """
     from .ranges.intersection import DEFAULT_DEPTH, field_mesh_intersect, fields_intersect
 
@@ -608,12 +618,21 @@ def job_check_intersection(params: dict[str, Any], arrays: Arrays, ctx: JobConte
     if has_mesh:
         if "vertices" not in arrays or "faces" not in arrays:
             raise JobError("a mesh needs both vertices and faces")
+        if params.get("other_matrix") is not None:
+            raise JobError("other_matrix places a second field; a mesh's vertices come in space")
         vertices, faces = check_mesh(arrays["vertices"], arrays["faces"])
         result = field_mesh_intersect(field, torch.as_tensor(to_local(vertices)), torch.as_tensor(faces.astype(np.int64)),
                                       region, mode=mode, max_depth=max_depth, ctx=ctx)
     else:
         other, other_ckpt = _query_field(_source(params, arrays, "other_checkpoint"), params, device)
-        frames = [(torch.as_tensor(np.asarray(c["center"], dtype=np.float64)), float(c["scale"])) for c in (ckpt, other_ckpt)]
+        if params.get("other_matrix") is None:
+            frames = [(torch.as_tensor(np.asarray(c["center"], dtype=np.float64)), float(c["scale"])) for c in (ckpt, other_ckpt)]
+        else:  # the second's local frame -> the first's: the first's local frame plays the world
+            try:
+                matrix = np.asarray(params["other_matrix"], dtype=np.float64).reshape(4, 4)
+            except (TypeError, ValueError):
+                raise JobError("other_matrix must be a 4x4 matrix (nested lists of numbers)") from None
+            frames = [torch.eye(4, dtype=torch.float64), torch.as_tensor(matrix)]
         result = fields_intersect(field, other, frames[0], frames[1], region, mode=mode, max_depth=max_depth, ctx=ctx)
     back = (lambda x: to_world(x.cpu().numpy().astype(np.float64), center, scale)) if space == "world" else (lambda x: x.cpu().numpy())
     out = {"lower": back(result.lower).astype(np.float32), "upper": back(result.upper).astype(np.float32)}
@@ -622,6 +641,156 @@ def job_check_intersection(params: dict[str, Any], arrays: Arrays, ctx: JobConte
     witness = None if result.witness is None else back(result.witness[None])[0].tolist()
     return {"verdict": result.verdict, "witness": witness, "num_boxes": len(result.lower), "space": space,
             "range_mode": mode, **result.stats}, out
+
+
+def _space_member(space: ShapeSpace, ckpt: dict[str, Any], params: dict[str, Any], arrays: Arrays
+                  ) -> tuple[LatentShape, list[float], float]:
+    """(the shape, its world center, scale) a job on a shape space asks for: ``shape`` (index) or the array ``code``."""
+    if "code" in arrays:
+        code = np.asarray(arrays["code"], dtype=np.float32).reshape(-1)
+        if len(code) != space.codes.embedding_dim or not np.isfinite(code).all():
+            raise JobError(f"code must be {space.codes.embedding_dim} finite numbers, got {len(code)}")
+        return LatentShape(space.decoder, torch.as_tensor(code, device=space.codes.weight.device)).eval(), ckpt["center"], float(ckpt["scale"])
+    if params.get("shape") is None:
+        raise JobError(f"the field is a shape space of {space.num_shapes} shapes: pick a shape (parameter shape) or send a code")
+    k = _shape_index(space, params["shape"])
+    return space.shape(k).eval(), ckpt["centers"][k], float(ckpt["scales"][k])
+
+
+def _shape_index(space: ShapeSpace, value: Any, key: str = "shape") -> int:
+    """A checked shape index of ``space``."""
+    try:
+        if float(value) != int(value):
+            raise ValueError
+        k = int(value)
+    except (TypeError, ValueError):
+        raise JobError(f"parameter {key} must be a shape index, got {value!r}") from None
+    if not 0 <= k < space.num_shapes:
+        raise JobError(f"shape {k} is out of range: the space has {space.num_shapes} shapes (0 to {space.num_shapes - 1})")
+    return k
+
+
+def _load_space(params: dict[str, Any], arrays: Arrays, device: torch.device) -> tuple[ShapeSpace, dict[str, Any]]:
+    space, ckpt = load_checkpoint(_source(params, arrays), device)
+    if not isinstance(space, ShapeSpace):
+        raise JobError("the checkpoint is not a shape space: fit one with Fit Shape Space (fit_shape_space)")
+    return space, ckpt
+
+
+def job_fit_shape_space(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """Fit a shape space (DeepSDF auto-decoder, or occupancy) to K >= 2 meshes packed in ``vertices``/``faces`` with
+    ``vertex_counts``/``face_counts`` (world space, faces indexed per shape); write or send back its checkpoint.
+
+    ``names`` (K) label the shapes. ``error_resolution`` > 0 (64) measures each shape: its decoded mesh at that
+    resolution against the input mesh, Chamfer-L1 as a fraction of the shape's bounding-sphere radius (``errors``).
+    Runs data-parallel under torchrun (see fitting/shape_space.py); only rank 0 writes.
+    """
+    params = dict(params)
+    path, send_back = _checkpoint_target(params, "fit_shape_space")
+    shape_space.resolve_params(params)
+    names = params.get("names") or [f"shape {k}" for k in range(len(np.asarray(arrays.get("vertex_counts", []))))]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise JobError("names must be a list of strings, one per shape")
+    error_resolution = _int_param(params, "error_resolution", 64, 0)
+    if 0 < error_resolution < MIN_RESOLUTION:
+        raise JobError(f"error_resolution must be 0 (no errors) or at least {MIN_RESOLUTION}, got {error_resolution}")
+    meshes = shape_space.split_meshes(arrays, names)
+    ckpt = shape_space.fit_shape_space(meshes, names, params, ctx)
+    errors = []
+    if error_resolution:
+        device = torch.device(ckpt["device"])
+        space = build_field(ckpt["config"])
+        space.load_state_dict(ckpt["state_dict"])
+        space = space.to(device).eval()
+        for k, (v, f) in enumerate(meshes):
+            ctx.progress(k, len(meshes), None, f"measuring shape {k + 1} of {len(meshes)}")
+            try:
+                verts, faces, _ = extract_mesh(space.shape(k), error_resolution, device, ctx)
+            except JobError:  # the decoded shape has no surface yet
+                errors.append(float("inf"))
+                continue
+            world = to_world(verts, ckpt["centers"][k], ckpt["scales"][k])
+            errors.append(float(compare_meshes(v, f, world, faces, 20_000, 0, ("chamfer",))["chamfer_l1"]))
+    ckpt["errors"] = errors
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: the other ranks trained the same weights
+        return {"checkpoint_path": "", "rank": int(os.environ["RANK"])}, {}
+    path, result_arrays = _deliver(ckpt, path, send_back)
+    keys = ("names", "centers", "scales", "center", "scale", "errors", "loss_history", "final_loss", "iterations_run",
+            "stop_reason", "seconds", "device", "method", "world_size")
+    return {"checkpoint_path": path, "latent_size": ckpt["config"]["latent_size"], "num_shapes": len(meshes),
+            **{k: ckpt[k] for k in keys}}, result_arrays
+
+
+def job_reconstruct_shape(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """Complete a partial scan with a shape space: optimise a new code (decoder frozen), then extract its mesh.
+
+    Arrays, in the space's local frame: ``points`` (N, 3), optional ``normals`` (N, 3) and ``free_points`` (M, 3)
+    (see fitting/completion.py). Returns the mesh (local frame), the ``code``, and the mean |f| at the scan points
+    (``fit_error``). ``output_checkpoint_path``: also write the completed shape as a field checkpoint of its own.
+    """
+    started = time.monotonic()
+    if "points" not in arrays or not len(np.asarray(arrays["points"]).reshape(-1)):
+        raise JobError("the scan has no points: select a point cloud or a mesh with vertices")
+    resolution = _int_param(params, "resolution", 128, MIN_RESOLUTION)
+    out_path = params.get("output_checkpoint_path") or ""
+    if out_path:
+        _check_writable(out_path)
+    device = resolve_device(params.get("device", "auto"))
+    space, ckpt = _load_space(params, arrays, device)
+    normals = None
+    if "normals" in arrays:
+        normals = check_normals(arrays["normals"], len(np.asarray(arrays["points"]).reshape(-1, 3)), "scan normals")
+    shape, record = completion.complete_shape(space, arrays["points"], normals, arrays.get("free_points"), params, ctx)
+    vertices, faces, mesh_normals = extract_mesh(shape, resolution, device, ctx)
+    result = {"fit_error": record["fit_error"], "loss_history": downsample_history(record["losses"]),
+              "final_loss": record["losses"][-1], "stop_reason": record["stop_reason"], "num_vertices": len(vertices),
+              "num_faces": len(faces), "center": [0.0, 0.0, 0.0], "scale": 1.0, "checkpoint_path": ""}
+    if out_path:
+        config = {"kind": "latent_shape", "space": ckpt["config"]}
+        shape_ckpt = {"format": "inr_blender.latent_shape", "method": ckpt.get("method", "deepsdf"), "config": config,
+                      "state_dict": {k: v.detach().cpu() for k, v in shape.state_dict().items()},
+                      "center": [0.0, 0.0, 0.0], "scale": 1.0, "loss_history": result["loss_history"],
+                      "final_loss": result["final_loss"], "iterations_run": len(record["losses"]),
+                      "stop_reason": record["stop_reason"], "device": str(device)}
+        result["checkpoint_path"] = save_checkpoint(shape_ckpt, out_path)
+    result["seconds"] = time.monotonic() - started
+    return result, {"code": shape.code.detach().cpu().numpy(), "vertices": vertices, "faces": faces, "normals": mesh_normals}
+
+
+def job_interpolate_shapes(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:
+    """Meshes (local frame) of ``count`` codes on the segment from shape ``a`` to shape ``b`` (or arrays ``code_a``,
+    ``code_b``), packed with ``vertex_counts``/``face_counts``; with ``correspond`` also the first mesh carried
+    through them (``key_vertices``, ``key_error``, ``shape_keys_ok``; see geometry/interpolation.py)."""
+    started = time.monotonic()
+    count = _int_param(params, "count", 5, 2)
+    resolution = _int_param(params, "resolution", 96, MIN_RESOLUTION)
+    device = resolve_device(params.get("device", "auto"))
+    space, ckpt = _load_space(params, arrays, device)
+    ends, frames = [], []
+    for key in ("a", "b"):
+        if f"code_{key}" in arrays:
+            member, center, scale = _space_member(space, ckpt, {}, {"code": arrays[f"code_{key}"]})
+        else:
+            if params.get(key) is None:
+                raise JobError("interpolation needs two shapes: parameters a and b (shape indices) or codes")
+            member, center, scale = _space_member(space, ckpt, {"shape": _shape_index(space, params[key], key)}, {})
+        ends.append(member.code.detach())
+        frames.append((np.asarray(center, dtype=np.float64), scale))
+    if params.get("a") is not None and params.get("a") == params.get("b") and "code_a" not in arrays:
+        raise JobError("pick two different shapes to interpolate between")
+    seq = interpolation.interpolate(space, ends[0], ends[1], count, resolution, device, ctx,
+                                    correspond=bool(params.get("correspond", True)))
+    out = {"vertices": np.concatenate([m[0] for m in seq.meshes]).astype(np.float32),
+           "faces": np.concatenate([m[1] for m in seq.meshes]).astype(np.int32),
+           "vertex_counts": np.array([len(m[0]) for m in seq.meshes], dtype=np.int64),
+           "face_counts": np.array([len(m[1]) for m in seq.meshes], dtype=np.int64),
+           "t": seq.t.astype(np.float32), "volumes": seq.volumes.astype(np.float64)}
+    if seq.key_vertices is not None:
+        out["key_vertices"], out["key_error"] = seq.key_vertices.astype(np.float32), seq.key_error.astype(np.float32)
+    centers = [((1 - t) * frames[0][0] + t * frames[1][0]).tolist() for t in seq.t]
+    scales = [float((1 - t) * frames[0][1] + t * frames[1][1]) for t in seq.t]
+    return {"shape_keys_ok": bool(seq.ok), "notes": seq.notes, "centers": centers, "scales": scales, "count": count,
+            "seconds": time.monotonic() - started}, out
 
 
 JOBS: dict[str, Job] = {
@@ -638,4 +807,7 @@ JOBS: dict[str, Job] = {
     "raycast_view": job_raycast_view,
     "closest_points": job_closest_points,
     "check_intersection": job_check_intersection,
+    "fit_shape_space": job_fit_shape_space,
+    "reconstruct_shape": job_reconstruct_shape,
+    "interpolate_shapes": job_interpolate_shapes,
 }

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
+from .deepsdf import DeepSDFDecoder, LatentShape, ShapeSpace, decoder_options
 from .displacement import DisplacementField, TransferredDetail
 from .hashgrid import HashGridEncoding, HashGridSDF
 from .igr import IGRNet
@@ -33,6 +35,11 @@ DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
             "detail": {"kind": "siren", "width": 256, "depth": 3, "omega0": 60.0}, "nu": 0.05, "max_offset": 0.05},
     "idf_transfer": {"kind": "idf_transfer", "target_base": None, "source_base": None, "source_detail": None,
                      "nu": 0.05, "max_offset": 0.05, "strength": 1.0, "projection_steps": 5},
+    # DeepSDF (Park 2019): 8 x 512 with weight normalisation, the input again at layer 4, dropout 0.2, codes of 256;
+    # "output" 'occupancy' is the occupancy-network variant (Mescheder 2019). A latent shape is one decoded shape.
+    "shape_space": {"kind": "shape_space", "num_shapes": 2, "latent_size": 256, "width": 512, "depth": 8, "skip": 4,
+                    "dropout": 0.2, "weight_norm": True, "output": "sdf"},
+    "latent_shape": {"kind": "latent_shape", "space": None},
 }
 
 
@@ -78,6 +85,11 @@ def build_field(config: dict[str, Any]) -> nn.Module:
         return TransferredDetail(
             build_field(config["target_base"]), build_field(config["source_base"]), build_field(config["source_detail"]),
             float(config["nu"]), float(config["max_offset"]), float(config["strength"]), int(config["projection_steps"]))
+    if kind == "shape_space":
+        return ShapeSpace(int(config["num_shapes"]), int(config["latent_size"]), **decoder_options(config))
+    if kind == "latent_shape":
+        space = config["space"]
+        return LatentShape(DeepSDFDecoder(int(space["latent_size"]), **decoder_options(space)), torch.zeros(int(space["latent_size"])))
     raise ValueError(f"unknown field kind {kind!r}; known: {', '.join(DEFAULT_CONFIGS)}")
 
 

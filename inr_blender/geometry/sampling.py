@@ -34,6 +34,14 @@ def sample_surface(
     Returns points (count, 3) and the unit normals of the faces they lie on
     (count, 3), both float64. A mesh with zero total area is refused.
     """
+    points, normals, _ = sample_surface_faces(vertices, faces, count, seed)
+    return points, normals
+
+
+def sample_surface_faces(
+    vertices: np.ndarray, faces: np.ndarray, count: int, seed: int | None = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`sample_surface`'s points and normals, and the index (count,) of the face each lies on."""
     areas, normals = face_areas_and_normals(vertices, faces)
     total = float(areas.sum())
     if not np.isfinite(total) or total <= 0.0:
@@ -45,7 +53,7 @@ def sample_surface(
     u[flip], w[flip] = 1.0 - u[flip], 1.0 - w[flip]
     tri = np.asarray(vertices, dtype=np.float64)[np.asarray(faces, dtype=np.int64)[face_idx]]
     points = tri[:, 0] + u[:, None] * (tri[:, 1] - tri[:, 0]) + w[:, None] * (tri[:, 2] - tri[:, 0])
-    return points, normals[face_idx]
+    return points, normals[face_idx], face_idx
 
 
 def knn_sigma(points: np.ndarray, k: int = 50) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Certified ranges of a field over axis-aligned boxes, and the sign classification built on them."""
+"""Certified ranges of a field over axis-aligned boxes (or any affine image of boxes, as an affine form), and the sign
+classification built on them."""
 
 from __future__ import annotations
 
@@ -35,16 +36,57 @@ def field_range(field: nn.Module, lower: Tensor, upper: Tensor, mode: str = "aff
     except (TypeError, ValueError) as exc:
         raise JobError(f"bad range analysis options: {exc}") from None
     lo_box, hi_box = _checked_boxes(lower, upper)
-    param = next(field.parameters(), None)
-    dtype, device = (param.dtype, param.device) if param is not None else (lo_box.dtype, lo_box.device)
+    dtype, device = _field_dtype(field, lo_box)
     lo_box, hi_box = _round_outwards(lo_box, hi_box, dtype)
+    form = AffineForm.from_box(lo_box.to(device), hi_box.to(device), ctx)
+    return _output_bounds(field, form, lower.device)
+
+
+def form_range(field: nn.Module, form: AffineForm) -> tuple[Tensor, Tensor]:
+    """Certified (lo, hi), each (B,), of ``field``'s scalar value over the points of ``form`` (B, D), any affine image
+    of boxes: e.g. the parallelepipeds ``AffineForm.from_box(lower, upper, RangeContext(mode)).linear(M, t)`` (exact
+    in the affine modes; in interval mode the form is their bounding boxes, still sound).
+
+    As :func:`field_range`, with the mode and options of the form's context. The form moves to the field's dtype
+    and device soundly: what the conversion rounds goes into its interval error, rounded up. Results come back on
+    the form's device.
+    """
+    dtype, device = _field_dtype(field, form.center)
+    return _output_bounds(field, _converted(form, dtype, device), form.center.device)
+
+
+def _field_dtype(field: nn.Module, like: Tensor) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device the field computes in (those of ``like`` for a field without parameters)."""
+    param = next(field.parameters(), None)
+    return (param.dtype, param.device) if param is not None else (like.dtype, like.device)
+
+
+def _output_bounds(field: nn.Module, form: AffineForm, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The field's certified output range over ``form`` (already in the field's dtype and device), on ``device``."""
     with torch.no_grad():
-        form = AffineForm.from_box(lo_box.to(device), hi_box.to(device), ctx)
         lo, hi = output_range(field, form)
     unknown = torch.isnan(lo) | torch.isnan(hi)  # never certify from a NaN: widen it to everything
     lo = torch.where(unknown, -torch.inf, lo)
     hi = torch.where(unknown, torch.inf, hi)
-    return lo.to(lower.device), hi.to(lower.device)
+    return lo.to(device), hi.to(device)
+
+
+def _converted(form: AffineForm, dtype: torch.dtype, device: torch.device) -> AffineForm:
+    """``form`` in ``dtype`` on ``device``, enclosing the original: the rounding of its center and coefficients is
+    added to its interval error, and the error and ``known`` bounds are rounded outwards."""
+    if form.center.dtype == dtype:
+        known = None if form.known is None else tuple(k.to(device) for k in form.known)
+        return AffineForm(form.center.to(device), form.coeffs.to(device), form.ids.to(device), form.err.to(device), form.ctx, known)
+    center, coeffs = form.center.to(dtype), form.coeffs.to(dtype)
+    rounding = (form.center - center.to(form.center.dtype)).abs() + (form.coeffs - coeffs.to(form.coeffs.dtype)).abs().sum(dim=1)
+    wide = form.err + rounding
+    err = wide.to(dtype)
+    err = torch.where(err.to(wide.dtype) < wide, torch.nextafter(err, torch.full_like(err, torch.inf)), err)
+    known = None
+    if form.known is not None:
+        known = _round_outwards(form.known[0], form.known[1], dtype)
+        known = (known[0].to(device), known[1].to(device))
+    return AffineForm(center.to(device), coeffs.to(device), form.ids.to(device), err.to(device), form.ctx, known)
 
 
 def classify(field: nn.Module, lower: Tensor, upper: Tensor, level: float = 0.0, mode: str = "affine_fixed", **mode_options: Any) -> Tensor:
