@@ -12,6 +12,7 @@ import bpy
 from . import operators, panels, preferences, properties
 from .operators import checkpoints, client, job
 from .panels import draw_object_menu, loss_plot
+from .panels.menu import draw_edit_mesh_menu
 
 _classes = (preferences.INR_AddonPreferences,) + operators.classes + panels.classes
 
@@ -31,6 +32,7 @@ def register() -> None:
     for cls in _classes:
         bpy.utils.register_class(cls)
     bpy.types.VIEW3D_MT_object.append(draw_object_menu)
+    bpy.types.VIEW3D_MT_edit_mesh_vertices.append(draw_edit_mesh_menu)
     for handler_list, handler in checkpoints.handlers:
         if handler not in handler_list:
             handler_list.append(handler)
@@ -40,6 +42,7 @@ def register() -> None:
 def unregister() -> None:
     atexit.unregister(_release)
     _release()
+    bpy.types.VIEW3D_MT_edit_mesh_vertices.remove(draw_edit_mesh_menu)
     bpy.types.VIEW3D_MT_object.remove(draw_object_menu)
     for cls in reversed(_classes):
         bpy.utils.unregister_class(cls)

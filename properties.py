@@ -20,7 +20,22 @@ DISPLACEMENT_METHODS = [
      "Implicit displacement field (Wang Yifan 2022): a smooth SIREN base plus a high-frequency SIREN detail along its normals"),
     ("IDF_TRANSFER", "Transferred Detail", "The detail of one displacement field on the base of another field (Transfer Detail)"),
 ]
-FIELD_METHODS = SDF_METHODS + DISPLACEMENT_METHODS
+# Shape spaces (DeepSDF auto-decoders, Park 2019; occupancy networks, Mescheder 2019): what Fit Shape Space
+# makes, and the completed shape Reconstruct from Scan keeps as an ordinary field.
+SHAPE_SPACE_METHODS = [
+    ("DEEPSDF", "DeepSDF", "Auto-decoder of signed distances (Park 2019): one latent code per shape, one decoder for all"),
+    ("OCCUPANCY", "Occupancy", "Auto-decoder of inside/outside probabilities (occupancy networks, Mescheder 2019)"),
+]
+LATENT_SHAPE_METHODS = [
+    ("LATENT_SHAPE", "Completed Shape", "A shape decoded from a shape space's code (Reconstruct from Scan)"),
+]
+FIELD_METHODS = SDF_METHODS + DISPLACEMENT_METHODS + SHAPE_SPACE_METHODS + LATENT_SHAPE_METHODS
+INTERPOLATE_OUTPUTS = [
+    ("AUTO", "Auto", "Shape keys when every in-between's vertices follow the first mesh's without folding, else a sequence"),
+    ("ROW", "Row", "One mesh per in-between shape, in a row along +X"),
+    ("SHAPE_KEYS", "Shape Keys", "One mesh with a shape key per in-between shape, animated over the frames"),
+    ("SEQUENCE", "Sequence", "One mesh per in-between shape, each visible on its own frames"),
+]
 TRANSFER_MODES = [
     ("PROJECTED", "Projected", "Read the detail at the closest point of the source's base, so it lands on the target's surface"),
     ("ALIGNED", "Aligned", "Read the detail at the same local coordinates (the shapes must overlap in their fields' frames)"),
@@ -50,12 +65,24 @@ INTERSECTION_VERDICTS = [
 FIELD_KINDS = [
     ("SDF", "Signed Distance", "A signed distance field"),
     ("NERF", "Radiance Field", "A radiance field (NeRF): density and colour, fitted to posed images"),
+    ("SHAPE_SPACE", "Shape Space", "A space of shapes (DeepSDF auto-decoder): one latent code per training shape"),
 ]
 
 
 class INR_PG_loss_sample(bpy.types.PropertyGroup):
     step: IntProperty(name="Step")
     loss: FloatProperty(name="Loss")
+
+
+class INR_PG_shape(bpy.types.PropertyGroup):
+    """One training shape of a shape space (``INR_PG_field.shapes``); ``name`` is its object's name."""
+
+    source: PointerProperty(name="Object", type=bpy.types.Object, description="The object the shape was fitted to")
+    index: IntProperty(name="Index", description="The shape's code in the space")
+    center: FloatVectorProperty(name="Center", size=3, subtype="XYZ", description="Where the shape's normalised frame sits in world space")
+    scale: FloatProperty(name="Scale", default=1.0, description="World units per unit of the shape's normalised frame")
+    error: FloatProperty(name="Error", precision=5, description="Chamfer-L1 of the decoded shape against its mesh, in world units")
+    has_error: BoolProperty(name="Measured", default=False)
 
 
 class INR_PG_field(bpy.types.PropertyGroup):
@@ -180,6 +207,21 @@ class INR_PG_field(bpy.types.PropertyGroup):
     # Fit Displacement Field: its phases, as fractions of the run (the base alone, then the detail alone, then both)
     phase_base: FloatProperty(name="Base Phase", min=0.0, max=1.0, subtype="FACTOR", description="The base trained alone before this fraction of the run")
     phase_detail: FloatProperty(name="Detail Phase", min=0.0, max=1.0, subtype="FACTOR", description="The detail trained alone until this fraction of the run, then both")
+    # Shape spaces (kind SHAPE_SPACE): the training shapes, one per code, and the panel's selection ...
+    shapes: CollectionProperty(type=INR_PG_shape)
+    active_shape: IntProperty(name="Shape", min=0, description="The shape Extract Mesh decodes, and the first of Interpolate Shapes")
+    latent_size: IntProperty(name="Latent Size", description="Length of each shape's code")
+    # ... Interpolate Shapes' settings (the operator's when it does not set them) ...
+    interpolate_to: IntProperty(name="To", default=1, min=0, description="The shape Interpolate Shapes ends at (its index in the list)")
+    interpolate_count: IntProperty(name="Shapes", default=5, min=2, soft_max=64, description="Shapes from the first to the second, both included")
+    interpolate_output: EnumProperty(name="Output", items=INTERPOLATE_OUTPUTS, default="AUTO", description="What Interpolate Shapes makes")
+    interpolate_resolution: IntProperty(name="Resolution", default=96, min=8, max=1024, description="Extraction grid of each in-between shape")
+    # ... Reconstruct from Scan's ...
+    reconstruct_iterations: IntProperty(name="Iterations", default=800, min=1, soft_max=10000, description="Steps that fit a code to the scan")
+    reconstruct_resolution: IntProperty(name="Resolution", default=128, min=8, max=1024, description="Extraction grid of the completed shape")
+    # ... and, on a completed shape's field (method LATENT_SHAPE), where it came from
+    completed_from: StringProperty(name="From Space", description="The shape space whose code was fitted to the scan")
+    completed_fit_error: FloatProperty(name="Fit Error", precision=5, description="Mean |f| at the scan's points, in the space's local units")
 
 
 class INR_PG_job(bpy.types.PropertyGroup):
@@ -210,7 +252,7 @@ class INR_PG_backend(bpy.types.PropertyGroup):
     setup_message: StringProperty()
 
 
-classes = (INR_PG_loss_sample, INR_PG_field, INR_PG_job, INR_PG_backend)
+classes = (INR_PG_loss_sample, INR_PG_shape, INR_PG_field, INR_PG_job, INR_PG_backend)
 
 _POINTERS = (
     (bpy.types.Object, "inr_field", INR_PG_field),

@@ -682,7 +682,8 @@ def job_fit_shape_space(params: dict[str, Any], arrays: Arrays, ctx: JobContext)
     ``vertex_counts``/``face_counts`` (world space, faces indexed per shape); write or send back its checkpoint.
 
     ``names`` (K) label the shapes. ``error_resolution`` > 0 (64) measures each shape: its decoded mesh at that
-    resolution against the input mesh, Chamfer-L1 as a fraction of the shape's bounding-sphere radius (``errors``).
+    resolution against the input mesh, Chamfer-L1 in world units (``errors``; None for a shape whose decoded field
+    has no surface yet).
     Runs data-parallel under torchrun (see fitting/shape_space.py); only rank 0 writes.
     """
     params = dict(params)
@@ -707,7 +708,7 @@ def job_fit_shape_space(params: dict[str, Any], arrays: Arrays, ctx: JobContext)
             try:
                 verts, faces, _ = extract_mesh(space.shape(k), error_resolution, device, ctx)
             except JobError:  # the decoded shape has no surface yet
-                errors.append(float("inf"))
+                errors.append(None)
                 continue
             world = to_world(verts, ckpt["centers"][k], ckpt["scales"][k])
             errors.append(float(compare_meshes(v, f, world, faces, 20_000, 0, ("chamfer",))["chamfer_l1"]))
@@ -726,14 +727,17 @@ def job_reconstruct_shape(params: dict[str, Any], arrays: Arrays, ctx: JobContex
 
     Arrays, in the space's local frame: ``points`` (N, 3), optional ``normals`` (N, 3) and ``free_points`` (M, 3)
     (see fitting/completion.py). Returns the mesh (local frame), the ``code``, and the mean |f| at the scan points
-    (``fit_error``). ``output_checkpoint_path``: also write the completed shape as a field checkpoint of its own.
+    (``fit_error``). ``output_checkpoint_path``: also write the completed shape as a field checkpoint of its own
+    (with ``return_checkpoint``, for a remote worker: its bytes come back as the array ``checkpoint`` instead).
     """
     started = time.monotonic()
     if "points" not in arrays or not len(np.asarray(arrays["points"]).reshape(-1)):
         raise JobError("the scan has no points: select a point cloud or a mesh with vertices")
     resolution = _int_param(params, "resolution", 128, MIN_RESOLUTION)
+    params = dict(params)
+    send_back = bool(params.pop("return_checkpoint", False))
     out_path = params.get("output_checkpoint_path") or ""
-    if out_path:
+    if out_path and not send_back:
         _check_writable(out_path)
     device = resolve_device(params.get("device", "auto"))
     space, ckpt = _load_space(params, arrays, device)
@@ -744,17 +748,20 @@ def job_reconstruct_shape(params: dict[str, Any], arrays: Arrays, ctx: JobContex
     vertices, faces, mesh_normals = extract_mesh(shape, resolution, device, ctx)
     result = {"fit_error": record["fit_error"], "loss_history": downsample_history(record["losses"]),
               "final_loss": record["losses"][-1], "stop_reason": record["stop_reason"], "num_vertices": len(vertices),
-              "num_faces": len(faces), "center": [0.0, 0.0, 0.0], "scale": 1.0, "checkpoint_path": ""}
-    if out_path:
+              "num_faces": len(faces), "center": [0.0, 0.0, 0.0], "scale": 1.0, "checkpoint_path": "",
+              "iterations_run": len(record["losses"]), "device": str(device)}
+    result_arrays: Arrays = {}
+    if out_path or send_back:
         config = {"kind": "latent_shape", "space": ckpt["config"]}
         shape_ckpt = {"format": "inr_blender.latent_shape", "method": ckpt.get("method", "deepsdf"), "config": config,
                       "state_dict": {k: v.detach().cpu() for k, v in shape.state_dict().items()},
                       "center": [0.0, 0.0, 0.0], "scale": 1.0, "loss_history": result["loss_history"],
                       "final_loss": result["final_loss"], "iterations_run": len(record["losses"]),
                       "stop_reason": record["stop_reason"], "device": str(device)}
-        result["checkpoint_path"] = save_checkpoint(shape_ckpt, out_path)
+        result["checkpoint_path"], result_arrays = _deliver(shape_ckpt, out_path, send_back)
     result["seconds"] = time.monotonic() - started
-    return result, {"code": shape.code.detach().cpu().numpy(), "vertices": vertices, "faces": faces, "normals": mesh_normals}
+    return result, {**result_arrays, "code": shape.code.detach().cpu().numpy(), "vertices": vertices, "faces": faces,
+                    "normals": mesh_normals}
 
 
 def job_interpolate_shapes(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tuple[dict[str, Any], Arrays]:

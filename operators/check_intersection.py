@@ -7,7 +7,9 @@ surfaces), 'intersecting' (a witness point lies on both) or 'unknown' (neither a
 reported and stored on the field for the panel. The boxes range analysis could not rule out become a wireframe
 object ``<field>_intersection`` (12 edges per box, in the field's frame: it takes the field's transform), and an
 intersection's witness an Empty ``<field>_witness``. A disjoint pair leaves no boxes, so nothing is added. The
-query follows the field object's transform; another field's placement relative to it comes from the two fits.
+query follows the field objects' transforms: another field sits where its object puts it relative to the active
+one (the map between the two objects' local frames, each object's cube [-1, 1]^3 being its field's domain), both
+moved, turned or scaled, uniformly or not.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from bpy.props import IntProperty
 from .bridge import InputError, create_mesh_object, make_active, object_geometry
 from .client import JobOutcome
 from .closest_points import described
-from .field import RangeQueryOperator, active_field, evaluations, other_checkpoint
+from .field import RangeQueryOperator, active_field, evaluations, field_frame, other_checkpoint
 
 # A box's corners (bit i of the index picks the upper bound on axis i) and its 12 edges (corners differing in one bit).
 _CORNERS = np.array([[(c >> axis) & 1 for axis in range(3)] for c in range(8)], dtype=bool)
@@ -43,6 +45,7 @@ class INR_OT_check_intersection(RangeQueryOperator, bpy.types.Operator):
     bl_label = "Check Intersection"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "check_intersection"
+    uniform_scale = False  # boxes and witnesses need no distances: any scale of either field is fine
 
     max_depth: IntProperty(
         name="Max Depth", default=6, min=0, soft_max=9,
@@ -68,6 +71,8 @@ class INR_OT_check_intersection(RangeQueryOperator, bpy.types.Operator):
         field, params, arrays = self.query_job(context)
         if "vertices" in second:  # the mesh in the field's frame
             second["vertices"] = self.to_field(second["vertices"])
+        else:  # the map from the other field's local frame to the active field's, through the world
+            second_params["other_matrix"] = np.linalg.solve(self._frame, field_frame(other, uniform=False)[0]).tolist()
         params.update(second_params, max_depth=self.max_depth)
         arrays.update(second)
         self._other = other.name

@@ -3,7 +3,9 @@
 On a signed distance field it extracts the level set ``level``; on a radiance field, the
 density's iso-surface at ``threshold``, with per-vertex colours in a colour attribute ("Col")
 and a material that shows them. On a displacement field (Fit Displacement Field, Transfer
-Detail) ``part`` picks the detailed surface (``<field>_mesh``) or the smooth base (``<field>_base``).
+Detail) ``part`` picks the detailed surface (``<field>_mesh``) or the smooth base (``<field>_base``). On a
+shape space (Fit Shape Space) ``shape`` picks the shape to decode (by default the one selected in the panel's list):
+``<field>_<shape>_mesh``, placed where that shape is.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .bridge import InputError, create_mesh_object, make_active
 from .client import JobOutcome
 from .field import FieldJobOperator
 from .fit_displacement import DISPLACEMENT
+from .fit_shape_space import checked_shape, shape_matrix
 
 COLOR_ATTRIBUTE = "Col"
 
@@ -77,6 +80,10 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         default="DETAILED", options={"SKIP_SAVE"},
         description="Displacement fields: the detailed surface or the smooth base",
     )
+    shape: IntProperty(
+        name="Shape", default=-1, min=-1, options={"SKIP_SAVE"},
+        description="Shape spaces: the index of the shape to decode (-1: the one selected in the panel's list)",
+    )
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -88,11 +95,17 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         layout.prop(self, "threshold" if nerf else "level")
         if obj is not None and not nerf and obj.inr_field.method in DISPLACEMENT:
             layout.prop(self, "part", expand=True)
+        if obj is not None and obj.inr_field.kind == "SHAPE_SPACE":
+            layout.prop(self, "shape")
 
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         field, params, arrays = self.field_job(context)
         params.update(resolution=self.resolution, space="local", method=self.method.lower(), part=self.part.lower())
         self._nerf = field.inr_field.kind == "NERF"
+        self._shape = -1
+        if field.inr_field.kind == "SHAPE_SPACE":  # decode one shape of the space, in its own place
+            self._shape = checked_shape(field, self.shape if self.shape >= 0 else field.inr_field.active_shape)
+            params["shape"] = self._shape
         if self.part == "BASE" and (self._nerf or field.inr_field.method not in DISPLACEMENT):
             raise InputError(f"only a displacement field has a base to extract: '{field.name}' is not one (fit it with Fit Displacement Field)")
         if self._nerf:
@@ -107,7 +120,12 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         field = self.the_field()
         a = outcome.arrays
         suffix = "base" if self.part == "BASE" else "mesh"
-        obj = create_mesh_object(context, f"{field.name}_{suffix}", a["vertices"], a["faces"], a.get("normals"), field.matrix_world.copy())
+        name, frame = f"{field.name}_{suffix}", field.matrix_world.copy()
+        if self._shape >= 0:
+            if self._shape >= len(field.inr_field.shapes):
+                raise InputError(f"the shape space '{field.name}' changed while the job ran")
+            name, frame = f"{field.name}_{field.inr_field.shapes[self._shape].name}_{suffix}", shape_matrix(field, self._shape)
+        obj = create_mesh_object(context, name, a["vertices"], a["faces"], a.get("normals"), frame)
         created.append(obj)
         colors = a.get("colors")
         if colors is not None and len(colors) == len(a["vertices"]) and len(colors):

@@ -22,7 +22,7 @@ from .client import JobOutcome
 from .job import JobOperator
 
 MAX_HISTORY = 200  # loss samples kept on a field (the curve in the panel)
-KIND_NAMES = {"SDF": "a signed distance field", "NERF": "a radiance field"}
+KIND_NAMES = {"SDF": "a signed distance field", "NERF": "a radiance field", "SHAPE_SPACE": "a shape space"}
 
 
 def new_checkpoint_path(name: str) -> tuple[str, str]:
@@ -213,10 +213,12 @@ def other_checkpoint(context: bpy.types.Context, field: bpy.types.Object) -> tup
 class RangeQueryOperator(FieldJobOperator):
     """A guaranteed query on a field by range analysis (Sharp & Jacobson 2022), in the field's local frame: queries
     go in through the field object's transform and results come out through it, so a query follows the field
-    object when it is moved, turned or scaled (uniformly). A radiance field is queried at its density threshold.
-    The range mode comes from the field's settings (the panel's) when the caller does not set it."""
+    object when it is moved, turned or scaled (uniformly; non-uniformly too where ``uniform_scale`` is False). A
+    radiance field is queried at its density threshold. The range mode comes from the field's settings (the panel's)
+    when the caller does not set it."""
 
     field_settings = {"range_mode": "range_mode"}
+    uniform_scale = True  # refuse a field scaled differently along its axes (queries that measure distances)
 
     range_mode: EnumProperty(
         name="Range Mode", items=RANGE_MODES, default="affine_all", options={"SKIP_SAVE"},
@@ -233,10 +235,12 @@ class RangeQueryOperator(FieldJobOperator):
     def query_job(self, context: bpy.types.Context, field: bpy.types.Object | None = None) -> tuple[bpy.types.Object, dict[str, Any], dict[str, np.ndarray]]:
         """:meth:`field_job` plus what every range query sends: world space, the range mode, a radiance field's threshold."""
         field, params, arrays = self.field_job(context, field=field)
+        if field.inr_field.kind == "SHAPE_SPACE":  # many shapes, no one surface to bound
+            raise InputError(f"'{field.name}' is a shape space: {self.bl_label} needs one field (extract a shape, or complete a scan with Reconstruct from Scan)")
         params.update(range_mode=self.range_mode, space="local")
         if field.inr_field.kind == "NERF":
             params["threshold"] = float(field.inr_field.density_threshold)
-        self._frame, self._frame_scale = field_frame(field)
+        self._frame, self._frame_scale = field_frame(field, self.uniform_scale)
         return field, params, arrays
 
     def to_field(self, points: np.ndarray) -> np.ndarray:
@@ -250,11 +254,15 @@ class RangeQueryOperator(FieldJobOperator):
         return np.asarray(points, dtype=np.float64) @ m[:3, :3].T + m[:3, 3]
 
 
-def field_frame(field: bpy.types.Object) -> tuple[np.ndarray, float]:
-    """The field object's local-to-world matrix (4x4) and its scale, or InputError for a non-uniform scale
-    (distances and range boxes need the same scale on every axis)."""
+def field_frame(field: bpy.types.Object, uniform: bool = True) -> tuple[np.ndarray, float]:
+    """The field object's local-to-world matrix (4x4) and its scale (the mean over its axes), or InputError for a
+    flattened one or, with ``uniform``, a non-uniform scale (distances and range boxes need the same scale on every axis)."""
     m = np.array(field.matrix_world, dtype=np.float64)
     norms = np.linalg.norm(m[:3, :3], axis=0)
+    if not uniform:
+        if not (norms > 1e-12).all() or abs(np.linalg.det(m[:3, :3])) <= 1e-9 * norms.prod():
+            raise InputError(f"'{field.name}' is flattened (scale {', '.join(f'{n:.4g}' for n in norms)}): give it a nonzero scale on every axis")
+        return m, float(norms.mean())
     if not (norms > 1e-12).all() or np.ptp(norms) > 1e-4 * norms.max():
         raise InputError(f"'{field.name}' is scaled differently along its axes ({', '.join(f'{n:.4g}' for n in norms)}): "
                          "range queries need a uniform scale (apply the scale to a mesh, not to the field)")

@@ -33,7 +33,7 @@ from ..preferences import backend_config
 from ..properties import TRANSFER_MODES
 from .bridge import InputError, create_mesh_object, make_active, object_geometry
 from .client import JobOutcome
-from .field import FitPlan, checkpoint_of, defaults_from, field_fitted_to, new_checkpoint_path, new_field, plan_fit, require_normals
+from .field import KIND_NAMES, FitPlan, checkpoint_of, defaults_from, field_fitted_to, new_checkpoint_path, new_field, plan_fit, require_normals
 from .fit_displacement import DisplacementSettings, displacement_field, is_base_only
 from .job import JobOperator, JobSpec
 
@@ -156,7 +156,7 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
         s = obj.inr_field
         if s.is_field:
             if s.kind != "SDF":
-                raise InputError(f"'{obj.name}' is a radiance field: Transfer Detail needs signed distance fields")
+                raise InputError(f"'{obj.name}' is {KIND_NAMES.get(s.kind, s.kind)}: Transfer Detail needs signed distance fields")
             if which == "source" and s.method != "IDF":
                 method = s.bl_rna.properties["method"].enum_items[s.method].name
                 raise InputError(f"the detail source '{obj.name}' is not a displacement field ({method}): fit its object with Fit Displacement Field")

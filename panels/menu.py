@@ -1,4 +1,5 @@
-"""Object > Neural Fields menu: every operator sits here, which is how F3 finds it."""
+"""Object > Neural Fields menu: every operator sits here, which is how F3 finds it; and Closest Points in mesh Edit
+Mode's Vertex menu, where its queries are the selected vertices."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ class VIEW3D_MT_inr(bpy.types.Menu):
         layout.operator("inr.fit_displacement", icon="MOD_DISPLACE")
         layout.operator("inr.transfer_detail", icon="MOD_DATA_TRANSFER")
         layout.separator()
+        layout.operator("inr.fit_shape_space", icon="MOD_INSTANCE")
+        layout.operator("inr.reconstruct_shape", icon="MOD_SHRINKWRAP")
+        layout.operator("inr.interpolate_shapes", icon="IPO_EASE_IN_OUT")
+        layout.separator()
         layout.operator("inr.create_camera_rig", icon="OUTLINER_OB_CAMERA")
         layout.operator("inr.render_training_views", icon="RENDER_STILL")
         layout.operator("inr.fit_nerf", icon="LIGHTPROBE_SPHERE")
@@ -37,3 +42,9 @@ class VIEW3D_MT_inr(bpy.types.Menu):
 def draw_object_menu(self, context: bpy.types.Context) -> None:
     self.layout.separator()
     self.layout.menu(VIEW3D_MT_inr.bl_idname)
+
+
+def draw_edit_mesh_menu(self, context: bpy.types.Context) -> None:
+    """Mesh Edit Mode's Vertex menu: Closest Points from the selected vertices (the field selected too)."""
+    self.layout.separator()
+    self.layout.operator("inr.closest_points", icon="SNAP_NORMAL")

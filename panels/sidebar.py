@@ -56,6 +56,7 @@ class VIEW3D_PT_inr_fit(_INRPanel, bpy.types.Panel):
         row.operator("inr.fit_sdf", text="Skeleton", icon="OUTLINER_DATA_ARMATURE").preset = "SKELETON"
         row.operator("inr.fit_sdf", text="Custom…", icon="PREFERENCES").preset = "CUSTOM"
         _draw_displacement(layout, context, bool(usable))
+        _draw_shape_space_fit(layout, context)
         _draw_radiance_field(layout, context)
 
 
@@ -84,6 +85,21 @@ def _draw_displacement(layout: bpy.types.UILayout, context: bpy.types.Context, u
         box.label(text=f"Detail of '{others[0].name}' onto '{target.name}'", icon="FORWARD")
     else:
         box.label(text="Select the detail source, then the target (active)", icon="INFO")
+
+
+def _draw_shape_space_fit(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
+    """The Fit panel's shape-space section: Fit Shape Space on two or more selected meshes."""
+    meshes = [o for o in context.selected_objects if o.type == "MESH"]
+    layout.separator()
+    col = layout.column()
+    col.enabled = not context.window_manager.inr_job.running
+    col.label(text="Shape Space")
+    row = col.row(align=True)
+    row.enabled = len(meshes) >= 2
+    for preset, text, icon in (("FAST", "Fast", "MOD_INSTANCE"), ("PUBLISHED", "Published", "MOD_MULTIRES"), ("CUSTOM", "Custom…", "PREFERENCES")):
+        row.operator("inr.fit_shape_space", text=text, icon=icon).preset = preset
+    if len(meshes) < 2:
+        col.label(text="Select two or more meshes, one per shape", icon="INFO")
 
 
 def _draw_radiance_field(layout: bpy.types.UILayout, context: bpy.types.Context) -> None:
@@ -138,6 +154,9 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
         if s.kind == "NERF":
             _draw_radiance_field_object(layout, context, obj)
             return
+        if s.kind == "SHAPE_SPACE":
+            _draw_shape_space(layout, context, obj)
+            return
         col = layout.column(align=True)
         preset = f" ({s.preset.lower()})" if s.preset and s.preset != "CUSTOM" else ""
         method = s.bl_rna.properties["method"].enum_items[s.method].name
@@ -146,6 +165,11 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
             col.label(text=f"Detail of '{s.detail_source}' on the base of '{s.detail_target}'")
             col.label(text=f"Strength {s.detail_strength:g} · ν {s.detail_nu:g} · {s.detail_mode.lower()}")
             layout.prop(s, "checkpoint", text="")
+        elif s.method == "LATENT_SHAPE":  # made by Reconstruct from Scan: a code fitted to a scan
+            col.label(text=f"{s.kind} · {method} · {s.iterations} steps on {s.device}")
+            col.label(text=f"A code of '{s.completed_from}' fitted to {s.num_points} points{' with normals' if s.has_normals else ''} of {s.sources}")
+            col.label(text=f"Fit error {s.completed_fit_error:.4g} · {s.train_seconds:.1f} s")
+            _draw_training(col, layout, obj)
         else:
             col.label(text=f"{s.kind} · {method}{preset} · {s.iterations} steps on {s.device}")
             col.label(text=f"{s.num_points} points{' with normals' if s.has_normals else ''} from {s.sources}")
@@ -169,6 +193,75 @@ class VIEW3D_PT_inr_field(_INRPanel, bpy.types.Panel):
         _draw_skeleton(layout, context, obj)
         _draw_isopoints(layout, context, obj)
         _draw_range_queries(layout, context, obj)
+
+
+class INR_UL_shapes(bpy.types.UIList):
+    """A shape space's training shapes: index, object and reconstruction error (world units)."""
+
+    bl_idname = "INR_UL_shapes"
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0) -> None:
+        row = layout.row(align=True)
+        if item.source is None:  # the object was deleted or renamed: the shape stays in the space
+            row.label(text=f"{item.index}  {item.name}", icon="ERROR")
+        else:
+            row.label(text=f"{item.index}  {item.name}", icon="MESH_DATA")
+        sub = row.row()
+        sub.alignment = "RIGHT"
+        sub.label(text=f"{item.error:.4g}" if item.has_error else "–")
+
+
+def _draw_shape_space(layout: bpy.types.UILayout, context: bpy.types.Context, obj: bpy.types.Object) -> None:
+    """A shape space: its training, its shapes (with their errors), Extract Mesh of the selected shape,
+    Reconstruct from Scan and Interpolate Shapes (their settings stored on the space)."""
+    s = obj.inr_field
+    running = context.window_manager.inr_job.running
+    col = layout.column(align=True)
+    method = s.bl_rna.properties["method"].enum_items[s.method].name
+    preset = f" ({s.preset.lower()})" if s.preset and s.preset != "CUSTOM" else ""
+    col.label(text=f"Shape space · {method}{preset} · {len(s.shapes)} shapes, codes of {s.latent_size}")
+    col.label(text=f"{s.iterations} steps on {s.device} · final loss {s.final_loss:.5g} · {s.train_seconds:.1f} s")
+    _draw_training(col, layout, obj)
+    row = layout.row()
+    row.label(text="Shapes")
+    sub = row.row()
+    sub.alignment = "RIGHT"
+    sub.label(text="Chamfer-L1")
+    layout.template_list("INR_UL_shapes", "", s, "shapes", s, "active_shape", rows=min(max(len(s.shapes), 3), 8))
+    shape = s.shapes[s.active_shape] if 0 <= s.active_shape < len(s.shapes) else None
+    row = layout.row()
+    row.enabled = shape is not None and not running
+    row.operator("inr.extract_mesh", text=f"Extract '{shape.name}'" if shape else "Extract Mesh", icon="MESH_DATA")
+
+    box = layout.box()
+    box.label(text="Interpolate Shapes", icon="IPO_EASE_IN_OUT")
+    sub = box.column(align=True)
+    sub.use_property_split = True
+    sub.label(text=f"From '{shape.name}' (the selected shape)" if shape else "Select the first shape in the list")
+    for name in ("interpolate_to", "interpolate_count", "interpolate_output", "interpolate_resolution"):
+        sub.prop(s, name)
+    other = s.shapes[s.interpolate_to] if s.interpolate_to < len(s.shapes) else None
+    row = box.row()
+    row.enabled = not running and shape is not None and other is not None and other != shape
+    op = row.operator("inr.interpolate_shapes", text=f"To '{other.name}'" if other else "Interpolate Shapes", icon="IPO_EASE_IN_OUT")
+    op.a, op.b = s.active_shape, s.interpolate_to
+    if other is None or other == shape:
+        box.label(text=f"'To' must be another shape (0 to {len(s.shapes) - 1})", icon="INFO")
+
+    box = layout.box()
+    box.label(text="Reconstruct from Scan", icon="MOD_SHRINKWRAP")
+    sub = box.column(align=True)
+    sub.use_property_split = True
+    sub.prop(s, "reconstruct_iterations")
+    sub.prop(s, "reconstruct_resolution")
+    scans = [o for o in context.selected_objects if o != obj and o.type in {"MESH", "POINTCLOUD"}]
+    row = box.row()
+    row.enabled = not running and len(scans) == 1
+    row.operator("inr.reconstruct_shape", icon="MOD_SHRINKWRAP")
+    if len(scans) == 1:
+        box.label(text=f"Complete '{scans[0].name}'", icon="FORWARD")
+    else:
+        box.label(text="Select the scan (points or a partial mesh) too", icon="INFO")
 
 
 def _draw_displacement_field(col: bpy.types.UILayout, obj: bpy.types.Object) -> None:

@@ -18,6 +18,7 @@ from torch import nn
 from inr_blender.context import JobError
 from inr_blender.fields import HashGridEncoding, HashGridSDF, IGRNet, Siren
 from inr_blender.fields.displacement import DisplacementField
+from inr_blender.fields.deepsdf import DeepSDFDecoder, LatentShape
 from inr_blender.fields.encodings import PositionalEncoding
 from inr_blender.fields.nerf import ClassicNeRF, FastNeRF
 from inr_blender.ranges import MODES, classify, field_range
@@ -69,6 +70,9 @@ FIELDS = {
     "nerf": lambda: ClassicNeRF(position_frequencies=4, direction_frequencies=2, width=24, depth=4, skip=2),
     "nerf_fast": lambda: FastNeRF(_hash_encoding(), geometry_features=3, width=16, occupancy_resolution=4),
     "density_surface": lambda: DensitySurface(ClassicNeRF(4, 2, 24, 4, 2), threshold=0.5),
+    # a shape of a shape space: weight-normalised ReLU decoder with the code and point again at layer 2, tanh
+    "deepsdf": lambda: LatentShape(DeepSDFDecoder(4, width=24, depth=4, skip=2), torch.randn(4)),
+    "deepsdf_occupancy": lambda: LatentShape(DeepSDFDecoder(4, width=24, depth=3, skip=None, output="occupancy"), torch.randn(4)),
 }
 # MLPs with generic activations: the published affine modes were never wider than intervals on any box we sampled.
 PLAIN_MLPS = ("relu", "tanh", "elu", "elu_scaled", "sigmoid", "softplus")
@@ -127,7 +131,7 @@ def test_bounds_contain_the_sampled_range(kind):
 # interval arithmetic on every box, per field kind; measured on 32 boxes per size (the docstring below).
 PURE_AFFINE_NO_WIDER_BELOW = {kind: 0.4 for kind in PLAIN_MLPS + ("igr_soft",)} | {
     "igr": 0.05, "igr_relu": 0.05, "fourier": 0.05, "nerf": 0.05, "density_surface": 0.05, "siren": 0.005,
-    "hashgrid": 0.0005, "nerf_fast": 0.0005}
+    "hashgrid": 0.0005, "nerf_fast": 0.0005, "deepsdf": 0.4, "deepsdf_occupancy": 0.4}
 
 
 @pytest.mark.parametrize("kind", list(FIELDS))

@@ -100,7 +100,8 @@ def test_signed_distances_match_a_sphere():
 def test_tiny_space_learns_each_shape(space, meshes, tmp_path):
     path, result = space
     assert result["names"] == ["sphere", "box", "torus"] and result["num_shapes"] == 3
-    # Measured: 0.016, 0.016, 0.024 (Chamfer-L1 / bounding radius at 48^3) after 600 steps of a 4 x 64 decoder.
+    # Measured: 0.016, 0.016, 0.024 (Chamfer-L1 in world units at 48^3; the shapes are 1 to 3 units across) after
+    # 600 steps of a 4 x 64 decoder.
     assert max(result["errors"]) < 0.05, result["errors"]
     for k, name in enumerate(meshes):
         assert np.allclose(result["centers"][k], PLACES[name][0], atol=1e-6)
@@ -108,6 +109,11 @@ def test_tiny_space_learns_each_shape(space, meshes, tmp_path):
     out, arrays = JOBS["extract_mesh"]({"checkpoint_path": path, "shape": 2, "resolution": 48, "space": "world"}, {}, JobContext())
     v, f = meshes["torus"]
     assert compare_meshes(v, f, arrays["vertices"], arrays["faces"], 20_000, 0, ("chamfer",))["chamfer_l1"] < 0.05
+    # range analysis covers the decoder (weight-normalised layers, the skip, tanh): guaranteed = dense mesh
+    meshes_by_method = {m: JOBS["extract_mesh"]({"checkpoint_path": path, "shape": 1, "resolution": 32, "method": m}, {},
+                                                JobContext())[1] for m in ("dense", "guaranteed")}
+    dense, guaranteed = (np.sort(meshes_by_method[m]["vertices"], axis=0) for m in ("dense", "guaranteed"))
+    assert dense.shape == guaranteed.shape and np.abs(dense - guaranteed).max() < 1e-5
     with pytest.raises(JobError, match="pick a shape"):
         JOBS["extract_mesh"]({"checkpoint_path": path, "resolution": 32}, {}, JobContext())
 

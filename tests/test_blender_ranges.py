@@ -180,6 +180,45 @@ def test_intersection_of_fields_and_meshes(scene, spheres_blend):
     assert s.intersection_verdict == "INTERSECTING"
 
 
+def test_intersection_follows_both_field_objects(scene, spheres_blend):
+    """The other field sits where its object puts it: squeezed along x (an ellipsoid of semi-axes 0.14, 0.7, 0.7 around
+    (1, 0, 0), 0.16 from sphere A) the two are disjoint; turned 90 degrees about z (semi-axis 0.7 along x again) they
+    meet; moved 0.5 further along x (0.1 from A), apart. The active field may be scaled non-uniformly too."""
+    import math
+
+    a_name, b_name = spheres_blend[1]
+    field = open_field(spheres_blend[0], a_name)
+    other = bpy.data.objects[b_name]
+    s = field.inr_field
+    size = other.scale[0]
+    verdicts = []
+    for change in (lambda: setattr(other, "scale", (0.2 * size, size, size)),
+                   lambda: setattr(other, "rotation_euler", (0.0, 0.0, math.radians(90))),
+                   lambda: setattr(other.location, "x", other.location.x + 0.5)):
+        change()
+        bpy.context.view_layer.update()
+        select_only(field, other)
+        assert bpy.ops.inr.check_intersection() == {"FINISHED"}
+        verdicts.append(s.intersection_verdict)
+    assert verdicts == ["DISJOINT", "INTERSECTING", "DISJOINT"]
+
+    other.location.x -= 0.5  # turned and squeezed, reaching into A again; A flattened along z to half its height
+    field.scale = (field.scale[0], field.scale[1], 0.5 * field.scale[2])
+    bpy.context.view_layer.update()
+    select_only(field, other)
+    assert bpy.ops.inr.check_intersection() == {"FINISHED"}
+    assert s.intersection_verdict == "INTERSECTING"
+    last = max(o.name for o in bpy.data.objects if o.name.startswith(f"{field.name}_witness"))  # the second witness
+    witness = np.array(bpy.data.objects[last].matrix_world.translation)
+    on_a = np.linalg.norm(witness / [1.0, 1.0, 0.5])  # A's sphere, flattened: an ellipsoid of semi-axes 0.7, 0.7, 0.35
+    assert abs(on_a - RADIUS) < 2 * RADIUS_TOLERANCE, witness
+    assert 0.3 - RADIUS_TOLERANCE < witness[0] < 0.7 + RADIUS_TOLERANCE and abs(witness[1]) < 0.14 + RADIUS_TOLERANCE
+    field.scale = (field.scale[0], field.scale[1], 0.0)
+    bpy.context.view_layer.update()
+    select_only(field, other)
+    refused(bpy.ops.inr.check_intersection, f"'{field.name}' is flattened")
+
+
 def test_remote_worker_checks_two_fields(scene, spheres_blend, remote_worker):
     """A remote worker gets both checkpoints' bytes."""
     _, port, token = remote_worker
@@ -296,3 +335,23 @@ def test_intersection_refusals(scene, spheres_blend):
     nerf = fake_field("NERF")
     select_only(field, nerf)
     refused(bpy.ops.inr.check_intersection, "'NERF Field' is a radiance field")
+
+
+def test_closest_points_sits_in_the_edit_mode_vertex_menu(addon):
+    """Edit Mode's Vertex menu offers Closest Points (the selected vertices are its queries); unregistering removes
+    the entry and registering adds it once."""
+    import inspect
+
+    import addon_utils
+
+    from conftest import ADDON_ID
+
+    def ours():
+        return [f for f in bpy.types.VIEW3D_MT_edit_mesh_vertices._dyn_ui_initialize() if f.__module__.startswith(ADDON_ID)]
+
+    assert len(ours()) == 1 and '"inr.closest_points"' in inspect.getsource(ours()[0])
+    addon_utils.disable(ADDON_ID, default_set=True)
+    assert ours() == []
+    addon_utils.enable(ADDON_ID, default_set=True, handle_error=None)
+    set_local_backend()
+    assert len(ours()) == 1

@@ -5,7 +5,8 @@ One decoder f(z, x) serves a whole class of shapes; shape k is the field x -> f(
 - :class:`DeepSDFDecoder`: as published, ``depth`` (8) fully connected layers of ``width`` (512) with weight
   normalisation, ReLU and dropout (0.2) after each; the input (code and point) is concatenated again to the
   input of layer ``skip`` (4), whose predecessor narrows so that the concatenation keeps the width; a linear
-  output, then tanh for signed distances (clamped SDF training), or nothing for occupancy logits.
+  output, then tanh for signed distances (clamped SDF training), or nothing for occupancy logits. The output
+  layer starts small (no bias, a tenth of PyTorch's weights), so that every start lies inside the loss's clamp.
 - :class:`ShapeSpace`: the decoder plus the codes of the training shapes (an embedding, initialised N(0, 0.01^2)).
 - :class:`LatentShape`: one shape of a space as an ordinary field (N, 3) -> (N,): the decoder with a fixed code.
   Its zero level is the surface and it is negative inside, for both outputs: the signed distance as it is,
@@ -46,6 +47,9 @@ class DeepSDFDecoder(nn.Module):
             layers.append(weight_norm(layer) if use_weight_norm else layer)
         self.hidden = nn.ModuleList(layers)
         self.last = nn.Linear(width, 1)
+        with torch.no_grad():  # start inside the clamp: a start beyond it everywhere has no gradient (small widths)
+            self.last.bias.zero_()
+            self.last.weight.mul_(0.1)
 
     def forward(self, inputs: Tensor) -> Tensor:
         h = inputs

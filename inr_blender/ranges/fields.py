@@ -13,13 +13,14 @@ import torch
 from torch import Tensor
 
 from ..context import JobError
+from ..fields.deepsdf import DeepSDFDecoder, LatentShape
 from ..fields.encodings import PositionalEncoding
 from ..fields.hashgrid import HashGridEncoding, HashGridSDF
 from ..fields.igr import IGRNet
 from ..fields.nerf import ClassicNeRF, FastNeRF, NeRFMLP
 from ..fields.siren import Siren
 from ..render.surface import DensitySurface
-from .activations import activate, relu, sine
+from .activations import activate, relu, sine, tanh
 from .affine import AffineForm, concat
 from .encodings import norm, positional_encoding
 from .hashgrid import hashgrid_form
@@ -67,6 +68,27 @@ def _hashgrid_sdf(net: HashGridSDF, x: AffineForm) -> AffineForm:
     sphere = norm(x, eps=1e-12)  # the module's smoothed |x|
     one = torch.ones(1, 2, dtype=sphere.center.dtype, device=sphere.center.device)
     return concat([residual, sphere]).linear(one, torch.full_like(one[:, 0], -net.init_radius))
+
+
+@layer_rule(DeepSDFDecoder)
+def _deepsdf_decoder(net: DeepSDFDecoder, x: AffineForm) -> AffineForm:
+    """Evaluation mode only: dropout is the identity there (a training-mode decoder drops units at random)."""
+    if net.training and net.dropout > 0:
+        raise JobError("range analysis needs the decoder in evaluation mode (dropout active)")
+    h = x
+    for i, layer in enumerate(net.hidden):
+        if i == net.skip:
+            h = concat([h, x])
+        h = activate(h.linear(layer.weight, layer.bias), relu())  # weight-normalised layers compute their weight
+    h = linear(net.last, h)
+    return activate(h, tanh()) if net.output == "sdf" else h
+
+
+@layer_rule(LatentShape)
+def _latent_shape(shape: LatentShape, x: AffineForm) -> AffineForm:
+    code = shape.code.detach().to(x.center.dtype).expand(x.center.shape[0], -1)
+    out = propagate(shape.decoder, concat([AffineForm.from_interval(code, code, x.ctx), x]))
+    return out if shape.decoder.output == "sdf" else out.scale(-1.0)
 
 
 @range_rule(NeRFMLP)

@@ -1,0 +1,237 @@
+"""Fit Shape Space: one network for a collection of shapes, a latent code per shape (DeepSDF auto-decoder, Park 2019;
+occupancy networks, Mescheder 2019, as a variant).
+
+Every selected mesh (two or more) is a training shape. Each crosses the seam in world space, modifiers applied and
+triangulated; the backend normalises it into the unit sphere (``local = (world - center_k) / scale_k``) and gives
+each shape its code. The result is a field object ``<first shape>_ShapeSpace`` (kind SHAPE_SPACE): an Empty placed at
+the first shape's center and scale, so its cube shows where a shape lives, holding one entry per shape (its object,
+code index, center, scale and reconstruction error). The first shape is the active object when it is selected,
+then the others by name.
+
+What the other shape-space operators share lives here too: finding the active space, checking a shape index, and
+the world transform of a shape (or of an in-between of two) that follows the field object when it is moved.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
+from mathutils import Matrix
+
+from ..properties import SHAPE_SPACE_METHODS
+from .bridge import InputError, make_active, mesh_arrays
+from .client import JobOutcome
+from .field import FitPlan, new_field, plan_fit
+from .job import FitJobOperator
+
+FIELD_SUFFIX = "ShapeSpace"
+# Presets fill in every setting the caller does not set explicitly (as Fit SDF's do); CUSTOM uses the operator's.
+PRESETS: dict[str, dict[str, Any]] = {
+    # small enough for a CPU: a few minutes for a handful of shapes
+    "FAST": {"latent_size": 64, "width": 256, "depth": 4, "dropout": 0.0, "weight_norm": True, "iterations": 2000,
+             "shapes_per_step": 8, "samples_per_shape": 2048, "num_samples": 50000},
+    # Park 2019: codes of 256, 8 layers of 512 with dropout 0.2 and weight norm, 64 shapes of 16384 samples per step
+    # (the backend's defaults: its 2000 steps stand for the published 2000 epochs, rates halved every quarter)
+    "PUBLISHED": {"latent_size": 256, "width": 512, "depth": 8, "dropout": 0.2, "weight_norm": True, "iterations": 2000,
+                  "shapes_per_step": 64, "samples_per_shape": 16384, "num_samples": 100000},
+}
+PRESET_ITEMS = [
+    ("FAST", "Fast", "Codes of 64, 4 layers of 256, 2000 steps of 8 shapes x 2048 samples: minutes on a CPU; the default"),
+    ("PUBLISHED", "Published", "DeepSDF as published: codes of 256, 8 layers of 512, dropout 0.2, 2000 steps of 64 shapes x 16384 samples (a GPU)"),
+    ("CUSTOM", "Custom", "Every setting as set below"),
+]
+_NETWORK = ("method", "latent_size", "width", "depth", "dropout", "weight_norm")
+_TRAINING = ("iterations", "max_seconds", "shapes_per_step", "samples_per_shape", "num_samples", "lr_decoder", "lr_codes", "clamp", "prior", "seed",
+             "error_resolution")
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+# -- what the shape-space operators share -----------------------------------------------------------
+def active_shape_space(context: bpy.types.Context, operation: str) -> bpy.types.Object:
+    """The active object if it is a shape space, else :class:`InputError`."""
+    obj = context.active_object
+    if obj is None or not obj.inr_field.is_field or obj.inr_field.kind != "SHAPE_SPACE":
+        what = "nothing is active" if obj is None else f"the active object '{obj.name}' is not a shape space"
+        raise InputError(f"{operation} needs a shape space and {what}: fit one with Fit Shape Space (two or more meshes), or click one")
+    if not len(obj.inr_field.shapes):
+        raise InputError(f"the shape space '{obj.name}' records no shapes: fit it again with Fit Shape Space")
+    return obj
+
+
+def checked_shape(field: bpy.types.Object, index: int) -> int:
+    """``index`` if the space has that shape, else :class:`InputError` (the backend's wording)."""
+    count = len(field.inr_field.shapes)
+    if not 0 <= index < count:
+        raise InputError(f"shape {index} is out of range: the space '{field.name}' has {count} shapes (0 to {count - 1})")
+    return index
+
+
+def normalised_frame(center, scale: float) -> Matrix:
+    """The matrix that takes a normalised frame (``local = (world - center) / scale``) to world space."""
+    return Matrix.Translation(tuple(float(c) for c in center)) @ Matrix.Scale(float(scale), 4)
+
+
+def shape_frame(field: bpy.types.Object, center, scale: float) -> Matrix:
+    """World matrix of a normalised frame at ``center``/``scale`` as fitted, following the field object where it is
+    now: the space's frame is its first shape's, which the field object showed when it was made."""
+    first = field.inr_field.shapes[0]
+    moved = field.matrix_world @ normalised_frame(first.center, first.scale).inverted()
+    return moved @ normalised_frame(center, scale)
+
+
+def shape_matrix(field: bpy.types.Object, index: int) -> Matrix:
+    """World matrix of the shape ``index``'s normalised frame (where its decoded mesh goes)."""
+    shape = field.inr_field.shapes[index]
+    return shape_frame(field, shape.center, shape.scale)
+
+
+def shape_of_object(field: bpy.types.Object, obj: bpy.types.Object) -> int | None:
+    """The index of the shape fitted to ``obj`` in the space, or None."""
+    for shape in field.inr_field.shapes:
+        if shape.source == obj or (shape.source is None and shape.name == obj.name):
+            return shape.index
+    return None
+
+
+# -- the fit ------------------------------------------------------------------------------------------------
+class INR_OT_fit_shape_space(FitJobOperator, bpy.types.Operator):
+    """Fit one network to the selected meshes (two or more), a latent code per shape (DeepSDF)"""
+
+    bl_idname = "inr.fit_shape_space"
+    bl_label = "Fit Shape Space"
+    bl_options = {"UNDO"}  # no redo panel: redoing would retrain
+    dialog_width = 340
+
+    preset: EnumProperty(name="Preset", items=PRESET_ITEMS, default="FAST", description="Settings by purpose; explicit settings override it")
+    method: EnumProperty(name="Method", items=SHAPE_SPACE_METHODS, default="DEEPSDF", description="What the decoder predicts")
+    latent_size: IntProperty(name="Latent Size", default=64, min=1, max=4096, description="Length of each shape's code (published 256)")
+    width: IntProperty(name="Width", default=256, min=4, max=4096, description="Hidden units per layer of the decoder, more than the latent size + 3 (published 512)")
+    depth: IntProperty(name="Depth", default=4, min=2, max=16, description="Hidden layers of the decoder (published 8)")
+    dropout: FloatProperty(name="Dropout", default=0.0, min=0.0, max=0.9, description="Dropout after each hidden layer while training (published 0.2)")
+    weight_norm: BoolProperty(name="Weight Norm", default=True, description="Weight normalisation on the decoder's layers (published)")
+    iterations: IntProperty(name="Iterations", default=2000, min=1, soft_max=100000, description="Training steps")
+    max_seconds: FloatProperty(name="Time Limit", default=0.0, min=0.0, subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE", description="Stop after this long (0: no limit)")
+    shapes_per_step: IntProperty(name="Shapes per Step", default=8, min=1, soft_max=256, description="Shapes in each step's batch (published 64)")
+    samples_per_shape: IntProperty(name="Samples per Shape", default=2048, min=16, soft_max=65536, description="Points of each shape in each step (published 16384)")
+    num_samples: IntProperty(name="Prepared Samples", default=50000, min=100, soft_max=1000000, description="Training points prepared per shape, near its surface and in its domain")
+    lr_decoder: FloatProperty(name="Decoder Rate", default=5e-4, min=0.0, precision=5, description="Learning rate of the decoder (published 5e-4)")
+    lr_codes: FloatProperty(name="Code Rate", default=1e-3, min=0.0, precision=5, description="Learning rate of the codes (published 1e-3)")
+    clamp: FloatProperty(name="Clamp", default=0.1, min=1e-4, max=1.0, precision=3, description="Distances are clamped to this, in normalised units (published 0.1)")
+    prior: FloatProperty(name="Code Prior", default=1e-4, min=0.0, precision=6, description="Weight of the codes' zero-mean Gaussian prior (published 1e-4)")
+    seed: IntProperty(name="Seed", default=0, min=0)
+    error_resolution: IntProperty(
+        name="Error Resolution", default=64, min=0, max=512,
+        description="Extraction grid at which each decoded shape is measured against its mesh (0: do not measure)",
+    )
+
+    def settings(self) -> dict[str, Any]:
+        """The settings to use: the operator's, with the preset's in place of those not set explicitly."""
+        values = {name: getattr(self, name) for name in _NETWORK + _TRAINING}
+        for name, value in PRESETS.get(self.preset, {}).items():
+            if not self.properties.is_property_set(name):
+                values[name] = value
+        return values
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(self, "preset")
+        layout.prop(self, "method")
+        if self.preset != "CUSTOM":  # what the preset will run; switch to Custom to edit
+            values = self.settings()
+            box = layout.box()
+            for name in PRESETS[self.preset]:
+                box.label(text=f"{self.properties.bl_rna.properties[name].name}: {values[name]}")
+            layout.prop(self, "error_resolution")
+            return
+        for title, names in (("Network", _NETWORK[1:]), ("Training", _TRAINING)):
+            box = layout.box()
+            box.label(text=title)
+            for name in names:
+                box.prop(self, name)
+
+    def _shapes(self, context: bpy.types.Context) -> list[bpy.types.Object]:
+        """The selected meshes, the active one first, then by name; or :class:`InputError`."""
+        objects = list(context.selected_objects)
+        if not objects:
+            raise InputError("nothing selected: select two or more mesh objects, one per shape")
+        for obj in sorted(objects, key=lambda o: o.name):
+            if obj.type != "MESH":
+                what = "a field" if obj.inr_field.is_field else _a(obj.type.lower().replace("_", " "))
+                raise InputError(f"'{obj.name}' is {what}: {self.bl_label} needs mesh objects, one per shape")
+        if len(objects) < 2:
+            raise InputError(f"{self.bl_label} needs two or more meshes, one per shape: only '{objects[0].name}' is selected")
+        active = context.active_object
+        first = [active] if active in objects else []
+        return first + sorted((o for o in objects if o not in first), key=lambda o: o.name)
+
+    def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        objects = self._shapes(context)
+        depsgraph = context.evaluated_depsgraph_get()
+        vertices, faces = [], []
+        for obj in objects:
+            v, f = mesh_arrays(obj, depsgraph)
+            if not len(v):
+                raise InputError(f"'{obj.name}' is an empty mesh: every shape needs a surface")
+            if not len(f):
+                raise InputError(f"'{obj.name}' has no faces: every shape needs a surface (a closed mesh)")
+            if not np.isfinite(v).all():
+                raise InputError(f"'{obj.name}' has NaN or infinite coordinates")
+            vertices.append(v)
+            faces.append(f)
+        arrays = {
+            "vertices": np.concatenate(vertices).astype(np.float32),
+            "faces": np.concatenate(faces).astype(np.int32),  # indices local to each shape
+            "vertex_counts": np.array([len(v) for v in vertices], dtype=np.int64),
+            "face_counts": np.array([len(f) for f in faces], dtype=np.int64),
+        }
+        values = self.settings()
+        names = [o.name for o in objects]
+        params = {k: v for k, v in values.items() if k != "method"}
+        params.update(method=values["method"].lower(), names=names)
+        self._kept = False
+        self._plan: FitPlan = plan_fit(context, arrays, names, FIELD_SUFFIX, values["method"], self.preset, params)
+        return self._plan.params, arrays
+
+    job_name = "fit_shape_space"
+
+    def discard(self) -> None:
+        """A failure after the fit wrote its checkpoint (the result did not fit the scene): remove the file."""
+        plan = getattr(self, "_plan", None)
+        if plan is not None and not getattr(self, "_kept", False):
+            try:
+                os.remove(bpy.path.abspath(plan.stored_path))
+            except OSError:
+                pass
+
+    def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
+        plan, result = self._plan, outcome.params
+        names = list(result.get("names") or plan.sources)
+        centers, scales = result.get("centers") or [], result.get("scales") or []
+        errors = result.get("errors") or []
+        if len(centers) != len(names) or len(scales) != len(names) or (errors and len(errors) != len(names)):
+            raise InputError(f"the backend sent {len(centers)} centers, {len(scales)} scales and {len(errors)} errors for {len(names)} shapes")
+        field = new_field(context, plan.field_name, outcome, plan.stored_path, plan.sources, plan.params, created)
+        s = field.inr_field
+        s.kind, s.method, s.preset = "SHAPE_SPACE", plan.method, plan.preset
+        s.latent_size = int(result.get("latent_size") or plan.params["latent_size"])
+        for k, name in enumerate(names):
+            shape = s.shapes.add()
+            shape.name, shape.index = name, k
+            shape.source = bpy.data.objects.get(name)
+            shape.center, shape.scale = tuple(float(c) for c in centers[k]), float(scales[k])
+            if errors:
+                shape.error, shape.has_error = float(errors[k]), True
+        s.active_shape, s.interpolate_to = 0, 1
+        self._kept = True
+        make_active(context, field)
+        worst = f"; worst error {max(errors):.4g} ('{names[int(np.argmax(errors))]}')" if errors else ""
+        self.report({"INFO"}, f"Fitted {field.name}: {len(names)} shapes, loss {s.final_loss:.4g} on {s.device}; {s.stop_reason}{worst}")
