@@ -124,10 +124,7 @@ class DisplacementSettings(SdfFitSettings):
         layout.use_property_split = True
         layout.prop(self, "preset")
         if self.preset != "CUSTOM":  # what the preset will run; switch to Custom to edit
-            values = self.settings()
-            box = layout.box()
-            for name in PRESETS[self.preset]:
-                box.label(text=f"{self.properties.bl_rna.properties[name].name}: {values[name]}")
+            self.draw_preset(layout, PRESETS[self.preset], self.settings())
         else:
             for name in ("iterations", "batch_size", "learning_rate", "convergence_tolerance", "max_seconds", "num_samples", "seed"):
                 layout.prop(self, name)

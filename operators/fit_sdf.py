@@ -83,11 +83,7 @@ class SdfFitSettings:
     def settings(self) -> dict[str, Any]:
         """The settings to use: the operator's, with the preset's in place of those not set explicitly."""
         names = {*self._run_props, "learning_rate", "use_isopoints", *self._isopoint_props, *self.own_settings}
-        values = {name: getattr(self, name) for name in names}
-        for name, value in self.presets.get(self.preset, {}).items():
-            if not self.properties.is_property_set(name):
-                values[name] = value
-        return values
+        return self.fill_unset({name: getattr(self, name) for name in names}, self.presets.get(self.preset, {}))
 
     def method_params(self, values: dict[str, Any]) -> dict[str, Any]:
         """The job params of the method's own settings (``method`` among them)."""
@@ -204,10 +200,7 @@ class INR_OT_fit_sdf(SdfFitOperator, bpy.types.Operator):
     def settings(self) -> dict[str, Any]:
         """The settings to use: the operator's, with the preset's, then the method's, in place of those not set explicitly."""
         values = super().settings()
-        for name, value in METHOD_SETTINGS.get(values["method"], {}).items():
-            if not self.properties.is_property_set(name):
-                values[name] = value
-        return values
+        return self.fill_unset(values, METHOD_SETTINGS.get(values["method"], {}))
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -215,11 +208,8 @@ class INR_OT_fit_sdf(SdfFitOperator, bpy.types.Operator):
         layout.prop(self, "preset")
         values = self.settings()
         if self.preset != "CUSTOM":  # what the preset will run; switch to Custom to edit
-            box = layout.box()
             method = values["method"]
-            shown = [n for n in self._common_props + self._method_props[method] if n in PRESETS[self.preset]]
-            for name in shown:
-                box.label(text=f"{self.properties.bl_rna.properties[name].name}: {values[name]}")
+            box = self.draw_preset(layout, [n for n in self._common_props + self._method_props[method] if n in PRESETS[self.preset]], values)
             if method == "NEURAL_SKELETON":
                 box.prop(self, "w_tv")
         else:

@@ -134,11 +134,7 @@ class INR_OT_fit_shape_space(FitJobOperator, bpy.types.Operator):
 
     def settings(self) -> dict[str, Any]:
         """The settings to use: the operator's, with the preset's in place of those not set explicitly."""
-        values = {name: getattr(self, name) for name in _NETWORK + _TRAINING}
-        for name, value in PRESETS.get(self.preset, {}).items():
-            if not self.properties.is_property_set(name):
-                values[name] = value
-        return values
+        return self.fill_unset({name: getattr(self, name) for name in _NETWORK + _TRAINING}, PRESETS.get(self.preset, {}))
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -146,10 +142,7 @@ class INR_OT_fit_shape_space(FitJobOperator, bpy.types.Operator):
         layout.prop(self, "preset")
         layout.prop(self, "method")
         if self.preset != "CUSTOM":  # what the preset will run; switch to Custom to edit
-            values = self.settings()
-            box = layout.box()
-            for name in PRESETS[self.preset]:
-                box.label(text=f"{self.properties.bl_rna.properties[name].name}: {values[name]}")
+            self.draw_preset(layout, PRESETS[self.preset], self.settings())
             layout.prop(self, "error_resolution")
             return
         for title, names in (("Network", _NETWORK[1:]), ("Training", _TRAINING)):

@@ -13,6 +13,7 @@ once, after the last job.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -62,8 +63,28 @@ class JobOperator:
         """Write the result into the scene; append every new object to ``created``."""
         raise NotImplementedError
 
+    def fill_unset(self, values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with ``defaults`` (a preset's, a method's) in place of the settings the caller did not set."""
+        for name, value in defaults.items():
+            if not self.properties.is_property_set(name):
+                values[name] = value
+        return values
+
+    def draw_preset(self, layout: bpy.types.UILayout, names, values: dict[str, Any]) -> bpy.types.UILayout:
+        """A box listing what a preset runs (the settings ``names`` with their ``values``); Custom edits them."""
+        box = layout.box()
+        for name in names:
+            box.label(text=f"{self.properties.bl_rna.properties[name].name}: {values[name]}")
+        return box
+
     def discard(self) -> None:
-        """The operator failed or was cancelled: remove any file its jobs wrote (nothing by default)."""
+        """The operator failed or was cancelled: remove the files its jobs wrote, listed in ``_written``."""
+        for path in getattr(self, "_written", []):
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        self._written = []
 
     # -- shared machinery ---------------------------------------------------------------
     def _submit(self, context: bpy.types.Context) -> Job:

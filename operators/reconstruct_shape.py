@@ -13,7 +13,6 @@ same place: Extract Mesh, Sample Iso-points and the other field operators work o
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -129,14 +128,6 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
             self._written.append(path)
         self._params = {k: v for k, v in params.items() if k not in ("checkpoint_path", "output_checkpoint_path", "return_checkpoint")}
         return params, arrays
-
-    def discard(self) -> None:
-        for path in getattr(self, "_written", []):
-            try:
-                os.remove(path)
-            except OSError:
-                pass
-        self._written = []
 
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
         field = self.the_field()

@@ -19,7 +19,6 @@ scene as it was and removes the checkpoints the chain wrote.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -263,14 +262,6 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
         if self._remote:
             return "extract_mesh", params, {"checkpoint": self._transfer.arrays["checkpoint"]}
         return "extract_mesh", dict(params, checkpoint_path=self._transfer.params["checkpoint_path"]), {}
-
-    def discard(self) -> None:
-        for path in getattr(self, "_written", []):
-            try:
-                os.remove(path)
-            except OSError:
-                pass
-        self._written = []
 
     # -- the result -----------------------------------------------------------------------------
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
