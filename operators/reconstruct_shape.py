@@ -8,7 +8,8 @@ field object's local frame is the space's), so a scan is read where it sits rela
 
 The result is the mesh ``<scan>_completed`` with the field object's transform and, unless ``keep_field`` is off,
 the completed shape as an ordinary signed distance field ``<scan>_completed_field`` (method Completed Shape) at the
-same place: Extract Mesh, Sample Iso-points and the other field operators work on it.
+same place: Extract Mesh, Sample Iso-points and the other field operators work on it. With ``free_space`` the scene
+camera is the scanner: points on its rays in front of the scan points go along as known to be outside.
 """
 
 from __future__ import annotations
@@ -73,12 +74,18 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
     )
     use_normals: BoolProperty(name="Use Normals", default=True, description="Send the scan's normals when it has them (a normal attribute, or a mesh's faces)")
     keep_field: BoolProperty(name="Keep as Field", default=True, description="Also add the completed shape as a signed distance field object")
+    free_space: BoolProperty(
+        name="Free Space from Camera", default=False,
+        description="The scene camera saw the scan: points on its rays in front of the scan are known to be outside the shape",
+    )
+    free_samples: IntProperty(name="Free Points per Ray", default=2, min=1, soft_max=16, description="Free-space points drawn on each scan point's ray")
     seed: IntProperty(name="Seed", default=0, min=0)
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         layout.use_property_split = True
-        for name in ("iterations", "resolution", "learning_rate", "prior", "surface_offset", "use_normals", "keep_field", "seed"):
+        for name in ("iterations", "resolution", "learning_rate", "prior", "surface_offset", "use_normals", "keep_field",
+                     "free_space", "free_samples", "seed"):
             layout.prop(self, name)
 
     def _scan(self, context: bpy.types.Context, field: bpy.types.Object) -> bpy.types.Object:
@@ -94,6 +101,24 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
         if _point_count(context, scan) == 0:
             raise InputError(f"the scan '{scan.name}' has no points: nothing to reconstruct from")
         return scan
+
+    def _free_points(self, context: bpy.types.Context, points: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Points (local frame) on the rays from the scene camera to the scan points, between the camera (or the
+        field's domain, whichever is nearer the scan) and twice the surface offset short of each point."""
+        camera = context.scene.camera
+        if camera is None:
+            raise InputError("Free Space from Camera needs a scene camera: the one that saw the scan")
+        local = (points - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
+        eye = (np.array(camera.matrix_world.translation, dtype=np.float64) - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T
+        ray = local - eye
+        length = np.linalg.norm(ray, axis=1)
+        if not (length > 0).all():
+            raise InputError(f"the camera '{camera.name}' sits on a scan point")
+        start = np.maximum(0.0, 1.0 - 2.0 / length)  # from at most 2 units (the domain's width) in front of the point
+        end = 1.0 - 2.0 * self.surface_offset / length
+        t = np.random.default_rng(self.seed).uniform(size=(len(local), self.free_samples))
+        t = start[:, None] + t * np.clip(end - start, 0.0, None)[:, None]
+        return (eye + t[:, :, None] * ray[:, None, :]).reshape(-1, 3).astype(np.float32)
 
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         field = active_shape_space(context, self.bl_label)
@@ -113,6 +138,8 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
         if normals is not None and self.use_normals:
             local = np.asarray(normals, dtype=np.float64) @ linear  # the inverse-transpose of world -> local
             arrays["normals"] = (local / np.maximum(np.linalg.norm(local, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        if self.free_space:
+            arrays["free_points"] = self._free_points(context, np.asarray(points, dtype=np.float64), m)
         params.update(
             iterations=self.iterations, resolution=self.resolution, learning_rate=self.learning_rate, prior=self.prior,
             surface_offset=self.surface_offset, seed=self.seed,

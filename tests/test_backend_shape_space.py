@@ -135,6 +135,14 @@ def test_completion_of_a_half_sphere_gives_a_full_sphere(space, meshes, tmp_path
     metrics = compare_meshes(local, f, completed, arrays["faces"], 20_000, 0, ("chamfer",))
     assert metrics["chamfer_l1"] < 0.05, metrics  # measured 0.013 (0.013 without the normals too)
     assert res["fit_error"] < 0.02  # measured 0.0026
+    # without normals, with free-space points on the scanner's rays (from above): they end up outside
+    rng = np.random.default_rng(0)
+    ray_points = local[half][:200] * (1.15 + 0.5 * rng.random((200, 1)))
+    res2, _ = JOBS["reconstruct_shape"]({"checkpoint_path": path, "resolution": 32, "output_checkpoint_path": str(tmp_path / "free.pt"),
+                                         "device": "cpu"}, {"points": local[half], "free_points": ray_points}, JobContext())
+    free_field, _ = load_checkpoint(res2["checkpoint_path"])
+    with torch.no_grad():
+        assert (free_field(torch.as_tensor(ray_points, dtype=torch.float32)) > 0).float().mean() > 0.99
     # the completed shape is an ordinary field checkpoint that extraction accepts
     again, _ = JOBS["extract_mesh"]({"checkpoint_path": res["checkpoint_path"], "resolution": 32}, {}, JobContext())
     assert again["num_faces"] > 0

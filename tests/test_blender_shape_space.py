@@ -123,6 +123,18 @@ def test_reconstruct_from_a_half_sphere_cloud(scene, space_blend):
     again = world_points(bpy.context.active_object)
     assert again.shape == world_points(mesh).shape and np.allclose(again, world_points(mesh), atol=1e-4)
 
+    # the scene camera as the scanner: free-space points on its rays go along
+    select_only(field, scan)
+    bpy.context.scene.camera = None
+    refused(bpy.ops.inr.reconstruct_shape, "needs a scene camera", iterations=5, resolution=RESOLUTION, free_space=True)
+    camera = bpy.data.objects.new("Scanner", bpy.data.cameras.new("Scanner"))
+    camera.location = (0.0, -3.0, 4.0)  # above the scanned (upper) half
+    bpy.context.scene.collection.objects.link(camera)
+    bpy.context.scene.camera = camera
+    select_only(field, scan)
+    assert bpy.ops.inr.reconstruct_shape(iterations=20, resolution=RESOLUTION, free_space=True, keep_field=False) == {"FINISHED"}
+    assert bpy.context.active_object.name == "Scan_completed.001"
+
     # a partial mesh: its vertices, with the mesh's normals
     import bmesh  # after bpy
 
