@@ -20,9 +20,10 @@ Writes ``bench/results/ranges.md`` and ``.json``. ``--nerf`` instead extracts a 
 
     .venv/bin/python bench/ranges.py [--resolutions 128 256] [--reference 384] [--nerf]
 
-On 2 CPU cores the guaranteed extraction of the SIREN costs about 0.2 ms per box (affine_all), so the
-issue's 512^3 comparison and 1024^3 reference are out of reach here; the defaults are 128 and 256 against
-a 384^3 reference. Run ``--resolutions 256 512 --reference 1024`` on a GPU.
+On 2 CPU cores the guaranteed extraction of the SIREN costs about 0.2 ms per box (affine_all), so the defaults
+are 128 and 256 against a 384^3 guaranteed reference (about 15 minutes). The issue's comparison, 256 and 512 against
+a dense 1024^3 reference, is ``--resolutions 256 512 --reference 1024 --dense-reference --name ranges_512``
+(about 45 minutes with one torch thread; ``bench/results/ranges_512.md``).
 """
 
 from __future__ import annotations
@@ -91,12 +92,17 @@ def missed(reference: tuple[np.ndarray, list[np.ndarray]], vertices: np.ndarray,
     return sum(1 for c in parts if d[c].min() > tolerance)
 
 
-def extraction(name: str, field: torch.nn.Module, resolutions: list[int], reference_resolution: int) -> dict[str, Any]:
+def extraction(name: str, field: torch.nn.Module, resolutions: list[int], reference_resolution: int,
+               dense_reference: bool = False) -> dict[str, Any]:
     ctx = JobContext()
     started = time.perf_counter()
-    v, f, _, stats = extract_mesh_sparse(field, reference_resolution, CPU, ctx, ranges=MODE)
+    if dense_reference:
+        v, f = extract_mesh(field, reference_resolution, CPU, ctx)[:2]
+        stats = {"box_evaluations": 0, "evaluations": reference_resolution**3}
+    else:
+        v, f, _, stats = extract_mesh_sparse(field, reference_resolution, CPU, ctx, ranges=MODE)
     reference = (v, components(v, f))
-    out: dict[str, Any] = {"reference": {"resolution": reference_resolution, "components": len(reference[1]),
+    out: dict[str, Any] = {"reference": {"resolution": reference_resolution, "method": "dense" if dense_reference else "guaranteed", "components": len(reference[1]),
                                          "boxes": stats["box_evaluations"], "evaluations": stats["evaluations"],
                                          "seconds": time.perf_counter() - started}}
     print(name, "reference", out["reference"], flush=True)
@@ -211,6 +217,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--reference", type=int, default=384)
+    parser.add_argument("--dense-reference", action="store_true", help="the reference is dense marching cubes (the issue's), not the guaranteed extraction")
+    parser.add_argument("--name", default="ranges", help="result files bench/results/NAME.md and .json")
     parser.add_argument("--nerf", action="store_true", help="only the radiance field's density surface (ranges_nerf.md)")
     args = parser.parse_args()
     if args.nerf:
@@ -221,20 +229,20 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as work:
         siren = under_trained_siren(work)
-        results: dict[str, Any] = {"extraction": {"SIREN (dragon, under-trained)": extraction("siren", siren, args.resolutions, args.reference),
-                                                  "steep slabs": extraction("steep", steep_slabs(), args.resolutions, args.reference)}}
+        results: dict[str, Any] = {"extraction": {"SIREN (dragon, under-trained)": extraction("siren", siren, args.resolutions, args.reference, args.dense_reference),
+                                                  "steep slabs": extraction("steep", steep_slabs(), args.resolutions, args.reference, args.dense_reference)}}
         results["raycast"] = raycasting()
         results["tightness"] = tightness(siren)
     rows = []
     for field, r in results["extraction"].items():
         ref = r["reference"]
-        rows.append([field, f"reference (guaranteed {ref['resolution']})", f"{ref['evaluations']:,}", f"{ref['boxes']:,}",
+        rows.append([field, f"reference ({ref.get('method', 'guaranteed')} {ref['resolution']})", f"{ref['evaluations']:,}", f"{ref['boxes']:,}",
                      f"{ref['seconds']:.1f} s", str(ref["components"]), "-"])
         for key, e in r.items():
             if key != "reference":
                 rows.append([field, key, f"{e['evaluations']:,}", f"{e['boxes']:,}", f"{e['seconds']:.1f} s", str(e["components"]), str(e["missed"])])
-    md = os.path.join(RESULTS, "ranges.md")
-    write_table(md, f"Range analysis: extraction ({MODE} for the guaranteed culling)",
+    md = os.path.join(RESULTS, f"{args.name}.md")
+    write_table(md, f"Range analysis: extraction ({MODE} for the guaranteed culling; torch threads: {torch.get_num_threads()})",
                 ["field", "method", "point evaluations", "box evaluations", "time", "components", "missed components"], rows)
     lines = ["", "## Ray casting the steep slabs (256 x 256)", "", "| method | hits | missed pixels | time |", "|---|---|---|---|"]
     for name, e in results["raycast"].items():
@@ -243,7 +251,9 @@ def main() -> None:
               "| box half-width | sampled | interval | affine_fixed | affine_truncate | affine_append | affine_all |", "|---|---|---|---|---|---|---|"]
     for h, row in results["tightness"].items():
         lines.append(f"| {h} | {row['sampled']:.4g} | " + " | ".join(f"{row[m]:.4g}" for m in ("interval", "affine_fixed", "affine_truncate", "affine_append", "affine_all")) + " |")
-    save_results(os.path.join(RESULTS, "ranges.json"), {"resolutions": args.resolutions, "reference": args.reference, "mode": MODE}, results)
+    save_results(os.path.join(RESULTS, f"{args.name}.json"), {"resolutions": args.resolutions, "reference": args.reference,
+                                                               "dense_reference": args.dense_reference, "mode": MODE,
+                                                               "threads": torch.get_num_threads()}, results)
     append_lines(md, lines + [""])
 
 
