@@ -698,7 +698,7 @@ def job_fit_shape_space(params: dict[str, Any], arrays: Arrays, ctx: JobContext)
     meshes = shape_space.split_meshes(arrays, names)
     ckpt = shape_space.fit_shape_space(meshes, names, params, ctx)
     errors = []
-    if error_resolution:
+    if error_resolution and int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 measures
         device = torch.device(ckpt["device"])
         space = build_field(ckpt["config"])
         space.load_state_dict(ckpt["state_dict"])

@@ -151,9 +151,10 @@ def fit_shape_space(meshes: list[tuple[np.ndarray, np.ndarray]], names: list[str
     started = time.monotonic()
     p = resolve_params(params)
     device = resolve_device(params.get("device", "auto"))
+    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one GPU per process, before nccl starts
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     rank, world = distributed(device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     if p["shapes_per_step"] < world:
         raise JobError(f"shapes_per_step ({p['shapes_per_step']}) must be at least the number of processes ({world})")
     frames = [normalization(v) for v, _ in meshes]
@@ -186,6 +187,9 @@ def fit_shape_space(meshes: list[tuple[np.ndarray, np.ndarray]], names: list[str
                 message=f"fitting a shape space ({p['method']})", stop=StopRule(max_seconds=p["max_seconds"]),
                 param_groups=[list(space.decoder.parameters()), [space.codes.weight]], lr_scale=lr_scale)
     losses = run.losses
+    if world > 1:  # every rank is done with the group: leave it cleanly (gloo's threads abort a process left in it)
+        dist.barrier()
+        dist.destroy_process_group()
     return {
         "format": CHECKPOINT_FORMAT,
         "backend_version": __version__,
