@@ -26,10 +26,12 @@ chairs). With a GPU, one epoch at the published size (8 x 512, codes of 256, 163
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,7 @@ from common import REPO, append_lines, load_results, save_results, write_table
 from inr_blender.context import JobContext
 from inr_blender.fileio import read_geometry, write_mesh
 from inr_blender.fitting.shape_space import normalization
+from inr_blender.geometry.mesh_distance import oriented_faces
 from inr_blender.geometry.metrics import compare_meshes
 from inr_blender.geometry.sampling import sample_surface
 from inr_blender.jobs import JOBS
@@ -59,10 +62,11 @@ def chairs() -> tuple[list[str], list[str]]:
 
 
 def load_local(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A chair's mesh in its own unit-sphere frame."""
+    """A chair's mesh in its own unit-sphere frame, each face once and wound outward (several chairs are double-sided,
+    which would give a scan random normals)."""
     mesh = read_geometry(os.path.join(CHAIRS, name))
     center, scale = normalization(mesh["vertices"])
-    return (mesh["vertices"] - center) / scale, mesh["faces"]
+    return (mesh["vertices"] - center) / scale, oriented_faces(mesh["vertices"], mesh["faces"])
 
 
 def chamfer(reference: tuple[np.ndarray, np.ndarray], vertices: np.ndarray, faces: np.ndarray) -> float:
@@ -93,7 +97,7 @@ def complete(space: str, points: np.ndarray, normals: np.ndarray, args: argparse
 
 
 def siren_fit(points: np.ndarray, normals: np.ndarray, args: argparse.Namespace, out: str) -> tuple[np.ndarray, np.ndarray, float]:
-    ckpt = os.path.join(WORK, "siren.pt")
+    ckpt = os.path.splitext(out)[0] + ".pt"
     started = time.perf_counter()
     JOBS["fit_sdf"]({"method": "siren", "iterations": args.siren_iterations, "checkpoint_path": ckpt, "device": args.device},
                     {"points": points, "normals": normals}, JobContext())
@@ -186,11 +190,12 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--siren-iterations", type=int, default=1000)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=2, help="held-out chairs completed at once (one thread each)")
     parser.add_argument("--renders", action="store_true")
     parser.add_argument("--resume", action="store_true", help="keep the fitted space and finished held-out chairs")
     args = parser.parse_args()
     os.makedirs(WORK, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k not in ("renders", "resume")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("renders", "resume", "workers")}
     json_path = os.path.join(RESULTS, "shape_space.json")
     results = load_results(json_path, settings, args.resume)
     train, held = chairs()
@@ -198,11 +203,15 @@ def main() -> None:
     if "space" not in results or not os.path.exists(space):
         results["space"] = fit_space(train, args, space)
         save_results(json_path, settings, results)
-    for name in held:
-        if name not in results.get("held_out", {}):
-            results.setdefault("held_out", {})[name] = held_out(name, space, args)
-            print(name, results["held_out"][name], flush=True)
+    todo = [name for name in held if name not in results.get("held_out", {})]
+    spawn = multiprocessing.get_context("spawn")  # no fork of a process whose torch threads already ran
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=spawn, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        jobs = {pool.submit(held_out, name, space, args): name for name in todo}
+        for job in as_completed(jobs):  # two held-out chairs at a time, one thread each
+            results.setdefault("held_out", {})[jobs[job]] = job.result()
+            print(jobs[job], results["held_out"][jobs[job]], flush=True)
             save_results(json_path, settings, results)
+    results["held_out"] = {name: results["held_out"][name] for name in held}  # in the chairs' order
     gpu = gpu_epoch(len(train))
     if gpu is not None:
         results["gpu_epoch"] = gpu

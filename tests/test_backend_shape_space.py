@@ -17,7 +17,7 @@ from inr_blender.context import JobContext, JobError
 from inr_blender.fileio import write_mesh
 from inr_blender.geometry.extraction import extract_mesh
 from inr_blender.geometry.interpolation import enclosed_volume
-from inr_blender.geometry.mesh_distance import signed_distances, unsigned_distances, winding_numbers
+from inr_blender.geometry.mesh_distance import oriented_faces, signed_distances, unsigned_distances, winding_numbers
 from inr_blender.geometry.metrics import compare_meshes
 from inr_blender.geometry.primitives import icosphere
 from inr_blender.jobs import JOBS
@@ -93,6 +93,24 @@ def test_signed_distances_match_a_sphere():
     true = np.linalg.norm(q, axis=1) - 1.0
     assert np.abs(sd - true).max() < 0.01  # the icosphere's facets lie within 0.005 of the sphere
     assert np.all(unsigned_distances(v, f, q) >= 0)
+
+
+def test_double_sided_and_misoriented_meshes_get_their_inside_back():
+    """Collections hold double-sided meshes (every triangle twice, once each way: winding numbers cancel to 0) and
+    meshes wound every which way; oriented_faces repairs both, so the signs are a sphere's again."""
+    v, f = icosphere(1.0, 3)
+    rng = np.random.default_rng(3)
+    q = rng.uniform(-1.5, 1.5, (2000, 3))
+    r = np.linalg.norm(q, axis=1)
+    clear = np.abs(r - 1.0) > 0.05
+    double = np.concatenate([f, f[:, ::-1]])[rng.permutation(2 * len(f))]
+    assert np.abs(winding_numbers(v, double, q)).max() < 0.05  # cancelled (up to the far dipoles): no inside
+    flipped = np.where(rng.random(len(f))[:, None] < 0.5, f[:, ::-1], f)
+    inward = f[:, ::-1]
+    for faces in (double, flipped, inward):
+        sd = signed_distances(v, faces, q)
+        assert np.all((sd[clear] < 0) == (r[clear] < 1.0))
+    assert len(oriented_faces(v, double)) == len(f)
 
 
 # ---- fitting, extraction, completion, interpolation ----

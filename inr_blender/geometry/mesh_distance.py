@@ -16,6 +16,8 @@ import math
 
 import numpy as np
 import torch
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.spatial import cKDTree
 
 from ..context import JobContext
@@ -132,8 +134,54 @@ def unsigned_distances(vertices: np.ndarray, faces: np.ndarray, queries: np.ndar
     return best
 
 
+def oriented_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """The faces, each once and wound consistently outward, for winding numbers.
+
+    Meshes of collections are often double-sided (every triangle twice, once each way) or wound
+    inconsistently: winding numbers then cancel to 0 inside. Here vertices at the same position are
+    merged, degenerate faces and reversed or repeated twins dropped (the first kept), the faces of each
+    patch (connected through edges shared by exactly two faces) wound like their neighbours, and each
+    patch turned outward (positive enclosed volume). Returns faces (F', 3) into ``vertices``.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    scale = float(np.ptp(v, axis=0).max()) if len(v) else 1.0
+    _, weld = np.unique(np.round(v / (scale * 1e-7 or 1.0)).astype(np.int64), axis=0, return_inverse=True)
+    w = weld.reshape(-1)[f]  # faces on welded vertices
+    keep = (w[:, 0] != w[:, 1]) & (w[:, 1] != w[:, 2]) & (w[:, 2] != w[:, 0])
+    _, first = np.unique(np.sort(w, axis=1), axis=0, return_index=True)  # one face per vertex triple, either winding
+    keep &= np.isin(np.arange(len(f)), first)
+    f, w = f[keep], w[keep]
+    if not len(f):
+        return f
+    # directed edges of every face; an undirected edge shared by exactly two faces links them
+    a, b = w, np.roll(w, -1, axis=1)
+    lo, hi = np.minimum(a, b).ravel(), np.maximum(a, b).ravel()
+    forward = (a < b).ravel()  # this face runs the edge from its lower to its higher vertex
+    owner = np.repeat(np.arange(len(f)), 3)
+    order = np.lexsort((hi, lo))
+    lo, hi, forward, owner = lo[order], hi[order], forward[order], owner[order]
+    same_edge = (lo[1:] == lo[:-1]) & (hi[1:] == hi[:-1])
+    start = np.flatnonzero(same_edge & ~np.r_[False, same_edge[:-1]] & ~np.r_[same_edge[1:], False])  # exactly 2
+    i, j = owner[start], owner[start + 1]
+    flip = (forward[start] == forward[start + 1]).astype(np.int8)  # both run it the same way: one must turn
+    graph = coo_matrix((np.r_[flip, flip] + 1, (np.r_[i, j], np.r_[j, i])), shape=(len(f), len(f))).tocsr()
+    count, labels = connected_components(graph, directed=False)
+    turned = np.zeros(len(f), dtype=bool)
+    for root in np.unique(labels, return_index=True)[1]:
+        nodes, parents = breadth_first_order(graph, root, directed=False)
+        for node in nodes[1:]:  # parents come before their children
+            turned[node] = turned[parents[node]] ^ (graph[parents[node], node] == 2)
+    f = np.where(turned[:, None], f[:, ::-1], f)
+    tri = v[f]
+    volume = np.einsum("fi,fi->f", tri[:, 0], np.cross(tri[:, 1], tri[:, 2]))
+    inward = np.bincount(labels, weights=volume, minlength=count) < 0
+    return np.where(inward[labels][:, None], f[:, ::-1], f)
+
+
 def signed_distances(vertices: np.ndarray, faces: np.ndarray, queries: np.ndarray, ctx: JobContext | None = None) -> np.ndarray:
-    """Signed distance (Q,) to the mesh, negative where the generalised winding number exceeds 1/2."""
+    """Signed distance (Q,) to the mesh, negative where the generalised winding number of its
+    :func:`oriented_faces` exceeds 1/2."""
     distance = unsigned_distances(vertices, faces, queries)
-    inside = winding_numbers(vertices, faces, queries, ctx) > 0.5
+    inside = winding_numbers(vertices, oriented_faces(vertices, faces), queries, ctx) > 0.5
     return np.where(inside, -distance, distance)
