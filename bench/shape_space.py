@@ -11,11 +11,11 @@ their full mesh, as DeepSDF's evaluation does, so a scan arrives in the space's 
   1 (0.066). Each training shape is decoded at ``--resolution`` against its mesh (the fit job's ``errors``).
 - Held-out, full scan: 8000 points with normals on the whole mesh; the code is optimised (800 steps, lr 5e-3,
   prior 1e-4), the completed shape extracted and measured against the mesh.
-- Held-out, partial scan: the same from the half-space z > 0 only (the chair's front half; y is up), and the
+- Held-out, partial scan: the same from the half-space z > 0 only (one side of the chair, left or right; y is up), and the
   baseline: a SIREN (the fit_sdf defaults, 3 x 256 at omega 30) fitted to the same partial points and normals for
   ``--siren-iterations`` steps, extracted at the same resolution.
-Every Chamfer-L1 is the shared metrics protocol's (100k samples, a fraction of the reference's bounding-sphere
-radius). Target: the held-out partial-scan Chamfer at least 2x better than the per-shape fit's.
+Every held-out Chamfer-L1 is the shared metrics protocol's (100k samples each way) in the chair's unit-sphere frame,
+where its bounding radius is about 0.97: 0.01 is about 1% of it. Target: the held-out partial-scan Chamfer at least 2x better than the per-shape fit's.
 Figures (``--renders``, Cycles via bench/render_row.py in .venv-bench): ``shape_space/completion.png`` (per held-out
 chair: ground truth, partial scan, completion, SIREN) and ``shape_space/interpolation.png`` (between two training
 chairs). With a GPU, one epoch at the published size (8 x 512, codes of 256, 16384 samples per shape) is timed.
@@ -50,6 +50,7 @@ CHAIRS = os.path.join(REPO, "..", "shared", "data", "shapes", "chairs")
 RESULTS = os.path.join(REPO, "bench", "results")
 WORK = os.path.join(RESULTS, "shape_space")
 SCAN_POINTS = 8000
+VIEW = (90.0, 0.0, 50.0)  # y-up files turned z-up, then seen three-quarters so the scanned half and the other show
 
 
 def chairs() -> tuple[list[str], list[str]]:
@@ -144,7 +145,7 @@ def render(rows: list[list[tuple[str, str]]], output: str) -> None:
     images = []
     for k, items in enumerate(rows):
         png = os.path.join(WORK, f"row_{k}.png")
-        subprocess.run([sys.executable, os.path.join(REPO, "bench", "render_row.py"), "--output", png,
+        subprocess.run([sys.executable, os.path.join(REPO, "bench", "render_row.py"), "--output", png, "--rotate", *map(str, VIEW),
                         "--resolution", "1200", "300", *[f"{label}={path}" for label, path in items]], check=True)
         images.append(Image.open(png).convert("RGB"))
     sheet = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white")
@@ -228,7 +229,8 @@ def main() -> None:
     write_table(md, "Shape space (DeepSDF) on chairs: held-out completion against a per-shape SIREN (Chamfer-L1)",
                 ["held-out chair", "full scan", "partial scan", "SIREN on the partial scan", "SIREN / shape space"], rows)
     space_info = results["space"]
-    lines = ["", f"Training: {len(train)} chairs, decoder 8 x {args.width}, codes of {args.latent}, dropout {args.dropout}, "
+    lines = ["", "Held-out Chamfer-L1 in each chair's unit-sphere frame (its bounding radius is about 0.97). Partial scans: the "
+             "half z > 0 of each chair, which is one side (left or right) of it.", "", f"Training: {len(train)} chairs, decoder 8 x {args.width}, codes of {args.latent}, dropout {args.dropout}, "
              f"learning rates {args.lr_decoder:g} (decoder) and {args.lr_codes:g} (codes), "
              f"{args.iterations} steps of {len(train)} shapes x {args.samples_per_shape} samples "
              f"({args.num_samples} prepared per shape) in {space_info['seconds']:.0f} s on {space_info['device']}; "
