@@ -659,12 +659,7 @@ def _space_member(space: ShapeSpace, ckpt: dict[str, Any], params: dict[str, Any
 
 def _shape_index(space: ShapeSpace, value: Any, key: str = "shape") -> int:
     """A checked shape index of ``space``."""
-    try:
-        if float(value) != int(value):
-            raise ValueError
-        k = int(value)
-    except (TypeError, ValueError):
-        raise JobError(f"parameter {key} must be a shape index, got {value!r}") from None
+    k = _int_param({key: value}, key, 0, -(1 << 62))  # an integer; a negative one is out of range below
     if not 0 <= k < space.num_shapes:
         raise JobError(f"shape {k} is out of range: the space has {space.num_shapes} shapes (0 to {space.num_shapes - 1})")
     return k
