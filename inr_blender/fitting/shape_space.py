@@ -155,6 +155,8 @@ def fit_shape_space(meshes: list[tuple[np.ndarray, np.ndarray]], names: list[str
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     rank, world = distributed(device)
+    if world > 1 and p["max_seconds"] > 0:  # ranks would stop after different steps and wait for each other forever
+        raise JobError("max_seconds cannot stop a data-parallel run: give it a number of iterations instead")
     if p["shapes_per_step"] < world:
         raise JobError(f"shapes_per_step ({p['shapes_per_step']}) must be at least the number of processes ({world})")
     frames = [normalization(v) for v, _ in meshes]
