@@ -40,7 +40,7 @@ import torch
 from common import REPO, append_lines, load_results, save_results, write_table
 from inr_blender.context import JobContext
 from inr_blender.fileio import read_geometry, write_mesh
-from inr_blender.fitting.shape_space import normalization
+from inr_blender.fitting.shape_space import normalization, pack_meshes
 from inr_blender.geometry.mesh_distance import oriented_faces
 from inr_blender.geometry.metrics import compare_meshes
 from inr_blender.geometry.sampling import sample_surface
@@ -76,8 +76,7 @@ def chamfer(reference: tuple[np.ndarray, np.ndarray], vertices: np.ndarray, face
 
 def fit_space(train: list[str], args: argparse.Namespace, path: str) -> dict[str, Any]:
     meshes = [read_geometry(os.path.join(CHAIRS, n)) for n in train]
-    arrays = {"vertices": np.concatenate([m["vertices"] for m in meshes]), "faces": np.concatenate([m["faces"] for m in meshes]),
-              "vertex_counts": np.array([len(m["vertices"]) for m in meshes]), "face_counts": np.array([len(m["faces"]) for m in meshes])}
+    arrays = pack_meshes([(m["vertices"], m["faces"]) for m in meshes])
     params = {"checkpoint_path": path, "names": [os.path.splitext(n)[0] for n in train], "latent_size": args.latent,
               "width": args.width, "depth": 8, "dropout": args.dropout, "iterations": args.iterations,
               "shapes_per_step": len(train), "samples_per_shape": args.samples_per_shape, "num_samples": args.num_samples,

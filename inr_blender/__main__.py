@@ -146,10 +146,9 @@ def _metrics(args: argparse.Namespace) -> None:
 
 
 def _fit_shape_space(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from .context import JobError
     from .fileio import read_geometry
+    from .fitting.shape_space import pack_meshes
 
     meshes = []
     for path in args.inputs:
@@ -157,8 +156,7 @@ def _fit_shape_space(args: argparse.Namespace) -> None:
         if "faces" not in mesh:
             raise JobError(f"{path} has no faces: a shape space is fitted to meshes")
         meshes.append(mesh)
-    arrays = {"vertices": np.concatenate([m["vertices"] for m in meshes]), "faces": np.concatenate([m["faces"] for m in meshes]),
-              "vertex_counts": np.array([len(m["vertices"]) for m in meshes]), "face_counts": np.array([len(m["faces"]) for m in meshes])}
+    arrays = pack_meshes([(m["vertices"], m["faces"]) for m in meshes])
     params = {"checkpoint_path": args.output, "names": [os.path.splitext(os.path.basename(p))[0] for p in args.inputs],
               "method": args.method, "latent_size": args.latent_size, "width": args.width, "depth": args.depth,
               "skip": args.skip, "dropout": args.dropout, "iterations": args.iterations, "shapes_per_step": args.shapes_per_step,

@@ -768,17 +768,18 @@ def job_interpolate_shapes(params: dict[str, Any], arrays: Arrays, ctx: JobConte
     resolution = _int_param(params, "resolution", 96, MIN_RESOLUTION)
     device = resolve_device(params.get("device", "auto"))
     space, ckpt = _load_space(params, arrays, device)
-    ends, frames = [], []
+    ends, frames, picked = [], [], []
     for key in ("a", "b"):
         if f"code_{key}" in arrays:
             member, center, scale = _space_member(space, ckpt, {}, {"code": arrays[f"code_{key}"]})
         else:
             if params.get(key) is None:
                 raise JobError("interpolation needs two shapes: parameters a and b (shape indices) or codes")
-            member, center, scale = _space_member(space, ckpt, {"shape": _shape_index(space, params[key], key)}, {})
+            picked.append(_shape_index(space, params[key], key))
+            member, center, scale = space.shape(picked[-1]), ckpt["centers"][picked[-1]], float(ckpt["scales"][picked[-1]])
         ends.append(member.code.detach())
         frames.append((np.asarray(center, dtype=np.float64), scale))
-    if params.get("a") is not None and params.get("a") == params.get("b") and "code_a" not in arrays:
+    if len(picked) == 2 and picked[0] == picked[1]:
         raise JobError("pick two different shapes to interpolate between")
     seq = interpolation.interpolate(space, ends[0], ends[1], count, resolution, device, ctx,
                                     correspond=bool(params.get("correspond", True)))

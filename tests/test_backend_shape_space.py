@@ -14,7 +14,9 @@ import torch
 
 from inr_blender.checkpoint import load_checkpoint
 from inr_blender.context import JobContext, JobError
+from inr_blender.fields.deepsdf import LatentShape
 from inr_blender.fileio import write_mesh
+from inr_blender.fitting.shape_space import pack_meshes
 from inr_blender.geometry.extraction import extract_mesh
 from inr_blender.geometry.interpolation import enclosed_volume
 from inr_blender.geometry.mesh_distance import oriented_faces, signed_distances, unsigned_distances, winding_numbers
@@ -47,11 +49,6 @@ def shape_meshes() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return out
 
 
-def packed(meshes: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {"vertices": np.concatenate([m[0] for m in meshes]), "faces": np.concatenate([m[1] for m in meshes]),
-            "vertex_counts": np.array([len(m[0]) for m in meshes]), "face_counts": np.array([len(m[1]) for m in meshes])}
-
-
 @pytest.fixture(scope="module")
 def meshes() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return shape_meshes()
@@ -62,7 +59,7 @@ def space(tmp_path_factory, meshes) -> tuple[str, dict]:
     """A tiny space fitted to the sphere, the box and the torus (about 15 s)."""
     path = str(tmp_path_factory.mktemp("space") / "space.pt")
     result, _ = JOBS["fit_shape_space"]({**TINY, "checkpoint_path": path, "names": list(meshes), "iterations": 600,
-                                         "error_resolution": 48}, packed(list(meshes.values())), JobContext())
+                                         "error_resolution": 48}, pack_meshes(list(meshes.values())), JobContext())
     return path, result
 
 
@@ -179,11 +176,19 @@ def test_interpolation_volumes_lie_between_the_ends(space):
     # the packed meshes and the carried vertices
     assert arrays["vertex_counts"].sum() == len(arrays["vertices"]) and arrays["face_counts"].sum() == len(arrays["faces"])
     assert arrays["key_vertices"].shape == (5, arrays["vertex_counts"][0], 3)
-    if result["shape_keys_ok"]:  # then every carried vertex lies within half a cell of its surface
-        assert arrays["key_error"].max() < 0.5 * 2.0 / 47
-    else:
-        assert result["notes"]
+    # sphere to box changes too much for one mesh to follow (measured: 4.9% of the triangles turn over at t = 1)
+    assert not result["shape_keys_ok"] and result["notes"]
     assert np.allclose(result["centers"][0], PLACES["sphere"][0]) and np.allclose(result["centers"][-1], PLACES["box"][0], atol=1e-5)
+    # a small step from the sphere: the carried mesh follows, and its last key lies on the last shape's surface
+    space, _ = load_checkpoint(path)
+    a, b = space.codes.weight[0].detach(), space.codes.weight[1].detach()
+    near = (0.9 * a + 0.1 * b).numpy()
+    result, arrays = JOBS["interpolate_shapes"]({"checkpoint_path": path, "count": 3, "resolution": 48},
+                                                {"code_a": a.numpy(), "code_b": near}, JobContext())
+    assert result["shape_keys_ok"], result["notes"]
+    with torch.no_grad():
+        f_last = LatentShape(space.decoder, torch.as_tensor(near))(torch.as_tensor(arrays["key_vertices"][-1]))
+    assert f_last.abs().max() < 0.5 * 2.0 / 47
 
 
 def test_enclosed_volume_of_a_sphere():
@@ -195,7 +200,7 @@ def test_occupancy_variant_extracts_at_one_half(tmp_path, meshes):
     path = str(tmp_path / "occ.pt")
     two = [meshes["sphere"], meshes["box"]]
     result, _ = JOBS["fit_shape_space"]({**TINY, "method": "occupancy", "checkpoint_path": path, "names": ["sphere", "box"],
-                                         "shapes_per_step": 2, "iterations": 300, "error_resolution": 40}, packed(two), JobContext())
+                                         "shapes_per_step": 2, "iterations": 300, "error_resolution": 40}, pack_meshes(two), JobContext())
     assert result["method"] == "occupancy"
     assert max(result["errors"]) < 0.08, result["errors"]  # measured 0.018 and 0.041
     space, _ = load_checkpoint(path)
@@ -238,13 +243,13 @@ def test_bad_input(space, meshes, tmp_path):
     ctx = JobContext()
     with pytest.raises(JobError, match="at least 2 shapes"):
         JOBS["fit_shape_space"]({**TINY, "checkpoint_path": str(tmp_path / "x.pt"), "names": ["sphere"]},
-                                packed([meshes["sphere"]]), ctx)
-    bad = packed([meshes["sphere"], meshes["box"]])
+                                pack_meshes([meshes["sphere"]]), ctx)
+    bad = pack_meshes([meshes["sphere"], meshes["box"]])
     bad["vertices"] = bad["vertices"].copy()
     bad["vertices"][-1, 0] = np.nan
     with pytest.raises(JobError, match="shape 1 \\('box'\\)"):
         JOBS["fit_shape_space"]({**TINY, "checkpoint_path": str(tmp_path / "x.pt"), "names": ["sphere", "box"]}, bad, ctx)
-    miscounted = packed([meshes["sphere"], meshes["box"]])
+    miscounted = pack_meshes([meshes["sphere"], meshes["box"]])
     miscounted["vertex_counts"] = miscounted["vertex_counts"] + 1
     with pytest.raises(JobError, match="add up"):
         JOBS["fit_shape_space"]({**TINY, "checkpoint_path": str(tmp_path / "x.pt"), "names": ["a", "b"]}, miscounted, ctx)

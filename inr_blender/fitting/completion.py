@@ -78,9 +78,9 @@ def complete_shape(space: ShapeSpace, points: np.ndarray, normals: np.ndarray | 
     iterations, batch, clamp = int(p["iterations"]), int(p["samples_per_step"]), float(p["clamp"])
 
     def step_loss(i: int) -> torch.Tensor:
-        idx = torch.randint(len(x), (min(batch, len(x)),), generator=generator).to(device) if len(x) > batch else slice(None)
-        out = decoder(torch.cat([holder.code.expand(len(x[idx]), -1), x[idx]], dim=-1))
-        s, free = value[idx], one_sided[idx]
+        idx = torch.randint(len(x), (batch,), generator=generator).to(device) if len(x) > batch else slice(None)
+        xs, s, free = x[idx], value[idx], one_sided[idx]
+        out = decoder(torch.cat([holder.code.expand(len(xs), -1), xs], dim=-1))
         if decoder.output == "sdf":
             per = (out.clamp(-clamp, clamp) - s.clamp(-clamp, clamp)).abs()
             per = torch.where(free, torch.relu(-out), per)

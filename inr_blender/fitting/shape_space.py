@@ -110,8 +110,15 @@ def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
     return p
 
 
+def pack_meshes(meshes: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """K meshes (vertices, faces) as the arrays fit_shape_space takes: stacked, with each one's counts (faces local)."""
+    return {"vertices": np.concatenate([np.asarray(v) for v, _ in meshes]), "faces": np.concatenate([np.asarray(f) for _, f in meshes]),
+            "vertex_counts": np.array([len(v) for v, _ in meshes]), "face_counts": np.array([len(f) for _, f in meshes])}
+
+
 def split_meshes(arrays: dict[str, np.ndarray], names: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The K meshes packed in ``vertices``/``faces`` with ``vertex_counts``/``face_counts`` (faces local to each), checked."""
+    """The K meshes packed in ``vertices``/``faces`` with ``vertex_counts``/``face_counts`` (faces local to each), checked
+    (the inverse of :func:`pack_meshes`)."""
     for key in ("vertices", "faces", "vertex_counts", "face_counts"):
         if key not in arrays:
             raise JobError(f"a shape collection needs the arrays vertices, faces, vertex_counts and face_counts ({key} is missing)")
@@ -231,8 +238,8 @@ def _step_loss(model: nn.Module, space: ShapeSpace, points: torch.Tensor, sdf: t
         mine = torch.arange(rank, per_step, world)
         shapes = chosen[mine].to(device)
         idx = index[mine].to(device)
-        x = torch.gather(points[shapes], 1, idx[:, :, None].expand(-1, -1, 3)).reshape(-1, 3)
-        s = torch.gather(sdf[shapes], 1, idx).reshape(-1)
+        x = points[shapes[:, None], idx].reshape(-1, 3)  # (shapes, n, 3): only the drawn samples are copied
+        s = sdf[shapes[:, None], idx].reshape(-1)
         out = model(shapes.repeat_interleave(n), x)
         if space.decoder.output == "sdf":
             per_sample = (out.clamp(-p["clamp"], p["clamp"]) - s.clamp(-p["clamp"], p["clamp"])).abs()

@@ -124,7 +124,7 @@ def unsigned_distances(vertices: np.ndarray, faces: np.ndarray, queries: np.ndar
     _, idx = cKDTree(np.concatenate([points, v])).query(q, k=k, workers=-1)
     idx = idx.reshape(len(q), k)
     vertex_face = np.zeros(len(v), dtype=np.int64)
-    vertex_face[f[:, 0]] = np.arange(len(f))  # a vertex sample stands for one face it belongs to
+    vertex_face[f.ravel()] = np.repeat(np.arange(len(f)), 3)  # a vertex sample stands for one face it belongs to
     candidates = np.concatenate([face_of, vertex_face])[idx]  # (Q, k)
     best = np.full(len(q), np.inf)
     for j in range(k):
@@ -170,8 +170,11 @@ def oriented_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     turned = np.zeros(len(f), dtype=bool)
     for root in np.unique(labels, return_index=True)[1]:
         nodes, parents = breadth_first_order(graph, root, directed=False)
-        for node in nodes[1:]:  # parents come before their children
-            turned[node] = turned[parents[node]] ^ (graph[parents[node], node] == 2)
+        nodes = nodes[1:]
+        parent = parents[nodes]
+        flips = np.asarray(graph[parent, nodes]).ravel() == 2  # the tree edges' relations, looked up at once
+        for node, up, flip in zip(nodes.tolist(), parent.tolist(), flips.tolist()):  # parents come before children
+            turned[node] = turned[up] ^ flip
     f = np.where(turned[:, None], f[:, ::-1], f)
     tri = v[f]
     volume = np.einsum("fi,fi->f", tri[:, 0], np.cross(tri[:, 1], tri[:, 2]))
