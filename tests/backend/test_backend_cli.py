@@ -11,7 +11,7 @@ from inr_blender.fileio import read_geometry, write_mesh
 from inr_blender.geometry.metrics import compare_meshes
 from inr_blender.geometry.primitives import icosphere
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def cli(*args, cwd):

@@ -26,7 +26,7 @@ from inr_blender.jobs import JOBS
 from sdf_shapes import Cube, Sphere
 
 CPU = torch.device("cpu")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Where each shape sits in the world, and its size: fitting normalises each into the unit sphere.
 PLACES = {"sphere": ((0.0, 0.0, 0.0), 2.0), "box": ((3.0, 0.0, 0.0), 1.0), "torus": ((0.0, 4.0, 1.0), 3.0)}
 TINY = {"latent_size": 8, "width": 64, "depth": 4, "skip": 2, "dropout": 0.0, "shapes_per_step": 3,
