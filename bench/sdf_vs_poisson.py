@@ -29,7 +29,7 @@ import numpy as np
 from common import REPO, append_lines, load_results, run_worker_process, save_results, worker_entry, write_table
 from inr_blender.context import JobContext
 from inr_blender.fileio import read_geometry, write_mesh
-from inr_blender.fitting.sdf import METHOD_DEFAULTS
+from inr_blender.fitting.sdf import SPEC
 from inr_blender.geometry.metrics import bounding_sphere, compare_meshes
 from inr_blender.geometry.sampling import sample_surface
 from inr_blender.jobs import JOBS
@@ -98,7 +98,7 @@ def run_worker(shape: str, noise: float, method: str, args: argparse.Namespace) 
             ctx = JobContext(min_interval=30.0, verbose=True)
             ckpt = os.path.join(tmp, "field.pt")
             params = {"method": method, "checkpoint_path": ckpt, "device": "cpu", "seed": SEED, **METHODS[method]}
-            iterations = params.get("iterations", METHOD_DEFAULTS[method]["iterations"])
+            iterations = params.get("iterations", SPEC.defaults(method)["iterations"])
             params["iterations"] = max(1, round(iterations * args.iterations_scale))
             fit, _ = JOBS["fit_sdf"](params, {"points": points, "normals": normals}, ctx)
             result.update(iterations=fit["iterations_run"], final_loss=fit["final_loss"], fit_s=time.perf_counter() - started,

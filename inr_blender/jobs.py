@@ -135,9 +135,9 @@ def job_fit_sdf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tupl
     started = time.monotonic()
     params = dict(params)
     path, send_back = _checkpoint_target(params, "fit_sdf")
-    resolve_params(params)  # fail fast on bad parameters, before sampling
+    p = resolve_params({k: v for k, v in params.items() if k != "checkpoint_path"})  # fail fast, before sampling
     points, normals = _surface_points(params, arrays)
-    ckpt = fit_sdf(points, normals, params, ctx)
+    ckpt = fit_sdf(points, normals, p, ctx)
     ckpt["seconds"] = time.monotonic() - started
     path, result_arrays = _deliver(ckpt, path, send_back)
     return {

@@ -52,200 +52,31 @@ from ..device import resolve_device
 from ..fields import build_field, field_config
 from ..geometry.sampling import SignedDistanceEstimate, far_samples, knn_sigma, near_surface_samples, normalization, to_local, uniform_samples
 from ..geometry.validation import check_normals, check_points
-from .isopoint_term import DEFAULTS as ISOPOINT_DEFAULTS, IsoPointTerm
+from .isopoint_term import IsoPointTerm
 from .losses import igr_loss, siren_loss, skeleton_loss
 from .loop import StopRule, downsample_history, train
-from ..params import coerce_params, refuse_unknown
+from ..settings import sdf as sdf_settings
+from ..settings.spec import Spec, Variants
 from .sphere_init import sphere_field
 
 CHECKPOINT_FORMAT = "inr_blender.sdf"
 CHECKPOINT_VERSION = 1
-
-# Published values, kept as defaults unless noted:
-# IGR: lr 0.005 halved every 2000 steps (here: at each third of the run unless set), 16384 surface points per step, 8 x 512,
-#      softplus beta 100, lambda 0.1, tau 1, sigma = 50th-neighbour distance,
-#      global samples = batch/8 uniform in a box (IGR's half-width 1.8 was for
-#      its own data scale; ours is the domain, half-width 1). IGR trains 100k steps.
-# SIREN: lr 1e-4, gradient norm clipped to 1, 3 x 256 hidden, omega0 30,
-#      weights 3e3 / 1e2 / 5e1 / 1e2, alpha 100, as many uniform off-surface
-#      points as surface points. SIREN trains 10k epochs with very large batches.
-# Departures for CPU speed (set the published values through params):
-#      iterations (IGR 100000 -> 2000, SIREN 10000 -> 2000) and
-#      batch_size (IGR 16384 -> 4096; SIREN's batches of ~250k points -> 4096).
-# Hash grid (Instant-NGP): 16 levels x 2 features, base resolution 16, Adam lr 1e-2
-#      with eps 1e-15; IGR's loss weights and samples. Departures for CPU speed:
-#      12 levels up to resolution 256 with 2^18 entries (published: 16 levels up to
-#      ~2048, 2^19), batch 2048 and at most 500 steps: measured on stanford-bunny
-#      (100k points), Chamfer-L1 0.0040 in 36 s of fitting against 0.0039 for 1000
-#      steps (70 s). Decoder: 64 x 2 softplus (see fields/hashgrid.py).
-#      Gradients by autograd (double backward): 7.4 s per 100 steps against 11.9 s for
-#      Neuralangelo's central differences, same Chamfer-L1 (fandisk, bench/gradients.py).
-#      Added, with normals: far-field samples (w_far, L1 to the signed distance estimated
-#      from the cloud at uniform points >= far_distance from it), without which the hash
-#      grid leaves shells of its initial sphere inside the shape (fandisk, 300 steps:
-#      Chamfer-L1 0.022 -> 0.0037), and a sign hinge on near-surface samples at least
-#      sign_distance from the cloud (w_sign), which removes small wrong-sign blobs just
-#      outside the surface (dragon: precision 0.986 -> 0.997, Chamfer-L1 0.0034 -> 0.0032;
-#      armadillo 0.0043 -> 0.0034).
-# IGR's loss and sampling (shared by the hash grid, which trains with IGR's losses).
-IGR_LOSS_DEFAULTS: dict[str, Any] = {
-    "beta": 100.0, "init_radius": 0.5, "lambda_eikonal": 0.1, "tau_normals": 1.0, "knn_sigma": 50, "global_sigma": 1.0,
-}
-# Stopping (every method): at ``iterations``, at ``max_seconds`` (0: no limit), or once the mean loss
-# of ``convergence_window`` steps improves by less than ``convergence_tolerance`` twice in a row
-# (0: never), but not before a quarter of ``iterations``.
-# Iso-points (every method; 0 iso-points: off): see fitting/isopoint_term.py.
-COMMON_DEFAULTS: dict[str, Any] = {
-    "num_samples": 100_000, "seed": 0, "device": "auto",
-    "convergence_tolerance": 0.005, "convergence_window": 100, "max_seconds": 0.0,
-    **ISOPOINT_DEFAULTS,
-}
-# SIREN's optimiser and run (shared by the displacement field, whose networks are SIRENs).
-SIREN_TRAINING: dict[str, Any] = {
-    "iterations": 2000, "batch_size": 4096, "learning_rate": 1e-4, "lr_decay_interval": 0, "lr_decay_factor": 1.0,
-    "grad_clip": 1.0,
-}
-METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
-    "igr": {
-        "iterations": 2000,
-        "batch_size": 4096,
-        "learning_rate": 0.005,
-        "lr_decay_interval": 2000,
-        "lr_decay_factor": 0.5,
-        "grad_clip": 0.0,
-        "width": 512,
-        "depth": 8,
-        **IGR_LOSS_DEFAULTS,
-    },
-    "siren": {
-        **SIREN_TRAINING,
-        "width": 256,
-        "depth": 3,
-        "omega0": 30.0,
-        "w_sdf": 3e3,
-        "w_normal": 1e2,
-        "w_eikonal": 5e1,
-        "w_offsurface": 1e2,
-        "alpha": 100.0,
-    },
-    # Neural skeleton (published: 6 sine layers of 64, omega0 30, L-BFGS for 50 epochs of 25k surface and 25k
-    # uniform points, 1000 learning points for the first 20 epochs, weights 100 (surface: 100 u^2 + alignment),
-    # 200 (eikonal), 100 (learning points: 10 (u - d)^2 + alignment) and 20 (TV, divided by 1 + (epoch/10)^2)).
-    # Here Adam over `iterations` steps stands for the 50 epochs: the learning points stay for the first
-    # `hint_fraction` (20/50) of them and the TV weight halves at `tv_decay` (10/50) of the run; the batches are
-    # 5000 points for a 2-core CPU.
-    "neural_skeleton": {
-        "iterations": 1000,
-        "batch_size": 5000,
-        "learning_rate": 1e-4,
-        "lr_decay_interval": 0,
-        "lr_decay_factor": 1.0,
-        "grad_clip": 0.0,
-        "width": 64,
-        "depth": 5,
-        "omega0": 30.0,
-        "w_surface": 1e4,
-        "w_normal": 1e2,
-        "w_eikonal": 2e2,
-        "w_hint": 1e3,
-        "w_hint_normal": 1e2,
-        "w_tv": 2e1,
-        "num_hints": 1000,
-        "hint_fraction": 0.4,
-        "tv_decay": 0.2,
-        "init": "sphere",
-        "convergence_tolerance": 0.0,
-    },
-    # Implicit displacement fields (published: SIREN bases of 3 x 256 at omega 15 pre-fitted to a sphere, detail
-    # 3 x 256 at omega 60, nu 0.05, offsets up to 0.05, weights 200 / 40 / 5 / 50 (value, normal, eikonal,
-    # off-surface), lr 1e-4; the base alone for the first 20%, then the detail, then both at a tenth of the rate).
-    # Departures for CPU speed: 3 x 128 for each network and 2000 steps of 4096 points. The detail's output
-    # layer starts at zero, so the composed field starts as the base (and stays it with phase_base = 1).
-    "idf": {
-        **SIREN_TRAINING,
-        "base_width": 128,
-        "base_depth": 3,
-        "base_omega": 15.0,
-        "detail_width": 128,
-        "detail_depth": 3,
-        "detail_omega": 60.0,
-        "nu": 0.05,
-        "max_offset": 0.05,
-        "phase_base": 0.2,
-        "phase_detail": 0.5,
-        "joint_lr_factor": 0.1,
-        "init": "sphere",
-        "w_sdf": 200.0,
-        "w_normal": 40.0,
-        "w_eikonal": 5.0,
-        "w_offsurface": 50.0,
-        "alpha": 100.0,
-        "convergence_tolerance": 0.0,
-    },
-    "hashgrid": {
-        "iterations": 500,
-        "batch_size": 2048,
-        "learning_rate": 1e-2,
-        "lr_decay_interval": 500,
-        "lr_decay_factor": 0.5,
-        "grad_clip": 0.0,
-        "adam_eps": 1e-15,
-        "levels": 12,
-        "features_per_level": 2,
-        "log2_table_size": 18,
-        "base_resolution": 16,
-        "finest_resolution": 256,
-        "width": 64,
-        "depth": 2,
-        "w_far": 1.0,
-        "far_distance": 0.05,
-        "w_sign": 100.0,
-        "sign_distance": 0.01,
-        "gradient": "autograd",
-        **IGR_LOSS_DEFAULTS,
-    },
-}
-JOB_KEYS = ("method", "checkpoint_path")
 FAR_POOL = 50_000  # uniform candidates for the far-field samples (a pool of 200k took 2.4 s of k-d tree queries)
-_POSITIVE = {"iterations", "batch_size", "learning_rate", "width", "depth", "num_samples", "knn_sigma", "omega0",
-             "global_sigma", "init_radius", "alpha", "lr_decay_factor", "adam_eps", "levels", "base_width",
-             "base_depth", "base_omega", "detail_width", "detail_depth", "detail_omega", "nu", "max_offset",
-             "features_per_level", "log2_table_size", "base_resolution", "finest_resolution", "far_distance",
-             "convergence_window", "sign_distance", "tv_decay", "isopoints_refresh"}
-_NON_NEGATIVE = {"lr_decay_interval", "grad_clip", "beta", "lambda_eikonal", "tau_normals",
-                 "w_sdf", "w_normal", "w_eikonal", "w_offsurface", "w_far", "w_sign", "seed",
-                 "convergence_tolerance", "max_seconds", "w_surface", "w_hint", "w_hint_normal", "w_tv", "num_hints",
-                 "hint_fraction", "isopoints", "isopoints_warmup", "w_iso", "w_iso_normal", "phase_base", "phase_detail",
-                 "joint_lr_factor"}
 
 
-def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Method defaults updated with ``params``: types coerced, ranges checked, unknown keys refused."""
-    method = str(params.get("method") or "igr").lower()
-    if method not in METHOD_DEFAULTS:
-        raise JobError(f"unknown SDF method {method!r}; choose one of {', '.join(METHOD_DEFAULTS)}")
-    refuse_unknown(params, set(JOB_KEYS) | set(COMMON_DEFAULTS) | {k for d in METHOD_DEFAULTS.values() for k in d}, "fit_sdf")
-    resolved = coerce_params(params, {"method": method, **COMMON_DEFAULTS, **METHOD_DEFAULTS[method]}, _POSITIVE, _NON_NEGATIVE)
-    if method in ("igr", "hashgrid") and params.get("lr_decay_interval") is None:
-        # IGR halves its rate every 2000 of 100k steps; a short run compressed the same way
-        # (halve at each third) measured Chamfer-L1 0.0051 against 0.0133 for a constant rate
-        # on Suzanne (1000 steps, 256x4, batch 2048).
-        resolved["lr_decay_interval"] = max(1, resolved["iterations"] // 3)
-    if method == "hashgrid":
-        if resolved["log2_table_size"] > 30:
-            raise JobError(f"parameter log2_table_size must be at most 30, got {resolved['log2_table_size']}")
-        if resolved["finest_resolution"] < resolved["base_resolution"]:
-            raise JobError("parameter finest_resolution must be at least base_resolution")
-    if method == "hashgrid" and resolved["gradient"] not in ("autograd", "finite_difference"):
-        raise JobError(f"parameter gradient must be 'autograd' or 'finite_difference', got {resolved['gradient']!r}")
-    if method in ("neural_skeleton", "idf") and resolved["init"] not in ("sphere", "random"):
-        raise JobError(f"parameter init must be 'sphere' or 'random', got {resolved['init']!r}")
-    if method == "idf" and not resolved["phase_base"] <= resolved["phase_detail"] <= 1.0:
-        raise JobError("the phases must satisfy 0 <= phase_base <= phase_detail <= 1 (fractions of the run), got "
-                       f"{resolved['phase_base']:g} and {resolved['phase_detail']:g}")
-    if method == "igr" and resolved["width"] < 4:
-        raise JobError("an IGR network needs width >= 4")
-    return resolved
+def _check(p: dict[str, Any]) -> None:
+    check = sdf_settings.CHECKS.get(p["method"])
+    if check is not None:
+        check(p)
+
+
+# The settings of a fit: the common ones plus the chosen method's (settings/sdf.py), resolved once by the job.
+SPEC = Spec(
+    "fit_sdf", sdf_settings.COMMON, help="Fit a signed distance field to a mesh or a point cloud",
+    variants=Variants("method", lambda: {name: m.params for name, m in sdf_settings.BUILTIN.items()}, "igr", what="SDF method"),
+    check=_check,
+)
+resolve_params = SPEC.resolve
 
 
 def field_config_for(p: dict[str, Any]) -> dict[str, Any]:
@@ -265,13 +96,14 @@ def field_config_for(p: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def fit_sdf(points: np.ndarray, normals: np.ndarray | None, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+def fit_sdf(points: np.ndarray, normals: np.ndarray | None, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Fit an SDF to world-space ``points`` (N, 3) with optional unit ``normals``; return the checkpoint dict.
+
+    ``p`` are the fit's settings as :data:`SPEC` resolved them (the job resolves them once; this does not again).
 
     The checkpoint holds plain data only (tensors, lists, numbers, strings) and
     loads with ``torch.load(weights_only=True)``.
     """
-    p = resolve_params(params)
     points = check_points(points)
     if normals is not None:
         normals = check_normals(normals, len(points))

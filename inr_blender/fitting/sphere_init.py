@@ -56,7 +56,7 @@ def sphere_field(config: dict[str, Any], device: torch.device, ctx: JobContext) 
 
 
 def main() -> None:
-    from .sdf import METHOD_DEFAULTS, field_config_for
+    from .sdf import SPEC, field_config_for
 
     import sys
 
@@ -64,7 +64,7 @@ def main() -> None:
         if sys.argv[1:] and method not in sys.argv[1:]:  # regenerate only the methods named, if any
             continue
         torch.manual_seed(0)
-        config = field_config_for({"method": method, **METHOD_DEFAULTS[method]})
+        config = field_config_for(SPEC.resolve({"method": method}))
         config = config["base"] if method == "idf" else config
         field = build_field(config)
         prefit_sphere(field, STORED_STEPS, JobContext(verbose=True))

@@ -89,14 +89,22 @@ class Param:
 
     def check_bounds(self, value: Any) -> None:
         if self.choices is not None and value not in self.choices:
-            raise JobError(f"parameter {self.name} must be one of {', '.join(self.choices)}, got {value!r}")
+            raise JobError(f"parameter {self.name} must be {alternatives(self.choices)}, got {value!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if self.positive and not value > 0:
                 raise JobError(f"parameter {self.name} must be positive, got {value!r}")
+            if self.minimum == 0 and value < 0:
+                raise JobError(f"parameter {self.name} must be non-negative, got {value!r}")
             if self.minimum is not None and value < self.minimum:
                 raise JobError(f"parameter {self.name} must be at least {self.minimum:g}, got {value!r}")
             if self.maximum is not None and value > self.maximum:
                 raise JobError(f"parameter {self.name} must be at most {self.maximum:g}, got {value!r}")
+
+
+def alternatives(choices: Iterable[str]) -> str:
+    """'a', 'b' or 'c'."""
+    quoted = [repr(c) for c in choices]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def params(*items: Param | Iterable[Param]) -> tuple[Param, ...]:
@@ -123,6 +131,7 @@ class Variants:
     key: str
     sets: Callable[[], Mapping[str, tuple[Param, ...]]]
     default: str
+    what: str = ""  # "SDF method": how an error names the choice
     help: str = ""
 
 
@@ -175,7 +184,7 @@ class Spec:
             key, sets = self.variants.key, self.variants.sets()
             choice = given.pop(key, None) or self.variants.default
             if not isinstance(choice, str) or choice.lower() not in sets:
-                raise JobError(f"unknown {self.name} {key} {choice!r}; choose one of {', '.join(sets)}")
+                raise JobError(f"unknown {self.variants.what or key} {choice!r}; choose one of {', '.join(sets)}")
             resolved[key] = choice.lower()
             active = params(self.params, sets[resolved[key]])
             known = {p.name for s in sets.values() for p in s}  # another variant's settings are ignored, not refused

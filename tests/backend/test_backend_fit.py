@@ -73,7 +73,7 @@ def test_igr_fit_of_a_sphere_mesh_through_the_jobs(tmp_path):
 
 def test_igr_fit_without_normals(tmp_path):
     points, _ = sphere_cloud()
-    ckpt = fit_sdf(points, None, {"iterations": 200, "width": 64, "depth": 3, "batch_size": 1024, "device": "cpu"}, JobContext())
+    ckpt = fit_sdf(points, None, resolve_params({"iterations": 200, "width": 64, "depth": 3, "batch_size": 1024, "device": "cpu"}), JobContext())
     assert ckpt["has_normals"] is False and ckpt["method"] == "igr"
     path = save_checkpoint(ckpt, str(tmp_path / "igr.pt"))
     assert chamfer_to_sphere(extract_world(path)) < CHAMFER_BOUND
@@ -155,7 +155,7 @@ def test_cancel_stops_the_fit():
 
     ctx = JobContext(send=send, cancel_event=cancel, min_interval=0.0)
     with pytest.raises(Cancelled):
-        fit_sdf(points, normals, {"iterations": 10_000, "width": 16, "depth": 2, "batch_size": 64, "device": "cpu"}, ctx)
+        fit_sdf(points, normals, resolve_params({"iterations": 10_000, "width": 16, "depth": 2, "batch_size": 64, "device": "cpu"}), ctx)
     assert len(events) == 5
     assert events[-1]["total"] == 10_000 and events[-1]["loss"] is not None
 
@@ -163,7 +163,7 @@ def test_cancel_stops_the_fit():
 def test_divergence_is_reported():
     points, normals = sphere_cloud(500)
     with pytest.raises(JobError, match="diverged"):
-        fit_sdf(points, normals, {"iterations": 50, "width": 16, "depth": 2, "batch_size": 64, "learning_rate": 1e30, "device": "cpu"}, JobContext())
+        fit_sdf(points, normals, resolve_params({"iterations": 50, "width": 16, "depth": 2, "batch_size": 64, "learning_rate": 1e30, "device": "cpu"}), JobContext())
 
 
 def test_remote_style_checkpoint_travels_as_bytes(tmp_path):

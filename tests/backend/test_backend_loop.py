@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from inr_blender.context import JobContext
-from inr_blender.fitting import fit_sdf
+from inr_blender.fitting import fit_sdf, resolve_params
 from inr_blender.fitting.loop import StopRule, train
 
 
@@ -52,7 +52,7 @@ def test_fit_reports_why_it_stopped():
     d = rng.normal(size=(2000, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     params = {"method": "igr", "iterations": 100_000, "width": 16, "depth": 2, "batch_size": 128, "device": "cpu", "max_seconds": 1.0}
-    ckpt = fit_sdf(d, d, params, JobContext())
+    ckpt = fit_sdf(d, d, resolve_params(params), JobContext())
     assert ckpt["stop_reason"].startswith("reached the time limit (1 s)") and ckpt["iterations_run"] < 100_000
     assert ckpt["loss_history"][-1][0] == ckpt["iterations_run"]
 

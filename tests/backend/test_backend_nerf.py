@@ -306,7 +306,7 @@ def test_fit_nerf_job_bad_input(tmp_path):
 
 def test_render_view_bad_input(sphere_field, tmp_path):
     from inr_blender.checkpoint import save_checkpoint
-    from inr_blender.fitting import fit_sdf
+    from inr_blender.fitting import fit_sdf, resolve_params
 
     folder, result = sphere_field
     ctx = JobContext()
@@ -321,7 +321,7 @@ def test_render_view_bad_input(sphere_field, tmp_path):
     with pytest.raises(JobError, match="background"):
         JOBS["render_nerf_view"]({**good, "background": [2, 0, 0]}, eye, ctx)
     pts = np.random.default_rng(0).normal(size=(500, 3))
-    sdf = fit_sdf(pts / np.linalg.norm(pts, axis=1, keepdims=True), None, {"method": "igr", "iterations": 2, "width": 8, "depth": 2, "device": "cpu"}, ctx)
+    sdf = fit_sdf(pts / np.linalg.norm(pts, axis=1, keepdims=True), None, resolve_params({"method": "igr", "iterations": 2, "width": 8, "depth": 2, "device": "cpu"}), ctx)
     path = save_checkpoint(sdf, str(tmp_path / "sdf.pt"))
     with pytest.raises(JobError, match="not a radiance field"):
         JOBS["render_nerf_view"]({**good, "checkpoint_path": path}, eye, ctx)
