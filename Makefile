@@ -1,7 +1,11 @@
 # Two commands do all the set-up on a machine with Python 3.11:
 #   make demo   # headless Blender: fit Suzanne, extract, save demo_out/demo.blend + demo_out/demo.png
 #   make test   # the test suite
-# Each creates .venv with the pinned versions in requirements-dev.txt first.
+# Each creates .venv with the pinned versions in requirements-dev.txt first. More targets:
+#   make test-fast     # the tests not marked slow (tests/pytest.ini): a sample of every area, about a minute
+#   make test-backend  # the backend and wire tests only (these need no bpy)
+#   make lint          # ruff check, ruff format --check, mypy on inr_blender/ (configured in pyproject.toml)
+#   make format        # ruff format, then ruff check --fix
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -9,7 +13,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements-dev.txt | cut -d' ' -f1)
 BLENDER_EXT = $(shell $(PY) -c "import importlib.util, pathlib; print(next(pathlib.Path(importlib.util.find_spec('bpy').origin).parent.glob('*/scripts/addons_core/bl_pkg/cli/blender_ext.py')))")
 
-.PHONY: venv demo test extension clean
+.PHONY: venv demo test test-fast test-backend lint format extension clean
 
 venv: $(STAMP)
 
@@ -27,13 +31,31 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests
 
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow"
+
+test-backend: $(STAMP)
+	$(PY) -m pytest tests/backend tests/wire
+
+# All three checks run; the target fails if any of them found something.
+lint: $(STAMP)
+	@status=0; \
+	$(PY) -m ruff check . || status=1; \
+	$(PY) -m ruff format --check . || status=1; \
+	$(PY) -m mypy || status=1; \
+	exit $$status
+
+format: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
 extension: $(STAMP)
 	mkdir -p dist
 	$(PY) $(BLENDER_EXT) validate .
 	$(PY) $(BLENDER_EXT) build --source-dir . --output-dir dist
 
 clean:
-	rm -rf $(VENV) dist demo_out .pytest_cache
+	rm -rf $(VENV) dist demo_out .pytest_cache .mypy_cache .ruff_cache
 
 # Benchmark against Open3D's screened Poisson (bench/sdf_vs_poisson.py) in its own venv,
 # .venv-bench: the dev requirements plus open3d. Pass options with BENCH_ARGS="--resume ...".

@@ -13,7 +13,7 @@ from .operators.client import BackendConfig, BackendError
 ADDON_ID = __package__
 
 
-def addon_prefs(context: bpy.types.Context | None = None) -> "INR_AddonPreferences | None":
+def addon_prefs(context: bpy.types.Context | None = None) -> INR_AddonPreferences | None:
     """The add-on's preferences, or None when it is imported without being enabled."""
     context = context or bpy.context
     addon = context.preferences.addons.get(ADDON_ID)

@@ -29,7 +29,6 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from common import REPO, append_lines, fit_and_measure, save_results, write_table
-
 from inr_blender.context import JobContext
 from inr_blender.fileio import read_geometry
 from inr_blender.geometry.metrics import bounding_sphere

@@ -129,7 +129,7 @@ def targets(results: dict[str, dict[str, Any]], sizes: list[int], fast_seconds: 
         reached = first_time_at(fast200["curve"], TARGET_PSNR)
         verdict = "met" if reached is not None and reached <= 600.0 else "missed"
         lines.append(f"- Fast model >= {TARGET_PSNR:g} dB held-out at 200x200 within 10 minutes: best {best:.2f} dB within 10 minutes"
-                     f" (curve), {'reached at %.0f s' % reached if reached is not None else 'not reached'}; "
+                     f" (curve), {f'reached at {reached:.0f} s' if reached is not None else 'not reached'}; "
                      f"whole held-out views at the end: {fast200['psnr']:.2f} dB (SSIM {fast200['ssim']:.3f}). **{verdict}**"
                      + ("" if fast_seconds >= 600 else f" (budget was only {fast_seconds:g} s)") + ".")
     for size in sizes:

@@ -33,7 +33,8 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -108,9 +109,9 @@ def extraction(name: str, field: torch.nn.Module, resolutions: list[int], refere
     print(name, "reference", out["reference"], flush=True)
     for n in resolutions:
         runs: dict[str, Callable[[], tuple]] = {
-            "dense": lambda: (*extract_mesh(field, n, CPU, ctx)[:2], {"evaluations": n**3, "box_evaluations": 0}),
-            "sparse (Lipschitz)": lambda: (lambda r: (r[0], r[1], r[3]))(extract_mesh_sparse(field, n, CPU, ctx)),
-            "guaranteed": lambda: (lambda r: (r[0], r[1], r[3]))(extract_mesh_sparse(field, n, CPU, ctx, ranges=MODE)),
+            "dense": lambda n=n: (*extract_mesh(field, n, CPU, ctx)[:2], {"evaluations": n**3, "box_evaluations": 0}),
+            "sparse (Lipschitz)": lambda n=n: (lambda r: (r[0], r[1], r[3]))(extract_mesh_sparse(field, n, CPU, ctx)),
+            "guaranteed": lambda n=n: (lambda r: (r[0], r[1], r[3]))(extract_mesh_sparse(field, n, CPU, ctx, ranges=MODE)),
         }
         for method, run in runs.items():
             started = time.perf_counter()

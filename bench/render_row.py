@@ -16,8 +16,9 @@ import math
 import os
 import sys
 
-import bpy
 import numpy as np
+
+import bpy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:

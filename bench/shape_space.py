@@ -15,7 +15,8 @@ their full mesh, as DeepSDF's evaluation does, so a scan arrives in the space's 
   baseline: a SIREN (the fit_sdf defaults, 3 x 256 at omega 30) fitted to the same partial points and normals for
   ``--siren-iterations`` steps, extracted at the same resolution.
 Every held-out Chamfer-L1 is the shared metrics protocol's (100k samples each way) in the chair's unit-sphere frame,
-where its bounding radius is about 0.97: 0.01 is about 1% of it. Target: the held-out partial-scan Chamfer at least 2x better than the per-shape fit's.
+where its bounding radius is about 0.97: 0.01 is about 1% of it. Target: the held-out partial-scan Chamfer at least
+2x better than the per-shape fit's.
 Figures (``--renders``, Cycles via bench/render_row.py in .venv-bench): ``shape_space/completion.png`` (per held-out
 chair: ground truth, partial scan, completion, SIREN) and ``shape_space/interpolation.png`` (between two training
 chairs). With a GPU, one epoch at the published size (8 x 512, codes of 256, 16384 samples per shape) is timed.
@@ -166,7 +167,7 @@ def gpu_epoch(train_count: int) -> dict[str, Any] | None:
     optimizer = torch.optim.Adam(space.parameters(), 5e-4)
     idx = torch.arange(train_count, device=device).repeat_interleave(16384)
     x, s = torch.rand(len(idx), 3, device=device) * 2 - 1, torch.rand(len(idx), device=device) * 0.2 - 0.1
-    for warm in (True, False):
+    for _warm in (True, False):
         torch.cuda.synchronize()
         started = time.perf_counter()
         for chunk in torch.split(torch.randperm(len(idx), device=device), 64 * 16384 // 8):

@@ -31,7 +31,6 @@ import torch
 from scipy import sparse
 
 from common import REPO, append_lines, save_results, write_table
-
 from inr_blender.context import JobContext
 from inr_blender.fileio import read_geometry, read_ma
 from inr_blender.geometry import skeleton as sk
@@ -151,8 +150,9 @@ def main() -> None:
             print(f"fitting the neural skeleton's field, {noise_name}", flush=True)
             fit_seconds = fit(points, normals, path, args.device)
             for delta in args.deltas:
-                for method, run in (("neural skeleton", lambda: neural(path, fit_seconds, delta, args.device)),
-                                    ("Coverage Axis", lambda: coverage_axis(points, normals, delta))):
+                # the defaults bind this iteration's values (each run is called before the loop moves on)
+                for method, run in (("neural skeleton", lambda p=path, s=fit_seconds, d=delta: neural(p, s, d, args.device)),
+                                    ("Coverage Axis", lambda x=points, d=delta: coverage_axis(x, normals, d))):
                     key = f"{method}, {noise_name}, {delta:g}"
                     print(f"running {key}", flush=True)
                     runs[key] = run()
@@ -190,7 +190,8 @@ def main() -> None:
         n_noisy = results[f"neural skeleton, 1% noise, {delta:g}"]
         growth = n_noisy["hausdorff"] / n_clean["hausdorff"]
         lines += [
-            f"- delta {delta:g}: two-sided Hausdorff at most 3% on teddy: {n_clean['hausdorff']:.2f}% ({'met' if n_clean['hausdorff'] <= 3 else 'missed'});",
+            f"- delta {delta:g}: two-sided Hausdorff at most 3% on teddy: {n_clean['hausdorff']:.2f}% "
+            f"({'met' if n_clean['hausdorff'] <= 3 else 'missed'});",
             f"  at most Coverage Axis's error ({c_clean['hausdorff']:.2f}%) with at most its vertices ({c_clean['vertices']}): "
             f"{n_clean['hausdorff']:.2f}% with {n_clean['vertices']} "
             f"({'met' if n_clean['hausdorff'] <= c_clean['hausdorff'] and n_clean['vertices'] <= c_clean['vertices'] else 'missed'});",

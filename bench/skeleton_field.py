@@ -30,7 +30,6 @@ import torch
 from scipy.spatial import cKDTree
 
 from common import REPO, append_lines, write_table
-
 from inr_blender.checkpoint import load_checkpoint
 from inr_blender.context import JobContext
 from inr_blender.fileio import read_geometry

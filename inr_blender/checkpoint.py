@@ -54,6 +54,7 @@ Source = str | bytes | np.ndarray  # a path, or the file's bytes (raw or as a ui
 
 def read_checkpoint(source: Source, device: torch.device | str = "cpu") -> dict[str, Any]:
     """The checkpoint dict at a path or in bytes (tensors mapped to ``device``), or JobError."""
+    fh: str | io.BytesIO
     if isinstance(source, (bytes, np.ndarray)):
         name, fh = "(sent with the job)", io.BytesIO(np.asarray(source, dtype=np.uint8).tobytes() if isinstance(source, np.ndarray) else source)
     else:

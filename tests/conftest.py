@@ -32,7 +32,7 @@ def _bpy():
 @pytest.fixture(scope="session")
 def addon(tmp_path_factory):
     """The add-on, enabled from a symlink named like its id, using this Python as its backend."""
-    bpy = _bpy()
+    _bpy()
     import addon_utils
 
     root = tmp_path_factory.mktemp("addons")

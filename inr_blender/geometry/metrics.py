@@ -44,8 +44,8 @@ Scores of different meshes are comparable only at the same ``num_samples``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.spatial import cKDTree
