@@ -27,6 +27,7 @@ from torch import nn
 
 from ..context import JobContext, JobError
 from ..device import available_memory_bytes
+from ..settings.isopoints import SPEC
 from .projection import project, repel
 
 # Starting points per iso-point. Projected uniform points pile up on some parts of a surface and rarely reach
@@ -152,8 +153,10 @@ def _resample(field: nn.Module, projected: Projected, p: dict[str, Any], ctx: Jo
 def sample_isopoints(field: nn.Module, device: torch.device, p: dict[str, Any], ctx: JobContext) -> IsoPoints:
     """Iso-points of ``field`` (see the module docstring); JobError when there is no surface to sample.
 
-    ``p``: the settings of :data:`inr_blender.settings.isopoints.SPEC`, resolved (this does not check them again).
+    ``p``: the settings of :data:`inr_blender.settings.isopoints.SPEC`, resolved (this does not check them again);
+    those missing take their defaults (a caller inside the backend may give only what it changes).
     """
+    p = {**SPEC.defaults(), **p}
     check_memory(p)
     started = time.monotonic()
     generator = torch.Generator(device="cpu").manual_seed(int(p["seed"]))

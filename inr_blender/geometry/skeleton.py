@@ -41,7 +41,6 @@ from scipy.spatial import ConvexHull, Delaunay, QhullError, cKDTree
 from torch import nn
 
 from ..context import JobContext, JobError
-from ..settings import isopoints as isopoint_settings
 from .extraction import evaluate_grid
 from .isopoints import sample_isopoints
 from .projection import values_and_gradients
@@ -292,8 +291,8 @@ def skeletonize(field: nn.Module, device: torch.device, p: dict[str, Any], ctx: 
     started = time.monotonic()
     ctx.progress(0, 1, None, "checking the field")
     check_field(field, device, ctx)
-    iso = sample_isopoints(field, device, {**isopoint_settings.SPEC.defaults(), "count": p["num_surface_samples"],
-                                           "resample_steps": p["repulsion_steps"], "seed": p["seed"]}, ctx)
+    iso = sample_isopoints(field, device, {"count": p["num_surface_samples"], "resample_steps": p["repulsion_steps"],
+                                           "seed": p["seed"]}, ctx)
     surface = iso.points
     if len(surface) < 4:
         raise JobError(f"only {len(surface)} points reached the field's surface: too few to skeletonise")
