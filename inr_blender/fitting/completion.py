@@ -22,6 +22,7 @@ from ..fields.deepsdf import LatentShape, ShapeSpace
 from ..geometry.validation import check_points
 from .loop import train
 
+
 class _Code(nn.Module):
     """The one trainable thing: the code (the decoder stays frozen and in eval mode)."""
 

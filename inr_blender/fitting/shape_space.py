@@ -51,6 +51,7 @@ MARGIN = 1.03  # the farthest vertex lies at 1 / MARGIN (DeepSDF's normalisation
 NOISE = (0.05, math.sqrt(0.00025))  # standard deviations of the two near-surface sample sets
 UNIFORM_FRACTION = 0.05
 
+
 def normalization(vertices: np.ndarray) -> tuple[np.ndarray, float]:
     """(center, scale) putting a shape in the unit sphere: local = (world - center) / scale."""
     v = np.asarray(vertices, dtype=np.float64)

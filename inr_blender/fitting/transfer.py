@@ -20,6 +20,7 @@ from ..context import JobError
 from ..fields import build_field, field_config
 from .sdf import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
+
 def base_of(ckpt: dict[str, Any], role: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(config, state dict) of the smooth base of a field checkpoint used as ``role``."""
     if ckpt.get("format") != CHECKPOINT_FORMAT:

@@ -163,17 +163,17 @@ def reconstruct_shape(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Res
     shape, record = completion.complete_shape(space, arrays["points"], normals, arrays.get("free_points"),
                                               {q.name: p[q.name] for q in completion_settings.PARAMS}, ctx)
     vertices, faces, mesh_normals = extract_mesh(shape, p["resolution"], device, ctx)
-    result = {"fit_error": record["fit_error"], "loss_history": downsample_history(record["losses"]),
-              "final_loss": record["losses"][-1], "stop_reason": record["stop_reason"], "num_vertices": len(vertices),
-              "num_faces": len(faces), "center": [0.0, 0.0, 0.0], "scale": 1.0, "checkpoint_path": "",
-              "iterations_run": len(record["losses"]), "device": str(device)}
+    # the completed shape's summary: what its checkpoint records and the result reports (in the space's frame)
+    fitted = {"center": [0.0, 0.0, 0.0], "scale": 1.0, "loss_history": downsample_history(record["losses"]),
+              "final_loss": record["losses"][-1], "iterations_run": len(record["losses"]),
+              "stop_reason": record["stop_reason"], "device": str(device)}
+    result = {**fitted, "fit_error": record["fit_error"], "num_vertices": len(vertices), "num_faces": len(faces),
+              "checkpoint_path": ""}
     out: Arrays = {}
     if out_path or send_back:
         shape_ckpt = {"format": "inr_blender.latent_shape", "method": ckpt.get("method", "deepsdf"),
                       "config": {"kind": "latent_shape", "space": ckpt["config"]},
-                      "state_dict": {k: v.detach().cpu() for k, v in shape.state_dict().items()},
-                      **{k: result[k] for k in ("center", "scale", "loss_history", "final_loss", "iterations_run",
-                                                "stop_reason", "device")}}
+                      "state_dict": {k: v.detach().cpu() for k, v in shape.state_dict().items()}, **fitted}
         result["checkpoint_path"], out = deliver(shape_ckpt, out_path, send_back)
     result["seconds"] = time.monotonic() - started
     return result, {**out, "code": shape.code.detach().cpu().numpy(), "vertices": vertices, "faces": faces,
