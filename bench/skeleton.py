@@ -37,6 +37,7 @@ from inr_blender.geometry import skeleton as sk
 from inr_blender.geometry.metrics import sample_complex, skeleton_distances
 from inr_blender.geometry.sampling import normalization, sample_surface, to_local, to_world
 from inr_blender.jobs import JOBS
+from inr_blender.settings import skeleton as skeleton_settings
 
 TEDDY = os.path.join(REPO, "..", "shared", "data", "skeletons", "teddy")
 RESULTS = os.path.join(REPO, "bench", "results")
@@ -69,7 +70,7 @@ def neural(path: str, fit_seconds: float, delta: float, device: str) -> dict[str
 
 
 def coverage_axis(points: np.ndarray, normals: np.ndarray, delta: float, seed: int = 0) -> dict[str, Any]:
-    p = sk.resolve_params({"delta": delta})
+    p = skeleton_settings.SPEC.resolve({"delta": delta})
     started = time.perf_counter()
     center, scale = normalization(points)
     pick = np.random.default_rng(seed).choice(len(points), size=min(p["num_surface_samples"], len(points)), replace=False)
@@ -133,7 +134,7 @@ def plot(path: str, reference: dict[str, np.ndarray], runs: dict[str, dict[str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--deltas", type=float, nargs="+", default=[sk.DEFAULTS["delta"], 0.04])
+    parser.add_argument("--deltas", type=float, nargs="+", default=[skeleton_settings.SPEC.defaults()["delta"], 0.04])
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     mesh = read_geometry(os.path.join(TEDDY, "teddy.off"))
@@ -158,7 +159,7 @@ def main() -> None:
                     runs[key] = run()
                     results[key] = measure(runs[key], reference, diagonal)
                     print(results[key], flush=True)
-    settings = {"num_points": NUM_POINTS, "noise": NOISE, "device": args.device, **sk.DEFAULTS, "deltas": args.deltas}
+    settings = {"num_points": NUM_POINTS, "noise": NOISE, "device": args.device, **skeleton_settings.SPEC.defaults(), "deltas": args.deltas}
     save_results(os.path.join(RESULTS, "skeleton.json"), settings, results)
     shown = [k for k in runs if k.endswith(f", {args.deltas[0]:g}")]
     shown += [f"neural skeleton, 1% noise, {args.deltas[-1]:g}"] if len(args.deltas) > 1 else []
@@ -179,8 +180,8 @@ def main() -> None:
     write_table(md, "Skeletons of teddy: neural skeleton against Coverage Axis (Voronoi candidates)", header, rows)
     lines = [
         "Distances in % of the bounding-box diagonal; the skeletons are sampled with 20k points on their edges and",
-        f"triangles. Delta is a fraction of the half-extent (default {sk.DEFAULTS['delta']}); "
-        f"{sk.DEFAULTS['num_surface_samples']} surface samples. The neural field is fitted once per input and its",
+        f"triangles. Delta is a fraction of the half-extent (default {skeleton_settings.SPEC.defaults()['delta']}); "
+        f"{skeleton_settings.SPEC.defaults()['num_surface_samples']} surface samples. The neural field is fitted once per input and its",
         "time counts in every row's total (fit + extraction).",
         "",
         "Targets:",

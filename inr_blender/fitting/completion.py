@@ -10,7 +10,6 @@ prior 1e-4, a code started from N(0, 0.01^2), 8000 samples per step.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -22,9 +21,6 @@ from ..context import JobContext, JobError
 from ..fields.deepsdf import LatentShape, ShapeSpace
 from ..geometry.validation import check_points
 from .loop import train
-
-DEFAULTS: dict[str, Any] = {"iterations": 800, "learning_rate": 5e-3, "prior": 1e-4, "surface_offset": 0.025,
-                            "samples_per_step": 8000, "code_std": 0.01, "clamp": 0.1, "seed": 0}
 
 
 class _Code(nn.Module):
@@ -57,14 +53,11 @@ def observations(points: np.ndarray, normals: np.ndarray | None, free_points: np
 
 
 def complete_shape(space: ShapeSpace, points: np.ndarray, normals: np.ndarray | None, free_points: np.ndarray | None,
-                   params: dict[str, Any], ctx: JobContext) -> tuple[LatentShape, dict[str, Any]]:
-    """The completed shape (a field with the optimised code) and a record: loss history, fit error."""
-    p = {**DEFAULTS, **{k: v for k, v in params.items() if k in DEFAULTS and v is not None}}
-    for key in ("iterations", "samples_per_step"):
-        if int(p[key]) < 1:
-            raise JobError(f"parameter {key} must be at least 1, got {p[key]}")
-    if not all(math.isfinite(float(p[k])) and float(p[k]) >= 0 for k in ("learning_rate", "prior", "surface_offset")):
-        raise JobError("learning_rate, prior and surface_offset must be finite numbers >= 0")
+                   p: dict[str, Any], ctx: JobContext) -> tuple[LatentShape, dict[str, Any]]:
+    """The completed shape (a field with the optimised code) and a record: loss history, fit error.
+
+    ``p``: the settings of :data:`inr_blender.settings.completion.SPEC`, resolved (this does not check them again).
+    """
     device = space.codes.weight.device
     x_np, value_np, one_sided_np = observations(points, normals, free_points, float(p["surface_offset"]))
     x = torch.as_tensor(x_np, dtype=torch.float32, device=device)

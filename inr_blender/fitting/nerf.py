@@ -45,7 +45,7 @@ from ..render.image_metrics import psnr, psnr_of_mse, ssim
 from ..render.renderer import RenderSettings, render_image, render_rays
 from ..render.surface import surface_density
 from .loop import StopRule, downsample_history, train
-from ..params import coerce_params, refuse_unknown, rgb_param
+from ..settings.legacy import coerce_params, refuse_unknown, rgb_param
 
 CHECKPOINT_FORMAT = "inr_blender.nerf"
 CHECKPOINT_VERSION = 1

@@ -43,20 +43,13 @@ from ..fields.deepsdf import ShapeSpace
 from ..geometry.mesh_distance import signed_distances
 from ..geometry.sampling import sample_surface
 from ..geometry.validation import check_mesh
+from ..settings.shape_space import METHODS
 from .loop import StopRule, downsample_history, train
 
 CHECKPOINT_FORMAT = "inr_blender.shape_space"
 MARGIN = 1.03  # the farthest vertex lies at 1 / MARGIN (DeepSDF's normalisation)
 NOISE = (0.05, math.sqrt(0.00025))  # standard deviations of the two near-surface sample sets
 UNIFORM_FRACTION = 0.05
-
-METHODS = {"deepsdf": "sdf", "occupancy": "occupancy"}
-DEFAULTS: dict[str, Any] = {
-    "method": "deepsdf", "latent_size": 256, "width": 512, "depth": 8, "skip": 4, "dropout": 0.2, "weight_norm": True,
-    "iterations": 2000, "shapes_per_step": 64, "samples_per_shape": 16384, "num_samples": 100_000,
-    "lr_decoder": 5e-4, "lr_codes": 1e-3, "lr_interval": 0.25, "clamp": 0.1, "prior": 1e-4, "prior_ramp": 0.05,
-    "code_std": 0.01, "seed": 0, "max_seconds": 0.0,
-}
 
 
 def normalization(vertices: np.ndarray) -> tuple[np.ndarray, float]:
@@ -79,35 +72,6 @@ def shape_samples(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int
     sigma = np.where(np.arange(near) < near // 2, NOISE[0], NOISE[1])
     points = np.concatenate([surface + rng.normal(size=surface.shape) * sigma[:, None], rng.uniform(-1.0, 1.0, (uniform, 3))])
     return points.astype(np.float32), signed_distances(vertices, faces, points, ctx).astype(np.float32)
-
-
-def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The fit's settings: defaults updated with ``params``, checked."""
-    p = dict(DEFAULTS)
-    p.update({k: v for k, v in params.items() if v is not None})
-    if p["method"] not in METHODS:
-        raise JobError(f"unknown shape-space method {p['method']!r}; known: {', '.join(METHODS)}")
-    for key in ("latent_size", "width", "depth", "iterations", "shapes_per_step", "samples_per_shape", "num_samples"):
-        try:
-            p[key] = int(p[key])
-        except (TypeError, ValueError):
-            raise JobError(f"parameter {key} must be an integer, got {p[key]!r}") from None
-        if p[key] < 1:
-            raise JobError(f"parameter {key} must be at least 1, got {p[key]}")
-    for key in ("dropout", "lr_decoder", "lr_codes", "lr_interval", "clamp", "prior", "prior_ramp", "code_std", "max_seconds"):
-        try:
-            p[key] = float(p[key])
-        except (TypeError, ValueError):
-            raise JobError(f"parameter {key} must be a number, got {p[key]!r}") from None
-        if not (math.isfinite(p[key]) and p[key] >= 0):
-            raise JobError(f"parameter {key} must be a finite number >= 0, got {p[key]}")
-    if not p["dropout"] < 1:
-        raise JobError(f"parameter dropout must be below 1, got {p['dropout']}")
-    if not (p["clamp"] > 0 and p["lr_interval"] > 0):
-        raise JobError("parameters clamp and lr_interval must be positive")
-    if p["skip"] is not None and int(p["skip"]) > 0 and p["width"] <= p["latent_size"] + 3:
-        raise JobError(f"width {p['width']} must exceed latent_size + 3 ({p['latent_size'] + 3}) for the skip connection")
-    return p
 
 
 def pack_meshes(meshes: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -152,12 +116,14 @@ def distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def fit_shape_space(meshes: list[tuple[np.ndarray, np.ndarray]], names: list[str], params: dict[str, Any],
+def fit_shape_space(meshes: list[tuple[np.ndarray, np.ndarray]], names: list[str], p: dict[str, Any],
                     ctx: JobContext) -> dict[str, Any]:
-    """Train a shape space on ``meshes`` (world-space vertices and faces each); return its checkpoint dict."""
+    """Train a shape space on ``meshes`` (world-space vertices and faces each); return its checkpoint dict.
+
+    ``p``: the settings of :data:`inr_blender.settings.shape_space.SPEC`, resolved (this does not check them again).
+    """
     started = time.monotonic()
-    p = resolve_params(params)
-    device = resolve_device(params.get("device", "auto"))
+    device = resolve_device(p["device"])
     if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:  # one GPU per process, before nccl starts
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)

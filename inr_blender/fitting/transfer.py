@@ -10,7 +10,6 @@ so every SDF job (extraction, iso-points, skeletons) works on it.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -19,22 +18,7 @@ import torch
 from .. import __version__
 from ..context import JobError
 from ..fields import build_field, field_config
-from ..params import coerce_params, refuse_unknown
 from .sdf import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
-
-DEFAULTS: dict[str, Any] = {"strength": 1.0, "nu": 0.0, "mode": "projected", "projection_steps": 5}
-MODES = ("projected", "aligned")  # detail read at the source base's closest point, or at x itself
-
-
-def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
-    """DEFAULTS updated with ``params`` (``nu`` 0: the source's), checked."""
-    refuse_unknown(params, set(DEFAULTS), "transfer_detail")
-    p = coerce_params(params, DEFAULTS, {"projection_steps"}, {"nu"})
-    if not math.isfinite(p["strength"]):
-        raise JobError(f"parameter strength must be finite, got {p['strength']}")
-    if p["mode"] not in MODES:
-        raise JobError(f"parameter mode must be one of {', '.join(MODES)}, got {p['mode']!r}")
-    return p
 
 
 def base_of(ckpt: dict[str, Any], role: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -52,9 +36,11 @@ def _part(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor
     return {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
 
 
-def transfer_detail(source: dict[str, Any], target: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint of ``target``'s base displaced by ``source``'s detail (both checkpoint dicts)."""
-    p = resolve_params(params)
+def transfer_detail(source: dict[str, Any], target: dict[str, Any], p: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint of ``target``'s base displaced by ``source``'s detail (both checkpoint dicts).
+
+    ``p``: the settings of :data:`inr_blender.settings.transfer.SPEC`, resolved (``nu`` 0: the source's).
+    """
     if source.get("format") != CHECKPOINT_FORMAT or source["config"].get("kind") != "idf":
         raise JobError("the detail source is not a displacement field: fit it with Fit Displacement Field (method 'idf')")
     target_config, target_state = base_of(target, "target")

@@ -27,15 +27,9 @@ from torch import nn
 
 from ..context import JobContext, JobError
 from ..device import available_memory_bytes
-from ..params import coerce_params, refuse_unknown
+from ..settings.isopoints import SPEC
 from .projection import project, repel
 
-DEFAULTS: dict[str, Any] = {
-    "count": 5000, "resample": True, "upsample": 0, "iterations": 10, "tolerance": 5e-5, "resample_steps": 10,
-    "k": 8, "seed": 0, "normal_similarity": 0.9,
-}
-_POSITIVE = {"count", "iterations", "tolerance", "k"}
-_NON_NEGATIVE = {"upsample", "resample_steps", "seed", "normal_similarity"}
 # Starting points per iso-point. Projected uniform points pile up on some parts of a surface and rarely reach
 # others (concave ones): on a kitten hash-grid field, the largest hole left by all converged points was 9.9% of
 # the bounding radius from 2 starts per iso-point, 4.8% from 8 and 3.4% from 32; an even subset is then kept.
@@ -44,22 +38,13 @@ BYTES_PER_POINT = 4096  # projection, repulsion and k-d trees, measured generous
 FLAT_GRADIENT = 1e-6
 
 
-def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The iso-point parameters: defaults updated with ``params``, types, ranges and memory checked."""
-    refuse_unknown(params, set(DEFAULTS), "isopoints")
-    if params.get("count") is not None and not isinstance(params["count"], bool):
-        try:
-            if int(params["count"]) < 1:
-                raise JobError(f"count must be at least 1, got {params['count']}")
-        except (TypeError, ValueError):
-            pass  # coerce_params names the bad type
-    p = coerce_params(params, DEFAULTS, _POSITIVE, _NON_NEGATIVE)
+def check_memory(p: dict[str, Any]) -> None:
+    """JobError when the iso-points of settings ``p`` would need more than half the memory available."""
     total = p["count"] + p["upsample"]
     needed, available = total * BYTES_PER_POINT, available_memory_bytes()
     if needed > available // 2:
         raise JobError(f"{total:,} iso-points need about {needed / 1e9:.1f} GB, more than half of the "
                        f"{available / 1e9:.1f} GB available: ask for fewer")
-    return p
 
 
 @dataclass
@@ -165,9 +150,14 @@ def _resample(field: nn.Module, projected: Projected, p: dict[str, Any], ctx: Jo
     return _keep(projected, keep), int((~keep).sum())
 
 
-def sample_isopoints(field: nn.Module, device: torch.device, params: dict[str, Any], ctx: JobContext) -> IsoPoints:
-    """Iso-points of ``field`` (see the module docstring); JobError when there is no surface to sample."""
-    p = resolve_params(params)
+def sample_isopoints(field: nn.Module, device: torch.device, p: dict[str, Any], ctx: JobContext) -> IsoPoints:
+    """Iso-points of ``field`` (see the module docstring); JobError when there is no surface to sample.
+
+    ``p``: the settings of :data:`inr_blender.settings.isopoints.SPEC`, resolved (this does not check them again);
+    those missing take their defaults (a caller inside the backend may give only what it changes).
+    """
+    p = {**SPEC.defaults(), **p}
+    check_memory(p)
     started = time.monotonic()
     generator = torch.Generator(device="cpu").manual_seed(int(p["seed"]))
     start = (torch.rand(STARTS * p["count"], 3, generator=generator) * 2.0 - 1.0).to(device)

@@ -22,6 +22,8 @@ Four stages, all in the field's local frame:
 Coverage Axis' own candidates, the inner Voronoi vertices (poles) of the
 surface samples, are :func:`voronoi_candidates` (the baseline in
 ``bench/skeleton.py``).
+
+The settings, their defaults and where those come from: :mod:`inr_blender.settings.skeleton`.
 """
 
 from __future__ import annotations
@@ -39,38 +41,12 @@ from scipy.spatial import ConvexHull, Delaunay, QhullError, cKDTree
 from torch import nn
 
 from ..context import JobContext, JobError
-from ..params import coerce_params, refuse_unknown
 from .extraction import evaluate_grid
 from .isopoints import sample_isopoints
 from .projection import values_and_gradients
 from .sampling import DATA_EXTENT
 
-# Lengths (delta, merge_tolerance, trace_length) are fractions of the shape's longest half-extent, which the
-# local frame maps to DATA_EXTENT. Published values: delta 0.06, 10k surface samples, 100 repulsion steps,
-# 50 samples per ray over a length of 1, merge radius 0.01, MILP time limit 120 s with a relative gap of 0.1.
-# Departures: 2000 surface samples (as Coverage Axis samples its surfaces; they are iso-points, so their
-# repulsion uses 8 neighbours and steps from their spacing), 10 repulsion steps (iso-points' default; on one
-# teddy field 50 steps gave Hausdorff 3.18%, 10 steps 2.76%, none 2.98%: within the sampling's noise) and a 60 s
-# time limit, for a 2-core CPU; delta 0.02, which measured a two-sided Hausdorff distance of 2.8% of the
-# diagonal on teddy against 5.3% at 0.06 (103 vertices against 23; bench/skeleton.py).
-DEFAULTS: dict[str, Any] = {
-    "delta": 0.02, "num_surface_samples": 2000, "repulsion_steps": 10, "trace_samples": 50, "trace_length": 1.25,
-    "merge_tolerance": 0.0125, "time_limit": 60.0, "mip_rel_gap": 0.1, "seed": 0, "drop_uncovered": True,
-}
-_POSITIVE = {"delta", "num_surface_samples", "trace_samples", "trace_length", "time_limit"}
-_NON_NEGATIVE = {"repulsion_steps", "merge_tolerance", "mip_rel_gap", "seed"}
 CHECK_RESOLUTION = 32  # grid on which a field is checked for an inside and a surface
-
-
-def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The skeleton parameters: defaults updated with ``params``, types and ranges checked."""
-    refuse_unknown(params, set(DEFAULTS), "skeleton")
-    p = coerce_params(params, DEFAULTS, _POSITIVE, _NON_NEGATIVE)
-    if p["trace_samples"] < 2:
-        raise JobError(f"parameter trace_samples must be at least 2, got {p['trace_samples']}")
-    if p["num_surface_samples"] < 4:
-        raise JobError(f"parameter num_surface_samples must be at least 4, got {p['num_surface_samples']}")
-    return p
 
 
 @dataclass
@@ -307,9 +283,11 @@ def finish(
     return Skeleton(vertices, vertex_radii, edges, triangles, surface, stats)
 
 
-def skeletonize(field: nn.Module, device: torch.device, params: dict[str, Any], ctx: JobContext) -> Skeleton:
-    """The skeletal complex of an SDF ``field`` (local frame), through the four stages above."""
-    p = resolve_params(params)
+def skeletonize(field: nn.Module, device: torch.device, p: dict[str, Any], ctx: JobContext) -> Skeleton:
+    """The skeletal complex of an SDF ``field`` (local frame), through the four stages above.
+
+    ``p``: the settings of :data:`inr_blender.settings.skeleton.SPEC`, resolved (this does not check them again).
+    """
     started = time.monotonic()
     ctx.progress(0, 1, None, "checking the field")
     check_field(field, device, ctx)

@@ -21,8 +21,9 @@ class Param:
     """One parameter: its name, default, type (``kind``, from the default unless given), bounds and help.
 
     ``minimum``/``maximum`` are inclusive, ``positive`` means > 0. ``choices`` restricts a string.
-    ``length`` fixes a list's length (its items are floats). ``default=None`` means "not set" (the
-    job or method decides); the value is then passed on as None. ``label`` is the UI name.
+    ``length`` fixes a list's length (its items are floats, each within ``minimum``/``maximum``).
+    ``default=None`` means "not set" (the job or method decides); the value is then passed on as None.
+    ``label`` is the UI name.
     """
 
     name: str
@@ -90,6 +91,11 @@ class Param:
     def check_bounds(self, value: Any) -> None:
         if self.choices is not None and value not in self.choices:
             raise JobError(f"parameter {self.name} must be {alternatives(self.choices)}, got {value!r}")
+        if isinstance(value, list) and (self.minimum is not None or self.maximum is not None):  # bounds of each item
+            lo, hi = (-math.inf if self.minimum is None else self.minimum), (math.inf if self.maximum is None else self.maximum)
+            if not all(lo <= v <= hi for v in value):
+                count = f"{self.length} numbers" if self.length else "numbers"
+                raise JobError(f"parameter {self.name} must be {count} in [{lo:g}, {hi:g}], got {value!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if self.positive and not value > 0:
                 raise JobError(f"parameter {self.name} must be positive, got {value!r}")

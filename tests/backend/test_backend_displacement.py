@@ -142,7 +142,7 @@ def test_refusals(bumpy_field, tmp_path):
         transfer(source_checkpoint=siren)
     with pytest.raises(JobError, match="parameter strength must be finite"):
         transfer(strength=float("nan"))
-    with pytest.raises(JobError, match="parameter mode must be one of projected, aligned"):
+    with pytest.raises(JobError, match="parameter mode must be 'projected' or 'aligned'"):
         transfer(mode="nearest")
     with pytest.raises(JobError, match="unknown transfer_detail parameter"):
         transfer(strenght=1.0)

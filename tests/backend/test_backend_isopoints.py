@@ -11,6 +11,7 @@ from inr_blender.fitting.isopoint_term import IsoPointTerm
 from inr_blender.fitting.sdf import resolve_params as resolve_fit_params
 from inr_blender.geometry import isopoints as iso
 from inr_blender.jobs import JOBS
+from inr_blender.settings.isopoints import SPEC as ISOPOINTS
 
 from sdf_shapes import Constant, Cube, Sphere, SmoothSphere
 
@@ -18,7 +19,7 @@ CPU = torch.device("cpu")
 
 
 def sample(field, **params):
-    return iso.sample_isopoints(field, CPU, params, JobContext())
+    return iso.sample_isopoints(field, CPU, ISOPOINTS.resolve(params), JobContext())
 
 
 def test_projected_points_lie_on_the_sphere():
@@ -81,7 +82,7 @@ def test_fields_without_a_surface_are_refused(field, message):
 ])
 def test_bad_parameters_are_refused(params, message):
     with pytest.raises(JobError, match=message):
-        iso.resolve_params(params)
+        iso.check_memory(ISOPOINTS.resolve(params))
 
 
 def test_the_job_in_world_space(tmp_path):

@@ -21,6 +21,7 @@ from inr_blender.geometry.metrics import sample_complex, skeleton_distances
 from inr_blender.geometry.projection import project
 from inr_blender.geometry.sampling import SignedDistanceEstimate
 from inr_blender.jobs import JOBS
+from inr_blender.settings.skeleton import SPEC as SKELETON
 
 from sdf_shapes import Constant, SmoothBox, SmoothCapsule, SmoothSphere
 
@@ -28,7 +29,7 @@ CPU = torch.device("cpu")
 
 
 def skeletonize(field, **params):
-    return sk.skeletonize(field, CPU, params, JobContext())
+    return sk.skeletonize(field, CPU, SKELETON.resolve(params), JobContext())
 
 
 def components(n, edges):
@@ -152,7 +153,7 @@ def test_a_timed_out_cover_returns_a_feasible_one_and_says_so():
 @pytest.mark.parametrize("delta", [0.0, -0.1])
 def test_delta_must_be_positive(delta):
     with pytest.raises(JobError, match="delta must be positive"):
-        sk.resolve_params({"delta": delta})
+        SKELETON.resolve({"delta": delta})
     with pytest.raises(JobError, match="delta must be positive"):
         sk.select_cover(np.zeros((1, 3)), np.ones(1), np.zeros((1, 3)), delta)
     with pytest.raises(JobError, match="delta must be positive"):
@@ -172,11 +173,11 @@ def test_fields_without_an_inside_or_a_surface_are_refused(field, message):
 
 def test_unknown_or_bad_parameters_are_refused():
     with pytest.raises(JobError, match="unknown skeleton parameter"):
-        sk.resolve_params({"deltaa": 0.1})
+        SKELETON.resolve({"deltaa": 0.1})
     with pytest.raises(JobError, match="num_surface_samples must be"):
-        sk.resolve_params({"num_surface_samples": 2})
+        SKELETON.resolve({"num_surface_samples": 2})
     with pytest.raises(JobError, match="time_limit must be positive"):
-        sk.resolve_params({"time_limit": 0})
+        SKELETON.resolve({"time_limit": 0})
 
 
 # -- the field: losses, learning points, the sphere start, and a fit end to end ---------------------------------

@@ -1,0 +1,183 @@
+"""The command line, generated from the job registry: ``python -m inr_blender <job> [positionals] [--param value]``.
+
+Every registered job is a command (its name with dashes or underscores, and the other names its
+:class:`~.jobs.registry.Command` gives, e.g. ``extract`` for ``extract_mesh``). Each of its params is an option
+(``--batch-size``) whose help shows the param's help, default, bounds and choices; what a param cannot say (input
+files, output files, the summary printed at the end) is the job's ``Command``. A job without one reads its arrays
+from ``--arrays in.npz``, writes the result arrays to ``-o out.npz`` and prints the result as JSON. ``serve`` runs
+the worker. Bad input prints ``error: ...`` to stderr and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from .jobs.registry import REGISTRY, Job
+from .settings.spec import Param, Spec
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from .worker import serve
+
+    token = args.token
+    if not token and args.token_file:
+        with open(args.token_file) as fh:
+            token = fh.read().strip()
+    token = token or os.environ.get("INR_TOKEN", "")
+    serve(host=args.host, port=args.port, token=token, once=args.once, port_file=args.port_file)
+
+
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser("serve", help="serve jobs over TCP (the worker)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="TCP port (0: any free port)")
+    p.add_argument("--token", default=None, help="shared secret (or --token-file, or the INR_TOKEN variable)")
+    p.add_argument("--token-file", default=None, help="read the token from this file")
+    p.add_argument("--port-file", default=None, help="write the bound port to this file once listening")
+    p.add_argument("--once", action="store_true", help="exit when the first client disconnects")
+    p.set_defaults(func=_serve)
+
+
+def _text(value: Any) -> str:
+    return "none" if value is None else (" ".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value:g}"
+                                         if isinstance(value, float) else str(value))
+
+
+def param_help(param: Param, spec: Spec) -> str:
+    """A param's help line: its help, then its default (per variant where they differ), bounds and choices."""
+    notes = []
+    if spec.variants is not None and any(param.name in {q.name for q in s} for s in spec.variants.sets().values()):
+        by_variant = {k: q.default for k, s in spec.variants.sets().items() for q in s if q.name == param.name}
+        values = set(map(repr, by_variant.values()))
+        notes.append(f"default {_text(next(iter(by_variant.values())))}" if len(values) == 1 and len(by_variant) == len(spec.variants.sets())
+                     else "default " + ", ".join(f"{k} {_text(v)}" for k, v in by_variant.items()))
+    elif param.default is not None:
+        notes.append(f"default {_text(param.default)}")
+    if param.positive:
+        notes.append("positive")
+    if param.minimum is not None:
+        notes.append(f"at least {param.minimum:g}")
+    if param.maximum is not None:
+        notes.append(f"at most {param.maximum:g}")
+    if param.choices:
+        notes.append(f"one of {', '.join(param.choices)}")
+    text = f"{param.help} ({'; '.join(notes)})" if notes else param.help
+    return text.replace("%", "%%")
+
+
+def _option(parser: argparse.ArgumentParser, param: Param, spec: Spec, spellings: list[str]) -> None:
+    flags = [f"--{name.replace('_', '-')}" for name in (param.name, *spellings)]
+    kwargs: dict[str, Any] = {"dest": param.name, "default": None, "help": param_help(param, spec)}
+    if param.type is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif param.type is list:
+        kwargs.update(nargs=param.length or "+", metavar="X")
+    else:
+        kwargs["metavar"] = param.type.__name__.upper()
+    parser.add_argument(*flags, **kwargs)
+
+
+def _offered(job: Job) -> list[Param]:
+    """The params of ``job`` that are options: all that the command's positionals, output or fixed values do not set."""
+    cli = job.cli
+    taken = {p.param for p in cli.positionals} | {cli.output_param} | set(cli.fixed) | set(cli.hidden)
+    return [p for p in job.spec.all_params() if p.cli and p.name not in taken]
+
+
+def add_job(sub: Any, job: Job) -> argparse.ArgumentParser:
+    """The subcommand of ``job``: its positionals, ``-o``, an option per param, its flags and extra options."""
+    cli, spec = job.cli, job.spec
+    command = job.name.replace("_", "-")
+    aliases = [name for name in dict.fromkeys((job.name, *cli.names)) if name != command]
+    parser = sub.add_parser(command, aliases=aliases, help=spec.help, description=spec.help)
+    for pos in cli.positionals:
+        parser.add_argument(pos.name, help=pos.help, nargs=pos.nargs, type=pos.kind)
+    if cli.output:
+        parser.add_argument("-o", "--output", required=True, help=cli.output)
+    if cli.read is None and cli.write is None:
+        parser.add_argument("--arrays", help="read the job's input arrays from this .npz")
+        parser.add_argument("-o", "--output", help="write the result arrays to this .npz")
+    if spec.variants is not None:
+        v = spec.variants
+        parser.add_argument(f"--{v.key}", default=None, help=f"{v.help or v.what} (default {v.default}; one of "
+                            f"{', '.join(v.sets())})")
+    spellings = {}
+    for name, target in cli.options.items():
+        if isinstance(target, str):
+            spellings.setdefault(target, []).append(name)
+    for param in _offered(job):
+        _option(parser, param, spec, spellings.get(param.name, []))
+    for name, target in cli.options.items():
+        if not isinstance(target, str):
+            values, text = target
+            parser.add_argument(f"--{name}", dest=f"flag:{name}", action="store_true", help=text)
+    for name, kwargs in cli.extra.items():
+        parser.add_argument(f"--{name}", **kwargs)
+    parser.set_defaults(func=lambda args: run(job, args))
+    return parser
+
+
+def run(job: Job, args: argparse.Namespace) -> None:
+    """Run ``job`` with the command line's ``args``: params from the options, arrays from ``read``; then ``write``."""
+    import numpy as np
+
+    from .context import JobContext
+
+    cli = job.cli
+    params: dict[str, Any] = {p.name: getattr(args, p.name) for p in _offered(job) if getattr(args, p.name) is not None}
+    if job.spec.variants is not None and getattr(args, job.spec.variants.key) is not None:
+        params[job.spec.variants.key] = getattr(args, job.spec.variants.key)
+    for name, target in cli.options.items():
+        if not isinstance(target, str) and getattr(args, f"flag:{name}"):
+            params.update(target[0])
+    params.update({p.param: getattr(args, p.name) for p in cli.positionals if p.param})
+    if cli.output_param:
+        params[cli.output_param] = args.output
+    params.update(cli.fixed)
+    arrays: dict[str, Any] = {}
+    if cli.read is not None:
+        params, arrays = cli.read(args, params)
+    elif getattr(args, "arrays", None):
+        with np.load(args.arrays, allow_pickle=False) as data:
+            arrays = dict(data)
+    result, out = job(params, arrays, JobContext(verbose=True))
+    if cli.write is not None:
+        cli.write(args, result, out)
+        return
+    if getattr(args, "output", None) and out:
+        np.savez(args.output, **out)
+    print(json.dumps(result, default=str))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command: ``serve`` and one per registered job."""
+    parser = argparse.ArgumentParser(prog="inr-blender", description="Neural implicit fields backend for Blender.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve(sub)
+    for _name, job in sorted(REGISTRY.items()):
+        add_job(sub, job)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``inr-blender`` and ``python -m inr_blender``."""
+    from .context import Cancelled, JobError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Cancelled:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+

@@ -1,0 +1,162 @@
+"""Jobs on a field's surface as a mesh: ``extract_mesh`` (marching cubes), ``metrics`` (mesh against mesh) and
+``evaluate_field`` (both: the extracted field against its reference)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+
+from ..context import JobContext, JobError
+from ..device import resolve_device
+from ..geometry.extraction import extract_mesh as dense_mesh
+from ..geometry.metrics import compare_meshes
+from ..geometry.sampling import to_world
+from ..geometry.sparse_extraction import DEFAULT_SAFETY, extract_mesh_sparse
+from ..geometry.validation import check_mesh
+from ..render.surface import DensitySurface, vertex_colours
+from ..settings.spec import Param, Spec, params
+from .registry import DEVICE, Arrays, Command, Positional, Result, job
+from .shared import CHECKPOINT, RANGE_MODE, RESOLUTION, SPACE, THRESHOLD, density_threshold, field_kind, is_radiance, load_field, space_member
+
+SURFACE = (
+    CHECKPOINT, RESOLUTION,
+    Param("level", 0.0, "The level set to extract", label="Level"),
+    Param("method", "sparse", "sparse: refine only the blocks the surface can cross; dense: the whole grid; "
+          "guaranteed: cull by range analysis (any field)", choices=("sparse", "dense", "guaranteed")),
+    Param("safety", DEFAULT_SAFETY, "sparse: margin of the culling (1: exact for a true distance field)", positive=True),
+    DEVICE,
+)
+EXTRACT = Spec("extract_mesh", params(
+    SURFACE, SPACE, RANGE_MODE, THRESHOLD,
+    Param("part", "detailed", "Displacement fields: the detailed surface or the smooth base", choices=("detailed", "base")),
+    Param("shape", None, "Shape spaces: the index of the shape (or send the array code)", kind=int),
+), help="Extract a mesh from a fitted field (marching cubes)")
+METRICS = (
+    Param("num_samples", 100_000, "Area-uniform samples per surface", positive=True),
+    Param("seed", 0, "Random seed of the samples", minimum=0),
+)
+
+
+def _write_mesh(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> None:
+    from ..fileio import write_mesh
+
+    write_mesh(args.output, arrays["vertices"], arrays["faces"], arrays["normals"], arrays.get("colors"))
+    print(f"wrote {result['num_vertices']} vertices, {result['num_faces']} faces to {args.output}")
+
+
+@job(EXTRACT, cli=Command(names=("extract",), positionals=(Positional("field", "checkpoint (.pt)", "checkpoint_path"),),
+                          output="mesh to write (.ply or .obj)", fixed={"space": "world"}, write=_write_mesh))
+def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
+    """Marching cubes of a fitted field, in its local frame or in world space.
+
+    ``method`` 'sparse' (the default) evaluates the field near the surface only, with the margin ``safety``;
+    'dense' the whole grid; 'guaranteed' culls by range analysis in ``range_mode``, so on any field, distance field
+    or not, nothing that crosses the grid is lost (``box_evaluations`` counts its range evaluations). ``part``
+    'base' extracts a displacement field's smooth base. A shape space's member is the shape ``shape`` or the array
+    ``code``. The result reports ``evaluations``, the field evaluations made.
+    """
+    started = time.monotonic()
+    method, level = p["method"], p["level"]
+    device = resolve_device(p["device"])
+    field, ckpt = load_field(p, arrays, device)
+    center, scale = ckpt["center"], float(ckpt["scale"])
+    kind = field_kind(field)
+    if kind == "shape_space":  # one shape of the space: by index, or any code
+        field, center, scale = space_member(field, ckpt, p["shape"], arrays.get("code"))
+        kind = field_kind(field)
+    if kind == "occupancy":
+        method = "dense" if method == "sparse" else method  # logits are no distances: no Lipschitz culling
+    if p["part"] == "base":  # the smooth base of a displacement field (or of a transferred-detail field)
+        if kind not in ("displacement", "transferred_detail"):
+            raise JobError("only a displacement field has a base to extract")
+        field = field.base if kind == "displacement" else field.target_base
+    radiance = is_radiance(ckpt)
+    if radiance:  # the density's iso-surface; sparse culling assumes a distance field, so dense
+        threshold = density_threshold(p, ckpt)
+        radiance_field, field, level = field, DensitySurface(field, threshold), 0.0
+        method = "dense" if method == "sparse" else method
+    box_evaluations = 0
+    if method in ("sparse", "guaranteed"):
+        vertices, faces, normals, stats = extract_mesh_sparse(
+            field, p["resolution"], device, ctx, level=level, safety=p["safety"],
+            ranges=p["range_mode"] if method == "guaranteed" else None)
+        evaluations, box_evaluations = stats["evaluations"], stats["box_evaluations"]
+    else:
+        no_surface = _density_range_error(threshold) if radiance else None
+        vertices, faces, normals = dense_mesh(field, p["resolution"], device, ctx, level=level, no_surface=no_surface)
+        evaluations = p["resolution"] ** 3
+    out = {"vertices": vertices, "faces": faces, "normals": normals}
+    if radiance:
+        out["colors"] = vertex_colours(radiance_field, vertices, normals, device, ctx)
+    if p["space"] == "world":
+        out["vertices"] = to_world(vertices, center, scale).astype(np.float32)
+    return ({"num_vertices": len(vertices), "num_faces": len(faces), "center": center, "scale": scale, "method": method,
+             "evaluations": int(evaluations), "box_evaluations": int(box_evaluations),
+             "seconds": time.monotonic() - started}, out)
+
+
+def _density_range_error(threshold: float):
+    """The no-surface error of a radiance field, whose extracted values are ``threshold - density``."""
+    def error(lo: float, hi: float) -> JobError:
+        return JobError(f"the radiance field's density stays between {threshold - hi:.3g} and {threshold - lo:.3g} "
+                        f"inside its cube, never crossing the threshold {threshold:g}: choose a threshold in that range")
+    return error
+
+
+def _read_pair(args: argparse.Namespace, p: dict[str, Any]) -> tuple[dict[str, Any], Arrays]:
+    from ..fileio import read_geometry
+
+    arrays = {}
+    for key, path in (("a", args.reference), ("b", args.candidate)):
+        mesh = read_geometry(path)
+        if "faces" not in mesh:
+            raise JobError(f"{path} has no faces; metrics compare triangle meshes")
+        arrays[f"vertices_{key}"], arrays[f"faces_{key}"] = mesh["vertices"], mesh["faces"]
+    return p, arrays
+
+
+def _print_metrics(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> None:
+    for key, value in result.items():
+        print(f"{key}: {value:.6g}")
+
+
+@job(Spec("metrics", METRICS, help="Chamfer distances, normal consistency, F-score and Hausdorff of a mesh against a reference"),
+     cli=Command(positionals=(Positional("reference", "reference mesh (.obj or .ply)"),
+                              Positional("candidate", "mesh to evaluate (.obj or .ply)")), read=_read_pair, write=_print_metrics))
+def metrics(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
+    """Chamfer-L1/L2, normal consistency, F-score at 1% and Hausdorff of mesh b against the reference mesh a.
+
+    The protocol (normalisation by a's bounding sphere, area-uniform samples per surface, fixed seed) is in
+    ``geometry.metrics``; the result keys are radius, chamfer_l1, chamfer_l2 (world units), chamfer_l1_normalized,
+    chamfer_l2_normalized, normal_consistency, fscore, precision, recall, fscore_threshold and hausdorff (units of
+    the reference's radius).
+    """
+    for key in ("vertices_a", "faces_a", "vertices_b", "faces_b"):
+        if key not in arrays:
+            raise JobError(f"metrics needs the array {key}")
+    va, fa = check_mesh(arrays["vertices_a"], arrays["faces_a"], "mesh a")
+    vb, fb = check_mesh(arrays["vertices_b"], arrays["faces_b"], "mesh b")
+    ctx.progress(0, 1, None, "sampling surfaces")
+    result = compare_meshes(va, fa, vb, fb, p["num_samples"], p["seed"])
+    ctx.progress(1, 1, None, "done")
+    return result, {}
+
+
+@job(Spec("evaluate_field", params(SURFACE, METRICS), help="Extract a field in world space and measure it against its reference mesh"))
+def evaluate_field(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
+    """Extract a field in world space and measure it against the reference mesh it was fitted to.
+
+    Arrays: ``vertices``/``faces`` of the reference (world space), and ``checkpoint`` bytes when the checkpoint is
+    not named by ``checkpoint_path``. Returns the metrics' keys plus the extracted mesh's size.
+    """
+    for key in ("vertices", "faces"):
+        if key not in arrays:
+            raise JobError(f"evaluate_field needs the reference mesh array {key}")
+    extract_p = {**EXTRACT.defaults(), **{k: p[k] for k in (q.name for q in SURFACE)}, "space": "world"}
+    extracted, mesh = extract_mesh(extract_p, {k: arrays[k] for k in ("checkpoint",) if k in arrays}, ctx)
+    pair = {"vertices_a": arrays["vertices"], "faces_a": arrays["faces"], "vertices_b": mesh["vertices"], "faces_b": mesh["faces"]}
+    result, _ = metrics({k: p[k] for k in (q.name for q in METRICS)}, pair, ctx)
+    return {**result, "num_vertices": extracted["num_vertices"], "num_faces": extracted["num_faces"]}, {}
