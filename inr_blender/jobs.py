@@ -402,7 +402,7 @@ def job_fit_nerf(params: dict[str, Any], arrays: Arrays, ctx: JobContext) -> tup
         views = views_from_arrays(arrays["images"], arrays["c2w"], arrays["intrinsics"], params.get("aabb"), p["background"], p["downscale"])
     else:
         raise JobError("fit_nerf needs views: a transforms_path, or images with c2w and intrinsics")
-    ckpt = nerf_fitting.fit_nerf(views, params, ctx)
+    ckpt = nerf_fitting.fit_nerf(views, p, ctx)
     ckpt["seconds"] = time.monotonic() - started
     path, result_arrays = _deliver(ckpt, path, send_back)
     keys = ("model", "center", "scale", "aabb", "psnr", "ssim", "train_psnr", "iterations_run", "stop_reason",
