@@ -1,7 +1,6 @@
 """Fit a signed distance field to an oriented or unoriented point cloud: the loop every SDF method shares.
 
-The methods (``igr``, ``siren``, ``hashgrid``, ``neural_skeleton``, ``idf`` and any registered later) live in
-:mod:`.methods`, one module each: their settings, network, preparation, loss and learning-rate phases. This
+The methods, built-in or registered later, live in :mod:`.methods`, one module each: their settings, network, preparation, loss and learning-rate phases. This
 module draws each step's surface samples (with iso-points, see :mod:`.isopoint_term`), trains, and writes the
 checkpoint; it names no method.
 
@@ -44,8 +43,8 @@ def _check(p: dict[str, Any]) -> None:
 # (so a method registered later counts), resolved once by the job.
 SPEC = Spec(
     "fit_sdf", sdf_settings.COMMON, help="Fit a signed distance field to a mesh or a point cloud",
-    variants=Variants("method", lambda: {name: method.settings.params for name, method in METHODS.items()}, "igr",
-                      what="SDF method"),
+    variants=Variants("method", lambda: {name: method.settings.params for name, method in METHODS.items()},
+                      sdf_settings.DEFAULT_METHOD, what="SDF method"),
     check=_check,
 )
 resolve_params = SPEC.resolve

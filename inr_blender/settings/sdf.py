@@ -245,6 +245,7 @@ IDF = MethodSettings(
 # The built-in methods' settings, for the Blender side and the CLI (the fit reads the method registry,
 # inr_blender.fitting.methods, which may hold more).
 BUILTIN: dict[str, MethodSettings] = {m.name: m for m in (IGR, SIREN, HASHGRID, NEURAL_SKELETON, IDF)}
+DEFAULT_METHOD = "igr"
 
 
 def method_defaults(name: str) -> dict[str, Any]:
