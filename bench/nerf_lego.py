@@ -42,6 +42,7 @@ def run_worker(model: str, size: int, args: argparse.Namespace) -> dict[str, Any
     from inr_blender.context import JobContext
     from inr_blender.fields import build_field
     from inr_blender.fitting import nerf
+    from inr_blender.render.cameras import to_local_cameras
     from inr_blender.render.dataset import holdout_split, load_transforms
     from inr_blender.render.renderer import RenderSettings, render_image
 
@@ -56,7 +57,7 @@ def run_worker(model: str, size: int, args: argparse.Namespace) -> dict[str, Any
               "eval_views": 0 if model == "fast" else args.classic_views,
               "final_eval": whole, "device": args.device, "seed": 0}
     started = time.perf_counter()
-    ckpt = nerf.fit_nerf(views, params, JobContext(min_interval=30.0, verbose=True))
+    ckpt = nerf.fit_nerf(views, nerf.resolve_params(params), JobContext(min_interval=30.0, verbose=True))
     wall = time.perf_counter() - started
     result = {
         "model": model, "size": size, "device": ckpt["device"], "budget_s": seconds, "wall_s": wall,
@@ -73,7 +74,7 @@ def run_worker(model: str, size: int, args: argparse.Namespace) -> dict[str, Any
     device = torch.device(ckpt["device"])
     field = field.to(device).eval()
     center, scale = np.asarray(ckpt["center"]), ckpt["scale"]
-    c2w = torch.as_tensor(nerf.to_local_cameras(views.c2w[test[0]], center, scale), dtype=torch.float32, device=device)
+    c2w = torch.as_tensor(to_local_cameras(views.c2w[test[0]], center, scale), dtype=torch.float32, device=device)
     intr = torch.as_tensor(views.intrinsics[test[0]], dtype=torch.float32, device=device)
     r = ckpt["render"]
     settings = RenderSettings(kind=r["kind"], step=r["step"], coarse=r["coarse"], fine=r["fine"])

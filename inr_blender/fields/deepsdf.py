@@ -20,6 +20,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from ..types import Points, Values
+from .base import Field
+from .factory import Config, field_kind
+
 OUTPUTS = ("sdf", "occupancy")
 
 
@@ -85,7 +89,7 @@ class ShapeSpace(nn.Module):
         return LatentShape(self.decoder, self.codes.weight[index].detach())
 
 
-class LatentShape(nn.Module):
+class LatentShape(Field):
     """One shape of a space, as a field of points (N, 3) -> (N,), zero on the surface and negative inside."""
 
     def __init__(self, decoder: DeepSDFDecoder, code: Tensor) -> None:
@@ -93,7 +97,15 @@ class LatentShape(nn.Module):
         self.decoder = decoder
         self.code = nn.Parameter(code.detach().clone().reshape(-1))
 
-    def forward(self, x: Tensor) -> Tensor:
+    @property
+    def output(self) -> str:  # type: ignore[override]
+        return self.decoder.output
+
+    @property
+    def is_distance(self) -> bool:  # type: ignore[override]
+        return self.decoder.output == "sdf"  # logits are no distances: no Lipschitz culling
+
+    def forward(self, x: Points) -> Values:
         out = self.decoder(torch.cat([self.code.expand(*x.shape[:-1], -1), x], dim=-1))
         return out if self.decoder.output == "sdf" else -out
 
@@ -103,3 +115,17 @@ def decoder_options(config: dict) -> dict:
     return {"width": int(config["width"]), "depth": int(config["depth"]),
             "skip": None if config.get("skip") is None else int(config["skip"]), "dropout": float(config["dropout"]),
             "use_weight_norm": bool(config["weight_norm"]), "output": str(config["output"])}
+
+
+# DeepSDF (Park 2019): 8 x 512 with weight normalisation, the input again at layer 4, dropout 0.2, codes of 256;
+# ``output`` 'occupancy' is the occupancy-network variant (Mescheder 2019). A latent shape is one decoded shape.
+@field_kind("shape_space", {"num_shapes": 2, "latent_size": 256, "width": 512, "depth": 8, "skip": 4, "dropout": 0.2,
+                            "weight_norm": True, "output": "sdf"})
+def build_shape_space(config: Config) -> ShapeSpace:
+    return ShapeSpace(int(config["num_shapes"]), int(config["latent_size"]), **decoder_options(config))
+
+
+@field_kind("latent_shape", {"space": None})
+def build_latent_shape(config: Config) -> LatentShape:
+    space = config["space"]
+    return LatentShape(DeepSDFDecoder(int(space["latent_size"]), **decoder_options(space)), torch.zeros(int(space["latent_size"])))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..types import Directions, Features
+
 
 class PositionalEncoding(nn.Module):
     """NeRF's encoding: x, then sin(2^k x) and cos(2^k x) for k < ``frequencies`` (no pi factor, as published)."""
@@ -15,7 +17,7 @@ class PositionalEncoding(nn.Module):
         self.register_buffer("_bands", 2.0 ** torch.arange(frequencies, dtype=torch.float32), persistent=False)
         self.output_dim = input_dim * (int(include_input) + 2 * frequencies)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Features) -> Features:
         scaled = (x[..., None, :] * self._bands[:, None]).flatten(-2)  # (..., F * D), frequency-major
         parts = [x] if self.include_input else []
         return torch.cat(parts + [torch.sin(scaled), torch.cos(scaled)], dim=-1)
@@ -31,7 +33,7 @@ class SphericalHarmonics(nn.Module):
         self.degree = degree
         self.output_dim = degree * degree
 
-    def forward(self, d: torch.Tensor) -> torch.Tensor:
+    def forward(self, d: Directions) -> Features:
         x, y, z = d.unbind(-1)
         out = [torch.full_like(x, 0.28209479177387814)]
         if self.degree > 1:

@@ -38,6 +38,10 @@ import math
 import torch
 from torch import nn
 
+from ..types import Features, Points, Values
+from .base import Field
+from .factory import Config, field_kind
+
 PRIMES = (1, 2654435761, 805459861)
 
 
@@ -106,7 +110,7 @@ class HashGridEncoding(nn.Module):
         hashed = _corners(scrambled[:, :, 0], scrambled[:, :, 1], scrambled[:, :, 2], torch.bitwise_xor) & (self.table_size - 1)
         return torch.cat([dense_index, hashed], dim=1) + self._offset[None, :, None]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Points) -> Features:
         pos = self.positions(x)  # (B, L, 3), in cell units
         cell = pos.detach().floor().long()
         cell = torch.minimum(cell, (self._resolution - 1)[None, :, None])  # u == 1 falls in the last cell
@@ -150,7 +154,7 @@ class _GatherRows(torch.autograd.Function):
         return table_grad, None
 
 
-class HashGridSDF(nn.Module):
+class HashGridSDF(Field):
     """Signed distance |x| - init_radius + MLP(concat(x, encoding(x))), mapping (N, 3) to (N,)."""
 
     def __init__(self, encoding: HashGridEncoding, width: int = 64, depth: int = 2, beta: float = 100.0, init_radius: float = 0.5) -> None:
@@ -166,7 +170,7 @@ class HashGridSDF(nn.Module):
             self.layers[-1].weight.zero_()
             self.layers[-1].bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Points) -> Values:
         h = torch.cat([x, self.encoding(x)], dim=-1)
         for layer in self.layers[:-1]:
             h = self.activation(layer(h))
@@ -174,3 +178,21 @@ class HashGridSDF(nn.Module):
         # Smoothed |x| (finite first and second derivatives at the origin).
         sphere = torch.sqrt(x.square().sum(dim=-1) + 1e-12) - self.init_radius
         return sphere + residual
+
+
+def encoding_from_config(config: Config) -> HashGridEncoding:
+    """The hash-grid encoding of a config holding its five settings (a hash-grid SDF's or a fast NeRF's)."""
+    return HashGridEncoding(
+        levels=int(config["levels"]), features_per_level=int(config["features_per_level"]),
+        log2_table_size=int(config["log2_table_size"]), base_resolution=int(config["base_resolution"]),
+        finest_resolution=int(config["finest_resolution"]),
+    )
+
+
+# Published network sizes (Instant-NGP: 16 levels x 2 features, 2^19 entries, resolutions 16..2048, a 64-wide
+# decoder). A fit's defaults are settings/sdf.py's HASHGRID (12 levels up to 256 for a CPU); it passes them all.
+@field_kind("hashgrid", {"levels": 16, "features_per_level": 2, "log2_table_size": 19, "base_resolution": 16,
+                         "finest_resolution": 2048, "width": 64, "depth": 2, "beta": 100.0, "init_radius": 0.5})
+def build_hashgrid(config: Config) -> HashGridSDF:
+    return HashGridSDF(encoding_from_config(config), width=int(config["width"]), depth=int(config["depth"]),
+                       beta=float(config["beta"]), init_radius=float(config["init_radius"]))

@@ -18,8 +18,12 @@ import math
 import torch
 from torch import nn
 
+from ..types import Points, Values
+from .base import Field
+from .factory import Config, field_kind
 
-class IGRNet(nn.Module):
+
+class IGRNet(Field):
     """Softplus MLP mapping (N, 3) points to (N,) signed distances."""
 
     def __init__(
@@ -57,7 +61,7 @@ class IGRNet(nn.Module):
         nn.init.normal_(last.weight, mean=math.sqrt(math.pi) / math.sqrt(last.in_features), std=1e-5)
         nn.init.constant_(last.bias, -radius)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Points) -> Values:
         h = x
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
@@ -67,3 +71,19 @@ class IGRNet(nn.Module):
             if i < last:
                 h = self.activation(h)
         return h.squeeze(-1)
+
+
+def _complete(config: Config) -> None:
+    if config["skip"] is None:  # the middle layer, explicit so that the stored config rebuilds the same network
+        config["skip"] = [int(config["depth"]) // 2]
+
+
+# Published: 8 x 512, softplus beta 100, the input again at the middle layer (see the module docstring).
+@field_kind("igr", {"width": 512, "depth": 8, "beta": 100.0, "skip": None, "geometric_init": True, "init_radius": 0.5},
+            complete=_complete)
+def build_igr(config: Config) -> IGRNet:
+    return IGRNet(
+        width=int(config["width"]), depth=int(config["depth"]), beta=float(config["beta"]),
+        skip=[int(s) for s in config["skip"]] if config.get("skip") is not None else None,
+        geometric_init=bool(config.get("geometric_init", True)), init_radius=float(config.get("init_radius", 0.5)),
+    )

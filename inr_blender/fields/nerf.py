@@ -29,7 +29,9 @@ from torch import nn
 
 from ..render.occupancy import OccupancyGrid
 from .encodings import PositionalEncoding, SphericalHarmonics
-from .hashgrid import HashGridEncoding
+from ..types import Colours, Directions, Points, Values
+from .factory import Config, field_kind
+from .hashgrid import HashGridEncoding, encoding_from_config
 
 
 class _TruncExp(torch.autograd.Function):
@@ -81,10 +83,10 @@ class NeRFMLP(nn.Module):
             h = torch.relu(layer(h))
         return h
 
-    def density(self, x: torch.Tensor) -> torch.Tensor:
+    def density(self, x: Points) -> Values:
         return torch.relu(self.density_head(self._trunk(x))).squeeze(-1)
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: Points, d: Directions) -> tuple[Values, Colours]:
         h = self._trunk(x)
         sigma = torch.relu(self.density_head(h)).squeeze(-1)
         c = torch.relu(self.colour_hidden(torch.cat([self.feature(h), self.direction_encoding(d)], dim=-1)))
@@ -102,10 +104,10 @@ class ClassicNeRF(nn.Module):
         self.coarse = NeRFMLP(*args)
         self.fine = NeRFMLP(*args)
 
-    def density(self, x: torch.Tensor) -> torch.Tensor:
+    def density(self, x: Points) -> Values:
         return self.fine.density(x)
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: Points, d: Directions) -> tuple[Values, Colours]:
         return self.fine(x, d)
 
 
@@ -127,11 +129,27 @@ class FastNeRF(nn.Module):
         )
         self.occupancy = OccupancyGrid(occupancy_resolution)
 
-    def density(self, x: torch.Tensor) -> torch.Tensor:
+    def density(self, x: Points) -> Values:
         return trunc_exp(self.density_mlp(self.encoding(x))[:, 0])
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: Points, d: Directions) -> tuple[Values, Colours]:
         h = self.density_mlp(self.encoding(x))
         sigma = trunc_exp(h[:, 0])
         rgb = torch.sigmoid(self.colour_mlp(torch.cat([self.direction_encoding(d), h[:, 1:]], dim=-1)))
         return sigma, rgb
+
+
+# NeRF (Mildenhall 2020): 10 / 4 frequencies, 8 x 256 with the skip at layer 4.
+@field_kind("nerf_classic", {"position_frequencies": 10, "direction_frequencies": 4, "width": 256, "depth": 8, "skip": 4})
+def build_classic(config: Config) -> ClassicNeRF:
+    return ClassicNeRF(int(config["position_frequencies"]), int(config["direction_frequencies"]), int(config["width"]),
+                       int(config["depth"]), int(config["skip"]))
+
+
+# Instant-NGP's NeRF: 16 levels x 2, 2^19 entries, 64-wide MLPs, 15 geometry features; finest level 1024 and a 64^3
+# occupancy grid (published 2048-ish and 128^3). A fit's defaults are settings/nerf.py's FAST; it passes them all.
+@field_kind("nerf_fast", {"levels": 16, "features_per_level": 2, "log2_table_size": 19, "base_resolution": 16,
+                          "finest_resolution": 1024, "width": 64, "geometry_features": 15, "occupancy_resolution": 64})
+def build_fast(config: Config) -> FastNeRF:
+    return FastNeRF(encoding_from_config(config), int(config["geometry_features"]), int(config["width"]),
+                    int(config["occupancy_resolution"]))

@@ -14,8 +14,12 @@ import math
 import torch
 from torch import nn
 
+from ..types import Points, Values
+from .base import Field
+from .factory import Config, field_kind
 
-class Siren(nn.Module):
+
+class Siren(Field):
     """Sine MLP mapping (N, 3) points to (N,) values."""
 
     def __init__(self, width: int = 256, depth: int = 3, omega0: float = 30.0, in_dim: int = 3) -> None:
@@ -30,8 +34,14 @@ class Siren(nn.Module):
                 bound = 1.0 / layer.in_features if i == 0 else math.sqrt(6.0 / layer.in_features) / self.omega0
                 layer.weight.uniform_(-bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Points) -> Values:
         h = x
         for layer in self.layers[:-1]:
             h = torch.sin(self.omega0 * layer(h))
         return self.layers[-1](h).squeeze(-1)
+
+
+# Published: 3 hidden sine layers of 256, omega0 30.
+@field_kind("siren", {"width": 256, "depth": 3, "omega0": 30.0})
+def build_siren(config: Config) -> Siren:
+    return Siren(width=int(config["width"]), depth=int(config["depth"]), omega0=float(config["omega0"]))

@@ -1,4 +1,5 @@
-"""Fitting: the shared training loop, the method losses, and SDF fitting."""
+"""Fitting: the shared training loop, the losses, SDF fitting (methods in :mod:`.methods`) and NeRF fitting
+(models in :mod:`.radiance`)."""
 
 from .sdf import SPEC, fit_sdf, resolve_params
 

@@ -29,7 +29,6 @@ from torch import nn
 from ..context import JobContext, JobError
 from ..geometry.isopoints import sample_isopoints
 
-DEFAULTS: dict[str, Any] = {"isopoints": 0, "isopoints_warmup": 300, "isopoints_refresh": 1000, "w_iso": 1.0, "w_iso_normal": 1.0}
 RESAMPLE_STEPS = 3  # repulsion rounds per refresh: enough to break up clumps, cheap enough to repeat
 NORMAL_NEIGHBOURS = 8  # iso-points in each plane fit (the paper's k)
 NORMAL_ANGLE = np.deg2rad(60.0)  # the bilateral weight's normal bandwidth (the paper's)

@@ -18,6 +18,9 @@ Published settings, kept as defaults unless noted:
   it saves on a CPU (lego 200x200, 300 s: 28.6 dB without it, about 26.9 with). On lego at 200x200 this
   measured 31.3 dB held-out after 594 s (1284 steps, 2 cores; bench/nerf_lego.py).
 
+The models (``fast``, ``classic``) are registered modules in :mod:`.radiance`; their settings are
+:mod:`..settings.nerf`'s. This module is the loop they share.
+
 Views are split into training and held-out views (every ``holdout_every``-th).
 Held-out PSNR is measured on a fixed random set of ``eval_pixels`` pixels
 every ``eval_every`` steps (with ``eval_dense_start``, every tenth of that
@@ -28,7 +31,6 @@ first ``eval_views`` whole held-out images at the end (0: all; PSNR, SSIM).
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
@@ -36,90 +38,38 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..context import JobContext, JobError
+from ..context import JobContext
 from ..device import resolve_device
-from ..fields import build_field, field_config
-from ..render.cameras import rays_from_pixels
+from ..fields import build_field
+from ..render.cameras import local_frame, rays_from_pixels, to_local_cameras
 from ..render.dataset import Views, holdout_split
 from ..render.image_metrics import psnr, psnr_of_mse, ssim
-from ..render.renderer import RenderSettings, render_image, render_rays
+from ..render.renderer import render_image, render_rays
 from ..render.surface import surface_density
+from ..settings import nerf as nerf_settings
+from ..settings.spec import Spec, Variants
 from .loop import StopRule, downsample_history, train
-from ..settings.legacy import coerce_params, refuse_unknown, rgb_param
+from .radiance import MODELS
 
 CHECKPOINT_FORMAT = "inr_blender.nerf"
 CHECKPOINT_VERSION = 1
-
-COMMON_DEFAULTS: dict[str, Any] = {
-    "background": [1.0, 1.0, 1.0], "downscale": 1, "holdout_every": 8, "seed": 0, "device": "auto",
-    "max_seconds": 0.0, "convergence_tolerance": 0.0, "convergence_window": 200,
-    "eval_every": 0, "eval_dense_start": False, "eval_pixels": 4096, "eval_views": 0, "final_eval": True, "lr_decay_interval": 0, "lr_decay_factor": 1.0,
-}
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
-    "classic": {
-        "iterations": 2000, "learning_rate": 5e-4, "adam_eps": 1e-8, "batch_rays": 1024, "coarse_samples": 64,
-        "fine_samples": 128, "precrop_iterations": 500, "precrop_fraction": 0.5, "width": 256, "depth": 8,
-        "position_frequencies": 10, "direction_frequencies": 4,
-    },
-    "fast": {
-        "iterations": 1000, "learning_rate": 1e-2, "adam_eps": 1e-15, "samples_per_step": 1 << 16,
-        "initial_rays": 2048, "max_rays": 8192, "march_steps": 512, "levels": 16, "log2_table_size": 19,
-        "base_resolution": 16, "finest_resolution": 1024, "width": 64, "occupancy_resolution": 64,
-        "occupancy_interval": 16, "occupancy_warmup": 256, "prune": False,
-    },
-}
-JOB_KEYS = ("model", "checkpoint_path", "transforms_path", "aabb")
-_POSITIVE = {"downscale", "eval_pixels", "iterations", "learning_rate", "adam_eps", "batch_rays", "coarse_samples",
-             "fine_samples", "precrop_fraction", "width", "depth", "samples_per_step", "initial_rays", "max_rays",
-             "march_steps", "levels", "log2_table_size", "base_resolution", "finest_resolution",
-             "occupancy_resolution", "occupancy_interval", "lr_decay_factor", "convergence_window"}
-_NON_NEGATIVE = {"holdout_every", "seed", "max_seconds", "convergence_tolerance", "eval_every", "eval_views",
-                 "precrop_iterations", "occupancy_warmup", "lr_decay_interval", "position_frequencies",
-                 "direction_frequencies"}
+JOB_KEYS = ("checkpoint_path", "transforms_path", "aabb")  # the job's own keys, passed through resolution
 
 
-def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Model defaults updated with ``params``: types coerced, ranges checked, unknown keys refused."""
-    model = str(params.get("model") or "fast").lower()
-    if model not in MODEL_DEFAULTS:
-        raise JobError(f"unknown NeRF model {model!r}; choose one of {', '.join(MODEL_DEFAULTS)}")
-    refuse_unknown(params, set(JOB_KEYS) | set(COMMON_DEFAULTS) | {k for d in MODEL_DEFAULTS.values() for k in d}, "fit_nerf")
-    p = coerce_params(params, {**COMMON_DEFAULTS, **MODEL_DEFAULTS[model]}, _POSITIVE, _NON_NEGATIVE)
-    p["model"] = model
-    p["background"] = rgb_param(p["background"], "background")
-    if model == "fast" and p["log2_table_size"] > 26:
-        raise JobError(f"parameter log2_table_size must be at most 26, got {p['log2_table_size']}")
-    if model == "classic" and not p["precrop_fraction"] <= 1.0:
-        raise JobError("parameter precrop_fraction must be in (0, 1]")
-    return p
+def _check(p: dict[str, Any]) -> None:
+    nerf_settings.check_background(p)
+    MODELS.get(p["model"]).check(p)
 
 
-def local_frame(aabb: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre and half-size of the cube around the scene box: world = centre + scale * local, local in [-1, 1]^3."""
-    aabb = np.asarray(aabb, dtype=np.float64)
-    return 0.5 * (aabb[0] + aabb[1]), float(0.5 * (aabb[1] - aabb[0]).max())
-
-
-def to_local_cameras(c2w: np.ndarray, center: np.ndarray, scale: float) -> np.ndarray:
-    """Camera matrices in the field's local frame (rotation kept, position moved and scaled)."""
-    local = np.array(c2w, dtype=np.float64, copy=True)
-    local[..., :3, 3] = (local[..., :3, 3] - center) / scale
-    return local
-
-
-def render_settings(p: dict[str, Any]) -> RenderSettings:
-    if p["model"] == "classic":
-        return RenderSettings(kind="classic", coarse=p["coarse_samples"], fine=p["fine_samples"])
-    return RenderSettings(kind="fast", step=2.0 * math.sqrt(3.0) / p["march_steps"], prune=p["prune"])
-
-
-def _config(p: dict[str, Any]) -> dict[str, Any]:
-    if p["model"] == "classic":
-        return field_config("nerf_classic", width=p["width"], depth=p["depth"], skip=p["depth"] // 2,
-                            position_frequencies=p["position_frequencies"], direction_frequencies=p["direction_frequencies"])
-    return field_config("nerf_fast", levels=p["levels"], log2_table_size=p["log2_table_size"],
-                        base_resolution=p["base_resolution"], finest_resolution=p["finest_resolution"],
-                        width=p["width"], occupancy_resolution=p["occupancy_resolution"])
+# The settings of a fit: the common ones plus the chosen model's, read from the model registry when resolved.
+SPEC = Spec(
+    "fit_nerf", nerf_settings.COMMON, help="Fit a radiance field (NeRF) to posed images",
+    variants=Variants("model", lambda: {name: model.settings.params for name, model in MODELS.items()},
+                      nerf_settings.DEFAULT_MODEL, what="NeRF model"),
+    check=_check, passthrough=JOB_KEYS,
+)
+resolve_params = SPEC.resolve
+__all__ = ["CHECKPOINT_FORMAT", "SPEC", "fit_nerf", "local_frame", "resolve_params", "to_local_cameras"]
 
 
 class _Pixels:
@@ -150,9 +100,13 @@ class _Pixels:
         return (view * self.height + j) * self.width + i
 
 
-def fit_nerf(views: Views, params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Train a radiance field on ``views``; return the checkpoint dict (plain data, loads with weights_only)."""
-    p = resolve_params(params)
+def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Train a radiance field on ``views``; return the checkpoint dict (plain data, loads with weights_only).
+
+    ``p`` are the fit's settings as :data:`SPEC` resolved them (the job resolves them once; this does not again).
+    """
+    kind = MODELS.get(p["model"])
+    model = kind(p)
     device = resolve_device(p["device"])
     torch.manual_seed(p["seed"])
     train_ids, test_ids = holdout_split(len(views.names), p["holdout_every"])
@@ -161,11 +115,10 @@ def fit_nerf(views: Views, params: dict[str, Any], ctx: JobContext) -> dict[str,
     training = _Pixels(views.subset(train_ids), c2w_local[train_ids], device)
     held_out = _Pixels(views.subset(test_ids), c2w_local[test_ids], device) if test_ids else None
     background = torch.tensor(p["background"], dtype=torch.float32, device=device)
-    settings = render_settings(p)
-    config = _config(p)
+    settings = kind.render_settings(p)
+    config = kind.field_config(p)
     field = build_field(config).to(device)
-    fast = p["model"] == "fast"
-    state = {"rays": p.get("initial_rays", p.get("batch_rays", 1024)), "mse": None, "eval_seconds": 0.0}
+    state = {"mse": None, "eval_seconds": 0.0}
     eval_history: list[list[float]] = []
     generator = torch.Generator().manual_seed(p["seed"] + 1)
     eval_index = None
@@ -192,18 +145,12 @@ def fit_nerf(views: Views, params: dict[str, Any], ctx: JobContext) -> dict[str,
         every = p["eval_every"]
         if every and i and (i % every == 0 or p["eval_dense_start"] and i < every and i % max(1, every // 10) == 0):
             evaluate(i)
-        if fast and i % p["occupancy_interval"] == 0:
-            field.occupancy.update(field.density, settings.step, warmup=i < p["occupancy_warmup"])
-        crop = p["precrop_fraction"] if not fast and i < p["precrop_iterations"] else 1.0
-        index = training.random(int(state["rays"]), crop)
-        origins, directions, target = training.rays(index)
+        model.before_step(field, settings, i)
+        origins, directions, target = training.rays(training.random(model.rays(), model.crop(i)))
         out = render_rays(field, settings, origins, directions, background, perturb=True)
-        mse = torch.mean((out["rgb"] - target) ** 2)
-        loss = mse + torch.mean((out["rgb_coarse"] - target) ** 2) if "rgb_coarse" in out else mse
+        loss, mse = model.loss(out, target)
         state["mse"] = float(mse.detach())
-        if fast:  # keep about samples_per_step samples per step (Instant-NGP's dynamic batch)
-            samples = max(1, int(out["samples"]))
-            state["rays"] = int(min(p["max_rays"], max(64, state["rays"] * p["samples_per_step"] / samples)))
+        model.after_step(out)
         return loss
 
     stop = StopRule(tolerance=p["convergence_tolerance"], window=p["convergence_window"],
@@ -212,7 +159,7 @@ def fit_nerf(views: Views, params: dict[str, Any], ctx: JobContext) -> dict[str,
         field, step_loss, p["iterations"], p["learning_rate"], ctx,
         lr_decay_interval=p["lr_decay_interval"], lr_decay_factor=p["lr_decay_factor"],
         message=f"fitting NeRF ({p['model']})", adam_eps=p["adam_eps"], stop=stop,
-        betas=(0.9, 0.99) if fast else (0.9, 0.999),
+        betas=kind.betas,
         progress_psnr=lambda: None if state["mse"] is None else psnr_of_mse(state["mse"]),
     )
     train_seconds = time.monotonic() - started - state["eval_seconds"]
@@ -233,7 +180,6 @@ def fit_nerf(views: Views, params: dict[str, Any], ctx: JobContext) -> dict[str,
     field.eval()
     origins, directions, _ = training.rays(training.random(4096))
     threshold = surface_density(field, settings, origins, directions, background)
-    recent = run.losses[-100:]  # the fast field's loss is its MSE; classic NeRF's adds the coarse MSE
     return {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -247,7 +193,7 @@ def fit_nerf(views: Views, params: dict[str, Any], ctx: JobContext) -> dict[str,
         "aabb": np.asarray(views.aabb, dtype=np.float64).tolist(),
         "render": {"kind": settings.kind, "step": settings.step, "coarse": settings.coarse, "fine": settings.fine},
         "background": p["background"],
-        "params": {k: v for k, v in p.items() if k not in ("checkpoint_path", "transforms_path")},
+        "params": {k: v for k, v in p.items() if k not in JOB_KEYS},
         "loss_history": downsample_history(run.losses),
         "eval_history": eval_history,
         "final_loss": run.losses[-1],
@@ -256,12 +202,13 @@ def fit_nerf(views: Views, params: dict[str, Any], ctx: JobContext) -> dict[str,
         "train_seconds": train_seconds,
         "psnr": result_psnr,
         "ssim": result_ssim,
-        "train_psnr": psnr_of_mse(float(np.mean(recent))) if fast else psnr_of_mse(state["mse"]),
+        "train_psnr": model.train_psnr(run.losses, state["mse"]),
         "num_views": len(train_ids),
         "num_holdout": len(test_ids),
         "width": views.width,
         "height": views.height,
         "device": str(device),
-        "occupancy": field.occupancy.fraction if fast else None,
+        "occupancy": None,
         "density_threshold": threshold,
+        **model.summary(field),
     }

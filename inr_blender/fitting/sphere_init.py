@@ -4,7 +4,8 @@ The networks of the default configurations are fitted once and stored next to
 the fields (``fields/sphere_siren.pt``: the neural skeleton's 64 x 5 at omega 30;
 ``fields/sphere_siren_15.pt``: the displacement base's 128 x 3 at omega 15; plain
 checkpoint dicts); any other configuration is pre-fitted when asked for.
-Regenerate the stored ones with ``python -m inr_blender.fitting.sphere_init [neural_skeleton] [idf]``.
+Regenerate the stored ones with ``python -m inr_blender.fitting.methods [neural_skeleton] [idf]`` (the
+methods' default networks; this module imports no method, the methods import it).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..fields import build_field
 from ..fields.grad import value_and_gradient
 
 _FIELDS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fields")
+# the stored pre-fits, by the method whose default network they start
 STORED = {"neural_skeleton": os.path.join(_FIELDS, "sphere_siren.pt"), "idf": os.path.join(_FIELDS, "sphere_siren_15.pt")}
 RADIUS = 0.5  # the sphere, in the local frame (the data spans [-0.8, 0.8])
 STORED_STEPS = 3000  # the stored network's pre-fit
@@ -55,27 +57,15 @@ def sphere_field(config: dict[str, Any], device: torch.device, ctx: JobContext) 
     return field
 
 
-def main() -> None:
-    from .sdf import SPEC, field_config_for
-
-    import sys
-
-    for method, path in STORED.items():
-        if sys.argv[1:] and method not in sys.argv[1:]:  # regenerate only the methods named, if any
-            continue
-        torch.manual_seed(0)
-        config = field_config_for(SPEC.resolve({"method": method}))
-        config = config["base"] if method == "idf" else config
-        field = build_field(config)
-        prefit_sphere(field, STORED_STEPS, JobContext(verbose=True))
-        x = torch.rand(100_000, 3) * 2.0 - 1.0
-        with torch.no_grad():
-            error = (field(x) - (x.norm(dim=-1) - RADIUS)).abs()
-        print(f"mean |error| {float(error.mean()):.2e}, max {float(error.max()):.2e}")
-        save_checkpoint({"format": "inr_blender.sphere_init", "config": config,
-                         "state_dict": {k: v.detach().cpu() for k, v in field.state_dict().items()}}, path)
-        print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()
+def write_sphere(config: dict[str, Any], path: str) -> None:
+    """Pre-fit the network of ``config`` to the sphere for STORED_STEPS and store it at ``path`` (prints its error)."""
+    torch.manual_seed(0)
+    field = build_field(config)
+    prefit_sphere(field, STORED_STEPS, JobContext(verbose=True))
+    x = torch.rand(100_000, 3) * 2.0 - 1.0
+    with torch.no_grad():
+        error = (field(x) - (x.norm(dim=-1) - RADIUS)).abs()
+    print(f"mean |error| {float(error.mean()):.2e}, max {float(error.max()):.2e}")
+    save_checkpoint({"format": "inr_blender.sphere_init", "config": config,
+                     "state_dict": {k: v.detach().cpu() for k, v in field.state_dict().items()}}, path)
+    print(f"wrote {path}")

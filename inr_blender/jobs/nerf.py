@@ -13,50 +13,20 @@ import torch
 from ..context import JobContext, JobError
 from ..device import resolve_device
 from ..fitting import nerf as nerf_fitting
+from ..render.cameras import to_local_cameras
 from ..render.dataset import load_transforms, views_from_arrays
 from ..render.renderer import RenderSettings, render_image
-from ..settings.spec import Param, Spec, Variants, params
-from .registry import DEVICE, Arrays, Command, Positional, Result, job
+from ..settings.spec import Param, Spec, params
+from .registry import Arrays, Command, Positional, Result, job
 from .shared import BACKGROUND, CAMERA, CHECKPOINT, OUTPUT, RETURN_CHECKPOINT, camera, checkpoint_target, deliver, is_radiance, load_field, summary
-
-# Until fitting/nerf.py declares its settings as a Spec, they are declared here from its tables (types from the
-# defaults, bounds from its positive and non-negative sets); help for the ones the command line always offered.
-_HELP = {
-    "iterations": "The most steps to train", "max_seconds": "Stop after this long (0: no limit)",
-    "downscale": "Divide the image size by this integer", "learning_rate": "Adam's learning rate", "seed": "Random seed",
-    "holdout_every": "Hold out every n-th view for evaluation (0: none)",
-}
-
-
-def _declared(name: str, default: Any) -> Param:
-    if name == "background":
-        return replace(BACKGROUND, default=default, help="RGB in [0, 1] behind transparent images")
-    if name == "device":
-        return DEVICE
-    return Param(name, default, _HELP.get(name, ""), positive=name in nerf_fitting._POSITIVE,
-                 minimum=0 if name in nerf_fitting._NON_NEGATIVE else None)
-
-
-def _models() -> dict[str, tuple[Param, ...]]:
-    return {m: tuple(_declared(k, v) for k, v in d.items()) for m, d in nerf_fitting.MODEL_DEFAULTS.items()}
-
 
 VIEWS = Param("transforms_path", "", "transforms.json (or its folder) on the worker's machine; or send the arrays "
               "images, c2w and intrinsics")
 JOB_PARAMS = (OUTPUT, RETURN_CHECKPOINT, VIEWS)
 
 
-def _fit_settings(p: dict[str, Any]) -> dict[str, Any]:
-    """The settings fitting/nerf.py takes: all but where the checkpoint goes."""
-    return {k: v for k, v in p.items() if k not in ("checkpoint_path", "return_checkpoint")}
-
-
-FIT = Spec(
-    "fit_nerf", params(JOB_PARAMS, (_declared(k, v) for k, v in nerf_fitting.COMMON_DEFAULTS.items())),
-    help="Fit a radiance field to posed images (transforms.json)",
-    variants=Variants("model", _models, "fast", what="NeRF model", help="fast: hash grid (Müller 2022); classic: NeRF"),
-    check=lambda p: nerf_fitting.resolve_params(_fit_settings(p)), passthrough=("aabb",),
-)
+# The job's settings: where the views come from and the checkpoint goes, then the fit's own (fitting/nerf.py).
+FIT = replace(nerf_fitting.SPEC, params=params(JOB_PARAMS, nerf_fitting.SPEC.params), passthrough=("aabb",))
 
 
 def _summary_line(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> None:
@@ -89,7 +59,8 @@ def fit_nerf(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
         views = views_from_arrays(arrays["images"], arrays["c2w"], arrays["intrinsics"], p.get("aabb"), p["background"], p["downscale"])
     else:
         raise JobError("fit_nerf needs views: a transforms_path, or images with c2w and intrinsics")
-    ckpt = nerf_fitting.fit_nerf(views, _fit_settings(p), ctx)
+    names = {q.name for q in JOB_PARAMS} | {"aabb"}
+    ckpt = nerf_fitting.fit_nerf(views, {k: v for k, v in p.items() if k not in names}, ctx)
     ckpt["seconds"] = time.monotonic() - started
     path, out = deliver(ckpt, path, send_back)
     return {**summary(ckpt), "checkpoint_path": path}, out
@@ -136,7 +107,7 @@ def render_nerf_view(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resu
         raise JobError("this field is not a radiance field (NeRF): render views of radiance fields only")
     background = p["background"] or BACKGROUND.coerce(ckpt.get("background", BACKGROUND.default))
     center, scale = np.asarray(ckpt["center"], dtype=np.float64), float(ckpt["scale"])
-    local = nerf_fitting.to_local_cameras(c2w, center, scale)
+    local = to_local_cameras(c2w, center, scale)
     local[:3, :3] /= np.linalg.norm(local[:3, :3], axis=0)
     render = ckpt["render"]
     settings = RenderSettings(kind=render["kind"], step=float(render["step"]), coarse=int(render["coarse"]), fine=int(render["fine"]))

@@ -11,7 +11,7 @@ import torch
 
 from ..context import JobContext, JobError
 from ..device import resolve_device
-from ..fitting import nerf as nerf_fitting
+from ..render.cameras import to_local_cameras
 from ..geometry.sampling import to_world
 from ..geometry.validation import check_mesh
 from ..ranges import closest, intersection, raycast
@@ -58,7 +58,7 @@ def raycast_view(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     if p["space"] == "local":  # the camera is already in the field's frame, and depths stay in its units
         local, scale = np.array(c2w, dtype=np.float64), 1.0
     else:
-        local = nerf_fitting.to_local_cameras(c2w, center, scale)
+        local = to_local_cameras(c2w, center, scale)
     norms = np.linalg.norm(local[:3, :3], axis=0)
     if not (norms > 1e-12).all():
         raise JobError("c2w's rotation is singular")

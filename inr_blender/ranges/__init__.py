@@ -6,7 +6,8 @@ Modules: ``affine`` (the batched affine form, its modes and the ``intersect``
 option), ``activations`` (the linearisation of nonlinearities), ``encodings``
 (Fourier features, |x|), ``hashgrid`` (the hash-grid encoding), ``rules`` (the
 registry and the generic torch layers), ``fields`` (the project's fields),
-``evaluate`` (the public entry points). A new layer or field type gets its rule
+``evaluate`` (the public entry points); the SDF methods' networks have their
+rules in their method's module (``inr_blender.fitting.methods``). A new layer or field type gets its rule
 with ``@layer_rule(Type)`` (form to form) or ``@range_rule(Type)`` (form to
 bounds); anything without a rule is refused with a JobError naming its type.
 """
@@ -15,5 +16,7 @@ from .fields import DENSITY_FIELDS  # importing it registers the rules of the pr
 from .affine import MODES, AffineForm, RangeContext
 from .evaluate import NEGATIVE, POSITIVE, UNKNOWN, classify, field_range
 from .rules import layer_rule, propagate, range_rule
+
+from ..fitting import methods as _methods  # noqa: E402,F401  (the SDF methods' networks register their rules there)
 
 __all__ = ["DENSITY_FIELDS", "MODES", "AffineForm", "NEGATIVE", "POSITIVE", "RangeContext", "UNKNOWN", "classify", "field_range", "layer_rule", "propagate", "range_rule"]

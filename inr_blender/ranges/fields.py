@@ -1,13 +1,12 @@
-"""Range rules for the project's fields (inr_blender.fields), each mirroring its module's ``forward``.
+"""Range rules for the fields that no SDF method owns (encodings, DeepSDF, NeRF, density surfaces).
 
-A change to one of those ``forward`` methods must be mirrored here; the
-soundness tests (tests/test_backend_ranges.py) sample every field kind and fail
-when a rule no longer matches.
+Each mirrors its module's ``forward``. The networks of the SDF methods (IGRNet, Siren, HashGridSDF) have
+their rules in their method's module (inr_blender/fitting/methods/), which ``inr_blender.ranges`` imports.
+A change to one of those ``forward`` methods must be mirrored in its rule; the soundness tests
+(tests/backend/test_backend_ranges.py) sample every field kind and fail when a rule no longer matches.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor
@@ -15,16 +14,14 @@ from torch import Tensor
 from ..context import JobError
 from ..fields.deepsdf import DeepSDFDecoder, LatentShape
 from ..fields.encodings import PositionalEncoding
-from ..fields.hashgrid import HashGridEncoding, HashGridSDF
-from ..fields.igr import IGRNet
+from ..fields.hashgrid import HashGridEncoding
 from ..fields.nerf import ClassicNeRF, FastNeRF, NeRFMLP
-from ..fields.siren import Siren
 from ..render.surface import DensitySurface
-from .activations import activate, relu, sine, tanh
+from .activations import activate, relu, tanh
 from .affine import AffineForm, concat
-from .encodings import norm, positional_encoding
+from .encodings import positional_encoding
 from .hashgrid import hashgrid_form
-from .rules import activation_for, layer_rule, linear, output_range, propagate, range_rule
+from .rules import layer_rule, linear, output_range, propagate, range_rule
 
 
 @layer_rule(PositionalEncoding)
@@ -35,39 +32,6 @@ def _positional_encoding(enc: PositionalEncoding, x: AffineForm) -> AffineForm:
 @layer_rule(HashGridEncoding)
 def _hashgrid_encoding(enc: HashGridEncoding, x: AffineForm) -> AffineForm:
     return hashgrid_form(enc, x)
-
-
-@layer_rule(IGRNet)
-def _igr(net: IGRNet, x: AffineForm) -> AffineForm:
-    act = activation_for(net.activation)
-    h, last = x, len(net.layers) - 1
-    for i, layer in enumerate(net.layers):
-        if i in net.skip:
-            h = concat([h, x]).scale(1.0 / math.sqrt(2.0))
-        h = linear(layer, h)
-        if i < last:
-            h = activate(h, act)
-    return h
-
-
-@layer_rule(Siren)
-def _siren(net: Siren, x: AffineForm) -> AffineForm:
-    h = x
-    for layer in net.layers[:-1]:  # sin(omega0 (W h + b))
-        h = activate(h.linear(layer.weight * net.omega0, layer.bias * net.omega0), sine())
-    return linear(net.layers[-1], h)
-
-
-@layer_rule(HashGridSDF)
-def _hashgrid_sdf(net: HashGridSDF, x: AffineForm) -> AffineForm:
-    act = activation_for(net.activation)
-    h = concat([x, propagate(net.encoding, x)])
-    for layer in net.layers[:-1]:
-        h = activate(linear(layer, h), act)
-    residual = linear(net.layers[-1], h)
-    sphere = norm(x, eps=1e-12)  # the module's smoothed |x|
-    one = torch.ones(1, 2, dtype=sphere.center.dtype, device=sphere.center.device)
-    return concat([residual, sphere]).linear(one, torch.full_like(one[:, 0], -net.init_radius))
 
 
 @layer_rule(DeepSDFDecoder)

@@ -57,3 +57,17 @@ def ray_box(origins: torch.Tensor, directions: torch.Tensor, lo: torch.Tensor, h
     near = torch.minimum(t0, t1).amax(dim=-1).clamp_min(0.0)
     far = torch.maximum(t0, t1).amin(dim=-1)
     return near, far
+
+
+def local_frame(aabb: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre (3,) and half-size of the cube around the scene box ``aabb`` (2, 3): world = centre + scale * local,
+    local in [-1, 1]^3."""
+    aabb = np.asarray(aabb, dtype=np.float64)
+    return 0.5 * (aabb[0] + aabb[1]), float(0.5 * (aabb[1] - aabb[0]).max())
+
+
+def to_local_cameras(c2w: np.ndarray, center: np.ndarray, scale: float) -> np.ndarray:
+    """Camera matrices (..., 4, 4) in the field's local frame (rotation kept, position moved and scaled)."""
+    local = np.array(c2w, dtype=np.float64, copy=True)
+    local[..., :3, 3] = (local[..., :3, 3] - center) / scale
+    return local

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..types import Colours, Directions, Intrinsics, Matrix4, Points
 from .cameras import image_rays, ray_box
 from .samplers import deltas_of, march, sample_pdf, stratified
 from .volume import composite, transmittance
@@ -45,7 +46,7 @@ def _evaluate(field: nn.Module, points: torch.Tensor, directions: torch.Tensor, 
 
 
 def render_fast(
-    field: nn.Module, origins: torch.Tensor, directions: torch.Tensor, background: torch.Tensor, step: float,
+    field: nn.Module, origins: Points, directions: Directions, background: Colours, step: float,
     perturb: bool, prune: bool = False,
 ) -> dict[str, torch.Tensor]:
     """March through the occupancy grid; with ``prune``, samples behind opaque matter (T < 1e-4) are dropped
@@ -68,7 +69,7 @@ def render_fast(
 
 @torch.no_grad()
 def render_fast_inference(
-    field: nn.Module, origins: torch.Tensor, directions: torch.Tensor, background: torch.Tensor, step: float,
+    field: nn.Module, origins: Points, directions: Directions, background: Colours, step: float,
     segment: int = 32,
 ) -> dict[str, torch.Tensor]:
     """The fast field's marching without gradients, ``segment`` steps at a time, each ray stopping once
@@ -101,7 +102,7 @@ def render_fast_inference(
 
 
 def render_classic(
-    field: nn.Module, origins: torch.Tensor, directions: torch.Tensor, background: torch.Tensor,
+    field: nn.Module, origins: Points, directions: Directions, background: Colours,
     coarse: int, fine: int, perturb: bool,
 ) -> dict[str, torch.Tensor]:
     """Hierarchical sampling between the ray's entry and exit of the cube; returns the fine render plus ``rgb_coarse``."""
@@ -127,10 +128,11 @@ def render_classic(
 
 
 def render_rays(
-    field: nn.Module, settings: RenderSettings, origins: torch.Tensor, directions: torch.Tensor,
-    background: torch.Tensor, perturb: bool = False,
+    field: nn.Module, settings: RenderSettings, origins: Points, directions: Directions,
+    background: Colours, perturb: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Render local-frame rays with the sampler of ``settings.kind`` (early ray termination when not training)."""
+    """Render local-frame rays (N origins, N unit directions; ``background`` (3,)) with the sampler of
+    ``settings.kind`` (early ray termination when not training): rgb (N, 3), acc (N,), depth (N,), samples."""
     if settings.kind == "classic":
         return render_classic(field, origins, directions, background, settings.coarse, settings.fine, perturb)
     if not perturb and not torch.is_grad_enabled():
@@ -140,8 +142,8 @@ def render_rays(
 
 @torch.no_grad()
 def render_image(
-    field: nn.Module, settings: RenderSettings, c2w: torch.Tensor, intrinsics: torch.Tensor, width: int, height: int,
-    background: torch.Tensor, chunk: int = 8192, progress=None,
+    field: nn.Module, settings: RenderSettings, c2w: Matrix4, intrinsics: Intrinsics, width: int, height: int,
+    background: Colours, chunk: int = 8192, progress=None,
 ) -> dict[str, torch.Tensor]:
     """Render a whole image from a local-frame camera: rgb (H, W, 3), alpha (H, W) and z-depth (H, W, local units; 0 where empty)."""
     origins, directions, z_scale = image_rays(c2w, intrinsics, width, height)

@@ -13,20 +13,25 @@ import torch
 from torch import nn
 
 from ..context import JobContext
+from ..fields.base import Field
+from ..types import Points, Values
 
 SURFACE_QUANTILE = 0.25
 DEFAULT_THRESHOLD = 25.0  # density (per unit of the field's local cube) used when none can be estimated
 
 
-class DensitySurface(nn.Module):
-    """``threshold - sigma(x)``: negative where the density exceeds ``threshold``."""
+class DensitySurface(Field):
+    """``threshold - sigma(x)``: negative where the density exceeds ``threshold`` (no distance: no Lipschitz culling)."""
+
+    is_distance = False
+    output = "density"
 
     def __init__(self, field: nn.Module, threshold: float) -> None:
         super().__init__()
         self.field = field
         self.threshold = float(threshold)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Points) -> Values:
         return self.threshold - self.field.density(x)
 
 

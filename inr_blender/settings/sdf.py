@@ -8,7 +8,7 @@ Blender side, the CLI and the worker read the same defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from ..context import JobError
 from .spec import Param, params
@@ -99,6 +99,13 @@ class MethodSettings:
     params: tuple[Param, ...]
     needs_normals: bool = False
     normals_subject: str = ""  # "SIREN needs oriented normals" when the input has none
+    check: Callable[[dict[str, Any]], None] | None = None  # rules across the resolved settings (may fill derived values)
+
+    def refuse_without_normals(self) -> str:
+        """The one-line refusal of a fit without normals (empty when the method does not need them)."""
+        if not self.needs_normals:
+            return ""
+        return f"{self.normals_subject or self.label} needs oriented normals; the point cloud has none (use IGR, or give the points normals)"
 
 
 def _decay_by_thirds(p: dict[str, Any]) -> None:
@@ -119,6 +126,7 @@ def _check_igr(p: dict[str, Any]) -> None:
 IGR = MethodSettings(
     "igr", "IGR", "Softplus MLP with geometric initialisation and an eikonal loss (Gropp 2020)",
     params(run(2000, 4096, 0.005, None, 0.5, 0.0), network(512, 8), IGR_LOSS),
+    check=_check_igr,
 )
 SIREN = MethodSettings(
     "siren", "SIREN", "Sine-activation MLP with an off-surface term (Sitzmann 2020); needs normals",
@@ -162,6 +170,7 @@ HASHGRID = MethodSettings(
         Param("gradient", "autograd", "Input gradients by autograd or by central finite differences",
               choices=("autograd", "finite_difference")),
     ),
+    check=_check_hashgrid,
 )
 # Neural skeleton (Clémot & Digne 2023; published: 6 sine layers of 64, omega0 30, L-BFGS for 50 epochs of 25k surface
 # and 25k uniform points, 1000 learning points for the first 20 epochs, weights 100 (surface: 100 u^2 + alignment),
@@ -231,11 +240,12 @@ IDF = MethodSettings(
         SIREN_LOSS[3].with_default(50.0), SIREN_LOSS[4],
         STOPPING[0].with_default(0.0),
     ),
-    needs_normals=True, normals_subject="A displacement field",
+    needs_normals=True, normals_subject="A displacement field", check=_check_idf,
 )
+# The built-in methods' settings, for the Blender side and the CLI (the fit reads the method registry,
+# inr_blender.fitting.methods, which may hold more).
 BUILTIN: dict[str, MethodSettings] = {m.name: m for m in (IGR, SIREN, HASHGRID, NEURAL_SKELETON, IDF)}
-# Rules across a method's settings, run on the resolved settings (they may fill in a derived value).
-CHECKS = {"igr": _check_igr, "hashgrid": _check_hashgrid, "idf": _check_idf}
+DEFAULT_METHOD = "igr"
 
 
 def method_defaults(name: str) -> dict[str, Any]:

@@ -7,7 +7,8 @@ import torch
 from inr_blender.checkpoint import load_checkpoint
 from inr_blender.context import JobContext, JobError
 from inr_blender.fields.grad import value_and_gradient
-from inr_blender.fitting.sdf import Phases, resolve_params
+from inr_blender.fitting.methods.idf import Phases
+from inr_blender.fitting.sdf import resolve_params
 from inr_blender.geometry.projection import project
 from inr_blender.geometry.sampling import to_local, to_world
 from inr_blender.jobs import JOBS

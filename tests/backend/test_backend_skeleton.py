@@ -13,7 +13,7 @@ from inr_blender.context import JobContext, JobError
 from inr_blender.fileio import loose_edges, read_geometry, read_ma, write_skeleton
 from inr_blender.fitting import resolve_params as resolve_fit_params
 from inr_blender.fitting.losses import gradient_norm_tv
-from inr_blender.fitting.sdf import learning_points
+from inr_blender.fitting.methods.neural_skeleton import learning_points
 from inr_blender.fitting.sphere_init import RADIUS as SPHERE_INIT_RADIUS, STORED, sphere_field
 from inr_blender.fields import build_field, field_config
 from inr_blender.geometry import skeleton as sk

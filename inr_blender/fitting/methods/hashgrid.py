@@ -1,0 +1,83 @@
+"""Hash grid (Instant-NGP's multiresolution hash encoding, Müller 2022) with IGR's losses and samples.
+
+The field is hash-grid features plus a small softplus MLP over a fixed sphere SDF (see :mod:`...fields.hashgrid`).
+With normals, two terms from the signed distance to the cloud (sign from the nearest normals, see
+SignedDistanceEstimate) join IGR's: an L1 term at uniform points far from the cloud (``w_far``) and a sign hinge
+on near-surface samples (``w_sign``). The grid's features are local, so without them the inside keeps shells of
+the initial sphere and small blobs appear just outside the surface. ``gradient`` 'finite_difference' takes the
+input gradients by central differences of one cell of the finest level.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ...fields import field_config
+from ...fields.hashgrid import HashGridSDF
+from ...geometry.sampling import SignedDistanceEstimate, far_samples
+from ...ranges.activations import activate
+from ...ranges.affine import AffineForm, concat
+from ...ranges.encodings import norm
+from ...ranges.rules import activation_for, layer_rule, linear, propagate
+from ...settings import sdf as settings
+from ..losses import igr_loss
+from .base import Batch, register
+from .igr import Igr
+
+FAR_POOL = 50_000  # uniform candidates for the far-field samples (a pool of 200k took 2.4 s of k-d tree queries)
+
+
+@register
+class HashGrid(Igr):
+    settings = settings.HASHGRID
+
+    @classmethod
+    def field_config(cls, p: dict[str, Any]) -> dict[str, Any]:
+        keys = ("levels", "features_per_level", "log2_table_size", "base_resolution", "finest_resolution", "width",
+                "depth", "beta", "init_radius")
+        return field_config("hashgrid", **{k: p[k] for k in keys})
+
+    def prepare(self, field: nn.Module) -> None:
+        super().prepare(field)
+        p, data = self.p, self.data
+        wanted = data.normals is not None and (p["w_far"] > 0 or p["w_sign"] > 0)
+        self.estimate = SignedDistanceEstimate(data.local, data.normals) if wanted else None
+        self.far = None
+        if self.estimate is not None and p["w_far"] > 0:
+            data.ctx.progress(0, 1, None, "estimating signed distances away from the points")
+            far, far_sd = far_samples(self.estimate, FAR_POOL, p["far_distance"], p["seed"])
+            self.far = torch.as_tensor(far, dtype=torch.float32, device=self.device)
+            self.far_sd = torch.as_tensor(far_sd, dtype=torch.float32, device=self.device)
+        self.fd_step = 2.0 / p["finest_resolution"] if p["gradient"] == "finite_difference" else 0.0
+
+    def loss(self, field: nn.Module, batch: Batch, step: int) -> Tensor:
+        p, size = self.p, batch.size
+        off = self.off_surface(batch)
+        off_sign = None
+        if self.estimate is not None and p["w_sign"] > 0:  # the sign of a quarter of the near-surface samples
+            k = max(1, size // 4)
+            sd = torch.as_tensor(self.estimate(off[:k].detach().cpu().numpy()), dtype=torch.float32, device=self.device)
+            off_sign = torch.zeros(len(off), device=self.device)
+            off_sign[:k] = torch.where(sd.abs() >= p["sign_distance"], torch.sign(sd), 0.0)
+        loss, _ = igr_loss(field, batch.on, batch.normals, off, p["tau_normals"], p["lambda_eikonal"], self.fd_step, off_sign,
+                           p["w_sign"], batch.weights)
+        if self.far is not None and len(self.far):
+            j = torch.randint(len(self.far), (max(1, size // 4),), device=self.device)
+            loss = loss + p["w_far"] * (field(self.far[j]) - self.far_sd[j]).abs().mean()
+        return loss
+
+
+@layer_rule(HashGridSDF)
+def _hashgrid_sdf_range(net: HashGridSDF, x: AffineForm) -> AffineForm:
+    """Range rule mirroring HashGridSDF.forward: the smoothed sphere |x| - r plus the MLP's residual."""
+    act = activation_for(net.activation)
+    h = concat([x, propagate(net.encoding, x)])
+    for layer in net.layers[:-1]:
+        h = activate(linear(layer, h), act)
+    residual = linear(net.layers[-1], h)
+    sphere = norm(x, eps=1e-12)  # the module's smoothed |x|
+    one = torch.ones(1, 2, dtype=sphere.center.dtype, device=sphere.center.device)
+    return concat([residual, sphere]).linear(one, torch.full_like(one[:, 0], -net.init_radius))

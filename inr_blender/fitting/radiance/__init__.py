@@ -1,0 +1,11 @@
+"""Radiance models as registered modules (one per model); the NeRF fit (fitting/nerf.py) names none of them.
+
+A new model: its ``ModelSettings`` in ``inr_blender/settings/nerf.py`` (added to ``BUILTIN``), a module here with
+a :class:`RadianceModel` subclass decorated ``@register`` (field config, render settings, per-step behaviour),
+imported below; a new network registers its field kind in ``inr_blender/fields/``.
+"""
+
+from .base import MODELS, RadianceModel, register
+from . import classic, fast  # noqa: F401,E402  (each registers its model)
+
+__all__ = ["MODELS", "RadianceModel", "register"]
