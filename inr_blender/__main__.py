@@ -24,7 +24,7 @@ def _run(name: str, params: dict[str, Any], arrays: dict) -> tuple[dict[str, Any
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from .worker import serve
+    from .wire.worker import serve
 
     token = args.token
     if not token and args.token_file:

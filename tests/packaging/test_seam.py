@@ -56,5 +56,5 @@ def test_nothing_uses_pickle_and_checkpoints_load_weights_only():
 
 
 def test_protocol_imports_without_torch():
-    code = "import sys, inr_blender.protocol, inr_blender.context; assert 'torch' not in sys.modules, 'torch was imported'"
+    code = "import sys, inr_blender.wire.protocol, inr_blender.context; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

@@ -19,13 +19,13 @@ from conftest import sphere_points
 
 @pytest.fixture
 def client(addon):
-    from neural_fields.operators import client
+    from neural_fields.inr_blender.wire import client
 
     return client
 
 
 def test_frames_round_trip_arrays_of_many_dtypes():
-    from inr_blender.protocol import decode_array, encode_frame
+    from inr_blender.wire.protocol import decode_array, encode_frame
 
     arrays = {"f": np.random.rand(5, 3).astype(np.float32), "i": np.arange(7, dtype=np.int64), "b": np.array([True, False]), "u8": np.frombuffer(b"abc", np.uint8)}
     frame = encode_frame({"type": "job", "params": {"x": 1}}, arrays)
@@ -42,7 +42,7 @@ def test_frames_round_trip_arrays_of_many_dtypes():
 
 
 def test_object_arrays_cannot_be_sent_and_pickled_payloads_are_refused():
-    from inr_blender.protocol import decode_array, encode_frame
+    from inr_blender.wire.protocol import decode_array, encode_frame
 
     with pytest.raises(ValueError):
         encode_frame({"type": "job"}, {"bad": np.array([{"a": 1}], dtype=object)})
@@ -53,7 +53,7 @@ def test_object_arrays_cannot_be_sent_and_pickled_payloads_are_refused():
 
 
 def test_wrong_token_is_refused_before_any_payload_is_read(remote_worker):
-    from inr_blender.protocol import recv_frame
+    from inr_blender.wire.protocol import recv_frame
 
     proc, port, token = remote_worker
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
