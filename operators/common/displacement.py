@@ -25,9 +25,9 @@ INIT_ITEMS = [
 DISPLACEMENT = ("IDF", "IDF_TRANSFER")  # the field methods with a base (Extract Mesh's part BASE)
 
 
-def idf_param(name: str, **overrides: Any):
-    """The operator property of the displacement method's setting ``name``, from the backend's declaration."""
-    return prop_from_param(find_param(sdf.IDF.params, name), **overrides)
+def idf_param(setting: str, **overrides: Any):
+    """The operator property of the displacement method's ``setting``, from the backend's declaration."""
+    return prop_from_param(find_param(sdf.IDF.params, setting), **overrides)
 
 
 def is_base_only(field: bpy.types.Object) -> bool:
