@@ -133,3 +133,21 @@ def test_interpreter_without_the_backend_is_a_clear_error(client, tmp_path):
     fake.chmod(0o755)
     with pytest.raises(client.BackendError, match="did not start.*No module named torch"):
         client.Backend(client.BackendConfig(python=str(fake), log_dir=str(tmp_path))).start()
+
+
+def test_checkpoints_cross_as_paths_to_a_local_worker_and_as_bytes_to_a_remote_one(client, tmp_path):
+    path = tmp_path / "field.pt"
+    path.write_bytes(b"weights")
+    local, remote = client.BackendConfig(mode="PYTHON").checkpoints, client.BackendConfig(mode="REMOTE").checkpoints
+    assert local.read(str(path)).job_input() == ({"checkpoint_path": str(path)}, {})
+    params, arrays = remote.read(str(path)).job_input("other_checkpoint")
+    assert params == {} and list(arrays) == ["other_checkpoint"] and arrays["other_checkpoint"].tobytes() == b"weights"
+    assert local.output("new.pt") == {"checkpoint_path": "new.pt"}
+    assert remote.output("new.pt", "output_checkpoint_path") == {"output_checkpoint_path": "new.pt", "return_checkpoint": True}
+    # what a remote worker sends back is written where the field keeps it; a local worker's file is already there
+    sent = client.JobOutcome("finished", {}, {"checkpoint": np.frombuffer(b"trained", dtype=np.uint8)})
+    target = tmp_path / "fields" / "new.pt"
+    assert remote.store(sent, str(target)) and target.read_bytes() == b"trained"
+    assert remote.result(sent, str(target)).job_input()[1]["checkpoint"].tobytes() == b"trained"
+    assert local.result(client.JobOutcome("finished"), str(target)).job_input() == ({"checkpoint_path": str(target)}, {})
+    assert not local.store(client.JobOutcome("finished"), str(tmp_path / "missing.pt"))
