@@ -10,7 +10,8 @@ import atexit
 import bpy
 
 from . import operators, panels, preferences, properties
-from .operators import checkpoints, client, job
+from .inr_blender.wire import client
+from .operators.common import checkpoints, job
 from .panels import draw_object_menu, loss_plot
 from .panels.menu import draw_edit_mesh_menu
 

@@ -8,7 +8,7 @@ import sys
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from .operators.client import BackendConfig, BackendError
+from .inr_blender.wire.client import BackendConfig, BackendError
 
 ADDON_ID = __package__
 

@@ -21,7 +21,7 @@ from .settings.spec import Param, Spec
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from .worker import serve
+    from .wire.worker import serve
 
     token = args.token
     if not token and args.token_file:

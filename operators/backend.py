@@ -10,9 +10,9 @@ import threading
 
 import bpy
 
+from ..inr_blender.wire.client import ADDON_ROOT, BackendError, get_backend
 from ..preferences import addon_prefs, backend_config, device_choice, managed_python, user_dir
-from .client import ADDON_ROOT, BackendError, get_backend
-from .job import job_running
+from .common.job import job_running
 
 REQUIREMENTS = os.path.join(ADDON_ROOT, "inr_blender", "requirements.txt")
 

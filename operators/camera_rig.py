@@ -15,7 +15,7 @@ import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty
 from mathutils import Vector
 
-from .bridge import InputError, _check_finite, _matrix, _to_world
+from .common.bridge import InputError, _check_finite, _matrix, _to_world
 
 RIG_COLLECTION = "INR Camera Rig"
 AUTO_RESOLUTION = 200  # pixels along each side when no resolution is set (NeRF-synthetic's 800 / 4)
@@ -25,45 +25,6 @@ SHAPES = [
     ("RING", "Ring", "Cameras on a horizontal circle, at the centre's height or at an elevation angle"),
 ]
 GEOMETRY_TYPES = {"MESH", "CURVE", "SURFACE", "META", "FONT", "POINTCLOUD", "VOLUME", "CURVES", "GREASEPENCIL", "GPENCIL"}
-
-
-# -- finding rigs ------------------------------------------------------------------------
-def is_rig(collection: bpy.types.Collection) -> bool:
-    return bool(collection.get("inr_rig"))
-
-
-def scene_rigs(scene: bpy.types.Scene) -> list[bpy.types.Collection]:
-    """Every rig collection in the scene, by name."""
-    return sorted((c for c in scene.collection.children_recursive if is_rig(c)), key=lambda c: c.name)
-
-
-def rig_cameras(rig: bpy.types.Collection) -> list[bpy.types.Object]:
-    """The rig's cameras, by name (the order of the views)."""
-    return sorted((o for o in rig.objects if o.type == "CAMERA"), key=lambda o: o.name)
-
-
-def find_rig(context: bpy.types.Context) -> bpy.types.Collection:
-    """The rig of the active (or a selected) camera, else the scene's only rig, else :class:`InputError`."""
-    rigs = scene_rigs(context.scene)
-    candidates = [context.active_object] + list(context.selected_objects)
-    for obj in candidates:
-        if obj is not None and obj.type == "CAMERA":
-            for rig in rigs:
-                if obj.name in rig.objects:
-                    return rig
-    if not rigs:
-        raise InputError("there is no camera rig in the scene: select objects and run Create Camera Rig")
-    if len(rigs) > 1:
-        raise InputError(f"{len(rigs)} camera rigs are in the scene: select a camera of the one to use")
-    return rigs[0]
-
-
-def rig_aabb(rig: bpy.types.Collection) -> list[list[float]] | None:
-    box = rig.get("inr_aabb")
-    if box is None or len(box) != 6:
-        return None
-    box = [float(v) for v in box]
-    return [box[:3], box[3:]]
 
 
 # -- the selection's box ---------------------------------------------------------------------

@@ -21,10 +21,10 @@ import numpy as np
 import bpy
 from bpy.props import IntProperty
 
-from .bridge import InputError, create_mesh_object, make_active, object_geometry
-from .client import JobOutcome
-from .closest_points import described
-from .field import RangeQueryOperator, active_field, evaluations, field_frame, other_checkpoint
+from ..inr_blender.wire.client import JobOutcome
+from .common.bridge import InputError, create_mesh_object, make_active, object_geometry
+from .common.defaults import enum_item
+from .common.field import RangeQueryOperator, active_field, described, evaluations, field_frame, other_checkpoint
 
 # A box's corners (bit i of the index picks the upper bound on axis i) and its 12 edges (corners differing in one bit).
 _CORNERS = np.array([[(c >> axis) & 1 for axis in range(3)] for c in range(8)], dtype=bool)
@@ -105,7 +105,7 @@ class INR_OT_check_intersection(RangeQueryOperator, bpy.types.Operator):
             make_active(context, boxes)
 
         s = field.inr_field
-        s.intersection_verdict = verdict.upper()
+        s.intersection_verdict = enum_item(verdict)
         s.intersection_other = self._other
         s.intersection_boxes = len(lower)
         s.intersection_seconds = float(result.get("seconds") or 0.0)

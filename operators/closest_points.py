@@ -19,19 +19,11 @@ import numpy as np
 import bpy
 from bpy.props import FloatProperty
 
-from .bridge import InputError, create_mesh_object, make_active, mesh_vertices
-from .client import JobOutcome
-from .field import RangeQueryOperator, active_field, evaluations
+from ..inr_blender.wire.client import JobOutcome
+from .common.bridge import InputError, create_mesh_object, make_active, mesh_vertices
+from .common.field import RangeQueryOperator, active_field, described, evaluations
 
 DISTANCE_ATTRIBUTE = "distance"
-
-
-def described(obj: bpy.types.Object) -> str:
-    """'a field', 'an empty', 'a camera', ...: what ``obj`` is, for a refusal."""
-    if obj.inr_field.is_field:
-        return "a radiance field" if obj.inr_field.kind == "NERF" else "a field"
-    kind = obj.type.lower().replace("_", " ")
-    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 class INR_OT_closest_points(RangeQueryOperator, bpy.types.Operator):

@@ -10,9 +10,9 @@ import numpy as np
 import bpy
 from bpy.props import IntProperty
 
-from .bridge import InputError, mesh_arrays
-from .client import JobOutcome
-from .field import FieldJobOperator
+from ..inr_blender.wire.client import JobOutcome
+from .common.bridge import InputError, mesh_arrays
+from .common.field import FieldJobOperator
 
 
 def source_meshes(context: bpy.types.Context, field: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:

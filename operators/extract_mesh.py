@@ -17,11 +17,12 @@ import numpy as np
 import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty
 
-from .bridge import InputError, create_mesh_object, make_active
-from .client import JobOutcome
-from .field import FieldJobOperator
-from .fit_displacement import DISPLACEMENT
-from .fit_shape_space import checked_shape, shape_matrix
+from ..inr_blender.wire.client import JobOutcome
+from .common.bridge import InputError, create_mesh_object, make_active
+from .common.defaults import backend_name
+from .common.displacement import DISPLACEMENT
+from .common.field import FieldJobOperator
+from .common.shape_space import checked_shape, shape_matrix
 
 COLOR_ATTRIBUTE = "Col"
 
@@ -100,7 +101,7 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
 
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         field, params, arrays = self.field_job(context)
-        params.update(resolution=self.resolution, space="local", method=self.method.lower(), part=self.part.lower())
+        params.update(resolution=self.resolution, space="local", method=backend_name(self.method), part=backend_name(self.part))
         self._nerf = field.inr_field.kind == "NERF"
         self._shape = -1
         if field.inr_field.kind == "SHAPE_SPACE":  # decode one shape of the space, in its own place

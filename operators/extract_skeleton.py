@@ -19,9 +19,9 @@ import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty
 
 from ..inr_blender.fileio import loose_edges
-from .bridge import InputError, create_mesh_object, geometry_node_group, make_active
-from .client import JobOutcome
-from .field import FieldJobOperator
+from ..inr_blender.wire.client import JobOutcome
+from .common.bridge import InputError, create_mesh_object, geometry_node_group, make_active
+from .common.field import FieldJobOperator
 
 SPHERES_GROUP = "INR Medial Spheres"
 SKELETON_RADIUS = "radius"  # the point attribute of a skeleton mesh that holds each medial sphere's radius

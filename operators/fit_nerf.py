@@ -20,14 +20,13 @@ from bpy.props import EnumProperty, FloatProperty, FloatVectorProperty, IntPrope
 
 from ..inr_blender.context import JobError
 from ..inr_blender.render import transforms
-from ..preferences import backend_config
+from ..inr_blender.wire.client import JobOutcome
 from ..properties import NERF_MODELS
-from .bridge import InputError, make_active
-from .camera_rig import find_rig
-from .client import JobOutcome
-from .field import new_checkpoint_path, new_field
-from .job import FitJobOperator
-from .render_views import TRANSFORMS
+from .common.bridge import InputError, make_active
+from .common.defaults import backend_name, enum_item
+from .common.field import checkpoints, new_checkpoint_path, new_field
+from .common.job import FitJobOperator
+from .common.rig import TRANSFORMS, find_rig
 
 SOURCES = [
     ("RIG", "Camera Rig", "The views Render Training Views made of the scene's camera rig"),
@@ -156,7 +155,7 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
         path, self._views_stored, self._field_name = self._views(context)
         checkpoint, self._stored_path = new_checkpoint_path(self._field_name)
         params: dict[str, Any] = {
-            "model": self.model.lower(), "background": [float(c) for c in self.background],
+            "model": backend_name(self.model), "background": [float(c) for c in self.background],
             "downscale": self.downscale, "holdout_every": self.holdout_every, "seed": self.seed,
         }
         optional = {"iterations": self.iterations, "max_seconds": self.max_seconds, "learning_rate": self.learning_rate}
@@ -164,11 +163,12 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
         params.update({k: v for k, v in optional.items() if v > 0})  # 0: the model's default / no limit
         self._params = dict(params)
         arrays: dict[str, np.ndarray] = {}
-        if backend_config(context).mode == "REMOTE":  # the worker cannot read this machine's files
+        transport = checkpoints(context)
+        if transport.remote:  # the worker cannot read this machine's files: the views go as arrays
             arrays, params["aabb"] = read_views(path)
-            params["return_checkpoint"] = True
         else:
-            params.update(transforms_path=path, checkpoint_path=checkpoint)
+            params["transforms_path"] = path
+        params.update(transport.output(checkpoint))
         self._sources = [self._views_stored]
         return params, arrays
 
@@ -177,7 +177,7 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
         field = new_field(context, self._field_name, outcome, self._stored_path, self._sources, self._params, created)
         s = field.inr_field
         s.kind = "NERF"
-        s.nerf_model = str(result.get("model") or self.model).upper()
+        s.nerf_model = enum_item(str(result.get("model") or self.model))
         s.views_path = self._views_stored
         s.num_views = int(result.get("num_views") or 0)
         s.num_holdout = int(result.get("num_holdout") or 0)

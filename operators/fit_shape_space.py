@@ -7,9 +7,6 @@ each shape its code. The result is a field object ``<first shape>_ShapeSpace`` (
 the first shape's center and scale, so its cube shows where a shape lives, holding one entry per shape (its object,
 code index, center, scale and reconstruction error). The first shape is the active object when it is selected,
 then the others by name.
-
-What the other shape-space operators share lives here too: finding the active space, checking a shape index, and
-the world transform of a shape (or of an in-between of two) that follows the field object when it is moved.
 """
 
 from __future__ import annotations
@@ -21,31 +18,20 @@ import numpy as np
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
-from mathutils import Matrix
 
+from ..inr_blender.settings import presets
+from ..inr_blender.wire.client import JobOutcome
 from ..properties import SHAPE_SPACE_METHODS
-from .bridge import InputError, make_active, mesh_arrays
-from .client import JobOutcome
-from .field import FitPlan, new_field, plan_fit
-from .job import FitJobOperator
+from .common.bridge import InputError, make_active, mesh_arrays
+from .common.defaults import CUSTOM, backend_name, enum_item, preset_items, preset_values
+from .common.field import FitPlan, new_field, plan_fit
+from .common.job import FitJobOperator
 
 FIELD_SUFFIX = "ShapeSpace"
-# Presets fill in every setting the caller does not set explicitly (as Fit SDF's do); CUSTOM uses the operator's.
-PRESETS: dict[str, dict[str, Any]] = {
-    # small enough for a CPU: a few minutes for a handful of shapes; with far fewer samples per step than published,
-    # 4x the published rates and no dropout (bench/shape_space.py measured both on 24 chairs)
-    "FAST": {"latent_size": 64, "width": 256, "depth": 4, "dropout": 0.0, "weight_norm": True, "iterations": 2000,
-             "shapes_per_step": 8, "samples_per_shape": 2048, "num_samples": 50000, "lr_decoder": 2e-3, "lr_codes": 4e-3},
-    # Park 2019: codes of 256, 8 layers of 512 with dropout 0.2 and weight norm, 64 shapes of 16384 samples per step
-    # (the backend's defaults: its 2000 steps stand for the published 2000 epochs, rates halved every quarter)
-    "PUBLISHED": {"latent_size": 256, "width": 512, "depth": 8, "dropout": 0.2, "weight_norm": True, "iterations": 2000,
-                  "shapes_per_step": 64, "samples_per_shape": 16384, "num_samples": 100000, "lr_decoder": 5e-4, "lr_codes": 1e-3},
-}
-PRESET_ITEMS = [
-    ("FAST", "Fast", "Codes of 64, 4 layers of 256, 2000 steps of 8 shapes x 2048 samples at 4x the published rates: minutes on a CPU; the default"),
-    ("PUBLISHED", "Published", "DeepSDF as published: codes of 256, 8 layers of 512, dropout 0.2, 2000 steps of 64 shapes x 16384 samples (a GPU)"),
-    ("CUSTOM", "Custom", "Every setting as set below"),
-]
+# Presets fill in every setting the caller does not set explicitly (as Fit SDF's do; the backend's table); CUSTOM
+# uses the operator's.
+PRESETS = preset_values(presets.SHAPE_SPACE)
+PRESET_ITEMS, DEFAULT_PRESET = preset_items(presets.SHAPE_SPACE), enum_item(presets.SHAPE_SPACE_DEFAULT)
 _NETWORK = ("method", "latent_size", "width", "depth", "dropout", "weight_norm")
 _TRAINING = ("iterations", "max_seconds", "shapes_per_step", "samples_per_shape", "num_samples", "lr_decoder", "lr_codes", "clamp", "prior", "seed",
              "error_resolution")
@@ -53,53 +39,6 @@ _TRAINING = ("iterations", "max_seconds", "shapes_per_step", "samples_per_shape"
 
 def _a(word: str) -> str:
     return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
-
-
-# -- what the shape-space operators share -----------------------------------------------------------
-def active_shape_space(context: bpy.types.Context, operation: str) -> bpy.types.Object:
-    """The active object if it is a shape space, else :class:`InputError`."""
-    obj = context.active_object
-    if obj is None or not obj.inr_field.is_field or obj.inr_field.kind != "SHAPE_SPACE":
-        what = "nothing is active" if obj is None else f"the active object '{obj.name}' is not a shape space"
-        raise InputError(f"{operation} needs a shape space and {what}: fit one with Fit Shape Space (two or more meshes), or click one")
-    if not len(obj.inr_field.shapes):
-        raise InputError(f"the shape space '{obj.name}' records no shapes: fit it again with Fit Shape Space")
-    return obj
-
-
-def checked_shape(field: bpy.types.Object, index: int) -> int:
-    """``index`` if the space has that shape, else :class:`InputError` (the backend's wording)."""
-    count = len(field.inr_field.shapes)
-    if not 0 <= index < count:
-        raise InputError(f"shape {index} is out of range: the space '{field.name}' has {count} shapes (0 to {count - 1})")
-    return index
-
-
-def normalised_frame(center, scale: float) -> Matrix:
-    """The matrix that takes a normalised frame (``local = (world - center) / scale``) to world space."""
-    return Matrix.Translation(tuple(float(c) for c in center)) @ Matrix.Scale(float(scale), 4)
-
-
-def shape_frame(field: bpy.types.Object, center, scale: float) -> Matrix:
-    """World matrix of a normalised frame at ``center``/``scale`` as fitted, following the field object where it is
-    now: the space's frame is its first shape's, which the field object showed when it was made."""
-    first = field.inr_field.shapes[0]
-    moved = field.matrix_world @ normalised_frame(first.center, first.scale).inverted()
-    return moved @ normalised_frame(center, scale)
-
-
-def shape_matrix(field: bpy.types.Object, index: int) -> Matrix:
-    """World matrix of the shape ``index``'s normalised frame (where its decoded mesh goes)."""
-    shape = field.inr_field.shapes[index]
-    return shape_frame(field, shape.center, shape.scale)
-
-
-def shape_of_object(field: bpy.types.Object, obj: bpy.types.Object) -> int | None:
-    """The index of the shape fitted to ``obj`` in the space, or None."""
-    for shape in field.inr_field.shapes:
-        if shape.source == obj or (shape.source is None and shape.name == obj.name):
-            return shape.index
-    return None
 
 
 # -- the fit ------------------------------------------------------------------------------------------------
@@ -111,7 +50,10 @@ class INR_OT_fit_shape_space(FitJobOperator, bpy.types.Operator):
     bl_options = {"UNDO"}  # no redo panel: redoing would retrain
     dialog_width = 340
 
-    preset: EnumProperty(name="Preset", items=PRESET_ITEMS, default="FAST", description="Settings by purpose; explicit settings override it")
+    preset: EnumProperty(
+        name="Preset", items=PRESET_ITEMS, default=DEFAULT_PRESET,
+        description="Settings by purpose; explicit settings override it",
+    )
     method: EnumProperty(name="Method", items=SHAPE_SPACE_METHODS, default="DEEPSDF", description="What the decoder predicts")
     latent_size: IntProperty(name="Latent Size", default=64, min=1, max=4096, description="Length of each shape's code (published 256)")
     width: IntProperty(name="Width", default=256, min=4, max=4096, description="Hidden units per layer of the decoder, more than the latent size + 3 (published 512)")
@@ -142,7 +84,7 @@ class INR_OT_fit_shape_space(FitJobOperator, bpy.types.Operator):
         layout.use_property_split = True
         layout.prop(self, "preset")
         layout.prop(self, "method")
-        if self.preset != "CUSTOM":  # what the preset will run; switch to Custom to edit
+        if self.preset != CUSTOM:  # what the preset will run; switch to Custom to edit
             self.draw_preset(layout, PRESETS[self.preset], self.settings())
             layout.prop(self, "error_resolution")
             return
@@ -190,7 +132,7 @@ class INR_OT_fit_shape_space(FitJobOperator, bpy.types.Operator):
         values = self.settings()
         names = [o.name for o in objects]
         params = {k: v for k, v in values.items() if k != "method"}
-        params.update(method=values["method"].lower(), names=names)
+        params.update(method=backend_name(values["method"]), names=names)
         self._kept = False
         self._plan: FitPlan = plan_fit(context, arrays, names, FIELD_SUFFIX, values["method"], self.preset, params)
         return self._plan.params, arrays

@@ -27,11 +27,11 @@ import bpy
 from bpy.props import EnumProperty, IntProperty
 from mathutils import Matrix
 
+from ..inr_blender.wire.client import JobOutcome
 from ..properties import INTERPOLATE_OUTPUTS
-from .bridge import InputError, create_mesh_object
-from .client import JobOutcome
-from .field import FieldJobOperator
-from .fit_shape_space import active_shape_space, checked_shape, shape_frame, shape_of_object
+from .common.bridge import InputError, create_mesh_object
+from .common.field import FieldJobOperator
+from .common.shape_space import active_shape_space, checked_shape, shape_frame, shape_of_object
 
 SHIFT = 1.2  # a row's shapes sit this many widths apart along +X
 

@@ -18,12 +18,13 @@ import numpy as np
 import bpy
 from bpy.props import EnumProperty, FloatProperty, StringProperty
 
+from ..inr_blender.wire.client import JobOutcome
 from ..properties import RAYCAST_METHODS
-from .bridge import InputError
-from .cameras import scene_view
-from .client import JobOutcome
-from .field import RangeQueryOperator, active_field, evaluations
-from .images import image_from, rgba, save_view, show_image
+from .common.bridge import InputError
+from .common.cameras import scene_view
+from .common.defaults import backend_name
+from .common.field import RangeQueryOperator, active_field, evaluations
+from .common.images import image_from, rgba, save_view, show_image
 
 MAX_SIDE = 8192  # the raycast_view job's largest view: 8192 x 8192 pixels
 
@@ -58,7 +59,7 @@ class INR_OT_raycast_view(RangeQueryOperator, bpy.types.Operator):
         field, params, arrays = self.query_job(context)
         self._size = (view["width"], view["height"])
         self._camera = cam.name
-        params.update(view, method=self.method.lower(), tolerance=self.tolerance, lipschitz=self.lipschitz)
+        params.update(view, method=backend_name(self.method), tolerance=self.tolerance, lipschitz=self.lipschitz)
         local = np.array(c2w, dtype=np.float64)  # the camera in the field's frame, its axes back to unit length
         local[:3, :3] = np.linalg.inv(self._frame[:3, :3]) @ local[:3, :3] * self._frame_scale
         local[:3, 3] = self.to_field(local[None, :3, 3])[0]

@@ -21,11 +21,10 @@ import numpy as np
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty
 
-from ..preferences import backend_config
-from .bridge import InputError, create_mesh_object, make_active, object_geometry
-from .client import JobOutcome
-from .field import FieldJobOperator, new_checkpoint_path, new_field
-from .fit_shape_space import active_shape_space
+from ..inr_blender.wire.client import JobOutcome
+from .common.bridge import InputError, create_mesh_object, make_active, object_geometry
+from .common.field import FieldJobOperator, checkpoints, new_checkpoint_path, new_field
+from .common.shape_space import active_shape_space
 
 SCAN_TYPES = {"MESH", "POINTCLOUD"}
 
@@ -146,14 +145,11 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
         )
         self._scan_name, self._has_normals, self._num_points, self._written = scan.name, "normals" in arrays, len(points), []
         self._stored_path = ""
-        self._remote = backend_config(context).mode == "REMOTE"
+        self._params = {k: v for k, v in params.items() if k != "checkpoint_path"}
         if self.keep_field:  # a remote worker sends the completed shape's weights back instead of writing them
             path, self._stored_path = new_checkpoint_path(f"{scan.name}_completed")
-            params["output_checkpoint_path"] = path
-            if self._remote:
-                params["return_checkpoint"] = True
+            params.update(checkpoints(context).output(path, "output_checkpoint_path"))
             self._written.append(path)
-        self._params = {k: v for k, v in params.items() if k not in ("checkpoint_path", "output_checkpoint_path", "return_checkpoint")}
         return params, arrays
 
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
@@ -165,7 +161,7 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
         mesh = create_mesh_object(context, f"{self._scan_name}_completed", a["vertices"], a["faces"], a.get("normals"), frame)
         created.append(mesh)
         kept = ""
-        if self._stored_path and (result.get("checkpoint_path") or "checkpoint" in a):
+        if self._stored_path and result.get("checkpoint_path"):
             completed = new_field(context, f"{self._scan_name}_completed_field", outcome, self._stored_path, [self._scan_name], self._params, created)
             completed.matrix_world = frame
             s = completed.inr_field

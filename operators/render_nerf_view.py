@@ -9,11 +9,11 @@ import numpy as np
 import bpy
 from bpy.props import StringProperty
 
-from .bridge import InputError
-from .cameras import scene_view
-from .client import JobOutcome
-from .field import FieldJobOperator, active_field
-from .images import image_from, rgba, save_view, show_image
+from ..inr_blender.wire.client import JobOutcome
+from .common.bridge import InputError
+from .common.cameras import scene_view
+from .common.field import FieldJobOperator, active_field
+from .common.images import image_from, rgba, save_view, show_image
 
 
 class INR_OT_render_nerf_view(FieldJobOperator, bpy.types.Operator):

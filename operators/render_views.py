@@ -35,12 +35,11 @@ import bpy
 from bpy.props import BoolProperty, StringProperty
 
 from ..preferences import user_dir
-from .bridge import InputError
-from .camera_rig import find_rig, rig_aabb, rig_cameras
-from .cameras import angle_x, camera_to_world, check_perspective, intrinsics
-from .job import end_modal, job_running, redraw, start_modal
+from .common.bridge import InputError
+from .common.cameras import angle_x, camera_to_world, check_perspective, intrinsics
+from .common.job import end_modal, job_running, redraw, start_modal
+from .common.rig import TRANSFORMS, find_rig, rig_aabb, rig_cameras
 
-TRANSFORMS = "transforms.json"
 _INTRINSIC_KEYS = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty
 
-from .bridge import InputError, create_mesh_object, geometry_node_group, make_active
-from .client import JobOutcome
-from .field import FieldJobOperator
+from ..inr_blender.wire.client import JobOutcome
+from .common.bridge import InputError, create_mesh_object, geometry_node_group, make_active
+from .common.field import FieldJobOperator
 
 ISOPOINTS_GROUP = "INR Iso-points"
 RADIUS_SOCKET = "Radius"  # the group's float input the modifier sets: the points' radius in the object's local units

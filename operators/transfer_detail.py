@@ -28,13 +28,16 @@ import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
 from mathutils import Matrix
 
-from ..preferences import backend_config
+from ..inr_blender.wire.client import Checkpoint, JobOutcome
 from ..properties import TRANSFER_MODES
-from .bridge import InputError, create_mesh_object, make_active, object_geometry
-from .client import JobOutcome
-from .field import KIND_NAMES, FitPlan, checkpoint_of, defaults_from, field_fitted_to, new_checkpoint_path, new_field, plan_fit, require_normals
-from .fit_displacement import DisplacementSettings, displacement_field, is_base_only
-from .job import JobOperator, JobSpec
+from .common.bridge import InputError, create_mesh_object, make_active, object_geometry
+from .common.defaults import backend_name, enum_item
+from .common.displacement import DisplacementSettings, displacement_field, idf_param, is_base_only
+from .common.field import (
+    KIND_NAMES, FitPlan, checkpoints, defaults_from, field_checkpoint, field_fitted_to, new_checkpoint_path, new_field, plan_fit,
+    require_normals,
+)
+from .common.job import JobOperator, JobSpec
 
 SHIFT = 1.2  # the result sits this many target widths to the right (+X) of the target
 GEOMETRY_TYPES = {"MESH", "POINTCLOUD"}
@@ -55,7 +58,7 @@ class Role:
     field: bpy.types.Object | None = None  # an existing field
     plan: FitPlan | None = None  # else the fit that makes it
     outcome: JobOutcome | None = None  # ... once it ran
-    checkpoint: Any = None  # its weights for the transfer: a path, or the bytes (uint8 array) for a remote worker
+    checkpoint: Checkpoint | None = None  # its weights for the transfer
     obj_name: str = ""
     field_name: str = ""
 
@@ -112,8 +115,8 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
     )
     # The fit settings (Fit Displacement Field's) apply to a source or target that has no field yet (the target's
     # base-only fit gets both phases at 1); ``nu`` is the transfer's here, so the fit's is ``fit_nu``.
-    fit_nu: FloatProperty(
-        name="ν", default=0.05, min=1e-4, soft_max=0.2, precision=3,
+    fit_nu: idf_param(
+        "nu", min=1e-4, soft_max=0.2, precision=3,
         description="Width of the shell around the base where the detail acts, for a displacement field fitted first (published 0.05)",
     )
     _groups = tuple((title, tuple("fit_nu" if n == "nu" else n for n in names)) for title, names in DisplacementSettings._groups)
@@ -197,15 +200,14 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
     def first_job(self, context: bpy.types.Context) -> JobSpec:
         source, target = self.roles(context)
         defaults_from(self, target.obj.inr_field, FIELD_SETTINGS)
-        self._remote = backend_config(context).mode == "REMOTE"
+        self._checkpoints = checkpoints(context)
         self._source, self._target, self._written = source, target, []
         self._name = f"{target.obj.name}_transfer"
         values = self.settings()
         steps = []
         for role in (source, target):
             if role.field is not None:
-                params, arrays = checkpoint_of(context, role.field)
-                role.checkpoint = arrays["checkpoint"] if self._remote else params["checkpoint_path"]
+                role.checkpoint = field_checkpoint(context, role.field)
                 continue
             arrays, names = object_geometry(context, [role.obj])
             require_normals(arrays, "A displacement field", f"give '{role.obj.name}' normals (a normal point attribute), or pick a mesh")
@@ -230,38 +232,30 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
 
     def _fitted(self, role: Role, outcome: JobOutcome) -> None:
         role.outcome = outcome
-        if self._remote:  # the weights came back; the field writes them beside the .blend when it is made
-            role.checkpoint = outcome.arrays["checkpoint"]
-        else:
-            role.checkpoint = role.plan.path
-            self._written.append(role.plan.path)
+        role.checkpoint = self._checkpoints.result(outcome, role.plan.path)  # the field stores it when it is made
+        self._written.append(role.plan.path)
 
     def _transfer_job(self, context: bpy.types.Context) -> JobSpec:
         path, self._stored_path = new_checkpoint_path(self._name)
-        self._record = {"strength": self.strength, "nu": self.nu, "mode": self.mode.lower()}
+        self._record = {"strength": self.strength, "nu": self.nu, "mode": backend_name(self.mode)}
         params: dict[str, Any] = dict(self._record)
         arrays: dict[str, np.ndarray] = {}
         for role in (self._source, self._target):
-            if self._remote:
-                arrays[f"{role.name}_checkpoint"] = role.checkpoint
-            else:
-                params[f"{role.name}_checkpoint"] = role.checkpoint
-        if self._remote:
-            params["return_checkpoint"] = True
-        else:
-            params["checkpoint_path"] = path
+            given, sent = role.checkpoint.job_input(f"{role.name}_checkpoint", path_param=f"{role.name}_checkpoint")
+            params.update(given)
+            arrays.update(sent)
+        params.update(self._checkpoints.output(path))
         return "transfer_detail", params, arrays
 
     def _transferred(self, outcome: JobOutcome) -> None:
         self._transfer = outcome
-        if not self._remote:
-            self._written.append(outcome.params["checkpoint_path"])
+        self._transferred_checkpoint = self._checkpoints.result(outcome, outcome.params["checkpoint_path"])
+        self._written.append(outcome.params["checkpoint_path"])
 
     def _extract_job(self, context: bpy.types.Context) -> JobSpec:
         params = {"resolution": self.resolution, "space": "local", "method": "sparse"}
-        if self._remote:
-            return "extract_mesh", params, {"checkpoint": self._transfer.arrays["checkpoint"]}
-        return "extract_mesh", dict(params, checkpoint_path=self._transfer.params["checkpoint_path"]), {}
+        given, sent = self._transferred_checkpoint.job_input()
+        return "extract_mesh", dict(params, **given), sent
 
     # -- the result -----------------------------------------------------------------------------
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
@@ -282,7 +276,7 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
         s.kind, s.method = "SDF", "IDF_TRANSFER"
         s.detail_source, s.detail_target = source.field.name, target.field.name
         result = self._transfer.params
-        s.detail_strength, s.detail_nu, s.detail_mode = float(result["strength"]), float(result["nu"]), str(result["mode"]).upper()
+        s.detail_strength, s.detail_nu, s.detail_mode = float(result["strength"]), float(result["nu"]), enum_item(str(result["mode"]))
         mesh = create_mesh_object(context, f"{field.name}_mesh", vertices, outcome.arrays["faces"], outcome.arrays.get("normals"), field.matrix_world.copy())
         created.append(mesh)
         make_active(context, mesh)

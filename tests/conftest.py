@@ -229,7 +229,7 @@ def interrupt_during(run, nth_job: int = 1, timeout: float = 120.0) -> tuple[obj
     import threading
     import time
 
-    from neural_fields.operators import client
+    from neural_fields.inr_blender.wire import client
 
     fired: list = []
 

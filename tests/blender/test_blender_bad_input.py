@@ -112,7 +112,7 @@ def test_setup_refused_without_online_access(scene):
 
 
 def test_worker_killed_in_the_middle_of_a_job(scene):
-    from neural_fields.operators import client
+    from neural_fields.inr_blender.wire import client
 
     add_suzanne()
     killed = []
@@ -158,7 +158,7 @@ def test_remote_worker_with_the_right_token_round_trips_the_checkpoint(scene, re
 
 def test_cancel_mid_job_leaves_the_scene_as_it_was(scene):
     """Ctrl+C in a headless run cancels like Esc does in the UI: the job stops, nothing is added."""
-    from neural_fields.operators import client
+    from neural_fields.inr_blender.wire import client
 
     add_suzanne()
     before = scene_state()

@@ -136,7 +136,7 @@ def test_isopoint_normals_round_trip_into_fit_sdf(scene, sphere_blend, addon):
     field = _open_field(sphere_blend)
     assert bpy.ops.inr.sample_isopoints(count=1000) == {"FINISHED"}
     obj = bpy.context.active_object
-    arrays, names = addon.operators.bridge.selected_geometry(bpy.context)  # what Fit SDF sends
+    arrays, names = addon.operators.common.bridge.selected_geometry(bpy.context)  # what Fit SDF sends
     assert names == [obj.name] and set(arrays) == {"points", "normals"}
     assert np.allclose(arrays["points"], world_points(obj), atol=1e-5)
     assert np.allclose(arrays["normals"], _world_normals(obj), atol=1e-5)

@@ -91,7 +91,7 @@ def _c2w(cam) -> np.ndarray:
 
 def _blender_pixels(scene, cam, points) -> np.ndarray:
     """Blender's own projection of world points into ``cam``'s render, in pixels (u right, v down from the top)."""
-    from neural_fields.operators.cameras import render_size
+    from neural_fields.operators.common.cameras import render_size
 
     w, h = render_size(scene)
     ndc = np.array([tuple(world_to_camera_view(scene, cam, Vector(p))) for p in points])
@@ -227,7 +227,7 @@ def test_projection_agrees_with_blender(scene, case):
     import torch
 
     from inr_blender.render.cameras import project_points, rays_from_pixels
-    from neural_fields.operators.cameras import camera_to_world, intrinsics
+    from neural_fields.operators.common.cameras import camera_to_world, intrinsics
 
     cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
     scene.collection.objects.link(cam)

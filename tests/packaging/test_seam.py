@@ -56,5 +56,36 @@ def test_nothing_uses_pickle_and_checkpoints_load_weights_only():
 
 
 def test_protocol_imports_without_torch():
-    code = "import sys, inr_blender.protocol, inr_blender.context; assert 'torch' not in sys.modules, 'torch was imported'"
+    code = "import sys, inr_blender.wire.protocol, inr_blender.context; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_wire_package_imports_without_bpy_or_torch():
+    code = ("import sys, inr_blender.wire, inr_blender.wire.protocol, inr_blender.wire.client; "
+            "bad = {'torch', 'bpy'} & set(sys.modules); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def _operator_imports(path):
+    """(module, line) for each import of a sibling module in operators/ (relative ``from . import x`` or ``from .x``)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                yield node.module.split(".")[0], node.lineno
+            else:
+                yield from ((alias.name, node.lineno) for alias in node.names)
+
+
+def test_no_operator_module_imports_another():
+    operators = REPO / "operators"
+    modules = {f.stem for f in operators.glob("*.py") if f.stem != "__init__"}
+    assert {"fit_sdf", "camera_rig", "transfer_detail"} <= modules and (operators / "common").is_dir()
+    bad = [f"operators/{f.name}:{line} imports {mod}" for f in operators.glob("*.py") if f.stem != "__init__"
+           for mod, line in _operator_imports(f) if mod in modules]
+    assert not bad, bad
+    # and the shared machinery imports no operator either
+    bad = [f"operators/common/{f.name}:{line} imports an operator module" for f in (operators / "common").glob("*.py")
+           for node in ast.walk(ast.parse(f.read_text())) if isinstance(node, ast.ImportFrom) and node.level == 2
+           and (node.module or "").split(".")[0] in modules for line in [node.lineno]]
+    assert not bad, bad

@@ -19,13 +19,13 @@ from conftest import sphere_points
 
 @pytest.fixture
 def client(addon):
-    from neural_fields.operators import client
+    from neural_fields.inr_blender.wire import client
 
     return client
 
 
 def test_frames_round_trip_arrays_of_many_dtypes():
-    from inr_blender.protocol import decode_array, encode_frame
+    from inr_blender.wire.protocol import decode_array, encode_frame
 
     arrays = {"f": np.random.rand(5, 3).astype(np.float32), "i": np.arange(7, dtype=np.int64), "b": np.array([True, False]), "u8": np.frombuffer(b"abc", np.uint8)}
     frame = encode_frame({"type": "job", "params": {"x": 1}}, arrays)
@@ -42,7 +42,7 @@ def test_frames_round_trip_arrays_of_many_dtypes():
 
 
 def test_object_arrays_cannot_be_sent_and_pickled_payloads_are_refused():
-    from inr_blender.protocol import decode_array, encode_frame
+    from inr_blender.wire.protocol import decode_array, encode_frame
 
     with pytest.raises(ValueError):
         encode_frame({"type": "job"}, {"bad": np.array([{"a": 1}], dtype=object)})
@@ -53,7 +53,7 @@ def test_object_arrays_cannot_be_sent_and_pickled_payloads_are_refused():
 
 
 def test_wrong_token_is_refused_before_any_payload_is_read(remote_worker):
-    from inr_blender.protocol import recv_frame
+    from inr_blender.wire.protocol import recv_frame
 
     proc, port, token = remote_worker
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -133,3 +133,21 @@ def test_interpreter_without_the_backend_is_a_clear_error(client, tmp_path):
     fake.chmod(0o755)
     with pytest.raises(client.BackendError, match="did not start.*No module named torch"):
         client.Backend(client.BackendConfig(python=str(fake), log_dir=str(tmp_path))).start()
+
+
+def test_checkpoints_cross_as_paths_to_a_local_worker_and_as_bytes_to_a_remote_one(client, tmp_path):
+    path = tmp_path / "field.pt"
+    path.write_bytes(b"weights")
+    local, remote = client.BackendConfig(mode="PYTHON").checkpoints, client.BackendConfig(mode="REMOTE").checkpoints
+    assert local.read(str(path)).job_input() == ({"checkpoint_path": str(path)}, {})
+    params, arrays = remote.read(str(path)).job_input("other_checkpoint")
+    assert params == {} and list(arrays) == ["other_checkpoint"] and arrays["other_checkpoint"].tobytes() == b"weights"
+    assert local.output("new.pt") == {"checkpoint_path": "new.pt"}
+    assert remote.output("new.pt", "output_checkpoint_path") == {"output_checkpoint_path": "new.pt", "return_checkpoint": True}
+    # what a remote worker sends back is written where the field keeps it; a local worker's file is already there
+    sent = client.JobOutcome("finished", {}, {"checkpoint": np.frombuffer(b"trained", dtype=np.uint8)})
+    target = tmp_path / "fields" / "new.pt"
+    assert remote.store(sent, str(target)) and target.read_bytes() == b"trained"
+    assert remote.result(sent, str(target)).job_input()[1]["checkpoint"].tobytes() == b"trained"
+    assert local.result(client.JobOutcome("finished"), str(target)).job_input() == ({"checkpoint_path": str(target)}, {})
+    assert not local.store(client.JobOutcome("finished"), str(tmp_path / "missing.pt"))

@@ -27,6 +27,35 @@ MAX_HEADER_BYTES = 1 << 20  # a header is small JSON; anything bigger is an atta
 MAX_ARRAY_BYTES = 1 << 34  # 16 GiB per array
 _LEN = struct.Struct("!I")
 
+# Message kinds: a frame header's "type". The client sends HELLO (with the token), JOB, CANCEL, PING and
+# SHUTDOWN; the worker answers WELCOME, PROGRESS, RESULT, ERROR, PONG and BYE. LOST never crosses the wire:
+# the client queues it for a job whose connection went away.
+HELLO = "hello"
+WELCOME = "welcome"
+JOB = "job"
+PROGRESS = "progress"
+RESULT = "result"
+ERROR = "error"
+CANCEL = "cancel"
+PING = "ping"
+PONG = "pong"
+SHUTDOWN = "shutdown"
+BYE = "bye"
+LOST = "lost"
+
+# An ERROR frame's "kind": why the job (or the connection) ended.
+CANCELLED = "cancelled"  # the client's CANCEL stopped the job
+INPUT = "input"  # bad input (a JobError), or out of memory: one clear line for the user
+INTERNAL = "internal"  # a bug in the backend: the message and a traceback in "detail"
+BAD_MESSAGE = "protocol"  # a frame of an unknown type
+AUTH = "auth"  # the token was wrong
+
+# What a checkpoint is called on the wire: the job param of its path (a worker on this machine reads or writes the
+# file) or the uint8 array of its bytes (a remote worker); RETURN_CHECKPOINT asks a fit to send its bytes back.
+CHECKPOINT = "checkpoint"
+CHECKPOINT_PATH = "checkpoint_path"
+RETURN_CHECKPOINT = "return_checkpoint"
+
 
 class ProtocolError(RuntimeError):
     """The peer sent something that is not a valid frame, or went away."""

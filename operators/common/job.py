@@ -21,9 +21,9 @@ import numpy as np
 
 import bpy
 
-from ..preferences import backend_config, device_choice
+from ...inr_blender.wire.client import BackendError, Job, JobOutcome, get_backend
+from ...preferences import backend_config, device_choice
 from .bridge import InputError, remove_objects
-from .client import BackendError, Job, JobOutcome, get_backend
 
 _running: list["JobOperator"] = []  # the operator whose job is in flight (one at a time)
 

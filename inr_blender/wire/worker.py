@@ -21,9 +21,13 @@ import time
 import traceback
 from typing import Any
 
-from . import __version__
-from .context import Cancelled, JobContext, JobError
-from .protocol import PROTOCOL_VERSION, ConnectionClosed, ProtocolError, recv_arrays, recv_frame, recv_header, send_frame
+from .. import __version__
+from ..context import Cancelled, JobContext, JobError
+from .protocol import (
+    AUTH, BAD_MESSAGE, BYE, CANCEL, CANCELLED, ERROR, HELLO, INPUT, INTERNAL, JOB, PING, PONG, PROGRESS,
+    PROTOCOL_VERSION, RESULT, SHUTDOWN, WELCOME, ConnectionClosed, ProtocolError, recv_arrays, recv_frame, recv_header,
+    send_frame,
+)
 
 
 class _Connection:
@@ -46,12 +50,12 @@ class _Connection:
             while True:
                 header, arrays = recv_frame(self.sock)
                 kind = header.get("type")
-                if kind == "cancel":
+                if kind == CANCEL:
                     event = self.cancel_events.get(str(header.get("job_id")))
                     if event is not None:
                         event.set()
-                elif kind == "ping":
-                    self.send({"type": "pong"})
+                elif kind == PING:
+                    self.send({"type": PONG})
                 else:
                     self.inbox.put((header, arrays))
         except (ProtocolError, OSError):
@@ -69,14 +73,14 @@ class _Connection:
                 return
             header, arrays = item
             kind = header.get("type")
-            if kind == "shutdown":
+            if kind == SHUTDOWN:
                 self.shutdown_requested = True
-                self.send({"type": "bye"})
+                self.send({"type": BYE})
                 return
-            if kind == "job":
+            if kind == JOB:
                 self._run_job(header, arrays)
             else:
-                self.send({"type": "error", "kind": "protocol", "message": f"unknown message type {kind!r}"})
+                self.send({"type": ERROR, "kind": BAD_MESSAGE, "message": f"unknown message type {kind!r}"})
 
     def _run_job(self, header: dict[str, Any], arrays: dict) -> None:
         job_id = str(header.get("job_id", ""))
@@ -86,7 +90,7 @@ class _Connection:
         self.cancel_events[job_id] = cancel
 
         def send_progress(event: dict[str, Any]) -> None:
-            self.send({"type": "progress", "job_id": job_id, **event})
+            self.send({"type": PROGRESS, "job_id": job_id, **event})
 
         ctx = JobContext(send=send_progress, cancel_event=cancel)
         started = time.monotonic()
@@ -96,25 +100,25 @@ class _Connection:
             result_params, result_arrays = self.jobs[name](params, arrays, ctx)
             result_params = dict(result_params or {})
             result_params.setdefault("seconds", time.monotonic() - started)
-            self.send({"type": "result", "job_id": job_id, "params": result_params}, result_arrays or {})
+            self.send({"type": RESULT, "job_id": job_id, "params": result_params}, result_arrays or {})
         except Cancelled as exc:
-            self._send_error(job_id, "cancelled", str(exc))
+            self._send_error(job_id, CANCELLED, str(exc))
         except JobError as exc:
-            self._send_error(job_id, "input", str(exc))
+            self._send_error(job_id, INPUT, str(exc))
         except MemoryError:
-            self._send_error(job_id, "input", "the backend ran out of memory; lower the resolution or batch size")
+            self._send_error(job_id, INPUT, "the backend ran out of memory; lower the resolution or batch size")
         except (ProtocolError, OSError):
             pass  # the client went away mid-job
         except Exception as exc:  # report, keep serving
             detail = traceback.format_exc()
             print(detail, file=sys.stderr, flush=True)
-            self._send_error(job_id, "internal", f"{type(exc).__name__}: {exc}", detail)
+            self._send_error(job_id, INTERNAL, f"{type(exc).__name__}: {exc}", detail)
         finally:
             self.cancel_events.pop(job_id, None)
 
     def _send_error(self, job_id: str, kind: str, message: str, detail: str = "") -> None:
         try:
-            self.send({"type": "error", "job_id": job_id, "kind": kind, "message": message, "detail": detail})
+            self.send({"type": ERROR, "job_id": job_id, "kind": kind, "message": message, "detail": detail})
         except (ProtocolError, OSError):
             pass
 
@@ -126,15 +130,15 @@ def authenticate(sock: socket.socket, token: str) -> bool:
     except (ProtocolError, OSError):
         return False
     given = header.get("token")
-    if header.get("type") != "hello" or not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
+    if header.get("type") != HELLO or not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
         try:
-            send_frame(sock, {"type": "error", "kind": "auth", "message": "the worker rejected the token"})
+            send_frame(sock, {"type": ERROR, "kind": AUTH, "message": "the worker rejected the token"})
         except OSError:
             pass
         return False
     if header.get("arrays"):
         recv_arrays(sock, header)
-    send_frame(sock, {"type": "welcome", "protocol": PROTOCOL_VERSION, "backend_version": __version__, "pid": os.getpid()})
+    send_frame(sock, {"type": WELCOME, "protocol": PROTOCOL_VERSION, "backend_version": __version__, "pid": os.getpid()})
     return True
 
 
@@ -142,7 +146,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, token: str = "", once: bool = 
     """Serve jobs until a client asks to shut down (or, with ``once``, until the first client leaves)."""
     if not token:
         raise SystemExit("a token is required: pass --token, --token-file or set INR_TOKEN")
-    from .jobs import JOBS  # imports torch: done once, before we announce readiness
+    from ..jobs import JOBS  # imports torch: done once, before we announce readiness
 
     server = socket.create_server((host, port))
     bound_port = server.getsockname()[1]

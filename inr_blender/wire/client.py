@@ -22,9 +22,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..inr_blender.protocol import ProtocolError, recv_frame, send_frame
+from .protocol import (
+    CANCEL, CANCELLED, CHECKPOINT, CHECKPOINT_PATH, ERROR, HELLO, JOB, LOST, PROGRESS, RESULT, RETURN_CHECKPOINT,
+    SHUTDOWN, WELCOME, ProtocolError, recv_frame, send_frame,
+)
 
-ADDON_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ADDON_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds inr_blender/
 START_TIMEOUT = 120.0  # importing torch on a cold disk can take a while
 CANCEL_GRACE = 5.0  # seconds a worker has to stop before a local one is killed
 
@@ -44,6 +47,11 @@ class BackendConfig:
     token: str = ""
     log_dir: str = field(default_factory=tempfile.gettempdir)
 
+    @property
+    def checkpoints(self) -> "CheckpointTransport":
+        """How checkpoints cross to this worker: as files (local) or as bytes (remote)."""
+        return CheckpointTransport(remote=self.mode == "REMOTE")
+
 
 @dataclass
 class JobOutcome:
@@ -53,6 +61,52 @@ class JobOutcome:
     params: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     message: str = ""
+
+
+@dataclass(frozen=True, eq=False)
+class Checkpoint:
+    """A field's weights as a job takes them: the file ``path``, or its bytes ``data`` for a remote worker."""
+
+    path: str
+    data: np.ndarray | None = None
+
+    def job_input(self, name: str = CHECKPOINT, path_param: str = "") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The job params and arrays that hand it over: the array ``name``, or the param ``path_param``
+        (default ``<name>_path``) naming the file."""
+        if self.data is not None:
+            return {}, {name: self.data}
+        return {path_param or f"{name}_path": self.path}, {}
+
+
+@dataclass(frozen=True)
+class CheckpointTransport:
+    """Whether checkpoints cross as paths or as bytes, decided once per backend: a worker on this machine reads
+    and writes the files; a remote one gets their bytes and sends a new checkpoint's bytes back, written here."""
+
+    remote: bool = False
+
+    def read(self, path: str) -> Checkpoint:
+        """The checkpoint file ``path`` as a job takes it."""
+        return Checkpoint(path, np.fromfile(path, dtype=np.uint8) if self.remote else None)
+
+    def output(self, path: str, param: str = CHECKPOINT_PATH) -> dict[str, Any]:
+        """The job params that ask for a new checkpoint at ``path`` (the param ``param``): written there by a
+        local worker, sent back by a remote one (see :meth:`store`)."""
+        return {param: path, RETURN_CHECKPOINT: True} if self.remote else {param: path}
+
+    @staticmethod
+    def result(outcome: "JobOutcome", path: str) -> Checkpoint:
+        """The checkpoint a finished job made (asked for at ``path`` with :meth:`output`), for a following job."""
+        return Checkpoint(path, outcome.arrays.get(CHECKPOINT))
+
+    @staticmethod
+    def store(outcome: "JobOutcome", path: str) -> bool:
+        """Write the checkpoint bytes a remote worker sent back to ``path``; True when the file is there."""
+        data = outcome.arrays.get(CHECKPOINT)
+        if data is not None:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            np.asarray(data, dtype=np.uint8).tofile(path)
+        return os.path.isfile(path)
 
 
 class Job:
@@ -85,15 +139,15 @@ class Job:
             except queue.Empty:
                 break
             kind = header.get("type")
-            if kind == "progress":
+            if kind == PROGRESS:
                 self.progress = {k: header.get(k) for k in ("step", "total", "loss", "message", "psnr")}
                 seen.append(self.progress)
-            elif kind == "result":
+            elif kind == RESULT:
                 self.outcome = JobOutcome("finished", header.get("params") or {}, arrays)
-            elif kind == "error":
-                status = "cancelled" if header.get("kind") == "cancelled" else "failed"
+            elif kind == ERROR:
+                status = "cancelled" if header.get("kind") == CANCELLED else "failed"
                 self.outcome = JobOutcome(status, message=header.get("message", "the backend reported an error"))
-            elif kind == "lost":
+            elif kind == LOST:
                 self.outcome = JobOutcome("cancelled" if self._cancel_sent_at else "failed", message=header["message"])
         if self.outcome is None and self._cancel_sent_at is not None:
             if time.monotonic() - self._cancel_sent_at > CANCEL_GRACE:
@@ -106,7 +160,7 @@ class Job:
             return
         self._cancel_sent_at = time.monotonic()
         try:
-            self.backend.send({"type": "cancel", "job_id": self.job_id})
+            self.backend.send({"type": CANCEL, "job_id": self.job_id})
         except BackendError:
             pass
 
@@ -198,12 +252,12 @@ class Backend:
         assert self.sock is not None
         self.sock.settimeout(START_TIMEOUT)
         try:
-            send_frame(self.sock, {"type": "hello", "token": token})
+            send_frame(self.sock, {"type": HELLO, "token": token})
             header, _ = recv_frame(self.sock)
         except (ProtocolError, OSError) as exc:
             self.close()
             raise BackendError(f"the backend worker closed the connection during the handshake: {exc}") from None
-        if header.get("type") != "welcome":
+        if header.get("type") != WELCOME:
             self.close()
             raise BackendError(f"the backend worker refused the connection: {header.get('message', header.get('type'))}")
         self.sock.settimeout(None)
@@ -231,7 +285,7 @@ class Backend:
             try:
                 if self.process is not None and self.process.poll() is None:
                     self.sock.settimeout(2.0)
-                    send_frame(self.sock, {"type": "shutdown"})
+                    send_frame(self.sock, {"type": SHUTDOWN})
             except OSError:
                 pass
             try:
@@ -262,7 +316,7 @@ class Backend:
             raise BackendError("the backend is busy with another job")
         job = Job(self, str(next(self._ids)), name)
         self._current = job
-        self.send({"type": "job", "job_id": job.job_id, "job": name, "params": params or {}}, arrays)
+        self.send({"type": JOB, "job_id": job.job_id, "job": name, "params": params or {}}, arrays)
         return job
 
     def run(self, name: str, params: dict[str, Any] | None = None, arrays: dict[str, np.ndarray] | None = None) -> JobOutcome:
@@ -283,7 +337,7 @@ class Backend:
             pass
         job = self._current
         if job is not None and not job.done:
-            job.events.put(({"type": "lost", "message": self._lost_message()}, {}))
+            job.events.put(({"type": LOST, "message": self._lost_message()}, {}))
         self._closed = True
 
     def _lost_message(self) -> str:

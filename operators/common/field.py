@@ -15,14 +15,19 @@ import numpy as np
 import bpy
 from bpy.props import EnumProperty
 
-from ..preferences import backend_config, user_dir
-from ..properties import RANGE_MODES
+from ...inr_blender.wire.client import Checkpoint, CheckpointTransport, JobOutcome
+from ...preferences import backend_config, user_dir
+from ...properties import RANGE_MODES
 from .bridge import InputError, create_field_object
-from .client import JobOutcome
 from .job import JobOperator
 
 MAX_HISTORY = 200  # loss samples kept on a field (the curve in the panel)
 KIND_NAMES = {"SDF": "a signed distance field", "NERF": "a radiance field", "SHAPE_SPACE": "a shape space"}
+
+
+def checkpoints(context: bpy.types.Context) -> CheckpointTransport:
+    """How checkpoints cross to the configured worker: as paths (local) or as bytes (remote)."""
+    return backend_config(context).checkpoints
 
 
 def new_checkpoint_path(name: str) -> tuple[str, str]:
@@ -44,10 +49,7 @@ def new_field(
     the checkpoint (written here when a remote worker sent its bytes back), sources, settings,
     loss history, steps, time, device and stop reason."""
     result = outcome.params
-    if "checkpoint" in outcome.arrays:  # a remote worker sends the weights back
-        path = bpy.path.abspath(stored_path)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        outcome.arrays["checkpoint"].tofile(path)
+    checkpoints(context).store(outcome, bpy.path.abspath(stored_path))  # what a remote worker sent back
     field = create_field_object(context, name, result["center"], result["scale"])
     created.append(field)
     settings = field.inr_field
@@ -96,9 +98,7 @@ def plan_fit(
     is named ``<first source>_<suffix>``; a remote worker sends the checkpoint back instead of writing it."""
     name = f"{sources[0]}_{suffix}"
     path, stored = new_checkpoint_path(name)
-    params = dict(params, checkpoint_path=path)
-    if backend_config(context).mode == "REMOTE":
-        params["return_checkpoint"] = True
+    params = dict(params, **checkpoints(context).output(path))
     return FitPlan(name, stored, list(sources), method, preset, params, arrays)
 
 
@@ -146,6 +146,14 @@ def defaults_from(op: bpy.types.Operator, settings: bpy.types.PropertyGroup, nam
             setattr(op, name, getattr(settings, setting))
 
 
+def described(obj: bpy.types.Object) -> str:
+    """'a field', 'an empty', 'a camera', ...: what ``obj`` is, for a refusal."""
+    if obj.inr_field.is_field:
+        return "a radiance field" if obj.inr_field.kind == "NERF" else "a field"
+    kind = obj.type.lower().replace("_", " ")
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
 def active_field(context: bpy.types.Context, kind: str = "", operation: str = "") -> bpy.types.Object:
     """The active object if it is a fitted field (of ``kind``, when given), else :class:`InputError`."""
     obj = context.active_object
@@ -156,14 +164,17 @@ def active_field(context: bpy.types.Context, kind: str = "", operation: str = ""
     return obj
 
 
-def checkpoint_of(context: bpy.types.Context, field: bpy.types.Object) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Job params/arrays that name the field's weights: a path, or the bytes for a remote worker."""
+def field_checkpoint(context: bpy.types.Context, field: bpy.types.Object) -> Checkpoint:
+    """The field's weights as a job takes them (a path, or the bytes for a remote worker); InputError when missing."""
     path = bpy.path.abspath(field.inr_field.checkpoint)
     if not field.inr_field.checkpoint or not os.path.isfile(path):
         raise InputError(f"checkpoint of '{field.name}' not found: {path or '(none)'}")
-    if backend_config(context).mode == "REMOTE":
-        return {}, {"checkpoint": np.fromfile(path, dtype=np.uint8)}
-    return {"checkpoint_path": path}, {}
+    return checkpoints(context).read(path)
+
+
+def checkpoint_of(context: bpy.types.Context, field: bpy.types.Object, name: str = "checkpoint") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Job params/arrays that name the field's weights: the param ``<name>_path``, or the array ``name``."""
+    return field_checkpoint(context, field).job_input(name)
 
 
 class FieldJobOperator(JobOperator):
@@ -206,8 +217,7 @@ class FieldJobOperator(JobOperator):
 
 def other_checkpoint(context: bpy.types.Context, field: bpy.types.Object) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """:func:`checkpoint_of` for a job's second field: ``other_checkpoint_path``, or the array ``other_checkpoint``."""
-    params, arrays = checkpoint_of(context, field)
-    return {f"other_{k}": v for k, v in params.items()}, {f"other_{k}": v for k, v in arrays.items()}
+    return checkpoint_of(context, field, "other_checkpoint")
 
 
 class RangeQueryOperator(FieldJobOperator):
