@@ -40,9 +40,12 @@ def register() -> None:
     for handler_list, handler in migrate.handlers:
         if handler not in handler_list:
             handler_list.append(handler)
+    bpy.app.timers.register(migrate.migrate_open_file, first_interval=0.0)  # bpy.data is out of reach in register()
 
 
 def unregister() -> None:
+    if bpy.app.timers.is_registered(migrate.migrate_open_file):
+        bpy.app.timers.unregister(migrate.migrate_open_file)
     for handler_list, handler in migrate.handlers:
         if handler in handler_list:
             handler_list.remove(handler)

@@ -106,4 +106,9 @@ def on_load_post(*_args) -> None:
         print(f"Neural Fields: moved {moved} field settings of an older version to their new places")
 
 
+def migrate_open_file() -> None:
+    """A timer's one call after the add-on is enabled: the file open then (loaded before it) migrates too."""
+    on_load_post()
+
+
 handlers = ((bpy.app.handlers.load_post, on_load_post),)

@@ -100,3 +100,17 @@ def test_a_migrated_file_saves_and_reopens_unchanged(old_file, tmp_path):
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
     bpy.ops.wm.open_mainfile(filepath=str(path))
     _check(old_file)
+
+
+def test_a_file_open_before_the_add_on_is_enabled_migrates_once_it_is(addon):
+    """register() leaves a timer that migrates the file already open (loaded without the load_post handler)."""
+    migrate = addon.properties.migrate
+    assert bpy.app.timers.is_registered(migrate.migrate_open_file) or migrate.on_load_post in bpy.app.handlers.load_post
+    bpy.app.handlers.load_post.remove(migrate.on_load_post)
+    try:
+        bpy.ops.wm.open_mainfile(filepath=str(DATA / "fields_v0_1.blend"))
+    finally:
+        bpy.app.handlers.load_post.append(migrate.on_load_post)
+    assert bpy.data.objects["SDF IGR"].inr_field["skeleton_delta"] == pytest.approx(0.035)  # not migrated yet
+    migrate.migrate_open_file()  # what the timer calls
+    _check(json.loads((DATA / "fields_v0_1.json").read_text())["objects"])
