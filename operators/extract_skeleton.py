@@ -26,7 +26,7 @@ from .field import FieldJobOperator
 SPHERES_GROUP = "INR Medial Spheres"
 SKELETON_RADIUS = "radius"  # the point attribute of a skeleton mesh that holds each medial sphere's radius
 # The operator's settings and the field's (the panel's) that stand in when the caller does not set them.
-FIELD_SETTINGS = setting_paths("skeleton", tuple(SETTINGS))
+FIELD_SETTINGS = setting_paths("skeleton", SETTINGS)
 
 
 def medial_spheres_group() -> tuple[bpy.types.NodeTree, bool]:

@@ -76,7 +76,7 @@ class INR_OT_interpolate_shapes(FieldJobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     job_name = "interpolate_shapes"
     # the field's settings (the panel's) stand in for those the caller does not set
-    field_settings = setting_paths("shape_space.interpolate", tuple(INTERPOLATE_SETTINGS))
+    field_settings = setting_paths("shape_space.interpolate", INTERPOLATE_SETTINGS)
 
     a: IntProperty(
         name="From", default=-1, min=-1, options={"SKIP_SAVE"},

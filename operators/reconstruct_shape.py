@@ -64,7 +64,7 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     job_name = "reconstruct_shape"
     # the field's settings (the panel's) stand in for those the caller does not set
-    field_settings = setting_paths("shape_space.reconstruct", tuple(RECONSTRUCT_SETTINGS))
+    field_settings = setting_paths("shape_space.reconstruct", RECONSTRUCT_SETTINGS)
 
     iterations: for_operator(RECONSTRUCT_SETTINGS["iterations"])
     resolution: for_operator(RECONSTRUCT_SETTINGS["resolution"])

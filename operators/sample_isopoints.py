@@ -27,7 +27,7 @@ RADIUS_SOCKET = "Radius"  # the group's float input the modifier sets: the point
 NORMAL_ATTRIBUTE = "normal"  # what bridge.selected_geometry reads back as a point cloud's normals
 RESIDUAL_ATTRIBUTE = "residual"
 # The operator's settings and the field's (the panel's) that stand in when the caller does not set them.
-FIELD_SETTINGS = setting_paths("isopoints", tuple(SETTINGS))
+FIELD_SETTINGS = setting_paths("isopoints", SETTINGS)
 FALLBACK_RADIUS = 0.002  # of the field's half-size, when the spacing is unknown (a single point)
 
 

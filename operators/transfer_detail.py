@@ -40,7 +40,7 @@ from .job import JobOperator, JobSpec
 SHIFT = 1.2  # the result sits this many target widths to the right (+X) of the target
 GEOMETRY_TYPES = {"MESH", "POINTCLOUD"}
 # The operator's settings and the target's (the panel's) that stand in when the caller does not set them.
-FIELD_SETTINGS = setting_paths("transfer", tuple(SETTINGS))
+FIELD_SETTINGS = setting_paths("transfer", SETTINGS)
 
 
 def _a(word: str) -> str:

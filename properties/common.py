@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 OPERATOR_NOTE = " (when not set: the field's)"
 
@@ -17,8 +17,7 @@ def for_operator(setting: Any, **changes: Any) -> Any:
     return setting.function(**keywords)
 
 
-def setting_paths(group: str, names: dict[str, str] | tuple[str, ...]) -> dict[str, str]:
-    """An operator's ``field_settings``: each operator property -> the dotted path of its setting on ``inr_field``
-    (``names``: the operator's names, the same in the group; or operator name -> group name)."""
-    pairs = names.items() if isinstance(names, dict) else ((n, n) for n in names)
-    return {op_name: f"{group}.{name}" for op_name, name in pairs}
+def setting_paths(group: str, names: Iterable[str]) -> dict[str, str]:
+    """An operator's ``field_settings``: each of ``names`` (an operator property named as the setting in ``group``)
+    -> the setting's dotted path on ``inr_field`` (``"skeleton.delta"``)."""
+    return {name: f"{group}.{name}" for name in names}
