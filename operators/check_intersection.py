@@ -104,11 +104,11 @@ class INR_OT_check_intersection(RangeQueryOperator, bpy.types.Operator):
                 shown += f", witness '{witness.name}'"
             make_active(context, boxes)
 
-        s = field.inr_field
-        s.intersection_verdict = enum_item(verdict)
-        s.intersection_other = self._other
-        s.intersection_boxes = len(lower)
-        s.intersection_seconds = float(result.get("seconds") or 0.0)
+        s = field.inr_field.ranges.intersection
+        s.verdict = enum_item(verdict)
+        s.other = self._other
+        s.boxes = len(lower)
+        s.seconds = float(result.get("seconds") or 0.0)
         at = ""
         if result.get("witness") is not None:
             at = " at (" + ", ".join(f"{c:.4g}" for c in self.from_field(np.asarray(result["witness"])[None])[0]) + ")"

@@ -86,14 +86,14 @@ class INR_OT_closest_points(RangeQueryOperator, bpy.types.Operator):
         if context.mode == "OBJECT":
             make_active(context, obj)
 
-        s = field.inr_field
-        s.has_closest = True
-        s.closest_count = n
-        s.closest_min, s.closest_max = float(distance.min()), float(distance.max())
-        s.closest_seconds = float(outcome.params.get("seconds") or 0.0)
+        s = field.inr_field.ranges.closest
+        s.has_result = True
+        s.count = n
+        s.min, s.max = float(distance.min()), float(distance.max())
+        s.seconds = float(outcome.params.get("seconds") or 0.0)
         gap = float((a["upper"] - a["lower"]).max()) * self._frame_scale
         self.report(
             {"INFO"},
-            f"Closest points of {n} vertices of '{self._mesh}' on '{field.name}': distance {s.closest_min:.4g} to {s.closest_max:.4g} "
+            f"Closest points of {n} vertices of '{self._mesh}' on '{field.name}': distance {s.min:.4g} to {s.max:.4g} "
             f"(certified within {gap:.2g}); {evaluations(outcome.params)}; into '{obj.name}'",
         )

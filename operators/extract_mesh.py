@@ -105,13 +105,13 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         self._nerf = field.inr_field.kind == "NERF"
         self._shape = -1
         if field.inr_field.kind == "SHAPE_SPACE":  # decode one shape of the space, in its own place
-            self._shape = checked_shape(field, self.shape if self.shape >= 0 else field.inr_field.active_shape)
+            self._shape = checked_shape(field, self.shape if self.shape >= 0 else field.inr_field.shape_space.active_shape)
             params["shape"] = self._shape
         if self.part == "BASE" and (self._nerf or field.inr_field.method not in DISPLACEMENT):
             raise InputError(f"only a displacement field has a base to extract: '{field.name}' is not one (fit it with Fit Displacement Field)")
         if self._nerf:
             if not self.properties.is_property_set("threshold"):
-                self.threshold = field.inr_field.density_threshold  # shown in, and kept by, the redo panel
+                self.threshold = field.inr_field.nerf.density_threshold  # shown in, and kept by, the redo panel
             params["threshold"] = self.threshold
         else:
             params["level"] = self.level
@@ -123,9 +123,9 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         suffix = "base" if self.part == "BASE" else "mesh"
         name, frame = f"{field.name}_{suffix}", field.matrix_world.copy()
         if self._shape >= 0:
-            if self._shape >= len(field.inr_field.shapes):
+            if self._shape >= len(field.inr_field.shape_space.shapes):
                 raise InputError(f"the shape space '{field.name}' changed while the job ran")
-            name, frame = f"{field.name}_{field.inr_field.shapes[self._shape].name}_{suffix}", shape_matrix(field, self._shape)
+            name, frame = f"{field.name}_{field.inr_field.shape_space.shapes[self._shape].name}_{suffix}", shape_matrix(field, self._shape)
         obj = create_mesh_object(context, name, a["vertices"], a["faces"], a.get("normals"), frame)
         created.append(obj)
         colors = a.get("colors")

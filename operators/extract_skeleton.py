@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty, IntProperty
-
 from ..inr_blender.fileio import loose_edges
+from ..properties.common import for_operator, setting_paths
+from ..properties.skeleton import SETTINGS
 from ..inr_blender.wire.client import JobOutcome
 from .common.bridge import InputError, create_mesh_object, geometry_node_group, make_active
 from .common.field import FieldJobOperator
@@ -26,12 +26,7 @@ from .common.field import FieldJobOperator
 SPHERES_GROUP = "INR Medial Spheres"
 SKELETON_RADIUS = "radius"  # the point attribute of a skeleton mesh that holds each medial sphere's radius
 # The operator's settings and the field's (the panel's) that stand in when the caller does not set them.
-FIELD_SETTINGS = {
-    "delta": "skeleton_delta",
-    "num_surface_samples": "skeleton_surface_samples",
-    "time_limit": "skeleton_time_limit",
-    "show_spheres": "skeleton_spheres",
-}
+FIELD_SETTINGS = setting_paths("skeleton", SETTINGS)
 
 
 def medial_spheres_group() -> tuple[bpy.types.NodeTree, bool]:
@@ -73,22 +68,10 @@ class INR_OT_extract_skeleton(FieldJobOperator, bpy.types.Operator):
     field_settings = FIELD_SETTINGS
 
     # When not set, each comes from the field's own settings (the Skeleton box of the panel).
-    delta: FloatProperty(
-        name="δ", default=0.02, min=1e-4, soft_max=0.2, precision=3, options={"SKIP_SAVE"},
-        description="Coverage tolerance, as a fraction of the shape's size (its longest half-extent): larger gives fewer medial spheres, a coarser skeleton",
-    )
-    num_surface_samples: IntProperty(
-        name="Surface Samples", default=2000, min=16, soft_max=20000, options={"SKIP_SAVE"},
-        description="Points spread on the field's surface that the medial spheres must cover",
-    )
-    time_limit: FloatProperty(
-        name="MILP Time Limit", default=60.0, min=0.1, soft_max=600.0, subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE", options={"SKIP_SAVE"},
-        description="Most time for the set-cover solver; past it the best cover found is used (not proven optimal)",
-    )
-    show_spheres: BoolProperty(
-        name="Medial Spheres", default=True, options={"SKIP_SAVE"},
-        description="Also add an object that shows each skeletal point's medial sphere (geometry nodes on the skeleton's points)",
-    )
+    delta: for_operator(SETTINGS["delta"])
+    num_surface_samples: for_operator(SETTINGS["num_surface_samples"])
+    time_limit: for_operator(SETTINGS["time_limit"])
+    show_spheres: for_operator(SETTINGS["show_spheres"])
 
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         field, params, arrays = self.field_job(context, "SDF")
@@ -120,20 +103,20 @@ class INR_OT_extract_skeleton(FieldJobOperator, bpy.types.Operator):
             (context.collection or context.scene.collection).objects.link(spheres)
         make_active(context, skeleton)
 
-        s = field.inr_field
-        s.has_skeleton = True
-        s.skeleton_vertices = int(result.get("num_vertices", len(vertices)))
-        s.skeleton_edges = int(result.get("num_edges", len(a["edges"])))
-        s.skeleton_triangles = int(result.get("num_triangles", len(triangles)))
-        s.skeleton_candidates = int(result.get("num_candidates") or 0)
-        s.skeleton_optimal = bool(result.get("optimal"))
-        s.skeleton_cover_message = str(result.get("cover_message") or "")
-        s.skeleton_uncovered = int(result.get("uncovered") or 0)
-        s.skeleton_seconds = float(result.get("seconds") or 0.0)
-        s.skeleton_delta_used = float(self.delta)
-        cover = "optimal cover" if s.skeleton_optimal else f"cover not proven optimal: {s.skeleton_cover_message}"
+        s = field.inr_field.skeleton
+        s.has_result = True
+        s.vertices = int(result.get("num_vertices", len(vertices)))
+        s.edges = int(result.get("num_edges", len(a["edges"])))
+        s.triangles = int(result.get("num_triangles", len(triangles)))
+        s.candidates = int(result.get("num_candidates") or 0)
+        s.optimal = bool(result.get("optimal"))
+        s.cover_message = str(result.get("cover_message") or "")
+        s.uncovered = int(result.get("uncovered") or 0)
+        s.seconds = float(result.get("seconds") or 0.0)
+        s.delta_used = float(self.delta)
+        cover = "optimal cover" if s.optimal else f"cover not proven optimal: {s.cover_message}"
         self.report(
             {"INFO"},
-            f"Extracted a skeleton of {s.skeleton_vertices} points, {s.skeleton_edges} edges, {s.skeleton_triangles} triangles "
-            f"from {s.skeleton_candidates} candidates at δ {self.delta:g} ({cover}) in {s.skeleton_seconds:.1f} s",
+            f"Extracted a skeleton of {s.vertices} points, {s.edges} edges, {s.triangles} triangles "
+            f"from {s.candidates} candidates at δ {self.delta:g} ({cover}) in {s.seconds:.1f} s",
         )

@@ -175,9 +175,9 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
         result = outcome.params
         field = new_field(context, self._field_name, outcome, self._stored_path, self._sources, self._params, created)
-        s = field.inr_field
-        s.kind = "NERF"
-        s.nerf_model = enum_item(str(result.get("model") or self.model))
+        field.inr_field.kind = "NERF"
+        s = field.inr_field.nerf
+        s.model = enum_item(str(result.get("model") or self.model))
         s.views_path = self._views_stored
         s.num_views = int(result.get("num_views") or 0)
         s.num_holdout = int(result.get("num_holdout") or 0)
@@ -191,4 +191,4 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
             s.density_threshold = float(result["density_threshold"])
         make_active(context, field)
         quality = f"held-out PSNR {s.psnr:.2f} dB, SSIM {s.ssim:.3f}" if s.num_holdout else f"train PSNR {s.train_psnr:.2f} dB"
-        self.report({"INFO"}, f"Fitted {field.name}: {quality} on {s.device}; {s.stop_reason}")
+        self.report({"INFO"}, f"Fitted {field.name}: {quality} on {field.inr_field.device}; {field.inr_field.stop_reason}")

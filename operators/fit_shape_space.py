@@ -158,15 +158,15 @@ class INR_OT_fit_shape_space(FitJobOperator, bpy.types.Operator):
         field = new_field(context, plan.field_name, outcome, plan.stored_path, plan.sources, plan.params, created)
         s = field.inr_field
         s.kind, s.method, s.preset = "SHAPE_SPACE", plan.method, plan.preset
-        s.latent_size = int(result.get("latent_size") or plan.params["latent_size"])
+        s.shape_space.latent_size = int(result.get("latent_size") or plan.params["latent_size"])
         for k, name in enumerate(names):
-            shape = s.shapes.add()
+            shape = s.shape_space.shapes.add()
             shape.name, shape.index = name, k
             shape.source = bpy.data.objects.get(name)
             shape.center, shape.scale = tuple(float(c) for c in centers[k]), float(scales[k])
             if errors:
                 shape.error, shape.has_error = float(errors[k]), True
-        s.active_shape, s.interpolate_to = 0, 1
+        s.shape_space.active_shape, s.shape_space.interpolate.to = 0, 1
         self._kept = True
         make_active(context, field)
         worst = f"; worst error {max(errors):.4g} ('{names[int(np.argmax(errors))]}')" if errors else ""

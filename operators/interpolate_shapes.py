@@ -24,11 +24,12 @@ from typing import Any
 import numpy as np
 
 import bpy
-from bpy.props import EnumProperty, IntProperty
+from bpy.props import IntProperty
 from mathutils import Matrix
 
 from ..inr_blender.wire.client import JobOutcome
-from ..properties import INTERPOLATE_OUTPUTS
+from ..properties.common import for_operator, setting_paths
+from ..properties.shape_space import INTERPOLATE_SETTINGS
 from .common.bridge import InputError, create_mesh_object
 from .common.field import FieldJobOperator
 from .common.shape_space import active_shape_space, checked_shape, shape_frame, shape_of_object
@@ -75,7 +76,7 @@ class INR_OT_interpolate_shapes(FieldJobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     job_name = "interpolate_shapes"
     # the field's settings (the panel's) stand in for those the caller does not set
-    field_settings = {"count": "interpolate_count", "output": "interpolate_output", "resolution": "interpolate_resolution"}
+    field_settings = setting_paths("shape_space.interpolate", INTERPOLATE_SETTINGS)
 
     a: IntProperty(
         name="From", default=-1, min=-1, options={"SKIP_SAVE"},
@@ -85,9 +86,9 @@ class INR_OT_interpolate_shapes(FieldJobOperator, bpy.types.Operator):
         name="To", default=-1, min=-1, options={"SKIP_SAVE"},
         description="Index of the last shape in the space (-1: the selected shapes', else the second)",
     )
-    count: IntProperty(name="Shapes", default=5, min=2, soft_max=64, options={"SKIP_SAVE"}, description="Shapes from the first to the last, both included (when not set: the space's)")
-    output: EnumProperty(name="Output", items=INTERPOLATE_OUTPUTS, default="AUTO", options={"SKIP_SAVE"}, description="What to make (when not set: the space's)")
-    resolution: IntProperty(name="Resolution", default=96, min=8, max=1024, options={"SKIP_SAVE"}, description="Extraction grid of each shape (when not set: the space's)")
+    count: for_operator(INTERPOLATE_SETTINGS["count"])
+    output: for_operator(INTERPOLATE_SETTINGS["output"])
+    resolution: for_operator(INTERPOLATE_SETTINGS["resolution"])
     frame_start: IntProperty(name="Start Frame", default=1, options={"SKIP_SAVE"}, description="Frame of the first shape (when not set: the scene's start)")
     frames_per_shape: IntProperty(name="Frames per Shape", default=10, min=1, soft_max=250, description="Frames from one shape to the next")
 
@@ -110,7 +111,7 @@ class INR_OT_interpolate_shapes(FieldJobOperator, bpy.types.Operator):
         checked_shape(field, a)
         checked_shape(field, b)
         if a == b:
-            raise InputError(f"both ends are shape {a} ('{field.inr_field.shapes[a].name}'): pick two different shapes")
+            raise InputError(f"both ends are shape {a} ('{field.inr_field.shape_space.shapes[a].name}'): pick two different shapes")
         return a, b
 
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -125,7 +126,7 @@ class INR_OT_interpolate_shapes(FieldJobOperator, bpy.types.Operator):
 
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
         field = self.the_field()
-        shapes = field.inr_field.shapes
+        shapes = field.inr_field.shape_space.shapes
         if max(self._a, self._b) >= len(shapes):
             raise InputError(f"the shape space '{field.name}' changed while the job ran")
         arrays, result = outcome.arrays, outcome.params

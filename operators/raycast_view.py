@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, StringProperty
+from bpy.props import FloatProperty, StringProperty
 
 from ..inr_blender.wire.client import JobOutcome
-from ..properties import RAYCAST_METHODS
+from ..properties.common import for_operator
+from ..properties.ranges import RAYCAST_METHODS, RAYCAST_SETTINGS
 from .common.bridge import InputError
 from .common.cameras import scene_view
 from .common.defaults import backend_name
@@ -36,10 +37,9 @@ class INR_OT_raycast_view(RangeQueryOperator, bpy.types.Operator):
     bl_label = "Cast Rays from Camera"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "raycast_view"
-    field_settings = {"range_mode": "range_mode", "method": "raycast_method"}
+    field_settings = {"range_mode": "ranges.mode", "method": "ranges.raycast.method"}
 
-    method: EnumProperty(name="Method", items=RAYCAST_METHODS, default="RANGES", options={"SKIP_SAVE"},
-                         description="How each ray's first hit is found (when not set: the field's)")
+    method: for_operator(RAYCAST_SETTINGS["method"], name="Method")
     tolerance: FloatProperty(
         name="Tolerance", default=1e-3, min=1e-7, soft_max=0.05, precision=5,
         description="Guaranteed: length of the last ray segments searched, as a fraction of the field's half-size (bisection then refines the hit)",
@@ -86,15 +86,15 @@ class INR_OT_raycast_view(RangeQueryOperator, bpy.types.Operator):
         saved = f", saved to {save_view(shaded, self.filepath)}" if self.filepath else ""
         show_image(context, images[0])
 
-        s = field.inr_field
-        s.has_raycast = True
-        s.raycast_hits = int(result.get("hits", hit.sum()))
-        s.raycast_rays = width * height
-        s.raycast_used = {key: name for key, name, _ in RAYCAST_METHODS}[self.method]
-        s.raycast_seconds = float(result.get("seconds") or 0.0)
+        s = field.inr_field.ranges.raycast
+        s.has_result = True
+        s.hits = int(result.get("hits", hit.sum()))
+        s.rays = width * height
+        s.method_used = {key: name for key, name, _ in RAYCAST_METHODS}[self.method]
+        s.seconds = float(result.get("seconds") or 0.0)
         names = ", ".join(f"'{image.name}'" for image in images)
         self.report(
             {"INFO"},
-            f"Cast {width}x{height} rays from '{self._camera}' at '{field.name}' ({s.raycast_used}): {s.raycast_hits} hits; "
+            f"Cast {width}x{height} rays from '{self._camera}' at '{field.name}' ({s.method_used}): {s.hits} hits; "
             f"{evaluations(result)}; into {names}{saved}",
         )

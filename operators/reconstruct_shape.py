@@ -21,6 +21,8 @@ import numpy as np
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty
 
+from ..properties.common import for_operator, setting_paths
+from ..properties.shape_space import RECONSTRUCT_SETTINGS
 from ..inr_blender.wire.client import JobOutcome
 from .common.bridge import InputError, create_mesh_object, make_active, object_geometry
 from .common.field import FieldJobOperator, checkpoints, new_checkpoint_path, new_field
@@ -61,10 +63,10 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     job_name = "reconstruct_shape"
     # the field's settings (the panel's) stand in for those the caller does not set
-    field_settings = {"iterations": "reconstruct_iterations", "resolution": "reconstruct_resolution"}
+    field_settings = setting_paths("shape_space.reconstruct", RECONSTRUCT_SETTINGS)
 
-    iterations: IntProperty(name="Iterations", default=800, min=1, soft_max=10000, options={"SKIP_SAVE"}, description="Steps that fit a code to the scan (when not set: the space's)")
-    resolution: IntProperty(name="Resolution", default=128, min=8, max=1024, options={"SKIP_SAVE"}, description="Extraction grid of the completed shape (when not set: the space's)")
+    iterations: for_operator(RECONSTRUCT_SETTINGS["iterations"])
+    resolution: for_operator(RECONSTRUCT_SETTINGS["resolution"])
     learning_rate: FloatProperty(name="Learning Rate", default=5e-3, min=1e-6, precision=4, description="Learning rate of the code")
     prior: FloatProperty(name="Code Prior", default=1e-4, min=0.0, precision=6, description="Weight of the code's zero-mean Gaussian prior")
     surface_offset: FloatProperty(
@@ -166,7 +168,8 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
             completed.matrix_world = frame
             s = completed.inr_field
             s.kind, s.method = "SDF", "LATENT_SHAPE"
-            s.completed_from, s.completed_fit_error = field.name, float(result.get("fit_error") or 0.0)
+            s.shape_space.reconstruct.source_space = field.name
+            s.shape_space.reconstruct.fit_error = float(result.get("fit_error") or 0.0)
             s.num_points, s.has_normals = self._num_points, self._has_normals
             self._written = []  # the field keeps its checkpoint
             kept = f"; kept as the field '{completed.name}'"

@@ -35,7 +35,7 @@ class INR_OT_render_nerf_view(FieldJobOperator, bpy.types.Operator):
         field, params, arrays = self.field_job(context, kind="NERF")
         self._size = (view["width"], view["height"])
         self._camera = cam.name
-        params.update(view, background=[float(c) for c in field.inr_field.background])
+        params.update(view, background=[float(c) for c in field.inr_field.nerf.background])
         arrays["c2w"] = c2w
         return params, arrays
 

@@ -18,6 +18,8 @@ import numpy as np
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty
 
+from ..properties.common import for_operator, setting_paths
+from ..properties.isopoints import SETTINGS
 from ..inr_blender.wire.client import JobOutcome
 from .common.bridge import InputError, create_mesh_object, geometry_node_group, make_active
 from .common.field import FieldJobOperator
@@ -27,12 +29,7 @@ RADIUS_SOCKET = "Radius"  # the group's float input the modifier sets: the point
 NORMAL_ATTRIBUTE = "normal"  # what bridge.selected_geometry reads back as a point cloud's normals
 RESIDUAL_ATTRIBUTE = "residual"
 # The operator's settings and the field's (the panel's) that stand in when the caller does not set them.
-FIELD_SETTINGS = {
-    "count": "isopoints_count",
-    "resample": "isopoints_resample",
-    "upsample": "isopoints_upsample",
-    "point_radius": "isopoints_radius",
-}
+FIELD_SETTINGS = setting_paths("isopoints", SETTINGS)
 FALLBACK_RADIUS = 0.002  # of the field's half-size, when the spacing is unknown (a single point)
 
 
@@ -79,22 +76,10 @@ class INR_OT_sample_isopoints(FieldJobOperator, bpy.types.Operator):
     field_settings = FIELD_SETTINGS
 
     # When not set, each comes from the field's own settings (the Iso-points box of the panel).
-    count: IntProperty(
-        name="Points", default=5000, min=1, max=2_000_000_000, soft_max=200000, options={"SKIP_SAVE"},
-        description="Points to project onto the field's zero level set (those that do not converge are dropped)",
-    )
-    resample: BoolProperty(
-        name="Resample", default=True, options={"SKIP_SAVE"},
-        description="Spread the points evenly over the surface (tangential repulsion)",
-    )
-    upsample: IntProperty(
-        name="Upsample", default=0, min=0, soft_max=200000, options={"SKIP_SAVE"},
-        description="Points to add by edge-aware upsampling, where the surface bends most (0: none)",
-    )
-    point_radius: FloatProperty(
-        name="Point Radius", default=0.0, min=0.0, soft_max=0.1, precision=4, subtype="DISTANCE", unit="LENGTH", options={"SKIP_SAVE"},
-        description="Radius the points are shown and rendered with, in world units; 0: half the mean spacing between neighbouring points",
-    )
+    count: for_operator(SETTINGS["count"])
+    resample: for_operator(SETTINGS["resample"])
+    upsample: for_operator(SETTINGS["upsample"])
+    point_radius: for_operator(SETTINGS["point_radius"])
 
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         field, params, arrays = self.field_job(context, "SDF")
@@ -125,17 +110,17 @@ class INR_OT_sample_isopoints(FieldJobOperator, bpy.types.Operator):
         modifier[_radius_input(group).identifier] = radius / scale  # the modifier works in the object's local units
         make_active(context, obj)
 
-        s = field.inr_field
-        s.has_isopoints = True
-        s.isopoints_points = int(result.get("num_points", len(points)))
-        s.isopoints_discarded = int(result.get("num_discarded") or 0)
-        s.isopoints_upsampled = int(result.get("num_upsampled") or 0)
-        s.isopoints_spacing_cv = float(result.get("spacing_cv") or 0.0)
-        s.isopoints_seconds = float(result.get("seconds") or 0.0)
-        s.isopoints_radius_used = radius
-        added = f", {s.isopoints_upsampled} added by upsampling" if s.isopoints_upsampled else ""
+        s = field.inr_field.isopoints
+        s.has_result = True
+        s.points = int(result.get("num_points", len(points)))
+        s.discarded = int(result.get("num_discarded") or 0)
+        s.upsampled = int(result.get("num_upsampled") or 0)
+        s.spacing_cv = float(result.get("spacing_cv") or 0.0)
+        s.seconds = float(result.get("seconds") or 0.0)
+        s.radius_used = radius
+        added = f", {s.upsampled} added by upsampling" if s.upsampled else ""
         self.report(
             {"INFO"},
-            f"Sampled {s.isopoints_points} iso-points on '{field.name}' ({s.isopoints_discarded} discarded{added}); "
-            f"spacing CV {s.isopoints_spacing_cv:.3f}; {s.isopoints_seconds:.1f} s",
+            f"Sampled {s.points} iso-points on '{field.name}' ({s.discarded} discarded{added}); "
+            f"spacing CV {s.spacing_cv:.3f}; {s.seconds:.1f} s",
         )

@@ -25,11 +25,12 @@ from typing import Any, Callable
 import numpy as np
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import FloatProperty, StringProperty
 from mathutils import Matrix
 
 from ..inr_blender.wire.client import Checkpoint, JobOutcome
-from ..properties import TRANSFER_MODES
+from ..properties.common import for_operator, setting_paths
+from ..properties.transfer import SETTINGS
 from .common.bridge import InputError, create_mesh_object, make_active, object_geometry
 from .common.defaults import backend_name, enum_item
 from .common.displacement import DisplacementSettings, displacement_field, idf_param, is_base_only
@@ -42,7 +43,7 @@ from .common.job import JobOperator, JobSpec
 SHIFT = 1.2  # the result sits this many target widths to the right (+X) of the target
 GEOMETRY_TYPES = {"MESH", "POINTCLOUD"}
 # The operator's settings and the target's (the panel's) that stand in when the caller does not set them.
-FIELD_SETTINGS = {"strength": "transfer_strength", "nu": "transfer_nu", "mode": "transfer_mode", "resolution": "transfer_resolution"}
+FIELD_SETTINGS = setting_paths("transfer", SETTINGS)
 
 
 def _a(word: str) -> str:
@@ -100,19 +101,10 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
     source: StringProperty(name="Source", options={"SKIP_SAVE"}, description="The detail source's object name (default: the selected object that is not active)")
     target: StringProperty(name="Target", options={"SKIP_SAVE"}, description="The target's object name (default: the active object)")
     # When not set, each comes from the target's own settings (the Transfer Detail box of the panel).
-    strength: FloatProperty(
-        name="Strength", default=1.0, soft_min=0.0, soft_max=2.0, options={"SKIP_SAVE"},
-        description="Scale of the transferred detail: 0 gives the target's base, 1 the source's detail as it is",
-    )
-    nu: FloatProperty(
-        name="ν", default=0.0, min=0.0, soft_max=0.2, precision=3, options={"SKIP_SAVE"},
-        description="Width of the shell around the base where the detail acts, in the field's local units (0: the source's)",
-    )
-    mode: EnumProperty(name="Mode", items=TRANSFER_MODES, default="PROJECTED", options={"SKIP_SAVE"}, description="Where the detail is read on the source")
-    resolution: IntProperty(
-        name="Resolution", default=128, min=8, max=8192, soft_max=1024, options={"SKIP_SAVE"},
-        description="Extraction grid of the transferred surface",
-    )
+    strength: for_operator(SETTINGS["strength"])
+    nu: for_operator(SETTINGS["nu"])
+    mode: for_operator(SETTINGS["mode"])
+    resolution: for_operator(SETTINGS["resolution"])
     # The fit settings (Fit Displacement Field's) apply to a source or target that has no field yet (the target's
     # base-only fit gets both phases at 1); ``nu`` is the transfer's here, so the fit's is ``fit_nu``.
     fit_nu: idf_param(
@@ -272,11 +264,11 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
 
         field = new_field(context, self._name, self._transfer, self._stored_path, [], self._record, created)
         field.matrix_world = offset @ frame
-        s = field.inr_field
-        s.kind, s.method = "SDF", "IDF_TRANSFER"
-        s.detail_source, s.detail_target = source.field.name, target.field.name
+        field.inr_field.kind, field.inr_field.method = "SDF", "IDF_TRANSFER"
+        s = field.inr_field.transfer
+        s.source, s.target = source.field.name, target.field.name
         result = self._transfer.params
-        s.detail_strength, s.detail_nu, s.detail_mode = float(result["strength"]), float(result["nu"]), enum_item(str(result["mode"]))
+        s.strength_used, s.nu_used, s.mode_used = float(result["strength"]), float(result["nu"]), enum_item(str(result["mode"]))
         mesh = create_mesh_object(context, f"{field.name}_mesh", vertices, outcome.arrays["faces"], outcome.arrays.get("normals"), field.matrix_world.copy())
         created.append(mesh)
         make_active(context, mesh)
@@ -284,8 +276,8 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
         first = f"; fitted {' and '.join(fitted)} first" if fitted else ""
         self.report(
             {"INFO"},
-            f"Transferred the detail of '{source.field.name}' onto '{target.field.name}' (strength {s.detail_strength:g}, ν {s.detail_nu:g}, "
-            f"{s.detail_mode.lower()}): '{mesh.name}' with {len(vertices)} vertices{first}",
+            f"Transferred the detail of '{source.field.name}' onto '{target.field.name}' (strength {s.strength_used:g}, ν {s.nu_used:g}, "
+            f"{s.mode_used.lower()}): '{mesh.name}' with {len(vertices)} vertices{first}",
         )
 
     @staticmethod

@@ -32,14 +32,14 @@ def idf_param(setting: str, **overrides: Any):
 
 def is_base_only(field: bpy.types.Object) -> bool:
     """A displacement field fitted with its base alone (phases at 1): a smooth target, with no detail to give."""
-    return field.inr_field.method == "IDF" and field.inr_field.phase_base >= 1.0
+    return field.inr_field.method == "IDF" and field.inr_field.displacement.phase_base >= 1.0
 
 
 def displacement_field(context: bpy.types.Context, plan: FitPlan, outcome: JobOutcome, created: list) -> bpy.types.Object:
     """The field object a finished displacement fit of ``plan`` makes, with its phases recorded."""
     field = fitted_field(context, plan, outcome, created)
-    field.inr_field.phase_base = float(plan.params["phase_base"])
-    field.inr_field.phase_detail = float(plan.params["phase_detail"])
+    field.inr_field.displacement.phase_base = float(plan.params["phase_base"])
+    field.inr_field.displacement.phase_detail = float(plan.params["phase_detail"])
     return field
 
 

@@ -13,11 +13,11 @@ from typing import Any, Callable
 import numpy as np
 
 import bpy
-from bpy.props import EnumProperty
 
 from ...inr_blender.wire.client import Checkpoint, CheckpointTransport, JobOutcome
 from ...preferences import backend_config, user_dir
-from ...properties import RANGE_MODES
+from ...properties import ranges
+from ...properties.common import for_operator
 from .bridge import InputError, create_field_object
 from .job import JobOperator
 
@@ -139,11 +139,12 @@ def field_fitted_to(obj: bpy.types.Object, accept: Callable[[bpy.types.Object], 
 
 
 def defaults_from(op: bpy.types.Operator, settings: bpy.types.PropertyGroup, names: dict[str, str]) -> None:
-    """Give each of ``op``'s properties in ``names`` (operator property -> setting) that the caller did not set the
-    value stored in ``settings`` (the panel's), so the dialog and redo panel show, and keep, what runs."""
+    """Give each of ``op``'s properties in ``names`` (operator property -> setting's dotted path, ``"skeleton.delta"``)
+    that the caller did not set the value stored in ``settings`` (the panel's), so the dialog and redo panel show, and
+    keep, what runs."""
     for name, setting in names.items():
         if not op.properties.is_property_set(name):
-            setattr(op, name, getattr(settings, setting))
+            setattr(op, name, settings.path_resolve(setting))
 
 
 def described(obj: bpy.types.Object) -> str:
@@ -227,13 +228,10 @@ class RangeQueryOperator(FieldJobOperator):
     radiance field is queried at its density threshold. The range mode comes from the field's settings (the panel's)
     when the caller does not set it."""
 
-    field_settings = {"range_mode": "range_mode"}
+    field_settings = {"range_mode": "ranges.mode"}
     uniform_scale = True  # refuse a field scaled differently along its axes (queries that measure distances)
 
-    range_mode: EnumProperty(
-        name="Range Mode", items=RANGE_MODES, default="affine_all", options={"SKIP_SAVE"},
-        description="The range arithmetic that bounds the field over boxes (when not set: the field's)",
-    )
+    range_mode: for_operator(ranges.SETTINGS["mode"])
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -249,7 +247,7 @@ class RangeQueryOperator(FieldJobOperator):
             raise InputError(f"'{field.name}' is a shape space: {self.bl_label} needs one field (extract a shape, or complete a scan with Reconstruct from Scan)")
         params.update(range_mode=self.range_mode, space="local")
         if field.inr_field.kind == "NERF":
-            params["threshold"] = float(field.inr_field.density_threshold)
+            params["threshold"] = float(field.inr_field.nerf.density_threshold)
         self._frame, self._frame_scale = field_frame(field, self.uniform_scale)
         return field, params, arrays
 

@@ -90,7 +90,7 @@ def test_fit_displacement_makes_a_displacement_field_with_its_settings(scene):
     assert field.name == "Bumpy_IDF" and s.is_field and s.kind == "SDF" and s.method == "IDF"
     assert s.sources == bumpy.name and s.has_normals and s.preset == "CUSTOM" and s.iterations == 100
     assert os.path.isfile(bpy.path.abspath(s.checkpoint)) and len(s.loss_history) > 0
-    assert (s.phase_base, s.phase_detail) == (pytest.approx(0.3), pytest.approx(0.6))
+    assert (s.displacement.phase_base, s.displacement.phase_detail) == (pytest.approx(0.3), pytest.approx(0.6))
     assert settings["method"] == "idf" and settings["init"] == "sphere" and settings["convergence_tolerance"] == 0.0
     assert {k: settings[k] for k in ("base_width", "base_depth", "detail_width", "detail_depth", "iterations", "batch_size")} == {
         "base_width": 128, "base_depth": 3, "detail_width": 32, "detail_depth": 2, "iterations": 100, "batch_size": 512}
@@ -132,14 +132,14 @@ def test_transfer_detail_lands_beside_the_target(scene, transfer_blend):
     bpy.ops.wm.open_mainfile(filepath=str(transfer_blend))
     ball, source, target = (bpy.data.objects[n] for n in ("Ball", "Bumpy_IDF", "Ball_IDF"))
     field, mesh = bpy.data.objects["Ball_transfer"], bpy.data.objects["Ball_transfer_mesh"]
-    assert (source.inr_field.method, source.inr_field.phase_base, source.inr_field.phase_detail) == ("IDF", pytest.approx(0.2), pytest.approx(0.5))
-    assert (target.inr_field.method, target.inr_field.phase_base, target.inr_field.phase_detail) == ("IDF", 1.0, 1.0)  # base only
+    assert (source.inr_field.method, source.inr_field.displacement.phase_base, source.inr_field.displacement.phase_detail) == ("IDF", pytest.approx(0.2), pytest.approx(0.5))
+    assert (target.inr_field.method, target.inr_field.displacement.phase_base, target.inr_field.displacement.phase_detail) == ("IDF", 1.0, 1.0)  # base only
     assert source.inr_field.sources == "Bumpy" and target.inr_field.sources == "Ball"
 
     s = field.inr_field
     assert s.is_field and s.kind == "SDF" and s.method == "IDF_TRANSFER" and os.path.isfile(bpy.path.abspath(s.checkpoint))
-    assert (s.detail_source, s.detail_target, s.detail_mode) == ("Bumpy_IDF", "Ball_IDF", "PROJECTED")
-    assert s.detail_strength == 1.0 and s.detail_nu == pytest.approx(0.05)  # ν 0: the source's
+    assert (s.transfer.source, s.transfer.target, s.transfer.mode_used) == ("Bumpy_IDF", "Ball_IDF", "PROJECTED")
+    assert s.transfer.strength_used == 1.0 and s.transfer.nu_used == pytest.approx(0.05)  # ν 0: the source's
     assert json.loads(s.sources_json) == []  # fitted to nothing: no mesh takes it for its own field
 
     # world space: the field is the target's field moved by +X 1.2 x the target's width (1.6), the mesh follows it
@@ -165,15 +165,15 @@ def test_transfer_detail_lands_beside_the_target(scene, transfer_blend):
 def test_strength_zero_gives_the_target_base_and_reuses_the_fields(scene, transfer_blend):
     bpy.ops.wm.open_mainfile(filepath=str(transfer_blend))
     bumpy, ball, target = (bpy.data.objects[n] for n in ("Bumpy", "Ball", "Ball_IDF"))
-    ball.inr_field.transfer_strength = 0.0  # the panel's settings, on the target, stand in for what is not set
-    ball.inr_field.transfer_resolution = RESOLUTION
+    ball.inr_field.transfer.strength = 0.0  # the panel's settings, on the target, stand in for what is not set
+    ball.inr_field.transfer.resolution = RESOLUTION
     before = set(bpy.data.objects.keys())
     select_only(ball, bumpy)
     assert bpy.ops.inr.transfer_detail("INVOKE_DEFAULT") == {"FINISHED"}  # as the panel calls it; nothing to fit: no dialog
     added = _new_objects(before)
     assert added == {"Ball_transfer.001", "Ball_transfer.001_mesh"}, added
     field, mesh = bpy.data.objects["Ball_transfer.001"], bpy.context.active_object
-    assert field.inr_field.detail_strength == 0.0
+    assert field.inr_field.transfer.strength_used == 0.0
     select_only(target)
     assert bpy.ops.inr.extract_mesh(resolution=RESOLUTION, part="BASE") == {"FINISHED"}
     base = world_points(bpy.context.active_object)
@@ -199,9 +199,9 @@ def test_fields_as_source_and_target_with_mode_and_nu(scene, transfer_blend):
     kwargs = dict(mode="ALIGNED", nu=0.02, strength=0.5, resolution=32)
     assert bpy.ops.inr.transfer_detail(source=source.name, target=target.name, **kwargs) == {"FINISHED"}
     assert _new_objects(before) == {"Ball_transfer_transfer", "Ball_transfer_transfer_mesh"}
-    s = bpy.data.objects["Ball_transfer_transfer"].inr_field
-    assert (s.detail_mode, s.detail_nu, s.detail_strength) == ("ALIGNED", pytest.approx(0.02), 0.5)
-    assert (s.detail_source, s.detail_target) == ("Bumpy_IDF", "Ball_transfer")
+    s = bpy.data.objects["Ball_transfer_transfer"].inr_field.transfer
+    assert (s.mode_used, s.nu_used, s.strength_used) == ("ALIGNED", pytest.approx(0.02), 0.5)
+    assert (s.source, s.target) == ("Bumpy_IDF", "Ball_transfer")
     # beside the target field's surface: 1.2 widths of the surface along +X from where the target field is
     offset = np.array(bpy.data.objects["Ball_transfer_transfer"].matrix_world) - np.array(target.matrix_world)
     assert np.allclose(offset[:3, :3], 0) and offset[1, 3] == pytest.approx(0) and offset[2, 3] == pytest.approx(0)

@@ -90,13 +90,13 @@ def test_isopoints_lie_on_the_sphere_with_radial_normals(scene, sphere_blend):
     assert len(obj.data.edges) == 0 and len(obj.data.polygons) == 0  # vertices only
     assert np.allclose(np.array(obj.matrix_world), np.array(field.matrix_world))  # in the field's frame, as Extract Mesh
 
-    s = field.inr_field
+    s = field.inr_field.isopoints
     points = _check_on_sphere(obj)
-    assert s.has_isopoints and s.isopoints_points == len(points) and s.isopoints_upsampled == 0
-    assert 1800 <= len(points) <= 2000, (len(points), s.isopoints_discarded)  # 2000 asked, a few may not converge
+    assert s.has_result and s.points == len(points) and s.upsampled == 0
+    assert 1800 <= len(points) <= 2000, (len(points), s.discarded)  # 2000 asked, a few may not converge
     residual = _attribute(obj, "residual", "FLOAT")
     assert residual.max() < 1e-4  # |f| after projection: the backend keeps only points under its tolerance (5e-5)
-    assert 0.0 < s.isopoints_spacing_cv < 0.5 and s.isopoints_seconds > 0  # resampled: evenly spread
+    assert 0.0 < s.spacing_cv < 0.5 and s.seconds > 0  # resampled: evenly spread
 
     # shown and rendered as points by geometry nodes, at half the mean spacing (the automatic radius)
     (modifier,) = obj.modifiers
@@ -104,18 +104,18 @@ def test_isopoints_lie_on_the_sphere_with_radial_normals(scene, sphere_blend):
     count, radius = _render_points(obj)
     spacing = 2.0 * np.sqrt(np.pi / len(points))  # about, for an even sample of the unit sphere
     assert count == len(points)
-    assert np.allclose(radius, s.isopoints_radius_used, rtol=1e-4)
-    assert 0.25 * spacing < s.isopoints_radius_used < 0.75 * spacing, (s.isopoints_radius_used, spacing)
+    assert np.allclose(radius, s.radius_used, rtol=1e-4)
+    assert 0.25 * spacing < s.radius_used < 0.75 * spacing, (s.radius_used, spacing)
 
     # the field's settings (the panel's) stand in for what the call does not set; the group is reused
-    s.isopoints_count, s.isopoints_radius, s.isopoints_resample = 500, 0.02, False
+    s.count, s.point_radius, s.resample = 500, 0.02, False
     select_only(field)
     assert bpy.ops.inr.sample_isopoints() == {"FINISHED"}
     again = bpy.context.active_object
     assert again != obj and 450 <= len(again.data.vertices) <= 500
     count, radius = _render_points(again)
-    assert count == len(again.data.vertices) and np.allclose(radius, 0.02, rtol=1e-4) and s.isopoints_radius_used == pytest.approx(0.02)
-    assert s.isopoints_spacing_cv > 0.3  # not resampled: uniform random points are uneven
+    assert count == len(again.data.vertices) and np.allclose(radius, 0.02, rtol=1e-4) and s.radius_used == pytest.approx(0.02)
+    assert s.spacing_cv > 0.3  # not resampled: uniform random points are uneven
     _check_on_sphere(again)
     assert [g.name for g in bpy.data.node_groups if g.name.startswith("INR Iso-points")] == ["INR Iso-points"]
 
@@ -124,10 +124,10 @@ def test_upsampling_adds_points(scene, sphere_blend):
     field = _open_field(sphere_blend)
     assert bpy.ops.inr.sample_isopoints(count=500, upsample=300, point_radius=0.01) == {"FINISHED"}
     obj = bpy.context.active_object
-    s = field.inr_field
+    s = field.inr_field.isopoints
     n = len(obj.data.vertices)
-    assert s.isopoints_points == n and 0 < s.isopoints_upsampled <= 300
-    assert n - s.isopoints_upsampled <= 500 and n > 500  # more than asked for before upsampling
+    assert s.points == n and 0 < s.upsampled <= 300
+    assert n - s.upsampled <= 500 and n > 500  # more than asked for before upsampling
     _check_on_sphere(obj)
 
 
@@ -175,8 +175,8 @@ def test_count_cannot_be_zero(scene):
     """0 points cannot reach the backend: the operator's and the field's counts have a minimum of 1."""
     assert bpy.ops.inr.sample_isopoints.get_rna_type().properties["count"].hard_min == 1
     field = fake_field("SDF")
-    field.inr_field.isopoints_count = 0
-    assert field.inr_field.isopoints_count == 1
+    field.inr_field.isopoints.count = 0
+    assert field.inr_field.isopoints.count == 1
 
 
 def test_backend_refusals_reach_the_user(scene, sphere_blend, tmp_path):

@@ -513,18 +513,18 @@ def test_fit_render_and_extract_a_radiance_field(scene, tmp_path):
 
     field = bpy.context.active_object
     s = field.inr_field
-    assert field.name == f"{RIG}_NeRF" and field.type == "EMPTY" and s.is_field and s.kind == "NERF" and s.nerf_model == "FAST"
-    assert (s.num_views, s.num_holdout, s.image_width, s.image_height) == (21, 3, 32, 32)
-    assert s.views_path == str(tmp_path / "views") and os.path.isfile(s.checkpoint)
+    assert field.name == f"{RIG}_NeRF" and field.type == "EMPTY" and s.is_field and s.kind == "NERF" and s.nerf.model == "FAST"
+    assert (s.nerf.num_views, s.nerf.num_holdout, s.nerf.image_width, s.nerf.image_height) == (21, 3, 32, 32)
+    assert s.nerf.views_path == str(tmp_path / "views") and os.path.isfile(s.checkpoint)
     assert s.iterations == 150 and len(s.loss_history) > 10 and s.stop_reason
-    assert tuple(s.background) == (1.0, 1.0, 1.0)
+    assert tuple(s.nerf.background) == (1.0, 1.0, 1.0)
     # the field's cube is the rig's box: local [-1, 1]^3 -> world holds the padded selection
     box = np.array(rig["inr_aabb"]).reshape(2, 3)
     assert np.allclose(field.location, box.mean(axis=0), atol=1e-5)
     assert np.allclose(field.scale, [0.5 * (box[1] - box[0]).max()] * 3, atol=1e-5)
-    print(f"tiny NeRF: held-out PSNR {s.psnr:.2f} dB (bound {HELD_OUT_PSNR_BOUND}), SSIM {s.ssim:.3f}, "
-          f"train PSNR {s.train_psnr:.2f} dB, fit {fit_seconds:.1f} s")
-    assert s.psnr > HELD_OUT_PSNR_BOUND and 0.5 < s.ssim <= 1.0
+    print(f"tiny NeRF: held-out PSNR {s.nerf.psnr:.2f} dB (bound {HELD_OUT_PSNR_BOUND}), SSIM {s.nerf.ssim:.3f}, "
+          f"train PSNR {s.nerf.train_psnr:.2f} dB, fit {fit_seconds:.1f} s")
+    assert s.nerf.psnr > HELD_OUT_PSNR_BOUND and 0.5 < s.nerf.ssim <= 1.0
 
     # Render View from a held-out camera (view 0) against Cycles' image of it, over the same white
     cams = _cameras(rig)
@@ -564,7 +564,7 @@ def test_fit_render_and_extract_a_radiance_field(scene, tmp_path):
 
     # Extract Mesh at the density the fit suggested (the median density where training rays end):
     # a coloured mesh with a material that shows the colours
-    assert 0 < s.density_threshold < 1000
+    assert 0 < s.nerf.density_threshold < 1000
     bpy.context.view_layer.objects.active = field
     assert bpy.ops.inr.extract_mesh(resolution=64) == {"FINISHED"}
     mesh_obj = bpy.context.active_object
@@ -585,7 +585,7 @@ def test_fit_render_and_extract_a_radiance_field(scene, tmp_path):
     cube = 0.5 * (box[1] - box[0]).max()  # the field's domain: the cube around the rig's box
     assert (np.abs(world - box.mean(axis=0)) <= cube + 1e-3).all()
     red, blue = world[:, 0] < -0.2, world[:, 0] > 0.3  # the cube's side and the sphere's side of the scene
-    print(f"tiny NeRF mesh at density {s.density_threshold:.3g}: {len(world)} vertices, {red.sum()} on the cube's side "
+    print(f"tiny NeRF mesh at density {s.nerf.density_threshold:.3g}: {len(world)} vertices, {red.sum()} on the cube's side "
           f"(mean colour {colors[red].mean(axis=0).round(3)}), {blue.sum()} on the sphere's "
           f"(mean colour {colors[blue].mean(axis=0).round(3) if blue.any() else '-'})")
     # After 150 steps the sphere is still soft (its density peaks near 7, the cube's above 20): the
@@ -612,8 +612,8 @@ def test_remote_worker_fits_from_images_blender_read(scene, tmp_path, remote_wor
     assert len(bpy.data.images) == images  # the images Blender loaded to send are gone again
     field = bpy.context.active_object
     s = field.inr_field
-    assert (s.num_views, s.num_holdout, s.image_width, s.image_height) == (6, 2, 16, 16)
-    assert os.path.getsize(s.checkpoint) > 1000 and s.psnr > 5.0
+    assert (s.nerf.num_views, s.nerf.num_holdout, s.nerf.image_width, s.nerf.image_height) == (6, 2, 16, 16)
+    assert os.path.getsize(s.checkpoint) > 1000 and s.nerf.psnr > 5.0
     box = np.array(_rig()["inr_aabb"]).reshape(2, 3)
     assert np.allclose(field.location, box.mean(axis=0), atol=1e-5)  # the rig's box travelled with the arrays
     scene.camera = _cameras()[0]

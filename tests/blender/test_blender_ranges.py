@@ -98,12 +98,12 @@ def test_raycast_from_the_camera_gives_the_sphere(scene, spheres_blend, tmp_path
     assert np.allclose(normal[SIZE // 2, SIZE // 2, :3], (0.5, 0.5, 1.0), atol=0.05)  # facing the camera (+Z), mapped to 0..1
     assert np.allclose(normal[~hit][:, :3], 0.0)
 
-    s = field.inr_field
-    assert s.has_raycast and s.raycast_hits == hit.sum() and s.raycast_rays == SIZE * SIZE and s.raycast_used == "Guaranteed"
+    s = field.inr_field.ranges.raycast
+    assert s.has_result and s.hits == hit.sum() and s.rays == SIZE * SIZE and s.method_used == "Guaranteed"
     # sphere tracing (a distance field: sound here) agrees and reuses the images
     assert bpy.ops.inr.raycast_view(method="SPHERE_TRACING") == {"FINISHED"}
     traced = _pixels(f"{field.name} depth")[..., 0]
-    assert len(bpy.data.images) == images_before + 3 and s.raycast_used == "Sphere Tracing"
+    assert len(bpy.data.images) == images_before + 3 and s.method_used == "Sphere Tracing"
     assert np.abs(traced - depth[..., 0])[inner].max() < DEPTH_TOLERANCE
 
 
@@ -133,8 +133,8 @@ def test_closest_points_land_on_the_sphere(scene, spheres_blend):
     attr.data.foreach_get("value", distance)
     assert np.allclose(distance[:n], distance[n:])
     assert np.abs(distance[:n] - np.abs(np.linalg.norm(queries, axis=1) - RADIUS)).max() < RADIUS_TOLERANCE
-    s = field.inr_field
-    assert s.has_closest and s.closest_count == n and s.closest_min == pytest.approx(distance.min(), rel=1e-5)
+    s = field.inr_field.ranges.closest
+    assert s.has_result and s.count == n and s.min == pytest.approx(distance.min(), rel=1e-5)
 
     # Edit Mode: the edited mesh's selected vertices, with the field selected too
     select_only(mesh, field)
@@ -156,10 +156,10 @@ def test_intersection_of_fields_and_meshes(scene, spheres_blend):
     other = bpy.data.objects[b_name]
     select_only(field, other)
     assert bpy.ops.inr.check_intersection() == {"FINISHED"}
-    s = field.inr_field
-    assert s.intersection_verdict == "INTERSECTING" and s.intersection_other == b_name and s.intersection_boxes > 0
+    s = field.inr_field.ranges.intersection
+    assert s.verdict == "INTERSECTING" and s.other == b_name and s.boxes > 0
     boxes = bpy.data.objects[f"{field.name}_intersection"]
-    assert boxes.display_type == "WIRE" and len(boxes.data.vertices) == 8 * s.intersection_boxes and len(boxes.data.edges) == 12 * s.intersection_boxes
+    assert boxes.display_type == "WIRE" and len(boxes.data.vertices) == 8 * s.boxes and len(boxes.data.edges) == 12 * s.boxes
     witness = np.array(bpy.data.objects[f"{field.name}_witness"].matrix_world.translation)
     assert abs(np.linalg.norm(witness) - RADIUS) < RADIUS_TOLERANCE  # on both spheres
     assert abs(np.linalg.norm(witness - OTHER_CENTRE) - RADIUS) < RADIUS_TOLERANCE
@@ -170,14 +170,14 @@ def test_intersection_of_fields_and_meshes(scene, spheres_blend):
     select_only(field, cube)
     objects = set(bpy.data.objects.keys())
     assert bpy.ops.inr.check_intersection() == {"FINISHED"}
-    assert s.intersection_verdict == "DISJOINT" and s.intersection_other == cube.name and s.intersection_boxes == 0
+    assert s.verdict == "DISJOINT" and s.other == cube.name and s.boxes == 0
     assert set(bpy.data.objects.keys()) == objects
     # a plane through it: intersecting
     bpy.ops.mesh.primitive_plane_add(size=1.0, location=(0.0, 0.0, 0.2))
     plane = bpy.context.active_object
     select_only(field, plane)
     assert bpy.ops.inr.check_intersection() == {"FINISHED"}
-    assert s.intersection_verdict == "INTERSECTING"
+    assert s.verdict == "INTERSECTING"
 
 
 def test_intersection_follows_both_field_objects(scene, spheres_blend):
@@ -189,7 +189,7 @@ def test_intersection_follows_both_field_objects(scene, spheres_blend):
     a_name, b_name = spheres_blend[1]
     field = open_field(spheres_blend[0], a_name)
     other = bpy.data.objects[b_name]
-    s = field.inr_field
+    s = field.inr_field.ranges.intersection
     size = other.scale[0]
     verdicts = []
     for change in (lambda: setattr(other, "scale", (0.2 * size, size, size)),
@@ -199,7 +199,7 @@ def test_intersection_follows_both_field_objects(scene, spheres_blend):
         bpy.context.view_layer.update()
         select_only(field, other)
         assert bpy.ops.inr.check_intersection() == {"FINISHED"}
-        verdicts.append(s.intersection_verdict)
+        verdicts.append(s.verdict)
     assert verdicts == ["DISJOINT", "INTERSECTING", "DISJOINT"]
 
     other.location.x -= 0.5  # turned and squeezed, reaching into A again; A flattened along z to half its height
@@ -207,7 +207,7 @@ def test_intersection_follows_both_field_objects(scene, spheres_blend):
     bpy.context.view_layer.update()
     select_only(field, other)
     assert bpy.ops.inr.check_intersection() == {"FINISHED"}
-    assert s.intersection_verdict == "INTERSECTING"
+    assert s.verdict == "INTERSECTING"
     last = max(o.name for o in bpy.data.objects if o.name.startswith(f"{field.name}_witness"))  # the second witness
     witness = np.array(bpy.data.objects[last].matrix_world.translation)
     on_a = np.linalg.norm(witness / [1.0, 1.0, 0.5])  # A's sphere, flattened: an ellipsoid of semi-axes 0.7, 0.7, 0.35
@@ -228,7 +228,7 @@ def test_remote_worker_checks_two_fields(scene, spheres_blend, remote_worker):
     p.backend_mode, p.remote_host, p.remote_port, p.remote_token = "REMOTE", "127.0.0.1", port, token
     select_only(field, bpy.data.objects[b_name])
     assert bpy.ops.inr.check_intersection(max_depth=4) == {"FINISHED"}
-    assert field.inr_field.intersection_verdict == "INTERSECTING"
+    assert field.inr_field.ranges.intersection.verdict == "INTERSECTING"
 
 
 def _images():

@@ -17,7 +17,7 @@ def _ours():
         "panels": [n for n in dir(bpy.types) if n.startswith("VIEW3D_PT_inr") or n == "VIEW3D_MT_inr"],
         "properties": [a for a in ("inr_field",) if hasattr(bpy.types.Object, a)] + [a for a in ("inr_job", "inr_backend") if hasattr(bpy.types.WindowManager, a)],
         "menu": [m for m in _menu_funcs() if m.startswith(ADDON_ID)],
-        "handlers": [h.__module__ for h in bpy.app.handlers.save_pre if h.__module__.startswith(ADDON_ID)],
+        "handlers": [h.__module__ for h in (*bpy.app.handlers.save_pre, *bpy.app.handlers.load_post) if h.__module__.startswith(ADDON_ID)],
     }
 
 
@@ -25,9 +25,9 @@ def test_register_unregister_register_leaves_nothing_behind(addon):
     import addon_utils
 
     present = _ours()
-    assert len(present["operators"]) == 8 and len(present["panels"]) == 5
+    assert len(present["operators"]) == 8 and len(present["panels"]) == 17
     assert present["properties"] == ["inr_field", "inr_job", "inr_backend"]
-    assert len(present["menu"]) == 1 and len(present["handlers"]) == 1
+    assert len(present["menu"]) == 1 and len(present["handlers"]) == 2  # checkpoints on save, migration on load
 
     addon_utils.disable(ADDON_ID, default_set=True)
     assert _ours() == {"operators": [], "panels": [], "properties": [], "menu": [], "handlers": []}

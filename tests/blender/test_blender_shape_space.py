@@ -56,15 +56,15 @@ def _space():
 def test_fit_makes_a_shape_space_that_remembers_its_shapes(scene, space_blend):
     field = open_field(space_blend, "Sphere_ShapeSpace")
     s = field.inr_field
-    assert s.is_field and s.kind == "SHAPE_SPACE" and s.method == "DEEPSDF" and s.preset == "CUSTOM" and s.latent_size == 8
+    assert s.is_field and s.kind == "SHAPE_SPACE" and s.method == "DEEPSDF" and s.preset == "CUSTOM" and s.shape_space.latent_size == 8
     assert os.path.isfile(bpy.path.abspath(s.checkpoint)) and s.checkpoint.startswith("//")  # moved beside the .blend
     assert s.iterations == 100 and len(s.loss_history) > 0 and s.device
     assert json.loads(s.sources_json) == ["Sphere", "Cube", "Torus"]  # the active first, then by name
     settings = json.loads(s.settings_json)
     assert settings["method"] == "deepsdf" and settings["names"] == ["Sphere", "Cube", "Torus"] and settings["samples_per_shape"] == 512
 
-    assert [(shape.name, shape.index) for shape in s.shapes] == [("Sphere", 0), ("Cube", 1), ("Torus", 2)]
-    for shape in s.shapes:
+    assert [(shape.name, shape.index) for shape in s.shape_space.shapes] == [("Sphere", 0), ("Cube", 1), ("Torus", 2)]
+    for shape in s.shape_space.shapes:
         obj = bpy.data.objects[shape.name]
         assert shape.source == obj  # survives saving and reopening
         assert np.allclose(shape.center, LOCATIONS[shape.name], atol=1e-4), (shape.name, tuple(shape.center))
@@ -73,16 +73,16 @@ def test_fit_makes_a_shape_space_that_remembers_its_shapes(scene, space_blend):
         assert shape.scale == pytest.approx(radius * 1.03, rel=1e-3)
         assert shape.has_error and 0 <= shape.error < 0.5, (shape.name, shape.error)  # Chamfer-L1, world units
     # the field object shows the first shape's frame: its [-1, 1]^3 cube holds the sphere
-    first = s.shapes[0]
+    first = s.shape_space.shapes[0]
     assert np.allclose(field.location, first.center, atol=1e-5) and np.allclose(field.scale, (first.scale,) * 3, atol=1e-6)
 
 
 def test_extract_mesh_decodes_the_selected_shape_where_it_is(scene, space_blend):
     field = open_field(space_blend, "Sphere_ShapeSpace")
-    field.inr_field.active_shape = 1  # the panel's list: the cube
+    field.inr_field.shape_space.active_shape = 1  # the panel's list: the cube
     assert bpy.ops.inr.extract_mesh(resolution=RESOLUTION) == {"FINISHED"}
     mesh = bpy.context.active_object
-    cube = field.inr_field.shapes[1]
+    cube = field.inr_field.shape_space.shapes[1]
     assert mesh.name == "Sphere_ShapeSpace_Cube_mesh" and len(mesh.data.vertices) > 0
     expected = np.eye(4)
     expected[:3, :3] *= cube.scale
@@ -95,7 +95,7 @@ def test_extract_mesh_decodes_the_selected_shape_where_it_is(scene, space_blend)
     assert bpy.ops.inr.extract_mesh(resolution=RESOLUTION, shape=2) == {"FINISHED"}
     torus = bpy.context.active_object
     assert torus.name == "Sphere_ShapeSpace_Torus_mesh"
-    assert np.allclose(np.array(torus.matrix_world)[:3, 3], np.add(field.inr_field.shapes[2].center, (0.0, 0.0, 2.0)), atol=1e-5)
+    assert np.allclose(np.array(torus.matrix_world)[:3, 3], np.add(field.inr_field.shape_space.shapes[2].center, (0.0, 0.0, 2.0)), atol=1e-5)
 
 
 def test_reconstruct_from_a_half_sphere_cloud(scene, space_blend):
@@ -113,7 +113,7 @@ def test_reconstruct_from_a_half_sphere_cloud(scene, space_blend):
     assert bpy.context.active_object == mesh and len(mesh.data.vertices) > 0 and len(mesh.data.polygons) > 0
     assert np.allclose(np.array(mesh.matrix_world), np.array(field.matrix_world))  # the space's frame
     s = completed.inr_field
-    assert s.is_field and s.kind == "SDF" and s.method == "LATENT_SHAPE" and s.completed_from == field.name
+    assert s.is_field and s.kind == "SDF" and s.method == "LATENT_SHAPE" and s.shape_space.reconstruct.source_space == field.name
     assert s.has_normals and s.num_points == 600 and json.loads(s.sources_json) == ["Scan"]
     assert os.path.isfile(bpy.path.abspath(s.checkpoint))
     assert np.allclose(np.array(completed.matrix_world), np.array(field.matrix_world))
@@ -160,7 +160,7 @@ def test_reconstruct_from_a_half_sphere_cloud(scene, space_blend):
 
 def test_interpolate_as_a_row_a_sequence_and_shape_keys(scene, space_blend):
     field = open_field(space_blend, "Sphere_ShapeSpace")
-    shapes = field.inr_field.shapes
+    shapes = field.inr_field.shape_space.shapes
     small = dict(count=3, resolution=RESOLUTION)
 
     before = set(bpy.data.objects.keys())
@@ -258,7 +258,7 @@ def test_refusals_leave_the_scene_as_it_was(scene, space_blend):
     refused(bpy.ops.inr.extract_mesh, "only a displacement field has a base", part="BASE")
     refused(bpy.ops.inr.interpolate_shapes, "shape 7 is out of range: the space 'Sphere_ShapeSpace' has 3 shapes", a=0, b=7)
     refused(bpy.ops.inr.interpolate_shapes, r"both ends are shape 1 \('Cube'\): pick two different shapes", a=1, b=1)
-    field.inr_field.active_shape = 5  # a stale list index
+    field.inr_field.shape_space.active_shape = 5  # a stale list index
     refused(bpy.ops.inr.extract_mesh, "shape 5 is out of range")
 
 
@@ -269,9 +269,9 @@ def test_the_active_mesh_is_the_first_shape_and_errors_can_be_skipped(scene):
     before = scene_state()
     assert bpy.ops.inr.fit_shape_space(**dict(TINY, method="OCCUPANCY", iterations=5, error_resolution=0)) == {"FINISHED"}
     field = bpy.context.active_object
-    assert field.name == "Torus_ShapeSpace" and [s.name for s in field.inr_field.shapes] == ["Torus", "Cube"]
+    assert field.name == "Torus_ShapeSpace" and [s.name for s in field.inr_field.shape_space.shapes] == ["Torus", "Cube"]
     assert field.inr_field.method == "OCCUPANCY" and json.loads(field.inr_field.settings_json)["method"] == "occupancy"
-    assert not any(s.has_error for s in field.inr_field.shapes)  # error_resolution 0: not measured
+    assert not any(s.has_error for s in field.inr_field.shape_space.shapes)  # error_resolution 0: not measured
     assert np.allclose(field.location, LOCATIONS["Torus"], atol=1e-4)  # the space's frame is the first shape's
     assert scene_state()[0] == sorted(before[0] + ["Torus_ShapeSpace"])  # the field object, nothing else
 
@@ -284,7 +284,7 @@ def test_remote_worker_fits_and_interpolates(scene, remote_worker):
     _add_primitives()
     assert bpy.ops.inr.fit_shape_space(**dict(TINY, error_resolution=0)) == {"FINISHED"}
     field = bpy.context.active_object
-    assert os.path.getsize(bpy.path.abspath(field.inr_field.checkpoint)) > 1000 and len(field.inr_field.shapes) == 3
+    assert os.path.getsize(bpy.path.abspath(field.inr_field.checkpoint)) > 1000 and len(field.inr_field.shape_space.shapes) == 3
     assert bpy.ops.inr.interpolate_shapes(a=2, b=1, count=2, resolution=RESOLUTION, output="ROW") == {"FINISHED"}
     assert {o.name for o in bpy.context.selected_objects} == {"Torus_to_Cube_0", "Torus_to_Cube_1"}
     # the completed shape's weights come back as bytes too, and become a field here

@@ -101,18 +101,18 @@ def test_sphere_skeleton_is_its_centre_with_its_radius(scene, sphere_blend):
         assert np.linalg.norm(points[i] - mat[:3, 3]) < 1e-4
         assert np.allclose(np.linalg.norm(mat[:3, :3], axis=0), radius[i], rtol=1e-4)
 
-    s = field.inr_field
-    assert s.has_skeleton and s.skeleton_vertices == len(points) and s.skeleton_candidates >= len(points)
-    assert s.skeleton_optimal and s.skeleton_seconds > 0 and s.skeleton_delta_used == pytest.approx(0.02)
+    s = field.inr_field.skeleton
+    assert s.has_result and s.vertices == len(points) and s.candidates >= len(points)
+    assert s.optimal and s.seconds > 0 and s.delta_used == pytest.approx(0.02)
 
     # the field's settings (the panel's) stand in for what the call does not set; the group is reused
-    s.skeleton_spheres, s.skeleton_delta = False, 0.05
+    s.show_spheres, s.delta = False, 0.05
     select_only(field)
     before = set(bpy.data.objects.keys())
     assert bpy.ops.inr.extract_skeleton(num_surface_samples=500) == {"FINISHED"}
     again = bpy.context.active_object
     assert set(bpy.data.objects.keys()) - before == {again.name}  # no spheres this time
-    assert s.skeleton_delta_used == pytest.approx(0.05)
+    assert s.delta_used == pytest.approx(0.05)
     _check_sphere_skeleton(field, again)
     select_only(field)
     assert bpy.ops.inr.extract_skeleton(show_spheres=True, num_surface_samples=500) == {"FINISHED"}
@@ -133,7 +133,7 @@ def test_elongated_shape_gives_a_skeleton_along_its_long_axis(scene):
     points = world_points(skeleton)
     extent = points.max(axis=0) - points.min(axis=0)
     print(f"ellipsoid skeleton: {len(points)} points, extent {extent.round(3)}, {len(skeleton.data.edges)} edges, "
-          f"{len(skeleton.data.polygons)} triangles; {field.inr_field.skeleton_cover_message}")
+          f"{len(skeleton.data.polygons)} triangles; {field.inr_field.skeleton.cover_message}")
     assert len(points) >= 3
     assert extent[0] > 2.5 and extent[0] > 5 * max(extent[1], extent[2]), extent  # the axis runs x from -0.67 to 4.67
     inside = ((points[:, 0] - CENTRE[0]) / 3) ** 2 + (points[:, 1] - CENTRE[1]) ** 2 + (points[:, 2] - CENTRE[2]) ** 2
@@ -146,7 +146,7 @@ def test_elongated_shape_gives_a_skeleton_along_its_long_axis(scene):
     lengths = np.linalg.norm(points[edges[:, 0]] - points[edges[:, 1]], axis=1)
     assert np.median(lengths) < 0.5 * extent[0]
     # the backend's edges are every edge of the complex; the mesh's are its loose edges and its triangles' sides
-    assert field.inr_field.skeleton_edges == len(edges) and field.inr_field.skeleton_triangles == len(skeleton.data.polygons)
+    assert field.inr_field.skeleton.edges == len(edges) and field.inr_field.skeleton.triangles == len(skeleton.data.polygons)
 
 
 def test_remote_worker_extracts_a_skeleton(scene, sphere_blend, remote_worker):
@@ -192,8 +192,8 @@ def test_delta_cannot_be_zero_or_negative(scene):
     assert bpy.ops.inr.extract_skeleton.get_rna_type().properties["delta"].hard_min > 0
     field = fake_field("SDF")
     for value in (0.0, -1.0):
-        field.inr_field.skeleton_delta = value
-        assert field.inr_field.skeleton_delta > 0
+        field.inr_field.skeleton.delta = value
+        assert field.inr_field.skeleton.delta > 0
 
 
 def test_backend_refusal_reaches_the_user(scene, tmp_path):

@@ -44,7 +44,7 @@ def test_manifest_validates():
 
 def test_zip_holds_the_extension_and_the_backend_but_no_tests(built_zip):
     names = zipfile.ZipFile(built_zip).namelist()
-    for required in ("blender_manifest.toml", "__init__.py", "preferences.py", "operators/fit_sdf.py", "panels/sidebar.py", "inr_blender/wire/worker.py", "inr_blender/requirements.txt"):
+    for required in ("blender_manifest.toml", "__init__.py", "preferences.py", "operators/fit_sdf.py", "panels/field.py", "inr_blender/wire/worker.py", "inr_blender/requirements.txt"):
         assert required in names, required
     assert not [n for n in names if n.startswith(("tests/", ".venv", "bench/", ".ci/", ".git/")) or "__pycache__" in n]
     result = subprocess.run([sys.executable, str(blender_ext()), "validate", str(built_zip)], capture_output=True, text=True)
