@@ -11,6 +11,8 @@ from inr_blender.fileio import read_geometry, write_mesh
 from inr_blender.geometry.metrics import compare_meshes
 from inr_blender.geometry.primitives import icosphere
 
+pytestmark = pytest.mark.slow  # every test here fits a field or runs a job: seconds to minutes on two cores
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

@@ -44,6 +44,7 @@ def directions(n=2000, seed=1):
     return d / np.linalg.norm(d, axis=1, keepdims=True)
 
 
+@pytest.mark.slow
 def test_base_is_a_near_sphere_and_the_detail_recovers_the_bumps(bumpy_field):
     path, bumps = bumpy_field
     field, ckpt = load_checkpoint(path)
@@ -58,6 +59,7 @@ def test_base_is_a_near_sphere_and_the_detail_recovers_the_bumps(bumpy_field):
     assert errors["base"]["sphere"] < errors["base"]["bumps"]
 
 
+@pytest.mark.slow
 def test_the_base_is_smoother_than_the_composed_surface(bumpy_field):
     """Mean curvature (half the Laplacian of the field) varies less over the base's surface than the composed one's."""
     field, ckpt = load_checkpoint(bumpy_field[0])
@@ -78,6 +80,7 @@ def test_phases_train_the_base_then_the_detail_then_both():
         resolve_params({"method": "idf", "phase_base": 0.6, "phase_detail": 0.5})
 
 
+@pytest.mark.slow
 def test_a_base_only_fit_has_no_detail(tmp_path):
     points, normals, _ = bumpy_sphere(3000)
     path = str(tmp_path / "base.pt")
@@ -89,6 +92,7 @@ def test_a_base_only_fit_has_no_detail(tmp_path):
         assert torch.equal(field(x), field.base(x))  # the detail starts at zero and never trained
 
 
+@pytest.mark.slow
 def test_transfer_puts_the_bumps_on_another_shape(bumpy_field, tmp_path):
     """A larger sphere elsewhere gets the source's bumps (scaled with the shape); strength 0 gives its base."""
     source, bumps = bumpy_field
@@ -117,6 +121,7 @@ def test_transfer_puts_the_bumps_on_another_shape(bumpy_field, tmp_path):
         assert 0.6 < np.abs(height).mean() / np.abs(expected).mean() < 1.4
 
 
+@pytest.mark.slow
 def test_extract_base_and_detailed_surfaces(bumpy_field, tmp_path):
     results = {part: JOBS["extract_mesh"]({"checkpoint_path": bumpy_field[0], "part": part, "resolution": 48}, {}, JobContext())[1]
                for part in ("base", "detailed")}
@@ -124,6 +129,7 @@ def test_extract_base_and_detailed_surfaces(bumpy_field, tmp_path):
     assert not np.array_equal(results["base"]["vertices"], results["detailed"]["vertices"])
 
 
+@pytest.mark.slow
 def test_refusals(bumpy_field, tmp_path):
     source = bumpy_field[0]
     points, normals, _ = bumpy_sphere(500)

@@ -119,3 +119,25 @@ def test_info_job():
     assert set(params) == {"backend_version", "torch_version", "python", "device", "cuda_available", "mps_available", "memory_bytes"}
     with pytest.raises(JobError, match="unknown device"):
         JOBS["info"]({"device": "tpu"}, {}, JobContext())
+
+
+def test_the_field_interface_says_what_the_values_are():
+    """Distance fields allow Lipschitz culling; occupancy logits and densities do not; displacement fields have a base."""
+    from inr_blender.fields import is_distance_field, smooth_base
+    from inr_blender.fields.deepsdf import DeepSDFDecoder, LatentShape
+    from inr_blender.render.surface import DensitySurface
+
+    siren = build_field(field_config("siren", width=8, depth=1))
+    assert is_distance_field(siren) and smooth_base(siren) is None
+    occupancy = LatentShape(DeepSDFDecoder(4, width=16, depth=2, output="occupancy"), torch.zeros(4))
+    assert not is_distance_field(occupancy) and occupancy.output == "occupancy"
+    assert is_distance_field(LatentShape(DeepSDFDecoder(4, width=16, depth=2), torch.zeros(4)))
+    nerf = build_field(field_config("nerf_classic", width=16, depth=2, skip=1))
+    assert not is_distance_field(DensitySurface(nerf, 10.0))
+    idf = build_field(field_config("idf", base=field_config("siren", width=8, depth=1), detail=field_config("siren", width=8, depth=1)))
+    transfer = build_field(field_config("idf_transfer", target_base=field_config("siren", width=8, depth=1),
+                                        source_base=field_config("siren", width=8, depth=1),
+                                        source_detail=field_config("siren", width=8, depth=1)))
+    assert smooth_base(idf) is idf.base and smooth_base(transfer) is transfer.target_base
+    x = torch.rand(5, 3) * 2 - 1
+    assert idf(x).shape == (5,) and transfer(x).shape == (5,) and occupancy(x).shape == (5,)

@@ -50,6 +50,7 @@ def chamfer_to_sphere(arrays):
 CHAMFER_BOUND = 0.05
 
 
+@pytest.mark.slow
 def test_igr_fit_of_a_sphere_mesh_through_the_jobs(tmp_path):
     vertices, faces = icosphere(RADIUS, 3, CENTER)
     path = str(tmp_path / "fields" / "igr.pt")
@@ -71,6 +72,7 @@ def test_igr_fit_of_a_sphere_mesh_through_the_jobs(tmp_path):
     assert (outward > 0).mean() > 0.99
 
 
+@pytest.mark.slow
 def test_igr_fit_without_normals(tmp_path):
     points, _ = sphere_cloud()
     ckpt = fit_sdf(points, None, resolve_params({"iterations": 200, "width": 64, "depth": 3, "batch_size": 1024, "device": "cpu"}), JobContext())
@@ -79,6 +81,7 @@ def test_igr_fit_without_normals(tmp_path):
     assert chamfer_to_sphere(extract_world(path)) < CHAMFER_BOUND
 
 
+@pytest.mark.slow
 def test_siren_fit_of_an_oriented_point_cloud(tmp_path):
     points, normals = sphere_cloud()
     path = str(tmp_path / "siren.pt")

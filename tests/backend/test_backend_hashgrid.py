@@ -195,6 +195,7 @@ def test_sign_terms_leave_one_surface_on_fandisk(tmp_path, guided):
 HASHGRID_CHAMFER_BOUND = 0.03
 
 
+@pytest.mark.slow
 def test_hashgrid_fit_of_a_sphere_point_cloud_through_the_jobs(tmp_path):
     points, _ = sphere_cloud()
     path = str(tmp_path / "hashgrid.pt")

@@ -31,6 +31,7 @@ def test_projected_points_lie_on_the_sphere():
     assert np.einsum("ij,ij->i", radial, s.normals).min() > 0.999
 
 
+@pytest.mark.slow
 def test_resampling_evens_the_spacing_at_least_twofold():
     raw = sample(Sphere(), count=2000, resample=False)
     even = sample(Sphere(), count=2000, resample=True)
@@ -38,6 +39,7 @@ def test_resampling_evens_the_spacing_at_least_twofold():
     assert raw.stats["spacing_cv"] / even.stats["spacing_cv"] >= 2.0
 
 
+@pytest.mark.slow
 def test_upsampling_fills_in_and_keeps_the_cube_edges_sharp():
     cube = Cube(0.5)
     base = sample(cube, count=1500)
@@ -85,6 +87,7 @@ def test_bad_parameters_are_refused(params, message):
         iso.check_memory(ISOPOINTS.resolve(params))
 
 
+@pytest.mark.slow
 def test_the_job_in_world_space(tmp_path):
     d = np.random.default_rng(0).normal(size=(4000, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
@@ -150,6 +153,7 @@ def test_weighted_surface_terms_ignore_a_zero_weight_point():
     assert float(unweighted["surface"].detach()) == pytest.approx(0.2, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_fitting_with_iso_points_refreshes_on_schedule(tmp_path):
     d = np.random.default_rng(0).normal(size=(3000, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)

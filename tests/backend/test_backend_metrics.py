@@ -53,6 +53,7 @@ def test_concentric_spheres(sphere):
     assert m["fscore"] == 0.0 and m["precision"] == 0.0 and m["recall"] == 0.0
 
 
+@pytest.mark.slow
 def test_identical_meshes_sit_at_the_sampling_noise_floor(identical, dense_identical):
     m = identical
     assert 0.004 < m["chamfer_l1_normalized"] < 0.0075  # analytic floor 0.0056
@@ -72,6 +73,7 @@ def test_flipped_winding_keeps_normal_consistency(sphere, identical):
     assert m["chamfer_l1_normalized"] == pytest.approx(identical["chamfer_l1_normalized"], rel=0.05)
 
 
+@pytest.mark.slow
 def test_small_translation(sphere, identical, dense_identical):
     v, f = sphere
     shifted = (v + [0.005, 0.0, 0.0], f)
@@ -88,6 +90,7 @@ def test_small_translation(sphere, identical, dense_identical):
     assert dense_floor < dense["chamfer_l1_normalized"] < dense_floor + 0.005
 
 
+@pytest.mark.slow
 def test_units_follow_the_reference_bounding_sphere(sphere):
     v, f = sphere
     va, vb = 3.0 * v + [10.0, -2.0, 5.0], 3.3 * v + [10.0, -2.0, 5.0]

@@ -234,6 +234,7 @@ def sphere_field(tmp_path_factory):
     return folder, result
 
 
+@pytest.mark.slow
 def test_fast_field_fits_the_sphere(sphere_field):
     folder, result = sphere_field
     print(f"sphere, fast field: held-out PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f} (bound {SPHERE_PSNR_BOUND})")
@@ -247,6 +248,7 @@ def test_fast_field_fits_the_sphere(sphere_field):
     assert ckpt["format"] == "inr_blender.nerf" and ckpt["model"] == "fast"
 
 
+@pytest.mark.slow
 def test_render_view_matches_the_exact_image(sphere_field):
     folder, result = sphere_field
     c2w = sphere_cameras(7, distance=2.2, seed=3)[5]  # a camera that was not trained on
@@ -263,6 +265,7 @@ def test_render_view_matches_the_exact_image(sphere_field):
     assert 1.65 < arrays["depth"][16, 16] < 2.2 and arrays["depth"][0, 0] == 0.0
 
 
+@pytest.mark.slow
 def test_extract_coloured_mesh(sphere_field):
     folder, result = sphere_field
     out, arrays = JOBS["extract_mesh"]({"checkpoint_path": result["checkpoint_path"], "resolution": 48, "space": "world", "device": "cpu"}, {}, JobContext())
@@ -273,6 +276,7 @@ def test_extract_coloured_mesh(sphere_field):
     assert np.abs(top - TOP).max() < 0.15 and np.abs(bottom - BOTTOM).max() < 0.15
 
 
+@pytest.mark.slow
 def test_classic_nerf_learns(tmp_path):
     write_sphere_dataset(str(tmp_path / "views"), count=8, size=16, focal=20.0)
     # the published learning rate and crops; a small network and few samples. Measured: the loss falls
@@ -304,6 +308,7 @@ def test_fit_nerf_job_bad_input(tmp_path):
     assert not os.path.exists(ck)
 
 
+@pytest.mark.slow
 def test_render_view_bad_input(sphere_field, tmp_path):
     from inr_blender.checkpoint import save_checkpoint
     from inr_blender.fitting import fit_sdf, resolve_params

@@ -42,6 +42,7 @@ def z_levels(vertices: np.ndarray) -> set[float]:
     return {round(float(z), 2) for z in np.unique(vertices[:, 2])}
 
 
+@pytest.mark.slow
 def test_range_culling_keeps_a_thin_steep_slab_the_distance_test_misses():
     field = steep_slabs()
     dense, _, _ = extract_mesh(field, 129, CPU, JobContext())[:3]
@@ -75,6 +76,7 @@ def small_field(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, fraction", [("affine_all", 0.25), ("interval", 0.6)])
 def test_guaranteed_extraction_job_gives_the_dense_mesh(small_field, mode, fraction):
     """The same mesh as dense marching cubes, with fewer evaluations (measured on this IGR field at 49^3:
@@ -87,6 +89,7 @@ def test_guaranteed_extraction_job_gives_the_dense_mesh(small_field, mode, fract
     assert np.allclose(np.sort(a["vertices"], axis=0), np.sort(b["vertices"], axis=0), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_guaranteed_extraction_refusals(small_field, tmp_path):
     with pytest.raises(JobError, match="range_mode must be .interval., .*or .affine_all."):
         JOBS["extract_mesh"]({"checkpoint_path": small_field, "method": "guaranteed", "range_mode": "taylor"}, {}, JobContext())

@@ -51,6 +51,7 @@ def sphere(tmp_path_factory):
     return sphere_checkpoint(tmp_path_factory.mktemp("queries") / "sphere.pt", center=(1.0, 2.0, 3.0), scale=2.0)
 
 
+@pytest.mark.slow
 def test_raycast_job_gives_the_analytic_sphere_depth(sphere):
     """World sphere: radius 1 at (1, 2, 3); the camera 4 units in front. Measured: depth error 7e-6 (float32 field)."""
     c2w = camera(z=7.0, x=1.0)
@@ -87,6 +88,7 @@ def test_ray_casting_keeps_a_thin_steep_slab_that_sphere_tracing_misses():
     assert not (traced.t[inside] - expected[inside]).abs().lt(1e-2).any()  # steps over the thin slab onto the thick one
 
 
+@pytest.mark.slow
 def test_closest_points_are_the_radial_projection(sphere):
     """Measured: distance error < 1e-4, point error < 4e-3 (world units, tolerance 2e-3 local)."""
     rng = np.random.default_rng(0)
@@ -109,6 +111,7 @@ def test_closest_point_on_a_non_distance_field():
     assert abs(float(out.closest[0, 2]) - 0.31) < 2e-3 and abs(float(out.closest[1, 2]) + 0.4) < 2e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("offset, verdict", [(0.8, "intersecting"), (1.2, "disjoint")])
 def test_intersection_of_two_spheres(tmp_path, offset, verdict):
     """Two unit-radius world spheres (scale 2) whose centres are ``offset`` * 2 apart, the second in its own frame."""

@@ -112,6 +112,7 @@ def slack(low: torch.Tensor, high: torch.Tensor) -> float:
     return 1e-5 * max(1.0, float(low.abs().max()), float(high.abs().max()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", list(FIELDS))
 def test_bounds_contain_the_sampled_range(kind):
     """Interval and every affine mode (with and without ``intersect``) are sound on boxes of every size."""
@@ -185,6 +186,7 @@ def tightness(field: nn.Module, halves, variants, count: int = 16) -> dict:
     return table
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["siren", "igr", "hashgrid"])
 def test_ranges_tighten_as_boxes_shrink(kind):
     """Widths shrink with the box, and on small boxes (half-width 0.001) affine is much tighter than interval.

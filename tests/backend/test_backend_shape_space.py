@@ -65,6 +65,7 @@ def space(tmp_path_factory, meshes) -> tuple[str, dict]:
 
 # ---- signed distances to meshes that need not be closed ----
 
+@pytest.mark.slow
 def test_winding_numbers_inside_outside_and_with_a_hole():
     v, f = icosphere(1.0, 3)
     q = np.random.default_rng(0).uniform(-1.5, 1.5, (3000, 3))
@@ -83,6 +84,7 @@ def test_winding_numbers_inside_outside_and_with_a_hole():
     assert np.mean((w_open[far_from_hole] > 0.5) == (r[far_from_hole] < 1.0)) > 0.99
 
 
+@pytest.mark.slow
 def test_signed_distances_match_a_sphere():
     v, f = icosphere(1.0, 4)
     q = np.random.default_rng(1).uniform(-1.6, 1.6, (4000, 3))
@@ -92,6 +94,7 @@ def test_signed_distances_match_a_sphere():
     assert np.all(unsigned_distances(v, f, q) >= 0)
 
 
+@pytest.mark.slow
 def test_double_sided_and_misoriented_meshes_get_their_inside_back():
     """Collections hold double-sided meshes (every triangle twice, once each way: winding numbers cancel to 0) and
     meshes wound every which way; oriented_faces repairs both, so the signs are a sphere's again."""
@@ -112,6 +115,7 @@ def test_double_sided_and_misoriented_meshes_get_their_inside_back():
 
 # ---- fitting, extraction, completion, interpolation ----
 
+@pytest.mark.slow
 def test_tiny_space_learns_each_shape(space, meshes, tmp_path):
     path, result = space
     assert result["names"] == ["sphere", "box", "torus"] and result["num_shapes"] == 3
@@ -133,6 +137,7 @@ def test_tiny_space_learns_each_shape(space, meshes, tmp_path):
         JOBS["extract_mesh"]({"checkpoint_path": path, "resolution": 32}, {}, JobContext())
 
 
+@pytest.mark.slow
 def test_completion_of_a_half_sphere_gives_a_full_sphere(space, meshes, tmp_path):
     path, result = space
     field, ckpt = load_checkpoint(path)
@@ -163,6 +168,7 @@ def test_completion_of_a_half_sphere_gives_a_full_sphere(space, meshes, tmp_path
     assert again["num_faces"] > 0
 
 
+@pytest.mark.slow
 def test_interpolation_volumes_lie_between_the_ends(space):
     path, _ = space
     result, arrays = JOBS["interpolate_shapes"]({"checkpoint_path": path, "a": 0, "b": 1, "count": 5, "resolution": 48},
@@ -196,6 +202,7 @@ def test_enclosed_volume_of_a_sphere():
     assert abs(enclosed_volume(v, f) - 4.0 / 3.0 * np.pi) < 0.02
 
 
+@pytest.mark.slow
 def test_occupancy_variant_extracts_at_one_half(tmp_path, meshes):
     path = str(tmp_path / "occ.pt")
     two = [meshes["sphere"], meshes["box"]]
@@ -212,6 +219,7 @@ def test_occupancy_variant_extracts_at_one_half(tmp_path, meshes):
 
 # ---- data parallel: torchrun with 2 processes against one ----
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path, meshes):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
     if torchrun is None:
@@ -238,6 +246,7 @@ def test_two_process_ddp_matches_one_process(tmp_path, meshes):
 
 # ---- bad input ----
 
+@pytest.mark.slow
 def test_bad_input(space, meshes, tmp_path):
     path, _ = space
     ctx = JobContext()

@@ -40,6 +40,7 @@ def components(n, edges):
 
 # -- the shapes of the issue, on smooth analytic SDFs ---------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_sphere_gives_one_point_at_its_centre():
     centre, radius = np.array([0.1, -0.2, 0.05]), 0.6
     s = skeletonize(SmoothSphere(radius, centre))
@@ -49,6 +50,7 @@ def test_a_sphere_gives_one_point_at_its_centre():
     assert s.stats["optimal"] and s.stats["num_candidates"] >= 1
 
 
+@pytest.mark.slow
 def test_a_capsule_gives_its_segment():
     a, b = np.array([-0.4, 0.0, 0.0]), np.array([0.4, 0.0, 0.0])
     s = skeletonize(SmoothCapsule(a, b, 0.3))
@@ -64,6 +66,7 @@ def test_a_capsule_gives_its_segment():
     assert all(tuple(sorted((int(i), int(j)))) in joined for i, j in zip(order[:-1], order[1:]))
 
 
+@pytest.mark.slow
 def test_a_box_gives_its_medial_sheets():
     half = np.array([0.6, 0.4, 0.2])
     s = skeletonize(SmoothBox(half))
@@ -236,6 +239,7 @@ def test_the_method_needs_normals(tmp_path):
         JOBS["fit_sdf"]({"method": "neural_skeleton", "checkpoint_path": str(tmp_path / "f.pt")}, {"points": points}, JobContext())
 
 
+@pytest.mark.slow
 def test_fit_and_extract_a_sphere_through_the_jobs(tmp_path):
     """A real fit (few steps, from the sphere start) of a sphere away from the origin; its skeleton in world space."""
     centre, radius = np.array([1.0, -2.0, 0.5]), 0.7

@@ -72,6 +72,7 @@ def check_welded_and_closed(verts: np.ndarray, faces: np.ndarray) -> None:
     assert (counts == 2).all()  # watertight: every edge shared by exactly two faces
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "make, resolution",
     [
@@ -107,6 +108,7 @@ def test_sparse_matches_dense(make, resolution):
         assert stats["evaluations"] * 5 <= resolution**3
 
 
+@pytest.mark.slow
 def test_sparse_at_512_cells_makes_far_fewer_evaluations():
     field = sphere(0.5)
     n = 513  # 512 cells per axis

@@ -55,6 +55,7 @@ def test_nan_or_inf_coordinates(scene, value):
     _refused(bpy.ops.inr.fit_sdf, "'Suzanne' has NaN or infinite coordinates", **TINY)
 
 
+@pytest.mark.slow
 def test_degenerate_mesh(scene):
     pts = np.zeros((50, 3))
     add_point_cloud(pts)
@@ -73,6 +74,7 @@ def tiny_field(scene):
     return bpy.context.active_object
 
 
+@pytest.mark.slow
 def test_resolution_over_the_machines_memory(tiny_field):
     _refused(bpy.ops.inr.extract_mesh, "resolution 8192 needs about .* available", resolution=8192)
 
@@ -93,6 +95,7 @@ def test_extract_without_a_field(scene):
     _refused(bpy.ops.inr.extract_mesh, "not a neural field", resolution=32)
 
 
+@pytest.mark.slow
 def test_backend_interpreter_missing(scene, tmp_path):
     add_suzanne()
     prefs().python_path = str(tmp_path / "nowhere" / "python3")
@@ -111,6 +114,7 @@ def test_setup_refused_without_online_access(scene):
         bpy.ops.inr.setup_backend()
 
 
+@pytest.mark.slow
 def test_worker_killed_in_the_middle_of_a_job(scene):
     from neural_fields.inr_blender.wire import client
 
@@ -137,6 +141,7 @@ def test_worker_killed_in_the_middle_of_a_job(scene):
     assert bpy.ops.inr.check_backend() == {"FINISHED"}
 
 
+@pytest.mark.slow
 def test_remote_worker_with_the_wrong_token(scene, remote_worker):
     _, port, token = remote_worker
     add_suzanne()
@@ -145,6 +150,7 @@ def test_remote_worker_with_the_wrong_token(scene, remote_worker):
     _refused(bpy.ops.inr.fit_sdf, "rejected the token", **TINY)
 
 
+@pytest.mark.slow
 def test_remote_worker_with_the_right_token_round_trips_the_checkpoint(scene, remote_worker):
     _, port, token = remote_worker
     add_suzanne(subdivision_levels=0)
@@ -156,6 +162,7 @@ def test_remote_worker_with_the_right_token_round_trips_the_checkpoint(scene, re
     assert bpy.ops.inr.extract_mesh(resolution=32) == {"FINISHED"}
 
 
+@pytest.mark.slow
 def test_cancel_mid_job_leaves_the_scene_as_it_was(scene):
     """Ctrl+C in a headless run cancels like Esc does in the UI: the job stops, nothing is added."""
     from neural_fields.inr_blender.wire import client

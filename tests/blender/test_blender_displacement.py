@@ -17,6 +17,8 @@ from conftest import (
     select_only, set_local_backend, sphere_points, world_points,
 )
 
+pytestmark = pytest.mark.slow  # every test here fits a field or runs a job: seconds to minutes on two cores
+
 # Small fits for 2 CPU cores (about 2 s each): the base is the default 3 x 128 at ω 15, which the backend stores
 # pre-fitted to a sphere (a base of another size is pre-fitted on demand first: 600 steps of 8192 points,
 # minutes on a CPU), with a tiny detail network and 100 steps of 512 points.

@@ -80,6 +80,7 @@ def _check_on_sphere(obj, tolerance: float = 0.05) -> np.ndarray:
     return points
 
 
+@pytest.mark.slow
 def test_isopoints_lie_on_the_sphere_with_radial_normals(scene, sphere_blend):
     field = _open_field(sphere_blend)
     before = set(bpy.data.objects.keys())
@@ -120,6 +121,7 @@ def test_isopoints_lie_on_the_sphere_with_radial_normals(scene, sphere_blend):
     assert [g.name for g in bpy.data.node_groups if g.name.startswith("INR Iso-points")] == ["INR Iso-points"]
 
 
+@pytest.mark.slow
 def test_upsampling_adds_points(scene, sphere_blend):
     field = _open_field(sphere_blend)
     assert bpy.ops.inr.sample_isopoints(count=500, upsample=300, point_radius=0.01) == {"FINISHED"}
@@ -131,6 +133,7 @@ def test_upsampling_adds_points(scene, sphere_blend):
     _check_on_sphere(obj)
 
 
+@pytest.mark.slow
 def test_isopoint_normals_round_trip_into_fit_sdf(scene, sphere_blend, addon):
     """The iso-points are a point cloud with normals: Fit SDF reads them back, so SIREN can fit them."""
     field = _open_field(sphere_blend)
@@ -146,6 +149,7 @@ def test_isopoint_normals_round_trip_into_fit_sdf(scene, sphere_blend, addon):
     assert field.name in bpy.data.objects
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["IGR", "SIREN", "HASHGRID", "NEURAL_SKELETON"])
 def test_fit_sdf_with_isopoints(scene, method):
     """Every method trains with the iso-point term when asked; it is recorded, and off by default."""
@@ -179,6 +183,7 @@ def test_count_cannot_be_zero(scene):
     assert field.inr_field.isopoints.count == 1
 
 
+@pytest.mark.slow
 def test_backend_refusals_reach_the_user(scene, sphere_blend, tmp_path):
     """Too many points for memory, and a field with no surface: the backend's reason is the operator's error."""
     _open_field(sphere_blend)
@@ -190,6 +195,7 @@ def test_backend_refusals_reach_the_user(scene, sphere_blend, tmp_path):
     _refused(r"the field has no surface in its domain: no point converged onto its zero level", count=200)
 
 
+@pytest.mark.slow
 def test_remote_worker_samples_isopoints(scene, sphere_blend, remote_worker):
     """A remote worker gets the checkpoint's bytes and sends the points back."""
     _, port, token = remote_worker

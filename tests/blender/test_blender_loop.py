@@ -7,8 +7,11 @@ import os
 
 import bpy
 import numpy as np
+import pytest
 
 from conftest import add_point_cloud, add_suzanne, sphere_points
+
+pytestmark = pytest.mark.slow  # every test here fits a field or runs a job: seconds to minutes on two cores
 
 # A small IGR fit that runs in well under a minute on 2 cores (4 layers of 128, 400 steps).
 FAST_IGR = dict(method="IGR", iterations=400, width=128, depth=4, batch_size=2048, num_samples=30000)

@@ -455,6 +455,7 @@ def test_bad_transforms_for_a_remote_worker_are_refused_in_blender(scene, tmp_pa
     assert len(bpy.data.images) == images
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_FILES))
 def test_bad_transforms_are_refused_by_the_local_backend(scene, tmp_path, case):
     make, match = BAD_FILES[case]
@@ -498,6 +499,7 @@ def _coloured_scene(scene):
     return cube, sphere
 
 
+@pytest.mark.slow
 def test_fit_render_and_extract_a_radiance_field(scene, tmp_path):
     import time
 
@@ -598,6 +600,7 @@ def test_fit_render_and_extract_a_radiance_field(scene, tmp_path):
     _refused(bpy.ops.inr.evaluate_field, "is a radiance field: Evaluate Field needs a signed distance field")
 
 
+@pytest.mark.slow
 def test_remote_worker_fits_from_images_blender_read(scene, tmp_path, remote_worker):
     """A remote worker cannot read this machine's files: Blender sends the images, the weights come back."""
     _, port, token = remote_worker

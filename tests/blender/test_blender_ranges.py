@@ -12,6 +12,8 @@ from conftest import (
     sphere_points, world_points,
 )
 
+pytestmark = pytest.mark.slow  # every test here fits a field or runs a job: seconds to minutes on two cores
+
 RADIUS = 0.7
 OTHER_CENTRE = (1.0, 0.0, 0.0)  # the second sphere: 1.0 apart, less than 2 * RADIUS, so the two overlap
 SIZE = 32  # pixels per side of the views

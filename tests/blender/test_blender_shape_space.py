@@ -13,6 +13,8 @@ import pytest
 
 from conftest import add_point_cloud, open_field, prefs, refused, scene_state, select_only, set_local_backend, world_points
 
+pytestmark = pytest.mark.slow  # every test here fits a field or runs a job: seconds to minutes on two cores
+
 # A tiny space for 2 CPU cores (seconds): codes of 8, a decoder of 4 x 64, 100 steps of 3 shapes x 512 samples,
 # errors measured at 32^3. It decodes rough shapes; the tests check what the operators do with them.
 TINY = dict(preset="CUSTOM", latent_size=8, width=64, depth=4, dropout=0.0, iterations=100, shapes_per_step=3, samples_per_shape=512,

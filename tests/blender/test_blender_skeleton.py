@@ -79,6 +79,7 @@ def _check_sphere_skeleton(field, skeleton):
     assert np.allclose(np.array(skeleton.matrix_world), np.array(field.matrix_world))
 
 
+@pytest.mark.slow
 def test_sphere_skeleton_is_its_centre_with_its_radius(scene, sphere_blend):
     field = _open_field(sphere_blend)
     before = set(bpy.data.objects.keys())
@@ -125,6 +126,7 @@ def test_sphere_skeleton_is_its_centre_with_its_radius(scene, sphere_blend):
     assert abs(np.median(radii) - 1.0) < 0.05
 
 
+@pytest.mark.slow
 def test_elongated_shape_gives_a_skeleton_along_its_long_axis(scene):
     """An ellipsoid 6 x 2 x 2: its medial axis is a segment along x (and a sheet-free one, since y = z)."""
     field = _fit_uv_sphere(scale=(3.0, 1.0, 1.0))
@@ -149,6 +151,7 @@ def test_elongated_shape_gives_a_skeleton_along_its_long_axis(scene):
     assert field.inr_field.skeleton.edges == len(edges) and field.inr_field.skeleton.triangles == len(skeleton.data.polygons)
 
 
+@pytest.mark.slow
 def test_remote_worker_extracts_a_skeleton(scene, sphere_blend, remote_worker):
     """A remote worker gets the checkpoint's bytes and sends the skeleton back."""
     _, port, token = remote_worker
@@ -159,6 +162,7 @@ def test_remote_worker_extracts_a_skeleton(scene, sphere_blend, remote_worker):
     _check_sphere_skeleton(field, bpy.context.active_object)
 
 
+@pytest.mark.slow
 def test_skeleton_preset_and_its_settings(scene):
     """The Skeleton preset is the neural skeleton's published network; explicit settings win; it needs normals."""
     pts, nrm = sphere_points(2000, radius=0.7)
@@ -196,6 +200,7 @@ def test_delta_cannot_be_zero_or_negative(scene):
         assert field.inr_field.skeleton.delta > 0
 
 
+@pytest.mark.slow
 def test_backend_refusal_reaches_the_user(scene, tmp_path):
     """A field whose surface lies outside its domain: the backend's reason is the operator's error."""
     pytest.importorskip("torch")

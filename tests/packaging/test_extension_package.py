@@ -42,6 +42,7 @@ def test_manifest_validates():
     assert result.returncode == 0 and "FATAL" not in result.stdout + result.stderr, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_zip_holds_the_extension_and_the_backend_but_no_tests(built_zip):
     names = zipfile.ZipFile(built_zip).namelist()
     for required in ("blender_manifest.toml", "__init__.py", "preferences.py", "operators/fit_sdf.py", "panels/field.py", "inr_blender/wire/worker.py", "inr_blender/requirements.txt"):
@@ -78,6 +79,7 @@ INSTALLED_RUN = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_zip_installs_into_a_fresh_profile_and_its_operators_run(built_zip, tmp_path):
     profile = tmp_path / "profile"
     profile.mkdir()

@@ -52,6 +52,7 @@ def test_object_arrays_cannot_be_sent_and_pickled_payloads_are_refused():
         decode_array(buf.getvalue())
 
 
+@pytest.mark.slow
 def test_wrong_token_is_refused_before_any_payload_is_read(remote_worker):
     from inr_blender.wire.protocol import recv_frame
 
@@ -76,12 +77,14 @@ def test_remote_worker_serves_a_job_with_the_right_token(client, remote_worker):
         backend.close()
 
 
+@pytest.mark.slow
 def test_client_reports_wrong_token(client, remote_worker):
     _, port, _ = remote_worker
     with pytest.raises(client.BackendError, match="rejected the token"):
         client.Backend(client.BackendConfig(mode="REMOTE", port=port, token="not-the-token")).start()
 
 
+@pytest.mark.slow
 def test_local_worker_streams_progress_and_honours_cancel(client, tmp_path):
     backend = client.Backend(client.BackendConfig(python=sys.executable, log_dir=str(tmp_path))).start()
     try:
@@ -108,6 +111,7 @@ def test_local_worker_streams_progress_and_honours_cancel(client, tmp_path):
     assert backend.process.poll() is not None  # close() stops a local worker
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_job_is_reported(client, tmp_path):
     backend = client.Backend(client.BackendConfig(python=sys.executable, log_dir=str(tmp_path))).start()
     pts, nrm = sphere_points(2000)
