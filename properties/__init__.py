@@ -15,14 +15,33 @@ from .shape_space import INTERPOLATE_OUTPUTS
 from .transfer import TRANSFER_MODES
 
 __all__ = [
-    "DISPLACEMENT_METHODS", "FIELD_KINDS", "FIELD_METHODS", "INTERPOLATE_OUTPUTS", "INTERSECTION_VERDICTS", "LATENT_SHAPE_METHODS",
-    "NERF_MODELS", "RANGE_MODES", "RAYCAST_METHODS", "SDF_METHODS", "SHAPE_SPACE_METHODS", "TRANSFER_MODES",
+    "DISPLACEMENT_METHODS",
+    "FIELD_KINDS",
+    "FIELD_METHODS",
+    "INTERPOLATE_OUTPUTS",
+    "INTERSECTION_VERDICTS",
+    "LATENT_SHAPE_METHODS",
+    "NERF_MODELS",
+    "RANGE_MODES",
+    "RAYCAST_METHODS",
+    "SDF_METHODS",
+    "SHAPE_SPACE_METHODS",
+    "TRANSFER_MODES",
 ]
 
 # nested groups before the groups that point to them
 classes = (
-    skeleton.INR_PG_skeleton, isopoints.INR_PG_isopoints, transfer.INR_PG_transfer, displacement.INR_PG_displacement,
-    *ranges.classes, *shape_space.classes, nerf.INR_PG_nerf, field.INR_PG_loss_sample, INR_PG_field, INR_PG_job, INR_PG_backend,
+    skeleton.INR_PG_skeleton,
+    isopoints.INR_PG_isopoints,
+    transfer.INR_PG_transfer,
+    displacement.INR_PG_displacement,
+    *ranges.classes,
+    *shape_space.classes,
+    nerf.INR_PG_nerf,
+    field.INR_PG_loss_sample,
+    INR_PG_field,
+    INR_PG_job,
+    INR_PG_backend,
 )
 
 _POINTERS = (
@@ -40,7 +59,11 @@ def register() -> None:
     for handler_list, handler in migrate.handlers:
         if handler not in handler_list:
             handler_list.append(handler)
-    bpy.app.timers.register(migrate.migrate_open_file, first_interval=0.0)  # bpy.data is out of reach in register()
+    if not bpy.app.background:
+        # bpy.data is out of reach in register(): a timer migrates the file already open. Headless, a script enables
+        # add-ons before it opens files (load_post migrates them), and a registered timer keeps the bpy module (4.5)
+        # from exiting: its sound device's close thread is never joined.
+        bpy.app.timers.register(migrate.migrate_open_file, first_interval=0.0)
 
 
 def unregister() -> None:
