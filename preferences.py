@@ -45,8 +45,7 @@ def backend_config(context: bpy.types.Context | None = None) -> BackendConfig:
         python = managed_python()
         if not os.path.exists(python):
             raise BackendError(
-                "the managed backend is not set up: press 'Set up backend' in the add-on preferences, "
-                "or choose an existing Python interpreter"
+                "the managed backend is not set up: press 'Set up backend' in the add-on preferences, or choose an existing Python interpreter"
             )
         return BackendConfig(mode="PYTHON", python=python, log_dir=logs)
     if prefs.backend_mode == "PYTHON":

@@ -31,9 +31,7 @@ def load_shape(path: str) -> tuple[str, dict]:
     return "icosphere (shared data absent)", {"vertices": v, "faces": f}
 
 
-def fit_and_measure(
-    mesh: dict, params: dict, resolution: int, device: str = "cpu", inputs: dict | None = None
-) -> tuple[dict, float, dict]:
+def fit_and_measure(mesh: dict, params: dict, resolution: int, device: str = "cpu", inputs: dict | None = None) -> tuple[dict, float, dict]:
     """Fit a field to ``mesh`` (or to the arrays ``inputs``, e.g. noisy points) with the backend's jobs, extract it
     in world space and measure it against the mesh.
 

@@ -65,7 +65,9 @@ def fit(shape: str, params: dict[str, Any], path: str) -> dict[str, Any]:
 
 
 def extract(path: str, part: str = "detailed", space: str = "world") -> dict[str, np.ndarray]:
-    return JOBS["extract_mesh"]({"checkpoint_path": path, "resolution": RESOLUTION, "space": space, "part": part, "device": "cpu"}, {}, JobContext())[1]
+    return JOBS["extract_mesh"]({"checkpoint_path": path, "resolution": RESOLUTION, "space": space, "part": part, "device": "cpu"}, {}, JobContext())[
+        1
+    ]
 
 
 def measure(shape: str, out: dict[str, np.ndarray]) -> dict[str, float]:
@@ -94,8 +96,7 @@ def representation(shape: str, iterations: int, work: str, done: dict[str, Any])
         seconds = time.perf_counter() - started
         mesh = extract(path)
         m = measure(shape, mesh)
-        out[name] = {"chamfer": m["chamfer_l1_normalized"], "normals": m["normal_consistency"], "angle": m["normal_angle"],
-                     "seconds": seconds}
+        out[name] = {"chamfer": m["chamfer_l1_normalized"], "normals": m["normal_consistency"], "angle": m["normal_angle"], "seconds": seconds}
         write_mesh(os.path.join(work, f"{shape}.{name}.ply"), mesh["vertices"], mesh["faces"], mesh["normals"])
         print(shape, name, out[name], flush=True)
         done.setdefault(shape, {})[name] = out[name]
@@ -114,8 +115,9 @@ def transfer(source: str, target: str, iterations: int, work: str, renders: bool
     out: dict[str, Any] = {"source_detail": source_detail}
     for mode in ("projected", "aligned"):
         path = os.path.join(work, f"{source}-{target}-{mode}.pt")
-        JOBS["transfer_detail"]({"source_checkpoint": source_ckpt, "target_checkpoint": target_ckpt, "mode": mode,
-                                 "checkpoint_path": path}, {}, JobContext())
+        JOBS["transfer_detail"](
+            {"source_checkpoint": source_ckpt, "target_checkpoint": target_ckpt, "mode": mode, "checkpoint_path": path}, {}, JobContext()
+        )
         kept = detail(extract(path, space="local"), target_base)
         out[mode] = {"detail": kept, "kept": kept / source_detail}
         result = extract(path)
@@ -136,12 +138,26 @@ def render(source: str, target: str, source_ckpt: str, target_ckpt: str, work: s
     for path, ckpt in ((paths["source"], source_ckpt), (paths["target base"], target_ckpt)):
         m = extract(ckpt)
         write_mesh(path, m["vertices"], m["faces"], m["normals"])
-    items = [f"{stem(source)}={paths['source']}", f"{stem(target)} base={paths['target base']}",
-             f"transferred={os.path.join(OUT, f'{stem(source)}-to-{stem(target)}-projected.ply')}"]
+    items = [
+        f"{stem(source)}={paths['source']}",
+        f"{stem(target)} base={paths['target base']}",
+        f"transferred={os.path.join(OUT, f'{stem(source)}-to-{stem(target)}-projected.ply')}",
+    ]
     picture = os.path.join(OUT, f"{stem(source)}-to-{stem(target)}.png")
     rotate = ["0", "0", "0"] if target == "sphere" and source == "bumpy-cube.obj" else ["90", "0", "0"]
-    cmd = [sys.executable, os.path.join(REPO, "bench", "render_row.py"), "--each", "--resolution", "1200", "400",
-           "--output", picture, "--rotate", *rotate, *items]
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "bench", "render_row.py"),
+        "--each",
+        "--resolution",
+        "1200",
+        "400",
+        "--output",
+        picture,
+        "--rotate",
+        *rotate,
+        *items,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     print(f"  {picture}" if done.returncode == 0 else done.stderr[-2000:], flush=True)
 
@@ -172,16 +188,32 @@ def main() -> None:
             v = r[name]
             rows.append([shape, name, f"{v['chamfer']:.5f}", f"{v['normals']:.4f}", f"{v['angle']:.2f}", f"{v['seconds']:.0f} s"])
         wins += r["IDF"]["normals"] > r["SIREN"]["normals"]
-    write_table(md, f"Implicit displacement fields: representation ({args.iterations} steps of 4096 points, ~100k parameters each)",
-                ["shape", "model", "Chamfer-L1", "normal consistency", "normal angle (deg)", "fit time"], rows)
-    lines = ["", f"Target: IDF's normal consistency beats SIREN's on at least 2 of 3 shapes: {wins} of 3 "
-             f"({'met' if wins >= 2 else 'missed'}).", "", "## Detail transfer", "",
-             "| source -> target | source detail | kept, projected | kept, aligned |", "|---|---|---|---|"]
+    write_table(
+        md,
+        f"Implicit displacement fields: representation ({args.iterations} steps of 4096 points, ~100k parameters each)",
+        ["shape", "model", "Chamfer-L1", "normal consistency", "normal angle (deg)", "fit time"],
+        rows,
+    )
+    lines = [
+        "",
+        f"Target: IDF's normal consistency beats SIREN's on at least 2 of 3 shapes: {wins} of 3 ({'met' if wins >= 2 else 'missed'}).",
+        "",
+        "## Detail transfer",
+        "",
+        "| source -> target | source detail | kept, projected | kept, aligned |",
+        "|---|---|---|---|",
+    ]
     for name, r in results["transfer"].items():
-        lines.append(f"| {name} | {r['source_detail']:.4f} | {r['projected']['detail']:.4f} ({r['projected']['kept']:.0%}) | "
-                     f"{r['aligned']['detail']:.4f} ({r['aligned']['kept']:.0%}) |")
-    lines += ["", "Detail: the mean distance (local units) from the surface's vertices to its base; kept: the transferred "
-              "surface's over the source's. Renders: `bench/results/displacement/*.png`.", ""]
+        lines.append(
+            f"| {name} | {r['source_detail']:.4f} | {r['projected']['detail']:.4f} ({r['projected']['kept']:.0%}) | "
+            f"{r['aligned']['detail']:.4f} ({r['aligned']['kept']:.0%}) |"
+        )
+    lines += [
+        "",
+        "Detail: the mean distance (local units) from the surface's vertices to its base; kept: the transferred "
+        "surface's over the source's. Renders: `bench/results/displacement/*.png`.",
+        "",
+    ]
     save_results(os.path.join(RESULTS, "displacement.json"), {"shapes": SHAPES, "transfers": TRANSFERS, "iterations": args.iterations}, results)
     append_lines(md, lines)
 

@@ -30,8 +30,16 @@ def main() -> int:
     for gradient in ("autograd", "finite_difference"):
         params = {"method": "hashgrid", "iterations": args.steps, "convergence_tolerance": 0, "gradient": gradient}
         _, seconds, m = fit_and_measure(mesh, params, args.resolution)
-        rows.append([gradient, f"{seconds:.1f}", f"{seconds / args.steps * 100:.1f}", f"{m['chamfer_l1_normalized']:.5f}",
-                     f"{m['normal_consistency']:.4f}", f"{m['fscore']:.4f}"])
+        rows.append(
+            [
+                gradient,
+                f"{seconds:.1f}",
+                f"{seconds / args.steps * 100:.1f}",
+                f"{m['chamfer_l1_normalized']:.5f}",
+                f"{m['normal_consistency']:.4f}",
+                f"{m['fscore']:.4f}",
+            ]
+        )
         print(rows[-1], flush=True)
     write_table(
         args.output,

@@ -39,8 +39,15 @@ MESHES = os.path.join(REPO, "..", "shared", "data", "meshes")
 RESULTS = os.path.join(REPO, "bench", "results")
 UNIFORMITY_SHAPES = ("spot.obj", "fandisk.obj", "kitten.obj")
 FITTING_SHAPES = ("armadillo.obj", "dragon-10k.obj", "fertility.off", "rocker-arm.obj", "screwdriver.off")
-FAST = {"method": "hashgrid", "iterations": 500, "batch_size": 2048, "levels": 12, "log2_table_size": 18,
-        "finest_resolution": 256, "convergence_tolerance": 0.0}
+FAST = {
+    "method": "hashgrid",
+    "iterations": 500,
+    "batch_size": 2048,
+    "levels": 12,
+    "log2_table_size": 18,
+    "finest_resolution": 256,
+    "convergence_tolerance": 0.0,
+}
 SIREN = {"method": "siren", "iterations": 500, "convergence_tolerance": 0.0}
 ISO = {"isopoints": 2000}  # with the defaults' warm-up (300) and refresh (1000)
 
@@ -59,8 +66,14 @@ def uniformity(shape: str) -> dict[str, Any]:
             result, arrays = JOBS["sample_isopoints"]({"checkpoint_path": path, "space": "world", "count": 5000, **params}, {}, JobContext())
             seconds = time.perf_counter() - started
             hole = cKDTree(arrays["points"]).query(dense, workers=-1)[0].max() / radius * 100.0
-            out[name] = {"points": result["num_points"], "spacing_cv": result["spacing_cv"], "hole": float(hole),
-                         "mean_residual": result["mean_residual"], "discarded": result["num_discarded"], "seconds": seconds}
+            out[name] = {
+                "points": result["num_points"],
+                "spacing_cv": result["spacing_cv"],
+                "hole": float(hole),
+                "mean_residual": result["mean_residual"],
+                "discarded": result["num_discarded"],
+                "seconds": seconds,
+            }
             print(shape, name, out[name], flush=True)
     return out
 
@@ -77,8 +90,12 @@ def fitting(shape: str) -> dict[str, Any]:
     for method, base in (("SIREN", SIREN), ("hash grid", FAST)):
         for label, extra in (("without", {}), ("with", ISO)):
             fit, seconds, metrics = fit_and_measure(mesh, {**base, **extra}, 256, inputs={"points": noisy, "normals": normals})
-            out[f"{method} {label}"] = {"chamfer": metrics["chamfer_l1_normalized"], "normals": metrics["normal_consistency"],
-                                        "seconds": seconds, "steps": fit["iterations_run"]}
+            out[f"{method} {label}"] = {
+                "chamfer": metrics["chamfer_l1_normalized"],
+                "normals": metrics["normal_consistency"],
+                "seconds": seconds,
+                "steps": fit["iterations_run"],
+            }
             print(shape, method, label, out[f"{method} {label}"], flush=True)
     return out
 
@@ -92,28 +109,56 @@ def main() -> None:
     rows = []
     for shape, r in results["uniformity"].items():
         for name, v in r.items():
-            rows.append([shape, name, str(v["points"]), f"{v['spacing_cv']:.3f}", f"{v['hole']:.2f}%", f"{v['mean_residual']:.1e}",
-                         str(v["discarded"]), f"{v['seconds']:.1f} s"])
-    write_table(md, "Iso-points: uniformity (5000 iso-points of a Fast hash-grid field)",
-                ["shape", "iso-points", "points", "spacing CV", "largest hole", "mean abs(f)", "did not converge", "time"], rows)
+            rows.append(
+                [
+                    shape,
+                    name,
+                    str(v["points"]),
+                    f"{v['spacing_cv']:.3f}",
+                    f"{v['hole']:.2f}%",
+                    f"{v['mean_residual']:.1e}",
+                    str(v["discarded"]),
+                    f"{v['seconds']:.1f} s",
+                ]
+            )
+    write_table(
+        md,
+        "Iso-points: uniformity (5000 iso-points of a Fast hash-grid field)",
+        ["shape", "iso-points", "points", "spacing CV", "largest hole", "mean abs(f)", "did not converge", "time"],
+        rows,
+    )
     factors = [r["raw"]["spacing_cv"] / r["resampled"]["spacing_cv"] for r in results["uniformity"].values()]
-    lines = ["", f"Resampling lowers the spacing CV by {', '.join(f'{f:.2f}x' for f in factors)} "
-             f"(target: at least 2x; {'met' if min(factors) >= 2 else 'missed'}).", ""]
+    lines = [
+        "",
+        f"Resampling lowers the spacing CV by {', '.join(f'{f:.2f}x' for f in factors)} "
+        f"(target: at least 2x; {'met' if min(factors) >= 2 else 'missed'}).",
+        "",
+    ]
     if not args.skip_fitting:
         results["fitting"] = {s: fitting(s) for s in FITTING_SHAPES}
-        lines += ["## Fitting with iso-points (20k points, 1% noise, 500 steps each)", "",
-                  "| shape | method | Chamfer-L1 without | with | change | normal consistency without | with | time without / with |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Fitting with iso-points (20k points, 1% noise, 500 steps each)",
+            "",
+            "| shape | method | Chamfer-L1 without | with | change | normal consistency without | with | time without / with |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         better = {"SIREN": 0, "hash grid": 0}
         for shape, r in results["fitting"].items():
             for method in ("SIREN", "hash grid"):
                 a, b = r[f"{method} without"], r[f"{method} with"]
                 change = (b["chamfer"] - a["chamfer"]) / a["chamfer"]
                 better[method] += change <= -0.10
-                lines.append(f"| {shape} | {method} | {a['chamfer']:.5f} | {b['chamfer']:.5f} | {change:+.1%} | "
-                             f"{a['normals']:.4f} | {b['normals']:.4f} | {a['seconds']:.0f} / {b['seconds']:.0f} s |")
-        lines += ["", "Target: Chamfer-L1 at least 10% better with iso-points on at least 3 of 5 shapes: "
-                  + "; ".join(f"{m}: {n} of 5 ({'met' if n >= 3 else 'missed'})" for m, n in better.items()) + ".", ""]
+                lines.append(
+                    f"| {shape} | {method} | {a['chamfer']:.5f} | {b['chamfer']:.5f} | {change:+.1%} | "
+                    f"{a['normals']:.4f} | {b['normals']:.4f} | {a['seconds']:.0f} / {b['seconds']:.0f} s |"
+                )
+        lines += [
+            "",
+            "Target: Chamfer-L1 at least 10% better with iso-points on at least 3 of 5 shapes: "
+            + "; ".join(f"{m}: {n} of 5 ({'met' if n >= 3 else 'missed'})" for m, n in better.items())
+            + ".",
+            "",
+        ]
     save_results(os.path.join(RESULTS, "isopoints.json"), {"uniformity_shapes": UNIFORMITY_SHAPES, "fitting_shapes": FITTING_SHAPES}, results)
     append_lines(md, lines)
 

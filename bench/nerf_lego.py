@@ -52,17 +52,34 @@ def run_worker(model: str, size: int, args: argparse.Namespace) -> dict[str, Any
     # classic NeRF renders whole views slowly (about 2.5 minutes for one 200x200 view on 2 cores): it scores
     # ``--classic-views`` of them, and none above ``--classic-max-size``
     whole = model == "fast" or size <= args.classic_max_size
-    params = {"model": model, "iterations": 1_000_000, "max_seconds": seconds, "holdout_every": HOLDOUT_EVERY,
-              "eval_every": EVAL_EVERY[model], "eval_dense_start": model == "fast",
-              "eval_views": 0 if model == "fast" else args.classic_views,
-              "final_eval": whole, "device": args.device, "seed": 0}
+    params = {
+        "model": model,
+        "iterations": 1_000_000,
+        "max_seconds": seconds,
+        "holdout_every": HOLDOUT_EVERY,
+        "eval_every": EVAL_EVERY[model],
+        "eval_dense_start": model == "fast",
+        "eval_views": 0 if model == "fast" else args.classic_views,
+        "final_eval": whole,
+        "device": args.device,
+        "seed": 0,
+    }
     started = time.perf_counter()
     ckpt = nerf.fit_nerf(views, nerf.resolve_params(params), JobContext(min_interval=30.0, verbose=True))
     wall = time.perf_counter() - started
     result = {
-        "model": model, "size": size, "device": ckpt["device"], "budget_s": seconds, "wall_s": wall,
-        "train_s": ckpt["train_seconds"], "steps": ckpt["iterations_run"], "curve": ckpt["eval_history"],
-        "psnr": ckpt["psnr"], "ssim": ckpt["ssim"], "train_psnr": ckpt["train_psnr"], "occupancy": ckpt["occupancy"],
+        "model": model,
+        "size": size,
+        "device": ckpt["device"],
+        "budget_s": seconds,
+        "wall_s": wall,
+        "train_s": ckpt["train_seconds"],
+        "steps": ckpt["iterations_run"],
+        "curve": ckpt["eval_history"],
+        "psnr": ckpt["psnr"],
+        "ssim": ckpt["ssim"],
+        "train_psnr": ckpt["train_psnr"],
+        "occupancy": ckpt["occupancy"],
     }
     _, test = holdout_split(len(views.names), HOLDOUT_EVERY)
     result["views_scored"] = 0 if not whole else len(test) if model == "fast" else min(args.classic_views, len(test))
@@ -109,8 +126,14 @@ def plot(results: dict[str, dict[str, Any]], path: str) -> None:
         if "curve" not in r or not r["curve"]:
             continue
         t = [c[1] / 60 for c in r["curve"]]
-        ax.plot(t, [c[2] for c in r["curve"]], marker="o", markersize=3,
-                label=f"{LABELS[r['model']]}, {r['size']}x{r['size']}", linestyle="-" if r["model"] == "fast" else "--")
+        ax.plot(
+            t,
+            [c[2] for c in r["curve"]],
+            marker="o",
+            markersize=3,
+            label=f"{LABELS[r['model']]}, {r['size']}x{r['size']}",
+            linestyle="-" if r["model"] == "fast" else "--",
+        )
     ax.axhline(TARGET_PSNR, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel(f"training time (minutes, {results and next(iter(results.values())).get('device', 'cpu')})")
     ax.set_ylabel("held-out PSNR (dB, 4096 pixels of 13 views)")
@@ -129,10 +152,13 @@ def targets(results: dict[str, dict[str, Any]], sizes: list[int], fast_seconds: 
         best = max(within, default=float("nan"))
         reached = first_time_at(fast200["curve"], TARGET_PSNR)
         verdict = "met" if reached is not None and reached <= 600.0 else "missed"
-        lines.append(f"- Fast model >= {TARGET_PSNR:g} dB held-out at 200x200 within 10 minutes: best {best:.2f} dB within 10 minutes"
-                     f" (curve), {f'reached at {reached:.0f} s' if reached is not None else 'not reached'}; "
-                     f"whole held-out views at the end: {fast200['psnr']:.2f} dB (SSIM {fast200['ssim']:.3f}). **{verdict}**"
-                     + ("" if fast_seconds >= 600 else f" (budget was only {fast_seconds:g} s)") + ".")
+        lines.append(
+            f"- Fast model >= {TARGET_PSNR:g} dB held-out at 200x200 within 10 minutes: best {best:.2f} dB within 10 minutes"
+            f" (curve), {f'reached at {reached:.0f} s' if reached is not None else 'not reached'}; "
+            f"whole held-out views at the end: {fast200['psnr']:.2f} dB (SSIM {fast200['ssim']:.3f}). **{verdict}**"
+            + ("" if fast_seconds >= 600 else f" (budget was only {fast_seconds:g} s)")
+            + "."
+        )
     for size in sizes:
         fast, classic = results.get(f"fast|{size}"), results.get(f"classic|{size}")
         if not (fast and classic and fast.get("curve") and classic.get("curve")):
@@ -144,8 +170,10 @@ def targets(results: dict[str, dict[str, Any]], sizes: list[int], fast_seconds: 
             lines.append(f"- {size}x{size}: the fast model never reached classic NeRF's final {final:.2f} dB. **missed**.")
             continue
         ratio = t_classic / max(t_fast, 1e-9)
-        lines.append(f"- {size}x{size}: classic NeRF's final curve PSNR {final:.2f} dB took it {t_classic:.0f} s; the fast model "
-                     f"reached it at {t_fast:.0f} s: {ratio:.1f}x sooner (target >= 10x). **{'met' if ratio >= 10 else 'missed'}**.")
+        lines.append(
+            f"- {size}x{size}: classic NeRF's final curve PSNR {final:.2f} dB took it {t_classic:.0f} s; the fast model "
+            f"reached it at {t_fast:.0f} s: {ratio:.1f}x sooner (target >= 10x). **{'met' if ratio >= 10 else 'missed'}**."
+        )
     return lines + [""]
 
 
@@ -176,8 +204,13 @@ def main() -> int:
     bad = [s for s in args.sizes if FULL_SIZE % s]
     if bad:
         sys.exit(f"sizes must divide {FULL_SIZE}: {bad}")
-    settings = {"fast_seconds": args.fast_seconds, "classic_seconds": args.classic_seconds, "device": args.device,
-                "classic_views": args.classic_views, "classic_max_size": args.classic_max_size}
+    settings = {
+        "fast_seconds": args.fast_seconds,
+        "classic_seconds": args.classic_seconds,
+        "device": args.device,
+        "classic_views": args.classic_views,
+        "classic_max_size": args.classic_max_size,
+    }
     json_path = os.path.splitext(args.output)[0] + ".json"
     results = load_results(json_path, settings, args.resume)
     todo = [(m, s) for s in args.sizes for m in args.models]
@@ -186,12 +219,26 @@ def main() -> int:
         if key in results and "error" not in results[key]:
             continue
         print(f"[{i}/{len(todo)}] {LABELS[model]} at {size}x{size}", flush=True)
-        common = ["--fast-seconds", str(args.fast_seconds), "--classic-seconds", str(args.classic_seconds),
-                  "--classic-views", str(args.classic_views), "--classic-max-size", str(args.classic_max_size),
-                  "--device", args.device, "--picture-dir", args.picture_dir]
+        common = [
+            "--fast-seconds",
+            str(args.fast_seconds),
+            "--classic-seconds",
+            str(args.classic_seconds),
+            "--classic-views",
+            str(args.classic_views),
+            "--classic-max-size",
+            str(args.classic_max_size),
+            "--device",
+            args.device,
+            "--picture-dir",
+            args.picture_dir,
+        ]
         results[key] = {"model": model, "size": size, **run_worker_process(__file__, ["--worker", model, str(size), *common])}
         r = results[key]
-        print(f"  failed: {r['error']}" if "error" in r else f"  held-out PSNR {r['curve'][-1][2]:.2f} dB (4096 pixels) after {r['steps']} steps", flush=True)
+        print(
+            f"  failed: {r['error']}" if "error" in r else f"  held-out PSNR {r['curve'][-1][2]:.2f} dB (4096 pixels) after {r['steps']} steps",
+            flush=True,
+        )
         save_results(json_path, settings, results)
 
     os.makedirs(args.picture_dir, exist_ok=True)
@@ -204,16 +251,30 @@ def main() -> int:
             continue
         curve = r["curve"]
         whole = r["psnr"] is not None
-        rows.append([LABELS[model], f"{size}x{size}", f"{r['train_s']:.0f}", str(r["steps"]), f"{curve[-1][2]:.2f}" if curve else "-",
-                     f"{r['psnr']:.2f}" if whole else "-", f"{r['ssim']:.3f}" if whole else "-", str(r["views_scored"])])
+        rows.append(
+            [
+                LABELS[model],
+                f"{size}x{size}",
+                f"{r['train_s']:.0f}",
+                str(r["steps"]),
+                f"{curve[-1][2]:.2f}" if curve else "-",
+                f"{r['psnr']:.2f}" if whole else "-",
+                f"{r['ssim']:.3f}" if whole else "-",
+                str(r["views_scored"]),
+            ]
+        )
     write_table(
         args.output,
         f"lego, held-out views (every {HOLDOUT_EVERY}th), white background, device {args.device}",
         ["model", "size", "training s", "steps", "PSNR, 4096 px (dB)", "PSNR, whole views (dB)", "SSIM", "views"],
         rows,
     )
-    notes = ["", "Curve: `nerf_lego/psnr_vs_time.png`. Held-out view beside its ground truth: `nerf_lego/<model>_<size>.png`.",
-             "Training seconds exclude the held-out evaluations.", ""]
+    notes = [
+        "",
+        "Curve: `nerf_lego/psnr_vs_time.png`. Held-out view beside its ground truth: `nerf_lego/<model>_<size>.png`.",
+        "Training seconds exclude the held-out evaluations.",
+        "",
+    ]
     append_lines(args.output, notes + targets(results, args.sizes, args.fast_seconds))
     return 0
 

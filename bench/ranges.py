@@ -66,8 +66,11 @@ def under_trained_siren(work: str) -> torch.nn.Module:
     mesh = read_geometry(os.path.join(MESHES, "dragon-10k.obj"))
     points, normals = sample_surface(mesh["vertices"], mesh["faces"], 50_000, 0)
     path = os.path.join(work, "siren.pt")
-    JOBS["fit_sdf"]({"method": "siren", "width": 64, "depth": 3, "iterations": 300, "convergence_tolerance": 0.0,
-                     "checkpoint_path": path, "device": "cpu"}, {"points": points, "normals": normals}, JobContext())
+    JOBS["fit_sdf"](
+        {"method": "siren", "width": 64, "depth": 3, "iterations": 300, "convergence_tolerance": 0.0, "checkpoint_path": path, "device": "cpu"},
+        {"points": points, "normals": normals},
+        JobContext(),
+    )
     return load_checkpoint(path)[0]
 
 
@@ -93,8 +96,7 @@ def missed(reference: tuple[np.ndarray, list[np.ndarray]], vertices: np.ndarray,
     return sum(1 for c in parts if d[c].min() > tolerance)
 
 
-def extraction(name: str, field: torch.nn.Module, resolutions: list[int], reference_resolution: int,
-               dense_reference: bool = False) -> dict[str, Any]:
+def extraction(name: str, field: torch.nn.Module, resolutions: list[int], reference_resolution: int, dense_reference: bool = False) -> dict[str, Any]:
     ctx = JobContext()
     started = time.perf_counter()
     if dense_reference:
@@ -103,9 +105,16 @@ def extraction(name: str, field: torch.nn.Module, resolutions: list[int], refere
     else:
         v, f, _, stats = extract_mesh_sparse(field, reference_resolution, CPU, ctx, ranges=MODE)
     reference = (v, components(v, f))
-    out: dict[str, Any] = {"reference": {"resolution": reference_resolution, "method": "dense" if dense_reference else "guaranteed", "components": len(reference[1]),
-                                         "boxes": stats["box_evaluations"], "evaluations": stats["evaluations"],
-                                         "seconds": time.perf_counter() - started}}
+    out: dict[str, Any] = {
+        "reference": {
+            "resolution": reference_resolution,
+            "method": "dense" if dense_reference else "guaranteed",
+            "components": len(reference[1]),
+            "boxes": stats["box_evaluations"],
+            "evaluations": stats["evaluations"],
+            "seconds": time.perf_counter() - started,
+        }
+    }
     print(name, "reference", out["reference"], flush=True)
     for n in resolutions:
         runs: dict[str, Callable[[], tuple]] = {
@@ -118,10 +127,19 @@ def extraction(name: str, field: torch.nn.Module, resolutions: list[int], refere
             try:
                 vertices, faces, stats = run()
             except JobError as exc:  # e.g. no surface found at all
-                vertices, faces, stats = np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64), {"evaluations": 0, "box_evaluations": 0, "error": str(exc)}
+                vertices, faces, stats = (
+                    np.zeros((0, 3)),
+                    np.zeros((0, 3), dtype=np.int64),
+                    {"evaluations": 0, "box_evaluations": 0, "error": str(exc)},
+                )
             seconds = time.perf_counter() - started
-            entry = {"evaluations": int(stats["evaluations"]), "boxes": int(stats.get("box_evaluations", 0)), "seconds": seconds,
-                     "components": len(components(vertices, faces)), "missed": missed(reference, vertices, 2 * 2.0 / (n - 1))}
+            entry = {
+                "evaluations": int(stats["evaluations"]),
+                "boxes": int(stats.get("box_evaluations", 0)),
+                "seconds": seconds,
+                "components": len(components(vertices, faces)),
+                "missed": missed(reference, vertices, 2 * 2.0 / (n - 1)),
+            }
             out[f"{method} {n}"] = entry
             print(name, method, n, entry, flush=True)
     return out
@@ -168,8 +186,10 @@ def raycasting(size: int = 256) -> dict[str, Any]:
     started = time.perf_counter()
     truth = dense_march(field, c2w, intrinsics, size)
     out: dict[str, Any] = {"dense march": {"seconds": time.perf_counter() - started, "hits": int(np.isfinite(truth).sum())}}
-    for name, run in (("ranges", lambda: cast_camera(field, c2w, intrinsics, size, size, MODE)),
-                      ("sphere tracing (L = 1)", lambda: sphere_trace_camera(field, c2w, intrinsics, size, size, 1.0))):
+    for name, run in (
+        ("ranges", lambda: cast_camera(field, c2w, intrinsics, size, size, MODE)),
+        ("sphere tracing (L = 1)", lambda: sphere_trace_camera(field, c2w, intrinsics, size, size, 1.0)),
+    ):
         started = time.perf_counter()
         hits = run()
         seconds = time.perf_counter() - started
@@ -200,16 +220,36 @@ def tightness(field: torch.nn.Module, sizes=(0.1, 0.03, 0.01, 0.003, 0.001), box
 def nerf_extraction(resolution: int, work: str) -> list[list[str]]:
     """Rows of the density-surface extraction of a 60-second Fast NeRF of lego, dense and guaranteed."""
     path = os.path.join(work, "lego.pt")
-    JOBS["fit_nerf"]({"transforms_path": os.path.join(REPO, "..", "shared", "data", "nerf", "lego"), "checkpoint_path": path,
-                      "model": "fast", "max_seconds": 60, "downscale": 4, "device": "cpu"}, {}, JobContext())
+    JOBS["fit_nerf"](
+        {
+            "transforms_path": os.path.join(REPO, "..", "shared", "data", "nerf", "lego"),
+            "checkpoint_path": path,
+            "model": "fast",
+            "max_seconds": 60,
+            "downscale": 4,
+            "device": "cpu",
+        },
+        {},
+        JobContext(),
+    )
     rows = []
     for method in ("dense", "guaranteed"):
         started = time.perf_counter()
-        result, arrays = JOBS["extract_mesh"]({"checkpoint_path": path, "resolution": resolution, "method": method, "device": "cpu"}, {}, JobContext())
+        result, arrays = JOBS["extract_mesh"](
+            {"checkpoint_path": path, "resolution": resolution, "method": method, "device": "cpu"}, {}, JobContext()
+        )
         seconds = time.perf_counter() - started
         parts = components(arrays["vertices"], arrays["faces"])
-        rows.append([f"{method} {resolution}", f"{result['evaluations']:,}", f"{result['box_evaluations']:,}", f"{seconds:.1f} s",
-                     str(len(arrays["vertices"])), str(len(parts))])
+        rows.append(
+            [
+                f"{method} {resolution}",
+                f"{result['evaluations']:,}",
+                f"{result['box_evaluations']:,}",
+                f"{seconds:.1f} s",
+                str(len(arrays["vertices"])),
+                str(len(parts)),
+            ]
+        )
         print("nerf", rows[-1], flush=True)
     return rows
 
@@ -218,43 +258,83 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--resolutions", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--reference", type=int, default=384)
-    parser.add_argument("--dense-reference", action="store_true", help="the reference is dense marching cubes (the issue's), not the guaranteed extraction")
+    parser.add_argument(
+        "--dense-reference", action="store_true", help="the reference is dense marching cubes (the issue's), not the guaranteed extraction"
+    )
     parser.add_argument("--name", default="ranges", help="result files bench/results/NAME.md and .json")
     parser.add_argument("--nerf", action="store_true", help="only the radiance field's density surface (ranges_nerf.md)")
     args = parser.parse_args()
     if args.nerf:
         with tempfile.TemporaryDirectory() as work:
             rows = nerf_extraction(96, work)
-        write_table(os.path.join(RESULTS, "ranges_nerf.md"), "Range analysis: a Fast NeRF's density surface (lego, 60 s fit)",
-                    ["method", "point evaluations", "box evaluations", "time", "vertices", "components"], rows)
+        write_table(
+            os.path.join(RESULTS, "ranges_nerf.md"),
+            "Range analysis: a Fast NeRF's density surface (lego, 60 s fit)",
+            ["method", "point evaluations", "box evaluations", "time", "vertices", "components"],
+            rows,
+        )
         return
     with tempfile.TemporaryDirectory() as work:
         siren = under_trained_siren(work)
-        results: dict[str, Any] = {"extraction": {"SIREN (dragon, under-trained)": extraction("siren", siren, args.resolutions, args.reference, args.dense_reference),
-                                                  "steep slabs": extraction("steep", steep_slabs(), args.resolutions, args.reference, args.dense_reference)}}
+        results: dict[str, Any] = {
+            "extraction": {
+                "SIREN (dragon, under-trained)": extraction("siren", siren, args.resolutions, args.reference, args.dense_reference),
+                "steep slabs": extraction("steep", steep_slabs(), args.resolutions, args.reference, args.dense_reference),
+            }
+        }
         results["raycast"] = raycasting()
         results["tightness"] = tightness(siren)
     rows = []
     for field, r in results["extraction"].items():
         ref = r["reference"]
-        rows.append([field, f"reference ({ref.get('method', 'guaranteed')} {ref['resolution']})", f"{ref['evaluations']:,}", f"{ref['boxes']:,}",
-                     f"{ref['seconds']:.1f} s", str(ref["components"]), "-"])
+        rows.append(
+            [
+                field,
+                f"reference ({ref.get('method', 'guaranteed')} {ref['resolution']})",
+                f"{ref['evaluations']:,}",
+                f"{ref['boxes']:,}",
+                f"{ref['seconds']:.1f} s",
+                str(ref["components"]),
+                "-",
+            ]
+        )
         for key, e in r.items():
             if key != "reference":
                 rows.append([field, key, f"{e['evaluations']:,}", f"{e['boxes']:,}", f"{e['seconds']:.1f} s", str(e["components"]), str(e["missed"])])
     md = os.path.join(RESULTS, f"{args.name}.md")
-    write_table(md, f"Range analysis: extraction ({MODE} for the guaranteed culling; torch threads: {torch.get_num_threads()})",
-                ["field", "method", "point evaluations", "box evaluations", "time", "components", "missed components"], rows)
+    write_table(
+        md,
+        f"Range analysis: extraction ({MODE} for the guaranteed culling; torch threads: {torch.get_num_threads()})",
+        ["field", "method", "point evaluations", "box evaluations", "time", "components", "missed components"],
+        rows,
+    )
     lines = ["", "## Ray casting the steep slabs (256 x 256)", "", "| method | hits | missed pixels | time |", "|---|---|---|---|"]
     for name, e in results["raycast"].items():
         lines.append(f"| {name} | {e['hits']:,} | {e.get('missed', '-')} | {e['seconds']:.2f} s |")
-    lines += ["", "## Bound tightness (SIREN, mean width over 64 boxes)", "",
-              "| box half-width | sampled | interval | affine_fixed | affine_truncate | affine_append | affine_all |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Bound tightness (SIREN, mean width over 64 boxes)",
+        "",
+        "| box half-width | sampled | interval | affine_fixed | affine_truncate | affine_append | affine_all |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for h, row in results["tightness"].items():
-        lines.append(f"| {h} | {row['sampled']:.4g} | " + " | ".join(f"{row[m]:.4g}" for m in ("interval", "affine_fixed", "affine_truncate", "affine_append", "affine_all")) + " |")
-    save_results(os.path.join(RESULTS, f"{args.name}.json"), {"resolutions": args.resolutions, "reference": args.reference,
-                                                               "dense_reference": args.dense_reference, "mode": MODE,
-                                                               "threads": torch.get_num_threads()}, results)
+        lines.append(
+            f"| {h} | {row['sampled']:.4g} | "
+            + " | ".join(f"{row[m]:.4g}" for m in ("interval", "affine_fixed", "affine_truncate", "affine_append", "affine_all"))
+            + " |"
+        )
+    save_results(
+        os.path.join(RESULTS, f"{args.name}.json"),
+        {
+            "resolutions": args.resolutions,
+            "reference": args.reference,
+            "dense_reference": args.dense_reference,
+            "mode": MODE,
+            "threads": torch.get_num_threads(),
+        },
+        results,
+    )
     append_lines(md, lines + [""])
 
 

@@ -48,8 +48,9 @@ def add_mesh(name: str, vertices: np.ndarray, faces: np.ndarray) -> bpy.types.Ob
     return obj
 
 
-def render_row(items: list[tuple[str, str]], output: str, rotate: tuple[float, float, float],
-               resolution: tuple[int, int], samples: int, each: bool = False) -> None:
+def render_row(
+    items: list[tuple[str, str]], output: str, rotate: tuple[float, float, float], resolution: tuple[int, int], samples: int, each: bool = False
+) -> None:
     """Place the (label, path) meshes in a row, the first being the reference, and render ``output``."""
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene

@@ -77,6 +77,7 @@ def noisy_points(vertices: np.ndarray, faces: np.ndarray, noise: float) -> tuple
 
 # -- worker: one (shape, noise, method) in its own process ------------------------------
 
+
 def run_worker(shape: str, noise: float, method: str, args: argparse.Namespace) -> dict[str, Any]:
     """Reconstruct one shape with one method; time, peak memory, metrics, and the mesh saved."""
     if method == "poisson":
@@ -101,8 +102,9 @@ def run_worker(shape: str, noise: float, method: str, args: argparse.Namespace) 
             iterations = params.get("iterations", SPEC.defaults(method)["iterations"])
             params["iterations"] = max(1, round(iterations * args.iterations_scale))
             fit, _ = JOBS["fit_sdf"](params, {"points": points, "normals": normals}, ctx)
-            result.update(iterations=fit["iterations_run"], final_loss=fit["final_loss"], fit_s=time.perf_counter() - started,
-                          stop_reason=fit["stop_reason"])
+            result.update(
+                iterations=fit["iterations_run"], final_loss=fit["final_loss"], fit_s=time.perf_counter() - started, stop_reason=fit["stop_reason"]
+            )
             extract = {"checkpoint_path": ckpt, "resolution": args.resolution, "method": "sparse", "space": "world", "device": "cpu"}
             _, out = JOBS["extract_mesh"](extract, {}, JobContext())
             vertices, faces = out["vertices"], out["faces"]
@@ -118,13 +120,27 @@ def run_worker(shape: str, noise: float, method: str, args: argparse.Namespace) 
 
 # -- driver -----------------------------------------------------------------------------
 
+
 def launch(shape: str, noise: float, method: str, args: argparse.Namespace) -> dict[str, Any]:
     """Run one entry in a fresh worker process; its result, or an ``error`` entry."""
     stale = mesh_path(args.mesh_dir, shape, noise, method)
     if os.path.exists(stale):  # from an earlier run: not to be pictured if this one fails
         os.remove(stale)
-    result = run_worker_process(__file__, ["--worker", shape, f"{noise:g}", method, "--resolution", str(args.resolution),
-                                           "--iterations-scale", str(args.iterations_scale), "--mesh-dir", args.mesh_dir])
+    result = run_worker_process(
+        __file__,
+        [
+            "--worker",
+            shape,
+            f"{noise:g}",
+            method,
+            "--resolution",
+            str(args.resolution),
+            "--iterations-scale",
+            str(args.iterations_scale),
+            "--mesh-dir",
+            args.mesh_dir,
+        ],
+    )
     return {"shape": shape, "noise": noise, "method": method, **result}
 
 
@@ -132,8 +148,11 @@ def render(shape: str, noise: float, methods: list[str], args: argparse.Namespac
     """One picture of the shape: the reference and each method's mesh in a row (Cycles, separate process)."""
     suffix = f" @ {pct(noise)}" if noise else ""  # the picture's labels: short
     items = [f"reference={os.path.join(MESHES, shape + '.obj')}"]
-    items += [f"{LABELS[m].split(' (')[0]}{suffix}={mesh_path(args.mesh_dir, shape, noise, m)}" for m in methods
-              if os.path.exists(mesh_path(args.mesh_dir, shape, noise, m))]
+    items += [
+        f"{LABELS[m].split(' (')[0]}{suffix}={mesh_path(args.mesh_dir, shape, noise, m)}"
+        for m in methods
+        if os.path.exists(mesh_path(args.mesh_dir, shape, noise, m))
+    ]
     picture = os.path.join(args.mesh_dir, f"{shape}.png")
     rotate = [str(a) for a in RENDER_ROTATION.get(shape, (90, 0, 0))]
     cmd = [sys.executable, os.path.join(REPO, "bench", "render_row.py"), "--output", picture, "--rotate", *rotate, *items]
@@ -153,18 +172,25 @@ def sampling_floor(shape: str) -> float:
 
 def target_summary(results: dict[str, dict[str, Any]], shapes: list[str], settings: dict[str, Any]) -> list[str]:
     """Markdown lines checking the issue's targets on the (successful) entries in ``results``."""
+
     def get(shape: str, noise: float, method: str) -> dict[str, Any] | None:
         return results.get(entry_key(shape, noise, method))
 
     lines = ["## Targets", ""]
     if (settings["resolution"], settings["iterations_scale"]) != (512, 1.0):
-        lines += [f"Not the full benchmark's settings (grid {settings['resolution']}, iterations x{settings['iterations_scale']:g}): "
-                  "indicative only.", ""]
+        lines += [
+            f"Not the full benchmark's settings (grid {settings['resolution']}, iterations x{settings['iterations_scale']:g}): indicative only.",
+            "",
+        ]
     # (a) clean input: hash grid at least as accurate as Poisson, at most 10x its time, on every shape.
-    lines += ["(a) Clean input: hash-grid Chamfer-L1 <= 1.0x Poisson's and time <= 10x Poisson's on every shape. "
-              "The floor is the clean mesh against itself, sampled again: no reconstruction can score "
-              "reliably below it on this protocol.", "",
-              "| shape | hash grid | Poisson | floor | Chamfer-L1 ratio | time ratio | |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "(a) Clean input: hash-grid Chamfer-L1 <= 1.0x Poisson's and time <= 10x Poisson's on every shape. "
+        "The floor is the clean mesh against itself, sampled again: no reconstruction can score "
+        "reliably below it on this protocol.",
+        "",
+        "| shape | hash grid | Poisson | floor | Chamfer-L1 ratio | time ratio | |",
+        "|---|---|---|---|---|---|---|",
+    ]
     verdicts = []
     for shape in shapes:
         hg, po = get(shape, 0.0, "hashgrid"), get(shape, 0.0, "poisson")
@@ -174,8 +200,10 @@ def target_summary(results: dict[str, dict[str, Any]], shapes: list[str], settin
         c = hg["chamfer_l1_normalized"] / po["chamfer_l1_normalized"]
         t = hg["seconds"] / po["seconds"]
         verdicts.append(c <= 1.0 and t <= 10.0)
-        lines.append(f"| {shape} | {hg['chamfer_l1_normalized']:.5f} | {po['chamfer_l1_normalized']:.5f} | "
-                     f"{sampling_floor(shape):.5f} | {c:.2f}x | {t:.1f}x | {'met' if verdicts[-1] else 'missed'} |")
+        lines.append(
+            f"| {shape} | {hg['chamfer_l1_normalized']:.5f} | {po['chamfer_l1_normalized']:.5f} | "
+            f"{sampling_floor(shape):.5f} | {c:.2f}x | {t:.1f}x | {'met' if verdicts[-1] else 'missed'} |"
+        )
     if not all(verdicts):
         verdict = "missed"
     elif len(verdicts) == len(SHAPES):
@@ -184,8 +212,12 @@ def target_summary(results: dict[str, dict[str, Any]], shapes: list[str], settin
         verdict = f"open ({len(verdicts)} of {len(SHAPES)} shapes measured, none missed)"
     lines += ["", f"Target (a): **{verdict}**.", ""]
     # (b) 1% noise: the best neural method beats Poisson's Chamfer-L1 on at least 4 of the 5 shapes.
-    lines += ["(b) 1% noise: the best neural method's Chamfer-L1 beats Poisson's on >= 4 of 5 shapes.", "",
-              "| shape | best neural | its Chamfer-L1 | Poisson's | |", "|---|---|---|---|---|"]
+    lines += [
+        "(b) 1% noise: the best neural method's Chamfer-L1 beats Poisson's on >= 4 of 5 shapes.",
+        "",
+        "| shape | best neural | its Chamfer-L1 | Poisson's | |",
+        "|---|---|---|---|---|",
+    ]
     wins = measured = 0
     for shape in shapes:
         po = get(shape, 0.01, "poisson")
@@ -196,8 +228,10 @@ def target_summary(results: dict[str, dict[str, Any]], shapes: list[str], settin
         best, method = min(neural)
         measured += 1
         wins += best < po["chamfer_l1_normalized"]
-        lines.append(f"| {shape} | {LABELS[method]} | {best:.5f} | {po['chamfer_l1_normalized']:.5f} | "
-                     f"{'beats' if best < po['chamfer_l1_normalized'] else 'does not beat'} |")
+        lines.append(
+            f"| {shape} | {LABELS[method]} | {best:.5f} | {po['chamfer_l1_normalized']:.5f} | "
+            f"{'beats' if best < po['chamfer_l1_normalized'] else 'does not beat'} |"
+        )
     if wins >= 4:
         verdict = "met"
     elif wins + len(SHAPES) - measured < 4:
@@ -227,8 +261,9 @@ def main() -> int:
 
     if args.worker:
         shape, noise, method = args.worker
-        return worker_entry(args.worker_result, lambda: run_worker(shape, float(noise), method, args),
-                            {"shape": shape, "noise": float(noise), "method": method})
+        return worker_entry(
+            args.worker_result, lambda: run_worker(shape, float(noise), method, args), {"shape": shape, "noise": float(noise), "method": method}
+        )
 
     shapes = [s.removesuffix(".obj") for s in args.shapes]
     missing = [s for s in shapes if not os.path.exists(os.path.join(MESHES, f"{s}.obj"))]
@@ -268,8 +303,19 @@ def main() -> int:
         if "error" in r:
             rows.append([shape, pct(noise), LABELS[method], f"failed: {r['error']}", "", "", "", "", ""])
             continue
-        rows.append([shape, pct(noise), LABELS[method], f"{r['chamfer_l1_normalized']:.5f}", f"{r['normal_consistency']:.4f}",
-                     f"{r['fscore']:.4f}", f"{r['seconds']:.1f}", f"{r['peak_mb']:.0f}", str(r.get("iterations", "-"))])
+        rows.append(
+            [
+                shape,
+                pct(noise),
+                LABELS[method],
+                f"{r['chamfer_l1_normalized']:.5f}",
+                f"{r['normal_consistency']:.4f}",
+                f"{r['fscore']:.4f}",
+                f"{r['seconds']:.1f}",
+                f"{r['peak_mb']:.0f}",
+                str(r.get("iterations", "-")),
+            ]
+        )
     neural = "; ".join(f"{LABELS[m]} " + (", ".join(f"{k} {v}" for k, v in o.items()) or "method defaults") for m, o in METHODS.items())
     write_table(
         args.output,
@@ -286,7 +332,8 @@ def main() -> int:
         f"Neural fits (CPU): {neural}; time is fit + sparse extraction. Poisson: Open3D, depth {POISSON_DEPTH}, "
         f"vertices below the {POISSON_TRIM_QUANTILE:.0%} density quantile removed; time includes the point cloud set-up and the trim.",
         "Peak MB: the worker process's maximum RSS (one fresh process per row), of which the imports alone take "
-        + ", ".join(f"{LABELS[m]} {b:.0f}" for m, b in base.items()) + " MB.",
+        + ", ".join(f"{LABELS[m]} {b:.0f}" for m, b in base.items())
+        + " MB.",
         "",
     ]
     append_lines(args.output, notes + target_summary(selected, shapes, settings))

@@ -78,21 +78,38 @@ def chamfer(reference: tuple[np.ndarray, np.ndarray], vertices: np.ndarray, face
 def fit_space(train: list[str], args: argparse.Namespace, path: str) -> dict[str, Any]:
     meshes = [read_geometry(os.path.join(CHAIRS, n)) for n in train]
     arrays = pack_meshes([(m["vertices"], m["faces"]) for m in meshes])
-    params = {"checkpoint_path": path, "names": [os.path.splitext(n)[0] for n in train], "latent_size": args.latent,
-              "width": args.width, "depth": 8, "dropout": args.dropout, "iterations": args.iterations,
-              "shapes_per_step": len(train), "samples_per_shape": args.samples_per_shape, "num_samples": args.num_samples,
-              "lr_decoder": args.lr_decoder, "lr_codes": args.lr_codes,
-              "error_resolution": args.resolution, "device": args.device}
+    params = {
+        "checkpoint_path": path,
+        "names": [os.path.splitext(n)[0] for n in train],
+        "latent_size": args.latent,
+        "width": args.width,
+        "depth": 8,
+        "dropout": args.dropout,
+        "iterations": args.iterations,
+        "shapes_per_step": len(train),
+        "samples_per_shape": args.samples_per_shape,
+        "num_samples": args.num_samples,
+        "lr_decoder": args.lr_decoder,
+        "lr_codes": args.lr_codes,
+        "error_resolution": args.resolution,
+        "device": args.device,
+    }
     started = time.perf_counter()
     result, _ = JOBS["fit_shape_space"](params, arrays, JobContext(verbose=True))
-    return {"errors": result["errors"], "names": result["names"], "seconds": time.perf_counter() - started,
-            "final_loss": result["final_loss"], "device": result["device"]}
+    return {
+        "errors": result["errors"],
+        "names": result["names"],
+        "seconds": time.perf_counter() - started,
+        "final_loss": result["final_loss"],
+        "device": result["device"],
+    }
 
 
 def complete(space: str, points: np.ndarray, normals: np.ndarray, args: argparse.Namespace, out: str) -> tuple[np.ndarray, np.ndarray, float]:
     started = time.perf_counter()
-    _, mesh = JOBS["reconstruct_shape"]({"checkpoint_path": space, "resolution": args.resolution, "device": args.device},
-                                        {"points": points, "normals": normals}, JobContext())
+    _, mesh = JOBS["reconstruct_shape"](
+        {"checkpoint_path": space, "resolution": args.resolution, "device": args.device}, {"points": points, "normals": normals}, JobContext()
+    )
     write_mesh(out, mesh["vertices"], mesh["faces"])
     return mesh["vertices"], mesh["faces"], time.perf_counter() - started
 
@@ -100,10 +117,14 @@ def complete(space: str, points: np.ndarray, normals: np.ndarray, args: argparse
 def siren_fit(points: np.ndarray, normals: np.ndarray, args: argparse.Namespace, out: str) -> tuple[np.ndarray, np.ndarray, float]:
     ckpt = os.path.splitext(out)[0] + ".pt"
     started = time.perf_counter()
-    JOBS["fit_sdf"]({"method": "siren", "iterations": args.siren_iterations, "checkpoint_path": ckpt, "device": args.device},
-                    {"points": points, "normals": normals}, JobContext())
-    _, mesh = JOBS["extract_mesh"]({"checkpoint_path": ckpt, "resolution": args.resolution, "space": "world", "device": args.device},
-                                   {}, JobContext())
+    JOBS["fit_sdf"](
+        {"method": "siren", "iterations": args.siren_iterations, "checkpoint_path": ckpt, "device": args.device},
+        {"points": points, "normals": normals},
+        JobContext(),
+    )
+    _, mesh = JOBS["extract_mesh"](
+        {"checkpoint_path": ckpt, "resolution": args.resolution, "space": "world", "device": args.device}, {}, JobContext()
+    )
     write_mesh(out, mesh["vertices"], mesh["faces"])
     return mesh["vertices"], mesh["faces"], time.perf_counter() - started
 
@@ -128,8 +149,11 @@ def held_out(name: str, space: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def interpolation(space: str, a: int, b: int, args: argparse.Namespace) -> list[str]:
-    _, out = JOBS["interpolate_shapes"]({"checkpoint_path": space, "a": a, "b": b, "count": 6, "resolution": args.resolution,
-                                         "correspond": False, "device": args.device}, {}, JobContext())
+    _, out = JOBS["interpolate_shapes"](
+        {"checkpoint_path": space, "a": a, "b": b, "count": 6, "resolution": args.resolution, "correspond": False, "device": args.device},
+        {},
+        JobContext(),
+    )
     vs, fs = np.cumsum(np.r_[0, out["vertex_counts"]]), np.cumsum(np.r_[0, out["face_counts"]])
     paths = []
     for k in range(len(out["t"])):
@@ -145,8 +169,21 @@ def render(rows: list[list[tuple[str, str]]], output: str) -> None:
     images = []
     for k, items in enumerate(rows):
         png = os.path.join(WORK, f"row_{k}.png")
-        subprocess.run([sys.executable, os.path.join(REPO, "bench", "render_row.py"), "--output", png, "--rotate", *map(str, VIEW),
-                        "--resolution", "1200", "300", *[f"{label}={path}" for label, path in items]], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                os.path.join(REPO, "bench", "render_row.py"),
+                "--output",
+                png,
+                "--rotate",
+                *map(str, VIEW),
+                "--resolution",
+                "1200",
+                "300",
+                *[f"{label}={path}" for label, path in items],
+            ],
+            check=True,
+        )
         images.append(Image.open(png).convert("RGB"))
     sheet = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white")
     y = 0
@@ -219,35 +256,67 @@ def main() -> None:
         save_results(json_path, settings, results)
 
     errors = np.asarray([np.nan if e is None else e for e in results["space"]["errors"]], dtype=np.float64)  # nan: no surface
-    rows = [[os.path.splitext(n)[0], f"{e['full']:.4f}", f"{e['partial']:.4f}", f"{e['siren_partial']:.4f}", f"{e['ratio']:.2f}x"]
-            for n, e in results["held_out"].items()]
+    rows = [
+        [os.path.splitext(n)[0], f"{e['full']:.4f}", f"{e['partial']:.4f}", f"{e['siren_partial']:.4f}", f"{e['ratio']:.2f}x"]
+        for n, e in results["held_out"].items()
+    ]
     partial = np.array([e["partial"] for e in results["held_out"].values()])
     siren = np.array([e["siren_partial"] for e in results["held_out"].values()])
-    rows.append(["**mean**", f"{np.mean([e['full'] for e in results['held_out'].values()]):.4f}", f"{partial.mean():.4f}",
-                 f"{siren.mean():.4f}", f"{siren.mean() / partial.mean():.2f}x"])
+    rows.append(
+        [
+            "**mean**",
+            f"{np.mean([e['full'] for e in results['held_out'].values()]):.4f}",
+            f"{partial.mean():.4f}",
+            f"{siren.mean():.4f}",
+            f"{siren.mean() / partial.mean():.2f}x",
+        ]
+    )
     md = os.path.join(RESULTS, "shape_space.md")
-    write_table(md, "Shape space (DeepSDF) on chairs: held-out completion against a per-shape SIREN (Chamfer-L1)",
-                ["held-out chair", "full scan", "partial scan", "SIREN on the partial scan", "SIREN / shape space"], rows)
+    write_table(
+        md,
+        "Shape space (DeepSDF) on chairs: held-out completion against a per-shape SIREN (Chamfer-L1)",
+        ["held-out chair", "full scan", "partial scan", "SIREN on the partial scan", "SIREN / shape space"],
+        rows,
+    )
     space_info = results["space"]
-    lines = ["", "Held-out Chamfer-L1 in each chair's unit-sphere frame (its bounding radius is about 0.97). Partial scans: the "
-             "half z > 0 of each chair, which is one side (left or right) of it.", "", f"Training: {len(train)} chairs, decoder 8 x {args.width}, codes of {args.latent}, dropout {args.dropout}, "
-             f"learning rates {args.lr_decoder:g} (decoder) and {args.lr_codes:g} (codes), "
-             f"{args.iterations} steps of {len(train)} shapes x {args.samples_per_shape} samples "
-             f"({args.num_samples} prepared per shape) in {space_info['seconds']:.0f} s on {space_info['device']}; "
-             f"training shapes' Chamfer-L1 (world units; the chairs are 2 high) at {args.resolution}^3: mean "
-             f"{np.nanmean(errors):.4f}, median {np.nanmedian(errors):.4f}, worst {np.nanmax(errors):.4f}, "
-             f"{int(np.isnan(errors).sum())} decoded to no surface.",
-             f"Target (held-out partial scans at least 2x better than the per-shape SIREN): "
-             f"{'met' if siren.mean() / partial.mean() >= 2 else 'missed'} ({siren.mean() / partial.mean():.2f}x on the mean; "
-             f"{int(np.sum(siren / partial >= 2))} of {len(partial)} chairs at 2x or more).",
-             "GPU epoch at the published size: " + (f"{results['gpu_epoch']['seconds']:.2f} s on {results['gpu_epoch']['device']}"
-                                                    if "gpu_epoch" in results else "not measured (no GPU here)."), ""]
+    lines = [
+        "",
+        "Held-out Chamfer-L1 in each chair's unit-sphere frame (its bounding radius is about 0.97). Partial scans: the "
+        "half z > 0 of each chair, which is one side (left or right) of it.",
+        "",
+        f"Training: {len(train)} chairs, decoder 8 x {args.width}, codes of {args.latent}, dropout {args.dropout}, "
+        f"learning rates {args.lr_decoder:g} (decoder) and {args.lr_codes:g} (codes), "
+        f"{args.iterations} steps of {len(train)} shapes x {args.samples_per_shape} samples "
+        f"({args.num_samples} prepared per shape) in {space_info['seconds']:.0f} s on {space_info['device']}; "
+        f"training shapes' Chamfer-L1 (world units; the chairs are 2 high) at {args.resolution}^3: mean "
+        f"{np.nanmean(errors):.4f}, median {np.nanmedian(errors):.4f}, worst {np.nanmax(errors):.4f}, "
+        f"{int(np.isnan(errors).sum())} decoded to no surface.",
+        f"Target (held-out partial scans at least 2x better than the per-shape SIREN): "
+        f"{'met' if siren.mean() / partial.mean() >= 2 else 'missed'} ({siren.mean() / partial.mean():.2f}x on the mean; "
+        f"{int(np.sum(siren / partial >= 2))} of {len(partial)} chairs at 2x or more).",
+        "GPU epoch at the published size: "
+        + (
+            f"{results['gpu_epoch']['seconds']:.2f} s on {results['gpu_epoch']['device']}"
+            if "gpu_epoch" in results
+            else "not measured (no GPU here)."
+        ),
+        "",
+    ]
     append_lines(md, lines)
     if args.renders:
         os.makedirs(os.path.join(RESULTS, "shape_space"), exist_ok=True)
-        render([[("truth", os.path.join(WORK, f"{s}_truth.ply")), ("partial scan", os.path.join(WORK, f"{s}_partial.ply")),
-                 ("completion", os.path.join(WORK, f"{s}_completion.ply")), ("SIREN", os.path.join(WORK, f"{s}_siren.ply"))]
-                for s in (os.path.splitext(n)[0] for n in held)], os.path.join(RESULTS, "shape_space", "completion.png"))
+        render(
+            [
+                [
+                    ("truth", os.path.join(WORK, f"{s}_truth.ply")),
+                    ("partial scan", os.path.join(WORK, f"{s}_partial.ply")),
+                    ("completion", os.path.join(WORK, f"{s}_completion.ply")),
+                    ("SIREN", os.path.join(WORK, f"{s}_siren.ply")),
+                ]
+                for s in (os.path.splitext(n)[0] for n in held)
+            ],
+            os.path.join(RESULTS, "shape_space", "completion.png"),
+        )
         arms = next(k for k, n in enumerate(space_info["names"]) if n.startswith("ChairArms"))
         plain = next(k for k, n in enumerate(space_info["names"]) if n.startswith("ChairNoArms"))
         strip = interpolation(space, arms, plain, args)

@@ -54,8 +54,7 @@ def components(n: int, edges: np.ndarray) -> int:
 def fit(points: np.ndarray, normals: np.ndarray, path: str, device: str) -> float:
     """Fit the neural-skeleton field (the method's defaults) to ``path``; its wall time."""
     started = time.perf_counter()
-    JOBS["fit_sdf"]({"method": "neural_skeleton", "checkpoint_path": path, "device": device},
-                    {"points": points, "normals": normals}, JobContext())
+    JOBS["fit_sdf"]({"method": "neural_skeleton", "checkpoint_path": path, "device": device}, {"points": points, "normals": normals}, JobContext())
     return time.perf_counter() - started
 
 
@@ -63,10 +62,21 @@ def neural(path: str, fit_seconds: float, delta: float, device: str) -> dict[str
     started = time.perf_counter()
     stats, arrays = JOBS["extract_skeleton"]({"checkpoint_path": path, "space": "world", "device": device, "delta": delta}, {}, JobContext())
     total = fit_seconds + time.perf_counter() - started
-    return {"vertices": arrays["vertices"], "radius": arrays["radius"], "edges": arrays["edges"],
-            "triangles": arrays["triangles"], "stats": stats,
-            "times": {"fit": fit_seconds, "surface": stats["seconds_surface"], "candidates": stats["seconds_trace"],
-                      "cover": stats["seconds_cover"], "connect": stats["seconds_connect"], "total": total}}
+    return {
+        "vertices": arrays["vertices"],
+        "radius": arrays["radius"],
+        "edges": arrays["edges"],
+        "triangles": arrays["triangles"],
+        "stats": stats,
+        "times": {
+            "fit": fit_seconds,
+            "surface": stats["seconds_surface"],
+            "candidates": stats["seconds_trace"],
+            "cover": stats["seconds_cover"],
+            "connect": stats["seconds_connect"],
+            "total": total,
+        },
+    }
 
 
 def coverage_axis(points: np.ndarray, normals: np.ndarray, delta: float, seed: int = 0) -> dict[str, Any]:
@@ -80,20 +90,34 @@ def coverage_axis(points: np.ndarray, normals: np.ndarray, delta: float, seed: i
     stats: dict[str, Any] = {}
     result = sk.finish(candidates, surface, p, JobContext(), stats)
     total = time.perf_counter() - started
-    return {"vertices": to_world(result.vertices, center, scale), "radius": result.radii * scale,
-            "edges": result.edges, "triangles": result.triangles, "stats": stats,
-            "times": {"fit": 0.0, "surface": 0.0, "candidates": candidate_seconds, "cover": stats["seconds_cover"],
-                      "connect": stats["seconds_connect"], "total": total}}
+    return {
+        "vertices": to_world(result.vertices, center, scale),
+        "radius": result.radii * scale,
+        "edges": result.edges,
+        "triangles": result.triangles,
+        "stats": stats,
+        "times": {
+            "fit": 0.0,
+            "surface": 0.0,
+            "candidates": candidate_seconds,
+            "cover": stats["seconds_cover"],
+            "connect": stats["seconds_connect"],
+            "total": total,
+        },
+    }
 
 
 def measure(run: dict[str, Any], reference: np.ndarray, diagonal: float) -> dict[str, Any]:
     samples = sample_complex(run["vertices"], run["edges"], run["triangles"], COMPLEX_SAMPLES)
     return {
         **skeleton_distances(reference, samples, diagonal),
-        "vertices": int(len(run["vertices"])), "edges": int(len(run["edges"])), "triangles": int(len(run["triangles"])),
+        "vertices": int(len(run["vertices"])),
+        "edges": int(len(run["edges"])),
+        "triangles": int(len(run["triangles"])),
         "components": components(len(run["vertices"]), np.asarray(run["edges"]).reshape(-1, 2)),
         "min_radius": float(np.min(run["radius"])) * 100.0 / diagonal,
-        "optimal": bool(run["stats"]["optimal"]), "candidates": int(run["stats"]["num_candidates"]),
+        "optimal": bool(run["stats"]["optimal"]),
+        "candidates": int(run["stats"]["num_candidates"]),
         "times": run["times"],
     }
 
@@ -152,8 +176,10 @@ def main() -> None:
             fit_seconds = fit(points, normals, path, args.device)
             for delta in args.deltas:
                 # the defaults bind this iteration's values (each run is called before the loop moves on)
-                for method, run in (("neural skeleton", lambda p=path, s=fit_seconds, d=delta: neural(p, s, d, args.device)),
-                                    ("Coverage Axis", lambda x=points, d=delta: coverage_axis(x, normals, d))):
+                for method, run in (
+                    ("neural skeleton", lambda p=path, s=fit_seconds, d=delta: neural(p, s, d, args.device)),
+                    ("Coverage Axis", lambda x=points, d=delta: coverage_axis(x, normals, d)),
+                ):
                     key = f"{method}, {noise_name}, {delta:g}"
                     print(f"running {key}", flush=True)
                     runs[key] = run()
@@ -165,17 +191,44 @@ def main() -> None:
     shown += [f"neural skeleton, 1% noise, {args.deltas[-1]:g}"] if len(args.deltas) > 1 else []
     plot(os.path.join(RESULTS, "skeleton", "teddy.png"), truth, {k: runs[k] for k in shown}, clean)
 
-    header = ["input", "delta", "method", "Hausdorff (2-sided)", "Hausdorff gt→ours", "Hausdorff ours→gt", "Chamfer",
-              "vertices", "edges / triangles", "components", "least radius", "cover", "time: fit / surface / candidates / cover / connect", "total"]
+    header = [
+        "input",
+        "delta",
+        "method",
+        "Hausdorff (2-sided)",
+        "Hausdorff gt→ours",
+        "Hausdorff ours→gt",
+        "Chamfer",
+        "vertices",
+        "edges / triangles",
+        "components",
+        "least radius",
+        "cover",
+        "time: fit / surface / candidates / cover / connect",
+        "total",
+    ]
     rows = []
     for key, r in results.items():
         method, noise_name, delta = key.split(", ")
         t = r["times"]
-        rows.append([noise_name, delta, method, f"{r['hausdorff']:.2f}%", f"{r['hausdorff_ab']:.2f}%", f"{r['hausdorff_ba']:.2f}%",
-                     f"{r['chamfer']:.2f}%", str(r["vertices"]), f"{r['edges']} / {r['triangles']}", str(r["components"]),
-                     f"{r['min_radius']:.2f}%", "optimal" if r["optimal"] else "time limit",
-                     f"{t['fit']:.1f} / {t['surface']:.1f} / {t['candidates']:.1f} / {t['cover']:.1f} / {t['connect']:.2f} s",
-                     f"{t['total']:.1f} s"])
+        rows.append(
+            [
+                noise_name,
+                delta,
+                method,
+                f"{r['hausdorff']:.2f}%",
+                f"{r['hausdorff_ab']:.2f}%",
+                f"{r['hausdorff_ba']:.2f}%",
+                f"{r['chamfer']:.2f}%",
+                str(r["vertices"]),
+                f"{r['edges']} / {r['triangles']}",
+                str(r["components"]),
+                f"{r['min_radius']:.2f}%",
+                "optimal" if r["optimal"] else "time limit",
+                f"{t['fit']:.1f} / {t['surface']:.1f} / {t['candidates']:.1f} / {t['cover']:.1f} / {t['connect']:.2f} s",
+                f"{t['total']:.1f} s",
+            ]
+        )
     md = os.path.join(RESULTS, "skeleton.md")
     write_table(md, "Skeletons of teddy: neural skeleton against Coverage Axis (Voronoi candidates)", header, rows)
     lines = [

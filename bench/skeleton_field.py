@@ -140,7 +140,9 @@ def main() -> None:
         im = axes[r, 1].imshow(np.clip(tvs, 1e-2, None).T, origin="lower", extent=extent_box, cmap="magma", norm=LogNorm(1e-2, 1e3))
         fig.colorbar(im, ax=axes[r, 1], fraction=0.046)
         for c in range(2):
-            axes[r, c].contour(np.linspace(-1, 1, args.resolution), np.linspace(-1, 1, args.resolution), values.T, levels=[0], colors="k", linewidths=0.8)
+            axes[r, c].contour(
+                np.linspace(-1, 1, args.resolution), np.linspace(-1, 1, args.resolution), values.T, levels=[0], colors="k", linewidths=0.8
+            )
             axes[r, c].set_xticks([]), axes[r, c].set_yticks([])
         axes[r, 0].set_ylabel(name)
         inside, outside = away & (true_values < 0), away & (true_values > 0)
@@ -151,23 +153,38 @@ def main() -> None:
             chamfer = f"{50.0 * (d_ab + d_ba) / DATA_EXTENT:.2f}%"
         else:
             chamfer = "no minima"
-        rows.append([name, f"{np.abs(norms[inside] - 1).mean():.3f}", f"{np.abs(norms[outside] - 1).mean():.3f}",
-                     f"{np.median(tvs[away]):.3g}", chamfer, f"{seconds[name]:.0f} s"])
+        rows.append(
+            [
+                name,
+                f"{np.abs(norms[inside] - 1).mean():.3f}",
+                f"{np.abs(norms[outside] - 1).mean():.3f}",
+                f"{np.median(tvs[away]):.3g}",
+                chamfer,
+                f"{seconds[name]:.0f} s",
+            ]
+        )
     axes[0, 0].set_title("‖∇u‖  (0 to 2; black: u = 0)")
     axes[0, 1].set_title("‖∇‖∇u‖‖  (log)")
     fig.tight_layout()
     os.makedirs(os.path.join(RESULTS, "skeleton"), exist_ok=True)
     fig.savefig(os.path.join(RESULTS, "skeleton", "field_slices.png"), dpi=90)
     md = os.path.join(RESULTS, "skeleton_field.md")
-    write_table(md, f"Gradient norm away from the surface: {os.path.basename(args.shape)}, slice across its thinnest axis",
-                ["field", "mean of abs(‖∇u‖ − 1), inside", "same, outside", "median ‖∇‖∇u‖‖", "minima to the medial axis (Chamfer)", "fit"], rows)
-    append_lines(md, [
-        "Inside and outside count slice points at least 5% of the half-extent from the surface; the minima are the",
-        f"inside points with ‖∇u‖ < {RIDGE}, compared with the same on the true distance (Chamfer, % of the half-extent).",
-        "",
-        "![slices](skeleton/field_slices.png)",
-        "",
-    ])
+    write_table(
+        md,
+        f"Gradient norm away from the surface: {os.path.basename(args.shape)}, slice across its thinnest axis",
+        ["field", "mean of abs(‖∇u‖ − 1), inside", "same, outside", "median ‖∇‖∇u‖‖", "minima to the medial axis (Chamfer)", "fit"],
+        rows,
+    )
+    append_lines(
+        md,
+        [
+            "Inside and outside count slice points at least 5% of the half-extent from the surface; the minima are the",
+            f"inside points with ‖∇u‖ < {RIDGE}, compared with the same on the true distance (Chamfer, % of the half-extent).",
+            "",
+            "![slices](skeleton/field_slices.png)",
+            "",
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,11 @@ def _add_serve(sub: Any) -> None:
 
 
 def _text(value: Any) -> str:
-    return "none" if value is None else (" ".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value:g}"
-                                         if isinstance(value, float) else str(value))
+    return (
+        "none"
+        if value is None
+        else (" ".join(f"{v:g}" for v in value) if isinstance(value, list) else f"{value:g}" if isinstance(value, float) else str(value))
+    )
 
 
 def param_help(param: Param, spec: Spec) -> str:
@@ -53,8 +56,11 @@ def param_help(param: Param, spec: Spec) -> str:
     if spec.variants is not None and any(param.name in {q.name for q in s} for s in spec.variants.sets().values()):
         by_variant = {k: q.default for k, s in spec.variants.sets().items() for q in s if q.name == param.name}
         values = set(map(repr, by_variant.values()))
-        notes.append(f"default {_text(next(iter(by_variant.values())))}" if len(values) == 1 and len(by_variant) == len(spec.variants.sets())
-                     else "default " + ", ".join(f"{k} {_text(v)}" for k, v in by_variant.items()))
+        notes.append(
+            f"default {_text(next(iter(by_variant.values())))}"
+            if len(values) == 1 and len(by_variant) == len(spec.variants.sets())
+            else "default " + ", ".join(f"{k} {_text(v)}" for k, v in by_variant.items())
+        )
     elif param.default is not None:
         notes.append(f"default {_text(param.default)}")
     if param.positive:
@@ -103,8 +109,7 @@ def add_job(sub: Any, job: Job) -> argparse.ArgumentParser:
         parser.add_argument("-o", "--output", help="write the result arrays to this .npz")
     if spec.variants is not None:
         v = spec.variants
-        parser.add_argument(f"--{v.key}", default=None, help=f"{v.help or v.what} (default {v.default}; one of "
-                            f"{', '.join(v.sets())})")
+        parser.add_argument(f"--{v.key}", default=None, help=f"{v.help or v.what} (default {v.default}; one of {', '.join(v.sets())})")
     spellings = {}
     for name, target in cli.options.items():
         if isinstance(target, str):
@@ -180,4 +185,3 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     return 0
-

@@ -20,10 +20,22 @@ READ_FORMATS = (".obj", ".ply", ".off", ".npz")
 WRITE_FORMATS = (".obj", ".ply")
 
 _PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
+    "char": "i1",
+    "int8": "i1",
+    "uchar": "u1",
+    "uint8": "u1",
+    "short": "i2",
+    "int16": "i2",
+    "ushort": "u2",
+    "uint16": "u2",
+    "int": "i4",
+    "int32": "i4",
+    "uint": "u4",
+    "uint32": "u4",
+    "float": "f4",
+    "float32": "f4",
+    "double": "f8",
+    "float64": "f8",
 }
 
 
@@ -43,12 +55,7 @@ def _triangulate(polygons: list[np.ndarray] | np.ndarray) -> np.ndarray:
         for poly in polygons:
             by_size.setdefault(len(poly), []).append(poly)
         groups = [np.asarray(v) for k, v in by_size.items() if k >= 3]
-    tris = [
-        np.stack([g[:, 0], g[:, i], g[:, i + 1]], axis=1)
-        for g in groups
-        if g.shape[1] >= 3
-        for i in range(1, g.shape[1] - 1)
-    ]
+    tris = [np.stack([g[:, 0], g[:, i], g[:, i + 1]], axis=1) for g in groups if g.shape[1] >= 3 for i in range(1, g.shape[1] - 1)]
     return np.concatenate(tris).astype(np.int64) if tris else np.zeros((0, 3), dtype=np.int64)
 
 
@@ -71,13 +78,14 @@ def _finish(vertices: np.ndarray, faces: np.ndarray | None, normals: np.ndarray 
 
 # -- OBJ ------------------------------------------------------------------------------
 
+
 def read_obj(path: str) -> dict[str, np.ndarray]:
     """Wavefront OBJ: ``v``, ``vn`` and ``f`` (any polygon; ``vt`` ignored; negative indices allowed)."""
     verts: list[list[float]] = []
     vnormals: list[list[float]] = []
     polys: list[np.ndarray] = []
     corner_normals: list[tuple[int, int]] = []
-    with open(path, "r", errors="replace") as fh:
+    with open(path, errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
             parts = line.split()
             if not parts:
@@ -132,6 +140,7 @@ def write_obj(path: str, vertices: np.ndarray, faces: np.ndarray | None = None, 
 
 
 # -- PLY ------------------------------------------------------------------------------
+
 
 def _ply_header(fh, path: str) -> tuple[str, list[dict[str, Any]]]:
     if fh.readline().strip() != b"ply":
@@ -267,7 +276,10 @@ def read_ply(path: str) -> dict[str, np.ndarray]:
 
 
 def write_ply(
-    path: str, vertices: np.ndarray, faces: np.ndarray | None = None, normals: np.ndarray | None = None,
+    path: str,
+    vertices: np.ndarray,
+    faces: np.ndarray | None = None,
+    normals: np.ndarray | None = None,
     colors: np.ndarray | None = None,
 ) -> None:
     """Write a binary little-endian PLY: float x y z, optional float nx ny nz, optional uchar red green blue
@@ -307,9 +319,10 @@ def write_ply(
 
 # -- OFF ------------------------------------------------------------------------------
 
+
 def read_off(path: str) -> dict[str, np.ndarray]:
     """Object File Format: ``OFF``, a "V F E" count line, V vertex lines, F polygon lines ``n i j k ...``."""
-    with open(path, "r", errors="replace") as fh:
+    with open(path, errors="replace") as fh:
         tokens = [line.split("#", 1)[0].split() for line in fh]
     lines = [t for t in tokens if t]
     if not lines or not lines[0][0].endswith("OFF"):
@@ -329,6 +342,7 @@ def read_off(path: str) -> dict[str, np.ndarray]:
 
 # -- NPZ ------------------------------------------------------------------------------
 
+
 def read_npz(path: str) -> dict[str, np.ndarray]:
     """NumPy archive with ``points`` (+ ``normals``) and/or ``vertices`` + ``faces``; no pickle."""
     try:
@@ -344,6 +358,7 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
 
 
 # -- medial axes (.ma) ---------------------------------------------------------------
+
 
 def read_ma(path: str) -> dict[str, np.ndarray]:
     """A medial mesh in Q-MAT's .ma format: a count line "V E F", then ``v x y z r`` (extra columns ignored),
@@ -404,6 +419,7 @@ def loose_edges(edges: np.ndarray, triangles: np.ndarray) -> np.ndarray:
 
 # -- dispatch -------------------------------------------------------------------------
 
+
 def read_geometry(path: str) -> dict[str, np.ndarray]:
     """Read ``path`` by its extension (.obj, .ply, .off, .npz)."""
     ext = _extension(path, READ_FORMATS, "read")
@@ -413,7 +429,10 @@ def read_geometry(path: str) -> dict[str, np.ndarray]:
 
 
 def write_mesh(
-    path: str, vertices: np.ndarray, faces: np.ndarray | None = None, normals: np.ndarray | None = None,
+    path: str,
+    vertices: np.ndarray,
+    faces: np.ndarray | None = None,
+    normals: np.ndarray | None = None,
     colors: np.ndarray | None = None,
 ) -> None:
     """Write a mesh (or a point cloud, with ``faces=None``) by extension (.ply, .obj); creates parent folders.

@@ -20,8 +20,24 @@ from .sample_isopoints import INR_OT_sample_isopoints
 from .transfer_detail import INR_OT_transfer_detail
 
 classes = (
-    INR_OT_check_backend, INR_OT_setup_backend, INR_OT_cancel_job, INR_OT_fit_sdf, INR_OT_extract_mesh, INR_OT_extract_skeleton,
-    INR_OT_sample_isopoints, INR_OT_fit_displacement, INR_OT_transfer_detail, INR_OT_evaluate_field, INR_OT_create_camera_rig,
-    INR_OT_render_training_views, INR_OT_fit_nerf, INR_OT_render_nerf_view, INR_OT_raycast_view, INR_OT_closest_points,
-    INR_OT_check_intersection, INR_OT_fit_shape_space, INR_OT_reconstruct_shape, INR_OT_interpolate_shapes,
+    INR_OT_check_backend,
+    INR_OT_setup_backend,
+    INR_OT_cancel_job,
+    INR_OT_fit_sdf,
+    INR_OT_extract_mesh,
+    INR_OT_extract_skeleton,
+    INR_OT_sample_isopoints,
+    INR_OT_fit_displacement,
+    INR_OT_transfer_detail,
+    INR_OT_evaluate_field,
+    INR_OT_create_camera_rig,
+    INR_OT_render_training_views,
+    INR_OT_fit_nerf,
+    INR_OT_render_nerf_view,
+    INR_OT_raycast_view,
+    INR_OT_closest_points,
+    INR_OT_check_intersection,
+    INR_OT_fit_shape_space,
+    INR_OT_reconstruct_shape,
+    INR_OT_interpolate_shapes,
 )

@@ -104,15 +104,52 @@ class INR_OT_create_camera_rig(bpy.types.Operator):
     shape: EnumProperty(name="Shape", items=SHAPES, default="HEMISPHERE")
     count: IntProperty(name="Cameras", default=24, min=1, soft_max=200, max=2000, description="How many cameras")
     radius: FloatProperty(
-        name="Radius", default=0.0, min=0.0, subtype="DISTANCE", unit="LENGTH",
+        name="Radius",
+        default=0.0,
+        min=0.0,
+        subtype="DISTANCE",
+        unit="LENGTH",
         description="Distance from the centre to each camera; 0 sets it so the selection fills the view (see Fill)",
     )
-    fill: FloatProperty(name="Fill", default=0.8, min=0.05, max=1.0, subtype="FACTOR", description="With an automatic radius: the part of the view the selection's bounding sphere spans")
-    lens: FloatProperty(name="Focal Length", default=50.0, min=1.0, soft_max=500.0, subtype="DISTANCE_CAMERA", unit="CAMERA", description="Focal length of every camera (mm, on a 36 mm sensor)")
-    resolution_x: IntProperty(name="Width", default=0, min=0, max=16384, subtype="PIXEL", description="Render width in pixels; 0: 200 (or from the height, square)")
-    resolution_y: IntProperty(name="Height", default=0, min=0, max=16384, subtype="PIXEL", description="Render height in pixels; 0: 200 (or from the width, square)")
-    elevation: FloatProperty(name="Elevation", default=0.0, min=-math.pi / 2 + 1e-3, max=math.pi / 2 - 1e-3, subtype="ANGLE", description="Ring only: the cameras' angle above the centre")
-    padding: FloatProperty(name="Box Padding", default=0.05, min=0.0, max=1.0, subtype="FACTOR", description="The scene box (inr_aabb) is the selection's box grown by this fraction of its largest side on every side")
+    fill: FloatProperty(
+        name="Fill",
+        default=0.8,
+        min=0.05,
+        max=1.0,
+        subtype="FACTOR",
+        description="With an automatic radius: the part of the view the selection's bounding sphere spans",
+    )
+    lens: FloatProperty(
+        name="Focal Length",
+        default=50.0,
+        min=1.0,
+        soft_max=500.0,
+        subtype="DISTANCE_CAMERA",
+        unit="CAMERA",
+        description="Focal length of every camera (mm, on a 36 mm sensor)",
+    )
+    resolution_x: IntProperty(
+        name="Width", default=0, min=0, max=16384, subtype="PIXEL", description="Render width in pixels; 0: 200 (or from the height, square)"
+    )
+    resolution_y: IntProperty(
+        name="Height", default=0, min=0, max=16384, subtype="PIXEL", description="Render height in pixels; 0: 200 (or from the width, square)"
+    )
+    elevation: FloatProperty(
+        name="Elevation",
+        default=0.0,
+        min=-math.pi / 2 + 1e-3,
+        max=math.pi / 2 - 1e-3,
+        subtype="ANGLE",
+        description="Ring only: the cameras' angle above the centre",
+    )
+    padding: FloatProperty(
+        name="Box Padding",
+        default=0.05,
+        min=0.0,
+        max=1.0,
+        subtype="FACTOR",
+        description="The scene box (inr_aabb) is the selection's box grown by this fraction of its largest side on every side",
+    )
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -171,4 +208,3 @@ class INR_OT_create_camera_rig(bpy.types.Operator):
             context.scene.camera = rig.objects[0]
         self.report({"INFO"}, f"{rig.name}: {self.count} cameras on a {self.shape.lower()} of radius {radius:.3g} at {width}x{height}")
         return {"FINISHED"}
-

@@ -48,7 +48,10 @@ class INR_OT_check_intersection(RangeQueryOperator, bpy.types.Operator):
     uniform_scale = False  # boxes and witnesses need no distances: any scale of either field is fine
 
     max_depth: IntProperty(
-        name="Max Depth", default=6, min=0, soft_max=9,
+        name="Max Depth",
+        default=6,
+        min=0,
+        soft_max=9,
         description="Subdivisions of the field's domain cube at most (boxes of 1/2^depth of its side); deeper settles more 'unknown' cases",
     )
 
@@ -89,8 +92,9 @@ class INR_OT_check_intersection(RangeQueryOperator, bpy.types.Operator):
         shown = ""
         if len(lower):
             corners, edges = box_edges(lower, upper)
-            boxes = create_mesh_object(context, f"{field.name}_intersection", corners, np.zeros((0, 3), dtype=np.int32), edges=edges,
-                                       matrix_world=field.matrix_world.copy())  # boxes in the field's frame: they follow it
+            boxes = create_mesh_object(
+                context, f"{field.name}_intersection", corners, np.zeros((0, 3), dtype=np.int32), edges=edges, matrix_world=field.matrix_world.copy()
+            )  # boxes in the field's frame: they follow it
             boxes.display_type = "WIRE"
             created.append(boxes)
             shown = f"; {len(lower)} box{'es' if len(lower) != 1 else ''} in '{boxes.name}'"
@@ -112,4 +116,6 @@ class INR_OT_check_intersection(RangeQueryOperator, bpy.types.Operator):
         at = ""
         if result.get("witness") is not None:
             at = " at (" + ", ".join(f"{c:.4g}" for c in self.from_field(np.asarray(result["witness"])[None])[0]) + ")"
-        self.report({"INFO"}, f"'{field.name}' and '{self._other}': {verdict}{at} (depth {result.get('depth', self.max_depth)}; {evaluations(result)}){shown}")
+        self.report(
+            {"INFO"}, f"'{field.name}' and '{self._other}': {verdict}{at} (depth {result.get('depth', self.max_depth)}; {evaluations(result)}){shown}"
+        )

@@ -35,7 +35,13 @@ class INR_OT_closest_points(RangeQueryOperator, bpy.types.Operator):
     job_name = "closest_points"
 
     tolerance: FloatProperty(
-        name="Tolerance", default=0.0, min=0.0, soft_max=0.1, precision=5, subtype="DISTANCE", unit="LENGTH",
+        name="Tolerance",
+        default=0.0,
+        min=0.0,
+        soft_max=0.1,
+        precision=5,
+        subtype="DISTANCE",
+        unit="LENGTH",
         description="Size of the smallest boxes searched, in world units; 0: a thousandth of the field's half-size",
     )
 
@@ -79,8 +85,12 @@ class INR_OT_closest_points(RangeQueryOperator, bpy.types.Operator):
         closest = self.from_field(a["closest"])
         edges = np.stack([np.arange(n), n + np.arange(n)], axis=1)
         obj = create_mesh_object(
-            context, f"{field.name}_closest", np.concatenate([closest, self._points]), np.zeros((0, 3), dtype=np.int32),
-            edges=edges, point_attributes={DISTANCE_ATTRIBUTE: np.concatenate([distance, distance])},
+            context,
+            f"{field.name}_closest",
+            np.concatenate([closest, self._points]),
+            np.zeros((0, 3), dtype=np.int32),
+            edges=edges,
+            point_attributes={DISTANCE_ATTRIBUTE: np.concatenate([distance, distance])},
         )
         created.append(obj)
         if context.mode == "OBJECT":

@@ -57,19 +57,31 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
     job_name = "extract_mesh"
 
-    resolution: IntProperty(name="Resolution", default=128, min=8, max=8192, soft_max=1024, description="Grid points along each axis of the field's domain")
+    resolution: IntProperty(
+        name="Resolution", default=128, min=8, max=8192, soft_max=1024, description="Grid points along each axis of the field's domain"
+    )
     method: EnumProperty(
         name="Method",
         items=[
             ("SPARSE", "Sparse", "Evaluate a coarse grid and refine only the blocks the surface can pass through"),
             ("DENSE", "Dense", "Evaluate every grid point (the reference; slow at high resolution)"),
-            ("GUARANTEED", "Guaranteed", "Cull only the blocks that range analysis certifies hold no surface: keeps thin parts of any field, distance field or not (slower per block)"),
+            (
+                "GUARANTEED",
+                "Guaranteed",
+                "Cull only the blocks that range analysis certifies hold no surface: keeps thin parts of any field, distance field or not (slower per block)",
+            ),
         ],
         default="SPARSE",
     )
-    level: FloatProperty(name="Iso-level", default=0.0, soft_min=-0.1, soft_max=0.1, precision=4, description="Level set to extract, in the field's local units")
+    level: FloatProperty(
+        name="Iso-level", default=0.0, soft_min=-0.1, soft_max=0.1, precision=4, description="Level set to extract, in the field's local units"
+    )
     threshold: FloatProperty(
-        name="Density Threshold", default=25.0, min=1e-3, soft_max=500.0, options={"SKIP_SAVE"},
+        name="Density Threshold",
+        default=25.0,
+        min=1e-3,
+        soft_max=500.0,
+        options={"SKIP_SAVE"},
         description="Radiance fields: the density of the surface; when not set, the field's own (Fit NeRF suggests one)",
     )
     part: EnumProperty(
@@ -78,11 +90,15 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
             ("DETAILED", "Detailed", "The field's surface, with its detail"),
             ("BASE", "Base", "The smooth base of a displacement field (of a transferred one: the target's base), as <field>_base"),
         ],
-        default="DETAILED", options={"SKIP_SAVE"},
+        default="DETAILED",
+        options={"SKIP_SAVE"},
         description="Displacement fields: the detailed surface or the smooth base",
     )
     shape: IntProperty(
-        name="Shape", default=-1, min=-1, options={"SKIP_SAVE"},
+        name="Shape",
+        default=-1,
+        min=-1,
+        options={"SKIP_SAVE"},
         description="Shape spaces: the index of the shape to decode (-1: the one selected in the panel's list)",
     )
 

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 
 import bpy
+
 from ..inr_blender.fileio import loose_edges
+from ..inr_blender.wire.client import JobOutcome
 from ..properties.common import for_operator, setting_paths
 from ..properties.skeleton import SETTINGS
-from ..inr_blender.wire.client import JobOutcome
 from .common.bridge import InputError, create_mesh_object, geometry_node_group, make_active
 from .common.field import FieldJobOperator
 
@@ -34,6 +35,7 @@ def medial_spheres_group() -> tuple[bpy.types.NodeTree, bool]:
 
     Returns (group, created): an existing group of that name is reused (with any edits the user made).
     """
+
     def build(group: bpy.types.NodeTree, group_in: bpy.types.Node, group_out: bpy.types.Node) -> None:
         nodes, links = group.nodes, group.links
         sphere = nodes.new("GeometryNodeMeshUVSphere")
@@ -86,8 +88,13 @@ class INR_OT_extract_skeleton(FieldJobOperator, bpy.types.Operator):
             raise InputError(f"the skeleton of '{field.name}' came back without points")
         # local frame: the field's matrix places the points and scales the radii with them, as Extract Mesh
         skeleton = create_mesh_object(
-            context, f"{field.name}_skeleton", vertices, triangles, matrix_world=field.matrix_world.copy(),
-            edges=loose_edges(a["edges"], triangles), point_attributes={SKELETON_RADIUS: a["radius"]},
+            context,
+            f"{field.name}_skeleton",
+            vertices,
+            triangles,
+            matrix_world=field.matrix_world.copy(),
+            edges=loose_edges(a["edges"], triangles),
+            point_attributes={SKELETON_RADIUS: a["radius"]},
         )
         created.append(skeleton)
         if self.show_spheres:

@@ -71,8 +71,10 @@ def read_views(path: str) -> tuple[dict[str, np.ndarray], list[list[float]]]:
             image = read_image_rgba(frame.image_path)
             h, w = image.shape[:2]
             if images and images[0].shape != image.shape:
-                raise InputError(f"images of different sizes: {os.path.basename(frame.image_path)} is {w}x{h}, "
-                                 f"the first is {images[0].shape[1]}x{images[0].shape[0]}")
+                raise InputError(
+                    f"images of different sizes: {os.path.basename(frame.image_path)} is {w}x{h}, "
+                    f"the first is {images[0].shape[1]}x{images[0].shape[0]}"
+                )
             intrinsics.append(transforms.frame_intrinsics(frame.camera, w, h, frame.where))
             images.append(image)
     except JobError as exc:
@@ -95,16 +97,28 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
 
     source: EnumProperty(name="Views", items=SOURCES, default="RIG")
     transforms_path: StringProperty(
-        name="Transforms", subtype="FILE_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE"},
+        name="Transforms",
+        subtype="FILE_PATH",
+        options={"PATH_SUPPORTS_BLEND_RELATIVE"},
         description="transforms.json, or the folder that holds it (with Views: File)",
     )
     model: EnumProperty(name="Model", items=NERF_MODELS, default="FAST")
     iterations: IntProperty(name="Iterations", default=0, min=0, soft_max=200000, description="The most steps to train; 0 uses the model's default")
-    max_seconds: FloatProperty(name="Time Limit", default=0.0, min=0.0, subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE", description="Stop after this long (0: no limit)")
+    max_seconds: FloatProperty(
+        name="Time Limit", default=0.0, min=0.0, subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE", description="Stop after this long (0: no limit)"
+    )
     learning_rate: FloatProperty(name="Learning Rate", default=0.0, min=0.0, precision=5, description="0 uses the model's default")
     downscale: IntProperty(name="Downscale", default=1, min=1, max=32, description="Train on the images shrunk by this factor")
-    holdout_every: IntProperty(name="Hold Out Every", default=8, min=0, soft_max=100, description="Keep every n-th view out of training to measure PSNR and SSIM (0: train on all)")
-    background: FloatVectorProperty(name="Background", subtype="COLOR", size=3, min=0.0, max=1.0, default=(1.0, 1.0, 1.0), description="The colour behind transparent pixels")
+    holdout_every: IntProperty(
+        name="Hold Out Every",
+        default=8,
+        min=0,
+        soft_max=100,
+        description="Keep every n-th view out of training to measure PSNR and SSIM (0: train on all)",
+    )
+    background: FloatVectorProperty(
+        name="Background", subtype="COLOR", size=3, min=0.0, max=1.0, default=(1.0, 1.0, 1.0), description="The colour behind transparent pixels"
+    )
     seed: IntProperty(name="Seed", default=0, min=0)
     # the models' own settings; 0 keeps the model's default (inr_blender/fitting/nerf.py)
     width: IntProperty(name="Width", default=0, min=0, max=1024, description="Hidden units per layer (0: Fast 64, Classic 256)")
@@ -115,7 +129,13 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
     levels: IntProperty(name="Levels", default=0, min=0, max=32, description="Fast: hash-grid levels (0: 16)")
     log2_table_size: IntProperty(name="Table Size (log2)", default=0, min=0, max=26, description="Fast: entries per level, 2^n (0: 19)")
     finest_resolution: IntProperty(name="Finest Resolution", default=0, min=0, max=16384, description="Fast: grid of the finest level (0: 1024)")
-    samples_per_step: IntProperty(name="Samples per Step", default=0, min=0, soft_max=1 << 20, description="Fast: samples along all rays of a step; the rays adapt to keep it (0: 65536)")
+    samples_per_step: IntProperty(
+        name="Samples per Step",
+        default=0,
+        min=0,
+        soft_max=1 << 20,
+        description="Fast: samples along all rays of a step; the rays adapt to keep it (0: 65536)",
+    )
     march_steps: IntProperty(name="March Steps", default=0, min=0, max=8192, description="Fast: marching steps across the cube's diagonal (0: 512)")
 
     _model_props = {
@@ -155,8 +175,11 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
         path, self._views_stored, self._field_name = self._views(context)
         checkpoint, self._stored_path = new_checkpoint_path(self._field_name)
         params: dict[str, Any] = {
-            "model": backend_name(self.model), "background": [float(c) for c in self.background],
-            "downscale": self.downscale, "holdout_every": self.holdout_every, "seed": self.seed,
+            "model": backend_name(self.model),
+            "background": [float(c) for c in self.background],
+            "downscale": self.downscale,
+            "holdout_every": self.holdout_every,
+            "seed": self.seed,
         }
         optional = {"iterations": self.iterations, "max_seconds": self.max_seconds, "learning_rate": self.learning_rate}
         optional.update({name: getattr(self, name) for name in self._model_props[self.model]})

@@ -41,13 +41,17 @@ class INR_OT_fit_sdf(SdfFitOperator, bpy.types.Operator):
     presets = PRESETS
 
     preset: EnumProperty(
-        name="Preset", items=PRESET_ITEMS, default=DEFAULT_PRESET,
+        name="Preset",
+        items=PRESET_ITEMS,
+        default=DEFAULT_PRESET,
         description="Settings by purpose; explicit settings override it",
     )
     method: EnumProperty(name="Method", items=SDF_METHODS, default="IGR")
     # 4x256 by default: on a CPU it runs 7x faster per step than IGR's published 8x512 and measured
     # a lower Chamfer distance at equal short budgets (bench/fit_cost.py). 0 = the published size.
-    width: IntProperty(name="Width", default=256, min=0, max=2048, description="Hidden units per layer; 0 uses the method's published size (IGR 512, SIREN 256)")
+    width: IntProperty(
+        name="Width", default=256, min=0, max=2048, description="Hidden units per layer; 0 uses the method's published size (IGR 512, SIREN 256)"
+    )
     depth: IntProperty(name="Depth", default=4, min=0, max=16, description="Hidden layers; 0 uses the method's published size (IGR 8, SIREN 3)")
     # IGR (Gropp 2020)
     beta: _method_param("igr", "beta", min=1.0)
@@ -69,7 +73,9 @@ class INR_OT_fit_sdf(SdfFitOperator, bpy.types.Operator):
     w_sign: _method_param("hashgrid", "w_sign")
     # Neural skeleton (Clémot & Digne 2023); its other weights are the published ones
     w_tv: _method_param(
-        "neural_skeleton", "w_tv", soft_max=200.0,
+        "neural_skeleton",
+        "w_tv",
+        soft_max=200.0,
         description="Total variation of the gradient norm: pushes its minima onto the medial axis, where Extract Skeleton finds them (published 20)",
     )
     # its other weights (sent without the ns_ prefix, which keeps them apart from SIREN's of the same names)

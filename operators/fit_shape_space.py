@@ -33,8 +33,19 @@ FIELD_SUFFIX = "ShapeSpace"
 PRESETS = preset_values(presets.SHAPE_SPACE)
 PRESET_ITEMS, DEFAULT_PRESET = preset_items(presets.SHAPE_SPACE), enum_item(presets.SHAPE_SPACE_DEFAULT)
 _NETWORK = ("method", "latent_size", "width", "depth", "dropout", "weight_norm")
-_TRAINING = ("iterations", "max_seconds", "shapes_per_step", "samples_per_shape", "num_samples", "lr_decoder", "lr_codes", "clamp", "prior", "seed",
-             "error_resolution")
+_TRAINING = (
+    "iterations",
+    "max_seconds",
+    "shapes_per_step",
+    "samples_per_shape",
+    "num_samples",
+    "lr_decoder",
+    "lr_codes",
+    "clamp",
+    "prior",
+    "seed",
+    "error_resolution",
+)
 
 
 def _a(word: str) -> str:
@@ -51,27 +62,50 @@ class INR_OT_fit_shape_space(FitJobOperator, bpy.types.Operator):
     dialog_width = 340
 
     preset: EnumProperty(
-        name="Preset", items=PRESET_ITEMS, default=DEFAULT_PRESET,
+        name="Preset",
+        items=PRESET_ITEMS,
+        default=DEFAULT_PRESET,
         description="Settings by purpose; explicit settings override it",
     )
     method: EnumProperty(name="Method", items=SHAPE_SPACE_METHODS, default="DEEPSDF", description="What the decoder predicts")
     latent_size: IntProperty(name="Latent Size", default=64, min=1, max=4096, description="Length of each shape's code (published 256)")
-    width: IntProperty(name="Width", default=256, min=4, max=4096, description="Hidden units per layer of the decoder, more than the latent size + 3 (published 512)")
+    width: IntProperty(
+        name="Width", default=256, min=4, max=4096, description="Hidden units per layer of the decoder, more than the latent size + 3 (published 512)"
+    )
     depth: IntProperty(name="Depth", default=4, min=2, max=16, description="Hidden layers of the decoder (published 8)")
-    dropout: FloatProperty(name="Dropout", default=0.0, min=0.0, max=0.9, description="Dropout after each hidden layer while training (published 0.2)")
+    dropout: FloatProperty(
+        name="Dropout", default=0.0, min=0.0, max=0.9, description="Dropout after each hidden layer while training (published 0.2)"
+    )
     weight_norm: BoolProperty(name="Weight Norm", default=True, description="Weight normalisation on the decoder's layers (published)")
     iterations: IntProperty(name="Iterations", default=2000, min=1, soft_max=100000, description="Training steps")
-    max_seconds: FloatProperty(name="Time Limit", default=0.0, min=0.0, subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE", description="Stop after this long (0: no limit)")
+    max_seconds: FloatProperty(
+        name="Time Limit", default=0.0, min=0.0, subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE", description="Stop after this long (0: no limit)"
+    )
     shapes_per_step: IntProperty(name="Shapes per Step", default=8, min=1, soft_max=256, description="Shapes in each step's batch (published 64)")
-    samples_per_shape: IntProperty(name="Samples per Shape", default=2048, min=16, soft_max=65536, description="Points of each shape in each step (published 16384)")
-    num_samples: IntProperty(name="Prepared Samples", default=50000, min=100, soft_max=1000000, description="Training points prepared per shape, near its surface and in its domain")
+    samples_per_shape: IntProperty(
+        name="Samples per Shape", default=2048, min=16, soft_max=65536, description="Points of each shape in each step (published 16384)"
+    )
+    num_samples: IntProperty(
+        name="Prepared Samples",
+        default=50000,
+        min=100,
+        soft_max=1000000,
+        description="Training points prepared per shape, near its surface and in its domain",
+    )
     lr_decoder: FloatProperty(name="Decoder Rate", default=5e-4, min=0.0, precision=5, description="Learning rate of the decoder (published 5e-4)")
     lr_codes: FloatProperty(name="Code Rate", default=1e-3, min=0.0, precision=5, description="Learning rate of the codes (published 1e-3)")
-    clamp: FloatProperty(name="Clamp", default=0.1, min=1e-4, max=1.0, precision=3, description="Distances are clamped to this, in normalised units (published 0.1)")
-    prior: FloatProperty(name="Code Prior", default=1e-4, min=0.0, precision=6, description="Weight of the codes' zero-mean Gaussian prior (published 1e-4)")
+    clamp: FloatProperty(
+        name="Clamp", default=0.1, min=1e-4, max=1.0, precision=3, description="Distances are clamped to this, in normalised units (published 0.1)"
+    )
+    prior: FloatProperty(
+        name="Code Prior", default=1e-4, min=0.0, precision=6, description="Weight of the codes' zero-mean Gaussian prior (published 1e-4)"
+    )
     seed: IntProperty(name="Seed", default=0, min=0)
     error_resolution: IntProperty(
-        name="Error Resolution", default=64, min=0, max=512,
+        name="Error Resolution",
+        default=64,
+        min=0,
+        max=512,
         description="Extraction grid at which each decoded shape is measured against its mesh (0: do not measure)",
     )
 

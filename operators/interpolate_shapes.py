@@ -79,17 +79,25 @@ class INR_OT_interpolate_shapes(FieldJobOperator, bpy.types.Operator):
     field_settings = setting_paths("shape_space.interpolate", INTERPOLATE_SETTINGS)
 
     a: IntProperty(
-        name="From", default=-1, min=-1, options={"SKIP_SAVE"},
+        name="From",
+        default=-1,
+        min=-1,
+        options={"SKIP_SAVE"},
         description="Index of the first shape in the space (-1: the selected shapes', else the first)",
     )
     b: IntProperty(
-        name="To", default=-1, min=-1, options={"SKIP_SAVE"},
+        name="To",
+        default=-1,
+        min=-1,
+        options={"SKIP_SAVE"},
         description="Index of the last shape in the space (-1: the selected shapes', else the second)",
     )
     count: for_operator(INTERPOLATE_SETTINGS["count"])
     output: for_operator(INTERPOLATE_SETTINGS["output"])
     resolution: for_operator(INTERPOLATE_SETTINGS["resolution"])
-    frame_start: IntProperty(name="Start Frame", default=1, options={"SKIP_SAVE"}, description="Frame of the first shape (when not set: the scene's start)")
+    frame_start: IntProperty(
+        name="Start Frame", default=1, options={"SKIP_SAVE"}, description="Frame of the first shape (when not set: the scene's start)"
+    )
     frames_per_shape: IntProperty(name="Frames per Shape", default=10, min=1, soft_max=250, description="Frames from one shape to the next")
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -174,15 +182,24 @@ class INR_OT_interpolate_shapes(FieldJobOperator, bpy.types.Operator):
             "SEQUENCE": f"a sequence of {count} meshes over frames {self.frame_start}-{last}{why}",
             "ROW": f"a row of {count} meshes along +X",
         }[output]
-        self.report({"INFO" if not empty else "WARNING"}, f"Interpolated '{shapes[self._a].name}' to '{shapes[self._b].name}' in {count} shapes: {made}{holes}")
+        self.report(
+            {"INFO" if not empty else "WARNING"},
+            f"Interpolated '{shapes[self._a].name}' to '{shapes[self._b].name}' in {count} shapes: {made}{holes}",
+        )
 
     # -- the three outputs ------------------------------------------------------------------------------
     def _frame(self, i: int) -> int:
         return self.frame_start + i * self.frames_per_shape
 
     def _shape_keys(
-        self, context: bpy.types.Context, name: str, first: tuple[np.ndarray, np.ndarray], key_vertices: np.ndarray,
-        t: np.ndarray, frames: list[Matrix], created: list,
+        self,
+        context: bpy.types.Context,
+        name: str,
+        first: tuple[np.ndarray, np.ndarray],
+        key_vertices: np.ndarray,
+        t: np.ndarray,
+        frames: list[Matrix],
+        created: list,
     ) -> bpy.types.Object:
         """One mesh (the first shape's) with a shape key per in-between, each at full strength on its own frame."""
         vertices, faces = first

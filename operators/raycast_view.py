@@ -41,15 +41,24 @@ class INR_OT_raycast_view(RangeQueryOperator, bpy.types.Operator):
 
     method: for_operator(RAYCAST_SETTINGS["method"], name="Method")
     tolerance: FloatProperty(
-        name="Tolerance", default=1e-3, min=1e-7, soft_max=0.05, precision=5,
+        name="Tolerance",
+        default=1e-3,
+        min=1e-7,
+        soft_max=0.05,
+        precision=5,
         description="Guaranteed: length of the last ray segments searched, as a fraction of the field's half-size (bisection then refines the hit)",
     )
     lipschitz: FloatProperty(
-        name="Lipschitz Bound", default=1.0, min=1e-6, soft_max=100.0,
+        name="Lipschitz Bound",
+        default=1.0,
+        min=1e-6,
+        soft_max=100.0,
         description="Sphere Tracing: the bound on the field's gradient norm (1 for a distance field); larger steps shorter",
     )
     filepath: StringProperty(
-        name="Save As", subtype="FILE_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE", "SKIP_SAVE"},
+        name="Save As",
+        subtype="FILE_PATH",
+        options={"PATH_SUPPORTS_BLEND_RELATIVE", "SKIP_SAVE"},
         description="Also save the shaded image as a PNG here (empty: only the Blender images)",
     )
 

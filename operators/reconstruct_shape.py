@@ -21,9 +21,9 @@ import numpy as np
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty
 
+from ..inr_blender.wire.client import JobOutcome
 from ..properties.common import for_operator, setting_paths
 from ..properties.shape_space import RECONSTRUCT_SETTINGS
-from ..inr_blender.wire.client import JobOutcome
 from .common.bridge import InputError, create_mesh_object, make_active, object_geometry
 from .common.field import FieldJobOperator, checkpoints, new_checkpoint_path, new_field
 from .common.shape_space import active_shape_space
@@ -70,23 +70,42 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
     learning_rate: FloatProperty(name="Learning Rate", default=5e-3, min=1e-6, precision=4, description="Learning rate of the code")
     prior: FloatProperty(name="Code Prior", default=1e-4, min=0.0, precision=6, description="Weight of the code's zero-mean Gaussian prior")
     surface_offset: FloatProperty(
-        name="Surface Offset", default=0.025, min=0.0, soft_max=0.1, precision=3,
+        name="Surface Offset",
+        default=0.025,
+        min=0.0,
+        soft_max=0.1,
+        precision=3,
         description="With normals, samples at this distance on both sides of each point, in the space's normalised units",
     )
-    use_normals: BoolProperty(name="Use Normals", default=True, description="Send the scan's normals when it has them (a normal attribute, or a mesh's faces)")
+    use_normals: BoolProperty(
+        name="Use Normals", default=True, description="Send the scan's normals when it has them (a normal attribute, or a mesh's faces)"
+    )
     keep_field: BoolProperty(name="Keep as Field", default=True, description="Also add the completed shape as a signed distance field object")
     free_space: BoolProperty(
-        name="Free Space from Camera", default=False,
+        name="Free Space from Camera",
+        default=False,
         description="The scene camera saw the scan: points on its rays in front of the scan are known to be outside the shape",
     )
-    free_samples: IntProperty(name="Free Points per Ray", default=2, min=1, soft_max=16, description="Free-space points drawn on each scan point's ray")
+    free_samples: IntProperty(
+        name="Free Points per Ray", default=2, min=1, soft_max=16, description="Free-space points drawn on each scan point's ray"
+    )
     seed: IntProperty(name="Seed", default=0, min=0)
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         layout.use_property_split = True
-        for name in ("iterations", "resolution", "learning_rate", "prior", "surface_offset", "use_normals", "keep_field",
-                     "free_space", "free_samples", "seed"):
+        for name in (
+            "iterations",
+            "resolution",
+            "learning_rate",
+            "prior",
+            "surface_offset",
+            "use_normals",
+            "keep_field",
+            "free_space",
+            "free_samples",
+            "seed",
+        ):
             layout.prop(self, name)
 
     def _scan(self, context: bpy.types.Context, field: bpy.types.Object) -> bpy.types.Object:
@@ -98,7 +117,9 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
         scan = others[0]
         if scan.type not in SCAN_TYPES or scan.inr_field.is_field:
             what = "a field" if scan.inr_field.is_field else _a(scan.type.lower().replace("_", " "))
-            raise InputError(f"the scan '{scan.name}' is {what}: {self.bl_label} needs points (a vertex-only mesh or a point cloud) or a partial mesh")
+            raise InputError(
+                f"the scan '{scan.name}' is {what}: {self.bl_label} needs points (a vertex-only mesh or a point cloud) or a partial mesh"
+            )
         if _point_count(context, scan) == 0:
             raise InputError(f"the scan '{scan.name}' has no points: nothing to reconstruct from")
         return scan
@@ -142,8 +163,12 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
         if self.free_space:
             arrays["free_points"] = self._free_points(context, np.asarray(points, dtype=np.float64), m)
         params.update(
-            iterations=self.iterations, resolution=self.resolution, learning_rate=self.learning_rate, prior=self.prior,
-            surface_offset=self.surface_offset, seed=self.seed,
+            iterations=self.iterations,
+            resolution=self.resolution,
+            learning_rate=self.learning_rate,
+            prior=self.prior,
+            surface_offset=self.surface_offset,
+            seed=self.seed,
         )
         self._scan_name, self._has_normals, self._num_points, self._written = scan.name, "normals" in arrays, len(points), []
         self._stored_path = ""
@@ -158,7 +183,9 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
         field = self.the_field()
         a, result = outcome.arrays, outcome.params
         if not len(a.get("faces", ())):
-            raise InputError(f"the completed shape has no surface at resolution {self.resolution}: the code fitted to '{self._scan_name}' decodes to nothing")
+            raise InputError(
+                f"the completed shape has no surface at resolution {self.resolution}: the code fitted to '{self._scan_name}' decodes to nothing"
+            )
         frame = field.matrix_world.copy()
         mesh = create_mesh_object(context, f"{self._scan_name}_completed", a["vertices"], a["faces"], a.get("normals"), frame)
         created.append(mesh)

@@ -25,7 +25,9 @@ class INR_OT_render_nerf_view(FieldJobOperator, bpy.types.Operator):
     job_name = "render_nerf_view"
 
     filepath: StringProperty(
-        name="Save As", subtype="FILE_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE", "SKIP_SAVE"},
+        name="Save As",
+        subtype="FILE_PATH",
+        options={"PATH_SUPPORTS_BLEND_RELATIVE", "SKIP_SAVE"},
         description="Also save the view as a PNG here (empty: only the Blender image)",
     )
 
@@ -51,4 +53,7 @@ class INR_OT_render_nerf_view(FieldJobOperator, bpy.types.Operator):
         saved = f", saved to {save_view(pixels, self.filepath)}" if self.filepath else ""
         show_image(context, view)
         seconds = float(outcome.params.get("seconds") or 0.0)
-        self.report({"INFO"}, f"Rendered '{field.name}' from '{self._camera}' at {width}x{height} in {seconds:.1f} s into '{view.name}' and '{depth_image.name}'{saved}")
+        self.report(
+            {"INFO"},
+            f"Rendered '{field.name}' from '{self._camera}' at {width}x{height} in {seconds:.1f} s into '{view.name}' and '{depth_image.name}'{saved}",
+        )

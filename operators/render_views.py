@@ -98,9 +98,13 @@ class _Render:
         self.cancelled = False
         r, im = scene.render, scene.render.image_settings
         self.saved = {
-            "camera": scene.camera, "filepath": r.filepath, "film_transparent": r.film_transparent,
+            "camera": scene.camera,
+            "filepath": r.filepath,
+            "film_transparent": r.film_transparent,
             "use_file_extension": r.use_file_extension,
-            "file_format": im.file_format, "color_depth": im.color_depth, "color_mode": im.color_mode,
+            "file_format": im.file_format,
+            "color_depth": im.color_depth,
+            "color_mode": im.color_mode,
         }
         os.makedirs(self.tmp, exist_ok=True)
         r.film_transparent = transparent
@@ -166,10 +170,16 @@ class INR_OT_render_training_views(bpy.types.Operator):
     bl_options = {"UNDO"}  # no redo panel: redoing would render everything again
 
     directory: StringProperty(
-        name="Folder", subtype="DIR_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE"},
+        name="Folder",
+        subtype="DIR_PATH",
+        options={"PATH_SUPPORTS_BLEND_RELATIVE"},
         description="Where the images and transforms.json go; empty: //<rig>_views/ beside a saved .blend, else the add-on's user folder",
     )
-    transparent: BoolProperty(name="Transparent", default=False, description="Transparent film: RGBA images, the background left out (Fit NeRF puts its background colour there)")
+    transparent: BoolProperty(
+        name="Transparent",
+        default=False,
+        description="Transparent film: RGBA images, the background left out (Fit NeRF puts its background colour there)",
+    )
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:

@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty, IntProperty
 
+from ..inr_blender.wire.client import JobOutcome
 from ..properties.common import for_operator, setting_paths
 from ..properties.isopoints import SETTINGS
-from ..inr_blender.wire.client import JobOutcome
 from .common.bridge import InputError, create_mesh_object, geometry_node_group, make_active
 from .common.field import FieldJobOperator
 
@@ -47,6 +46,7 @@ def isopoints_group() -> tuple[bpy.types.NodeTree, bool]:
     and they keep the evaluated object readable as a point cloud with normals (Fit SDF on it).
     Returns (group, created): an existing group of that name that still has its Radius input is reused.
     """
+
     def build(group: bpy.types.NodeTree, group_in: bpy.types.Node, group_out: bpy.types.Node) -> None:
         radius = _radius_input(group)
         radius.default_value, radius.min_value = 0.01, 0.0
@@ -94,7 +94,11 @@ class INR_OT_sample_isopoints(FieldJobOperator, bpy.types.Operator):
             raise InputError(f"no iso-point of '{field.name}' converged to its surface")
         # local frame, placed by the field's matrix (a uniform scale and a translation, so the local normals hold)
         obj = create_mesh_object(
-            context, f"{field.name}_isopoints", points, np.zeros((0, 3), dtype=np.int32), matrix_world=field.matrix_world.copy(),
+            context,
+            f"{field.name}_isopoints",
+            points,
+            np.zeros((0, 3), dtype=np.int32),
+            matrix_world=field.matrix_world.copy(),
             point_attributes={NORMAL_ATTRIBUTE: a["normals"], RESIDUAL_ATTRIBUTE: a["residual"]},
         )
         created.append(obj)
@@ -121,6 +125,5 @@ class INR_OT_sample_isopoints(FieldJobOperator, bpy.types.Operator):
         added = f", {s.upsampled} added by upsampling" if s.upsampled else ""
         self.report(
             {"INFO"},
-            f"Sampled {s.points} iso-points on '{field.name}' ({s.discarded} discarded{added}); "
-            f"spacing CV {s.spacing_cv:.3f}; {s.seconds:.1f} s",
+            f"Sampled {s.points} iso-points on '{field.name}' ({s.discarded} discarded{added}); spacing CV {s.spacing_cv:.3f}; {s.seconds:.1f} s",
         )

@@ -19,13 +19,14 @@ scene as it was and removes the checkpoints the chain wrote.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 import bpy
-from bpy.props import FloatProperty, StringProperty
+from bpy.props import StringProperty
 from mathutils import Matrix
 
 from ..inr_blender.wire.client import Checkpoint, JobOutcome
@@ -35,7 +36,15 @@ from .common.bridge import InputError, create_mesh_object, make_active, object_g
 from .common.defaults import backend_name, enum_item
 from .common.displacement import DisplacementSettings, displacement_field, idf_param, is_base_only
 from .common.field import (
-    KIND_NAMES, FitPlan, checkpoints, defaults_from, field_checkpoint, field_fitted_to, new_checkpoint_path, new_field, plan_fit,
+    KIND_NAMES,
+    FitPlan,
+    checkpoints,
+    defaults_from,
+    field_checkpoint,
+    field_fitted_to,
+    new_checkpoint_path,
+    new_field,
+    plan_fit,
     require_normals,
 )
 from .common.job import JobOperator, JobSpec
@@ -98,7 +107,9 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
     bl_options = {"UNDO"}  # no redo panel: redoing would refit what was missing
     dialog_width = 360
 
-    source: StringProperty(name="Source", options={"SKIP_SAVE"}, description="The detail source's object name (default: the selected object that is not active)")
+    source: StringProperty(
+        name="Source", options={"SKIP_SAVE"}, description="The detail source's object name (default: the selected object that is not active)"
+    )
     target: StringProperty(name="Target", options={"SKIP_SAVE"}, description="The target's object name (default: the active object)")
     # When not set, each comes from the target's own settings (the Transfer Detail box of the panel).
     strength: for_operator(SETTINGS["strength"])
@@ -108,7 +119,10 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
     # The fit settings (Fit Displacement Field's) apply to a source or target that has no field yet (the target's
     # base-only fit gets both phases at 1); ``nu`` is the transfer's here, so the fit's is ``fit_nu``.
     fit_nu: idf_param(
-        "nu", min=1e-4, soft_max=0.2, precision=3,
+        "nu",
+        min=1e-4,
+        soft_max=0.2,
+        precision=3,
         description="Width of the shell around the base where the detail acts, for a displacement field fitted first (published 0.05)",
     )
     _groups = tuple((title, tuple("fit_nu" if n == "nu" else n for n in names)) for title, names in DisplacementSettings._groups)
@@ -137,9 +151,13 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
         else:
             others = [o for o in context.selected_objects if o != target]
             if not others:
-                raise InputError(f"Transfer Detail needs two objects and only '{target.name}' is given: select the detail source too, with the target active")
+                raise InputError(
+                    f"Transfer Detail needs two objects and only '{target.name}' is given: select the detail source too, with the target active"
+                )
             if len(others) > 1:
-                raise InputError(f"Transfer Detail needs exactly two objects, the detail source and the target (active): {len(others) + 1} are selected")
+                raise InputError(
+                    f"Transfer Detail needs exactly two objects, the detail source and the target (active): {len(others) + 1} are selected"
+                )
             source = others[0]
         if source == target:
             raise InputError(f"the detail source and the target are the same object '{target.name}': pick two objects")
@@ -158,7 +176,9 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
                 raise InputError(f"the detail source '{obj.name}' is a base-only displacement field: it has no detail to transfer")
             return Role(which, obj, field=obj)
         if obj.type not in GEOMETRY_TYPES:
-            raise InputError(f"the {Role(which, obj).title} '{obj.name}' is {_a(obj.type.lower())}: pick a mesh, a point cloud or a signed distance field")
+            raise InputError(
+                f"the {Role(which, obj).title} '{obj.name}' is {_a(obj.type.lower())}: pick a mesh, a point cloud or a signed distance field"
+            )
         if which == "source":
             return Role(which, obj, field=field_fitted_to(obj, lambda f: f.inr_field.method == "IDF" and not is_base_only(f)))
         return Role(which, obj, field=field_fitted_to(obj))
@@ -269,7 +289,9 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
         s.source, s.target = source.field.name, target.field.name
         result = self._transfer.params
         s.strength_used, s.nu_used, s.mode_used = float(result["strength"]), float(result["nu"]), enum_item(str(result["mode"]))
-        mesh = create_mesh_object(context, f"{field.name}_mesh", vertices, outcome.arrays["faces"], outcome.arrays.get("normals"), field.matrix_world.copy())
+        mesh = create_mesh_object(
+            context, f"{field.name}_mesh", vertices, outcome.arrays["faces"], outcome.arrays.get("normals"), field.matrix_world.copy()
+        )
         created.append(mesh)
         make_active(context, mesh)
         fitted = [f"'{r.field.name}'" for r in (source, target) if r.plan is not None]

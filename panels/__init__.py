@@ -10,18 +10,32 @@ from .menu import VIEW3D_MT_inr, draw_object_menu
 from .nerf import VIEW3D_PT_inr_field_nerf, VIEW3D_PT_inr_fit_nerf
 from .ranges import VIEW3D_PT_inr_field_ranges
 from .shape_space import (
-    INR_UL_shapes, VIEW3D_PT_inr_field_interpolate, VIEW3D_PT_inr_field_reconstruct, VIEW3D_PT_inr_field_shapes, VIEW3D_PT_inr_fit_shape_space,
+    INR_UL_shapes,
+    VIEW3D_PT_inr_field_interpolate,
+    VIEW3D_PT_inr_field_reconstruct,
+    VIEW3D_PT_inr_field_shapes,
+    VIEW3D_PT_inr_fit_shape_space,
 )
 from .skeleton import VIEW3D_PT_inr_field_skeleton
 
 # The sidebar's order: panels, then each parent's sub-panels, in this order.
 classes = (
-    VIEW3D_MT_inr, INR_UL_shapes,
+    VIEW3D_MT_inr,
+    INR_UL_shapes,
     VIEW3D_PT_inr_job,
-    VIEW3D_PT_inr_fit, VIEW3D_PT_inr_fit_displacement, VIEW3D_PT_inr_fit_shape_space, VIEW3D_PT_inr_fit_nerf,
+    VIEW3D_PT_inr_fit,
+    VIEW3D_PT_inr_fit_displacement,
+    VIEW3D_PT_inr_fit_shape_space,
+    VIEW3D_PT_inr_fit_nerf,
     VIEW3D_PT_inr_field,
-    VIEW3D_PT_inr_field_displacement, VIEW3D_PT_inr_field_shapes, VIEW3D_PT_inr_field_nerf, VIEW3D_PT_inr_field_evaluation,
-    VIEW3D_PT_inr_field_skeleton, VIEW3D_PT_inr_field_isopoints, VIEW3D_PT_inr_field_ranges,
-    VIEW3D_PT_inr_field_interpolate, VIEW3D_PT_inr_field_reconstruct,
+    VIEW3D_PT_inr_field_displacement,
+    VIEW3D_PT_inr_field_shapes,
+    VIEW3D_PT_inr_field_nerf,
+    VIEW3D_PT_inr_field_evaluation,
+    VIEW3D_PT_inr_field_skeleton,
+    VIEW3D_PT_inr_field_isopoints,
+    VIEW3D_PT_inr_field_ranges,
+    VIEW3D_PT_inr_field_interpolate,
+    VIEW3D_PT_inr_field_reconstruct,
     VIEW3D_PT_inr_backend,
 )

@@ -54,7 +54,9 @@ def settings_column(layout: bpy.types.UILayout, owner: bpy.types.PropertyGroup, 
         col.prop(owner, name, **({"text": text} if text else {}))
 
 
-def operator_row(layout: bpy.types.UILayout, context: bpy.types.Context, operator: str, icon: str, enabled: bool = True, **kwargs) -> bpy.types.OperatorProperties:
+def operator_row(
+    layout: bpy.types.UILayout, context: bpy.types.Context, operator: str, icon: str, enabled: bool = True, **kwargs
+) -> bpy.types.OperatorProperties:
     """The capability's button, disabled while a job runs."""
     row = layout.row()
     row.enabled = enabled and not running(context)

@@ -88,5 +88,12 @@ class VIEW3D_PT_inr_field_evaluation(FieldSubPanel, bpy.types.Panel):
         operator_row(layout, context, "inr.evaluate_field", "DRIVER_DISTANCE")
         if s.has_metrics:
             layout.label(text=f"Against {s.sources} (grid {s.metrics_resolution})")
-            result_grid(layout, [("Chamfer-L1", f"{s.chamfer_l1:.5f}"), ("Normals", f"{s.normal_consistency:.4f}"),
-                                 ("F-score 1%", f"{s.fscore:.4f}"), ("Hausdorff", f"{s.hausdorff:.4f}")])
+            result_grid(
+                layout,
+                [
+                    ("Chamfer-L1", f"{s.chamfer_l1:.5f}"),
+                    ("Normals", f"{s.normal_consistency:.4f}"),
+                    ("F-score 1%", f"{s.fscore:.4f}"),
+                    ("Hausdorff", f"{s.hausdorff:.4f}"),
+                ],
+            )

@@ -23,7 +23,14 @@ class VIEW3D_PT_inr_field_isopoints(FieldSubPanel, bpy.types.Panel):
         settings_column(layout, s, (("count", None), ("resample", None), ("upsample", None), ("point_radius", "Radius (0: Auto)")))
         operator_row(layout, context, "inr.sample_isopoints", "OUTLINER_DATA_POINTCLOUD")
         if s.has_result:
-            result_grid(layout, [
-                ("Points", str(s.points)), ("Discarded", str(s.discarded)), ("Upsampled", str(s.upsampled)),
-                ("Spacing CV", f"{s.spacing_cv:.3f}"), ("Radius", f"{s.radius_used:.4g}"), ("Time", f"{s.seconds:.1f} s"),
-            ])
+            result_grid(
+                layout,
+                [
+                    ("Points", str(s.points)),
+                    ("Discarded", str(s.discarded)),
+                    ("Upsampled", str(s.upsampled)),
+                    ("Spacing CV", f"{s.spacing_cv:.3f}"),
+                    ("Radius", f"{s.radius_used:.4g}"),
+                    ("Time", f"{s.seconds:.1f} s"),
+                ],
+            )

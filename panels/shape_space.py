@@ -53,7 +53,11 @@ class VIEW3D_PT_inr_fit_shape_space(INRPanel, bpy.types.Panel):
         layout = self.layout
         row = layout.row(align=True)
         row.enabled = len(meshes) >= 2 and not running(context)
-        for preset, text, icon in (("FAST", "Fast", "MOD_INSTANCE"), ("PUBLISHED", "Published", "MOD_MULTIRES"), ("CUSTOM", "Custom…", "PREFERENCES")):
+        for preset, text, icon in (
+            ("FAST", "Fast", "MOD_INSTANCE"),
+            ("PUBLISHED", "Published", "MOD_MULTIRES"),
+            ("CUSTOM", "Custom…", "PREFERENCES"),
+        ):
             row.operator("inr.fit_shape_space", text=text, icon=icon).preset = preset
         if len(meshes) < 2:
             layout.label(text="Select two or more meshes, one per shape", icon="INFO")
@@ -98,7 +102,9 @@ class VIEW3D_PT_inr_field_interpolate(_ShapeSpacePanel, bpy.types.Panel):
         to = space.interpolate.to
         other = space.shapes[to] if to < len(space.shapes) else None
         usable = shape is not None and other is not None and other != shape
-        op = operator_row(layout, context, "inr.interpolate_shapes", "IPO_EASE_IN_OUT", usable, text=f"To '{other.name}'" if other else "Interpolate Shapes")
+        op = operator_row(
+            layout, context, "inr.interpolate_shapes", "IPO_EASE_IN_OUT", usable, text=f"To '{other.name}'" if other else "Interpolate Shapes"
+        )
         op.a, op.b = space.active_shape, to
         if other is None or other == shape:
             layout.label(text=f"'To' must be another shape (0 to {len(space.shapes) - 1})", icon="INFO")

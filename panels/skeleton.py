@@ -27,10 +27,16 @@ class VIEW3D_PT_inr_field_skeleton(FieldSubPanel, bpy.types.Panel):
             layout.label(text="Fit with the Skeleton preset for a cleaner skeleton", icon="INFO")
         if not s.has_result:
             return
-        result_grid(layout, [
-            ("Points", f"{s.vertices} of {s.candidates}"), ("Edges", str(s.edges)), ("Triangles", str(s.triangles)),
-            ("δ", f"{s.delta_used:g}"), ("Time", f"{s.seconds:.1f} s"),
-        ])
+        result_grid(
+            layout,
+            [
+                ("Points", f"{s.vertices} of {s.candidates}"),
+                ("Edges", str(s.edges)),
+                ("Triangles", str(s.triangles)),
+                ("δ", f"{s.delta_used:g}"),
+                ("Time", f"{s.seconds:.1f} s"),
+            ],
+        )
         if s.optimal:
             layout.label(text="Optimal cover", icon="CHECKMARK")
         else:

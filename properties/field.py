@@ -18,15 +18,21 @@ SDF_METHODS = [
     ("IGR", "IGR", "Softplus MLP with geometric initialisation and an eikonal loss (Gropp 2020)"),
     ("SIREN", "SIREN", "Sine-activation MLP with an off-surface term (Sitzmann 2020); needs normals"),
     ("HASHGRID", "Hash Grid", "Multiresolution hash-grid encoding with a small MLP (Instant-NGP, Müller 2022), IGR's losses"),
-    ("NEURAL_SKELETON", "Neural Skeleton",
-     "SIREN 6x64 with a total-variation (TV) term that puts the gradient norm's minima on the medial axis "
-     "(Clémot & Digne 2023): the field for Extract Skeleton; needs normals"),
+    (
+        "NEURAL_SKELETON",
+        "Neural Skeleton",
+        "SIREN 6x64 with a total-variation (TV) term that puts the gradient norm's minima on the medial axis "
+        "(Clémot & Digne 2023): the field for Extract Skeleton; needs normals",
+    ),
 ]
 # Implicit displacement fields (Wang Yifan 2022): what Fit Displacement Field and Transfer Detail make.
 # Not Fit SDF's methods: each has its own operator.
 DISPLACEMENT_METHODS = [
-    ("IDF", "Displacement",
-     "Implicit displacement field (Wang Yifan 2022): a smooth SIREN base plus a high-frequency SIREN detail along its normals"),
+    (
+        "IDF",
+        "Displacement",
+        "Implicit displacement field (Wang Yifan 2022): a smooth SIREN base plus a high-frequency SIREN detail along its normals",
+    ),
     ("IDF_TRANSFER", "Transferred Detail", "The detail of one displacement field on the base of another field (Transfer Detail)"),
 ]
 # Shape spaces (DeepSDF auto-decoders, Park 2019; occupancy networks, Mescheder 2019): what Fit Shape Space
@@ -59,7 +65,10 @@ class INR_PG_field(bpy.types.PropertyGroup):
     kind: EnumProperty(name="Kind", items=FIELD_KINDS, default="SDF")
     method: EnumProperty(name="Method", items=FIELD_METHODS, default="IGR")
     checkpoint: StringProperty(
-        name="Checkpoint", subtype="FILE_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE"}, description="The field's weights; relative to the .blend once saved"
+        name="Checkpoint",
+        subtype="FILE_PATH",
+        options={"PATH_SUPPORTS_BLEND_RELATIVE"},
+        description="The field's weights; relative to the .blend once saved",
     )
     sources: StringProperty(name="Fitted To", description="The objects the field was fitted to")
     sources_json: StringProperty(name="Fitted To (JSON)", description="The names of the objects the field was fitted to, as a JSON list")
@@ -76,8 +85,12 @@ class INR_PG_field(bpy.types.PropertyGroup):
     stop_reason: StringProperty(name="Stopped", description="Why training stopped: converged, time limit or iteration limit")
     # quality against the objects it was fitted to (Evaluate Field)
     has_metrics: BoolProperty(name="Evaluated", default=False)
-    chamfer_l1: FloatProperty(name="Chamfer-L1", description="Mean of the two directed mean distances, as a fraction of the input's bounding-sphere radius", precision=5)
-    normal_consistency: FloatProperty(name="Normal Consistency", description="Mean |cos| between nearest-neighbour normals (1 is perfect)", precision=4)
+    chamfer_l1: FloatProperty(
+        name="Chamfer-L1", description="Mean of the two directed mean distances, as a fraction of the input's bounding-sphere radius", precision=5
+    )
+    normal_consistency: FloatProperty(
+        name="Normal Consistency", description="Mean |cos| between nearest-neighbour normals (1 is perfect)", precision=4
+    )
     fscore: FloatProperty(name="F-score", description="F-score at 1% of the bounding-sphere radius (1 is perfect)", precision=4)
     hausdorff: FloatProperty(name="Hausdorff", description="Two-sided Hausdorff distance, as a fraction of the bounding-sphere radius", precision=4)
     metrics_resolution: IntProperty(name="Evaluated At", description="Extraction resolution the metrics were measured at")

@@ -48,7 +48,9 @@ V0_1: dict[str, str] = {
     "completed_from": "shape_space.reconstruct.source_space",
     "completed_fit_error": "shape_space.reconstruct.fit_error",
     "nerf_model": "nerf.model",
-    **_group("", "nerf", "views_path num_views num_holdout image_width image_height psnr ssim train_psnr eval_history_json background density_threshold"),
+    **_group(
+        "", "nerf", "views_path num_views num_holdout image_width image_height psnr ssim train_psnr eval_history_json background density_threshold"
+    ),
 }
 
 

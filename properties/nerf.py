@@ -15,7 +15,10 @@ NERF_MODELS = [
 class INR_PG_nerf(bpy.types.PropertyGroup):
     model: EnumProperty(name="Model", items=NERF_MODELS, default="FAST")
     views_path: StringProperty(
-        name="Views", subtype="FILE_PATH", options={"PATH_SUPPORTS_BLEND_RELATIVE"}, description="The transforms.json (or its folder) the field was fitted to"
+        name="Views",
+        subtype="FILE_PATH",
+        options={"PATH_SUPPORTS_BLEND_RELATIVE"},
+        description="The transforms.json (or its folder) the field was fitted to",
     )
     num_views: IntProperty(name="Training Views", description="Views the field was trained on (held-out views aside)")
     num_holdout: IntProperty(name="Held-out Views", description="Views kept out of training to measure PSNR and SSIM")
@@ -26,7 +29,14 @@ class INR_PG_nerf(bpy.types.PropertyGroup):
     train_psnr: FloatProperty(name="Train PSNR", description="Mean PSNR (dB) on the training views", precision=2)
     eval_history_json: StringProperty(name="PSNR History", description="Held-out PSNR during training: [[step, seconds, psnr], ...] as JSON")
     background: FloatVectorProperty(
-        name="Background", subtype="COLOR", size=3, min=0.0, max=1.0, default=(1.0, 1.0, 1.0),
+        name="Background",
+        subtype="COLOR",
+        size=3,
+        min=0.0,
+        max=1.0,
+        default=(1.0, 1.0, 1.0),
         description="The colour behind transparent pixels, in training and in renders",
     )
-    density_threshold: FloatProperty(name="Density Threshold", default=25.0, min=1e-3, description="Density of the surface Extract Mesh uses (the fit suggests one)")
+    density_threshold: FloatProperty(
+        name="Density Threshold", default=25.0, min=1e-3, description="Density of the surface Extract Mesh uses (the fit suggests one)"
+    )

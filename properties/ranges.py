@@ -16,7 +16,11 @@ RANGE_MODES = [
 ]
 RAYCAST_METHODS = [
     ("RANGES", "Guaranteed", "Frustum casting with range analysis: the first hit of every ray, on any field (distance field or not)"),
-    ("SPHERE_TRACING", "Sphere Tracing", "Steps of |f| / Lipschitz along each ray: fast, but sound on distance fields only (may step over thin parts)"),
+    (
+        "SPHERE_TRACING",
+        "Sphere Tracing",
+        "Steps of |f| / Lipschitz along each ray: fast, but sound on distance fields only (may step over thin parts)",
+    ),
 ]
 INTERSECTION_VERDICTS = [
     ("NONE", "Not Checked", "No intersection check yet"),
@@ -27,11 +31,16 @@ INTERSECTION_VERDICTS = [
 
 SETTINGS = {
     "mode": EnumProperty(
-        name="Range Mode", items=RANGE_MODES, default="affine_all", description="The range arithmetic the guaranteed queries bound the field with",
+        name="Range Mode",
+        items=RANGE_MODES,
+        default="affine_all",
+        description="The range arithmetic the guaranteed queries bound the field with",
     ),
 }
 RAYCAST_SETTINGS = {
-    "method": EnumProperty(name="Ray Casting", items=RAYCAST_METHODS, default="RANGES", description="How Cast Rays from Camera finds each ray's first hit"),
+    "method": EnumProperty(
+        name="Ray Casting", items=RAYCAST_METHODS, default="RANGES", description="How Cast Rays from Camera finds each ray's first hit"
+    ),
 }
 
 
@@ -53,8 +62,12 @@ class INR_PG_closest(bpy.types.PropertyGroup):
 
     has_result: BoolProperty(name="Closest Points Found", default=False)
     count: IntProperty(name="Queries", description="Query points of the last Closest Points")
-    min: FloatProperty(name="Nearest", precision=4, subtype="DISTANCE", unit="LENGTH", description="The smallest distance to the surface of the last Closest Points")
-    max: FloatProperty(name="Farthest", precision=4, subtype="DISTANCE", unit="LENGTH", description="The largest distance to the surface of the last Closest Points")
+    min: FloatProperty(
+        name="Nearest", precision=4, subtype="DISTANCE", unit="LENGTH", description="The smallest distance to the surface of the last Closest Points"
+    )
+    max: FloatProperty(
+        name="Farthest", precision=4, subtype="DISTANCE", unit="LENGTH", description="The largest distance to the surface of the last Closest Points"
+    )
     seconds: FloatProperty(name="Closest Points Time", subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE")
 
 

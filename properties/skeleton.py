@@ -8,19 +8,32 @@ from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
 SETTINGS = {
     "delta": FloatProperty(
-        name="δ", default=0.02, min=1e-4, soft_max=0.2, precision=3,
+        name="δ",
+        default=0.02,
+        min=1e-4,
+        soft_max=0.2,
+        precision=3,
         description="Coverage tolerance, as a fraction of the shape's longest half-extent: larger gives fewer medial spheres, a coarser skeleton",
     ),
     "num_surface_samples": IntProperty(
-        name="Surface Samples", default=2000, min=16, soft_max=20000,
+        name="Surface Samples",
+        default=2000,
+        min=16,
+        soft_max=20000,
         description="Points spread on the field's surface that the medial spheres must cover",
     ),
     "time_limit": FloatProperty(
-        name="MILP Time Limit", default=60.0, min=0.1, soft_max=600.0, subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE",
+        name="MILP Time Limit",
+        default=60.0,
+        min=0.1,
+        soft_max=600.0,
+        subtype="TIME_ABSOLUTE",
+        unit="TIME_ABSOLUTE",
         description="Most time for the set-cover solver; past it the best cover found is used (not proven optimal)",
     ),
     "show_spheres": BoolProperty(
-        name="Medial Spheres", default=True,
+        name="Medial Spheres",
+        default=True,
         description="Also add an object that shows each skeletal point's medial sphere (geometry nodes on the skeleton's points)",
     ),
 }

@@ -13,15 +13,24 @@ TRANSFER_MODES = [
 
 SETTINGS = {
     "strength": FloatProperty(
-        name="Strength", default=1.0, soft_min=0.0, soft_max=2.0,
+        name="Strength",
+        default=1.0,
+        soft_min=0.0,
+        soft_max=2.0,
         description="Scale of the transferred detail: 0 gives the target's base, 1 the source's detail as it is",
     ),
     "nu": FloatProperty(
-        name="ν", default=0.0, min=0.0, soft_max=0.2, precision=3,
+        name="ν",
+        default=0.0,
+        min=0.0,
+        soft_max=0.2,
+        precision=3,
         description="Width of the band around the base where the detail acts, in the field's local units (0: the source's)",
     ),
     "mode": EnumProperty(name="Mode", items=TRANSFER_MODES, default="PROJECTED", description="Where the detail is read on the source"),
-    "resolution": IntProperty(name="Resolution", default=128, min=8, max=8192, soft_max=1024, description="Extraction grid of the transferred surface"),
+    "resolution": IntProperty(
+        name="Resolution", default=128, min=8, max=8192, soft_max=1024, description="Extraction grid of the transferred surface"
+    ),
 }
 
 

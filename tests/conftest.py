@@ -146,7 +146,10 @@ def remote_worker(tmp_path):
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
         [sys.executable, "-m", "inr_blender", "serve", "--host", "127.0.0.1", "--port", "0", "--token", token, "--port-file", str(port_file)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 120
     while not port_file.exists():
@@ -218,7 +221,6 @@ def refused(operator, match: str, **kwargs) -> None:
     assert "\n" not in str(info.value).strip(), "the reason must be one line"
     assert scene_state() == before
     assert sorted(g.name for g in bpy.data.node_groups) == groups
-
 
 
 def interrupt_during(run, nth_job: int = 1, timeout: float = 120.0) -> tuple[object, list]:

@@ -30,8 +30,16 @@ OUTPUTS = ("sdf", "occupancy")
 class DeepSDFDecoder(nn.Module):
     """f(z, x): (N, latent + 3) inputs (code, then point) -> (N,) raw outputs (tanh'd for ``output`` 'sdf')."""
 
-    def __init__(self, latent_size: int = 256, width: int = 512, depth: int = 8, skip: int | None = 4,
-                 dropout: float = 0.2, use_weight_norm: bool = True, output: str = "sdf") -> None:
+    def __init__(
+        self,
+        latent_size: int = 256,
+        width: int = 512,
+        depth: int = 8,
+        skip: int | None = 4,
+        dropout: float = 0.2,
+        use_weight_norm: bool = True,
+        output: str = "sdf",
+    ) -> None:
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"unknown decoder output {output!r}; known: {', '.join(OUTPUTS)}")
@@ -84,7 +92,7 @@ class ShapeSpace(nn.Module):
         """Raw decoder outputs (N,) at ``points`` (N, 3) for the shapes ``shape_index`` (N,)."""
         return self.decoder(torch.cat([self.codes(shape_index), points], dim=-1))
 
-    def shape(self, index: int) -> "LatentShape":
+    def shape(self, index: int) -> LatentShape:
         """Shape ``index`` as a field (shares the decoder; the code is copied)."""
         return LatentShape(self.decoder, self.codes.weight[index].detach())
 
@@ -112,15 +120,21 @@ class LatentShape(Field):
 
 def decoder_options(config: dict) -> dict:
     """The DeepSDFDecoder keyword arguments in a shape-space config."""
-    return {"width": int(config["width"]), "depth": int(config["depth"]),
-            "skip": None if config.get("skip") is None else int(config["skip"]), "dropout": float(config["dropout"]),
-            "use_weight_norm": bool(config["weight_norm"]), "output": str(config["output"])}
+    return {
+        "width": int(config["width"]),
+        "depth": int(config["depth"]),
+        "skip": None if config.get("skip") is None else int(config["skip"]),
+        "dropout": float(config["dropout"]),
+        "use_weight_norm": bool(config["weight_norm"]),
+        "output": str(config["output"]),
+    }
 
 
 # DeepSDF (Park 2019): 8 x 512 with weight normalisation, the input again at layer 4, dropout 0.2, codes of 256;
 # ``output`` 'occupancy' is the occupancy-network variant (Mescheder 2019). A latent shape is one decoded shape.
-@field_kind("shape_space", {"num_shapes": 2, "latent_size": 256, "width": 512, "depth": 8, "skip": 4, "dropout": 0.2,
-                            "weight_norm": True, "output": "sdf"})
+@field_kind(
+    "shape_space", {"num_shapes": 2, "latent_size": 256, "width": 512, "depth": 8, "skip": 4, "dropout": 0.2, "weight_norm": True, "output": "sdf"}
+)
 def build_shape_space(config: Config) -> ShapeSpace:
     return ShapeSpace(int(config["num_shapes"]), int(config["latent_size"]), **decoder_options(config))
 

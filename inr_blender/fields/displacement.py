@@ -72,8 +72,14 @@ class TransferredDetail(Field):
     """
 
     def __init__(
-        self, target_base: nn.Module, source_base: nn.Module, source_detail: nn.Module, nu: float = 0.05,
-        max_offset: float = 0.05, strength: float = 1.0, projection_steps: int = 5,
+        self,
+        target_base: nn.Module,
+        source_base: nn.Module,
+        source_detail: nn.Module,
+        nu: float = 0.05,
+        max_offset: float = 0.05,
+        strength: float = 1.0,
+        projection_steps: int = 5,
     ) -> None:
         super().__init__()
         self.target_base, self.source_base, self.source_detail = target_base, source_base, source_detail
@@ -102,16 +108,30 @@ class TransferredDetail(Field):
 
 # Published: SIREN base at omega 15 and detail at omega 60, 3 x 256 each, nu = 0.05. A fit's defaults are
 # settings/sdf.py's IDF. The transfer holds the target's base and the source's base and detail.
-@field_kind("idf", {"base": {"kind": "siren", "width": 256, "depth": 3, "omega0": 15.0},
-                    "detail": {"kind": "siren", "width": 256, "depth": 3, "omega0": 60.0}, "nu": 0.05, "max_offset": 0.05})
+@field_kind(
+    "idf",
+    {
+        "base": {"kind": "siren", "width": 256, "depth": 3, "omega0": 15.0},
+        "detail": {"kind": "siren", "width": 256, "depth": 3, "omega0": 60.0},
+        "nu": 0.05,
+        "max_offset": 0.05,
+    },
+)
 def build_displacement(config: Config) -> DisplacementField:
-    return DisplacementField(build_field(config["base"]), build_field(config["detail"]), float(config["nu"]),
-                             float(config["max_offset"]))
+    return DisplacementField(build_field(config["base"]), build_field(config["detail"]), float(config["nu"]), float(config["max_offset"]))
 
 
-@field_kind("idf_transfer", {"target_base": None, "source_base": None, "source_detail": None, "nu": 0.05,
-                             "max_offset": 0.05, "strength": 1.0, "projection_steps": 5})
+@field_kind(
+    "idf_transfer",
+    {"target_base": None, "source_base": None, "source_detail": None, "nu": 0.05, "max_offset": 0.05, "strength": 1.0, "projection_steps": 5},
+)
 def build_transfer(config: Config) -> TransferredDetail:
     return TransferredDetail(
-        build_field(config["target_base"]), build_field(config["source_base"]), build_field(config["source_detail"]),
-        float(config["nu"]), float(config["max_offset"]), float(config["strength"]), int(config["projection_steps"]))
+        build_field(config["target_base"]),
+        build_field(config["source_base"]),
+        build_field(config["source_detail"]),
+        float(config["nu"]),
+        float(config["max_offset"]),
+        float(config["strength"]),
+        int(config["projection_steps"]),
+    )

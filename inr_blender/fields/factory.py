@@ -10,8 +10,9 @@ They are not a fit's defaults: a fit passes every value from its settings (``inr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 

@@ -183,16 +183,35 @@ class HashGridSDF(Field):
 def encoding_from_config(config: Config) -> HashGridEncoding:
     """The hash-grid encoding of a config holding its five settings (a hash-grid SDF's or a fast NeRF's)."""
     return HashGridEncoding(
-        levels=int(config["levels"]), features_per_level=int(config["features_per_level"]),
-        log2_table_size=int(config["log2_table_size"]), base_resolution=int(config["base_resolution"]),
+        levels=int(config["levels"]),
+        features_per_level=int(config["features_per_level"]),
+        log2_table_size=int(config["log2_table_size"]),
+        base_resolution=int(config["base_resolution"]),
         finest_resolution=int(config["finest_resolution"]),
     )
 
 
 # Published network sizes (Instant-NGP: 16 levels x 2 features, 2^19 entries, resolutions 16..2048, a 64-wide
 # decoder). A fit's defaults are settings/sdf.py's HASHGRID (12 levels up to 256 for a CPU); it passes them all.
-@field_kind("hashgrid", {"levels": 16, "features_per_level": 2, "log2_table_size": 19, "base_resolution": 16,
-                         "finest_resolution": 2048, "width": 64, "depth": 2, "beta": 100.0, "init_radius": 0.5})
+@field_kind(
+    "hashgrid",
+    {
+        "levels": 16,
+        "features_per_level": 2,
+        "log2_table_size": 19,
+        "base_resolution": 16,
+        "finest_resolution": 2048,
+        "width": 64,
+        "depth": 2,
+        "beta": 100.0,
+        "init_radius": 0.5,
+    },
+)
 def build_hashgrid(config: Config) -> HashGridSDF:
-    return HashGridSDF(encoding_from_config(config), width=int(config["width"]), depth=int(config["depth"]),
-                       beta=float(config["beta"]), init_radius=float(config["init_radius"]))
+    return HashGridSDF(
+        encoding_from_config(config),
+        width=int(config["width"]),
+        depth=int(config["depth"]),
+        beta=float(config["beta"]),
+        init_radius=float(config["init_radius"]),
+    )

@@ -79,11 +79,13 @@ def _complete(config: Config) -> None:
 
 
 # Published: 8 x 512, softplus beta 100, the input again at the middle layer (see the module docstring).
-@field_kind("igr", {"width": 512, "depth": 8, "beta": 100.0, "skip": None, "geometric_init": True, "init_radius": 0.5},
-            complete=_complete)
+@field_kind("igr", {"width": 512, "depth": 8, "beta": 100.0, "skip": None, "geometric_init": True, "init_radius": 0.5}, complete=_complete)
 def build_igr(config: Config) -> IGRNet:
     return IGRNet(
-        width=int(config["width"]), depth=int(config["depth"]), beta=float(config["beta"]),
+        width=int(config["width"]),
+        depth=int(config["depth"]),
+        beta=float(config["beta"]),
         skip=[int(s) for s in config["skip"]] if config.get("skip") is not None else None,
-        geometric_init=bool(config.get("geometric_init", True)), init_radius=float(config.get("init_radius", 0.5)),
+        geometric_init=bool(config.get("geometric_init", True)),
+        init_radius=float(config.get("init_radius", 0.5)),
     )

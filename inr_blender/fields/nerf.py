@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from ..render.occupancy import OccupancyGrid
-from .encodings import PositionalEncoding, SphericalHarmonics
 from ..types import Colours, Directions, Points, Values
+from .encodings import PositionalEncoding, SphericalHarmonics
 from .factory import Config, field_kind
 from .hashgrid import HashGridEncoding, encoding_from_config
 
@@ -119,13 +119,14 @@ class FastNeRF(nn.Module):
     def __init__(self, encoding: HashGridEncoding, geometry_features: int = 15, width: int = 64, occupancy_resolution: int = 64) -> None:
         super().__init__()
         self.encoding = encoding
-        self.density_mlp = nn.Sequential(
-            nn.Linear(encoding.output_dim, width), nn.ReLU(), nn.Linear(width, 1 + geometry_features)
-        )
+        self.density_mlp = nn.Sequential(nn.Linear(encoding.output_dim, width), nn.ReLU(), nn.Linear(width, 1 + geometry_features))
         self.direction_encoding = SphericalHarmonics(4)
         self.colour_mlp = nn.Sequential(
-            nn.Linear(self.direction_encoding.output_dim + geometry_features, width), nn.ReLU(),
-            nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 3),
+            nn.Linear(self.direction_encoding.output_dim + geometry_features, width),
+            nn.ReLU(),
+            nn.Linear(width, width),
+            nn.ReLU(),
+            nn.Linear(width, 3),
         )
         self.occupancy = OccupancyGrid(occupancy_resolution)
 
@@ -142,14 +143,25 @@ class FastNeRF(nn.Module):
 # NeRF (Mildenhall 2020): 10 / 4 frequencies, 8 x 256 with the skip at layer 4.
 @field_kind("nerf_classic", {"position_frequencies": 10, "direction_frequencies": 4, "width": 256, "depth": 8, "skip": 4})
 def build_classic(config: Config) -> ClassicNeRF:
-    return ClassicNeRF(int(config["position_frequencies"]), int(config["direction_frequencies"]), int(config["width"]),
-                       int(config["depth"]), int(config["skip"]))
+    return ClassicNeRF(
+        int(config["position_frequencies"]), int(config["direction_frequencies"]), int(config["width"]), int(config["depth"]), int(config["skip"])
+    )
 
 
 # Instant-NGP's NeRF: 16 levels x 2, 2^19 entries, 64-wide MLPs, 15 geometry features; finest level 1024 and a 64^3
 # occupancy grid (published 2048-ish and 128^3). A fit's defaults are settings/nerf.py's FAST; it passes them all.
-@field_kind("nerf_fast", {"levels": 16, "features_per_level": 2, "log2_table_size": 19, "base_resolution": 16,
-                          "finest_resolution": 1024, "width": 64, "geometry_features": 15, "occupancy_resolution": 64})
+@field_kind(
+    "nerf_fast",
+    {
+        "levels": 16,
+        "features_per_level": 2,
+        "log2_table_size": 19,
+        "base_resolution": 16,
+        "finest_resolution": 1024,
+        "width": 64,
+        "geometry_features": 15,
+        "occupancy_resolution": 64,
+    },
+)
 def build_fast(config: Config) -> FastNeRF:
-    return FastNeRF(encoding_from_config(config), int(config["geometry_features"]), int(config["width"]),
-                    int(config["occupancy_resolution"]))
+    return FastNeRF(encoding_from_config(config), int(config["geometry_features"]), int(config["width"]), int(config["occupancy_resolution"]))

@@ -31,8 +31,9 @@ class _Code(nn.Module):
         self.code = nn.Parameter(torch.randn(size, generator=generator) * std)
 
 
-def observations(points: np.ndarray, normals: np.ndarray | None, free_points: np.ndarray | None,
-                 offset: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def observations(
+    points: np.ndarray, normals: np.ndarray | None, free_points: np.ndarray | None, offset: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample points (M, 3), their target values (M,) and whether each is one-sided (free space) (M,)."""
     points = check_points(points, "scan points")
     xs, values = [points], [np.zeros(len(points))]
@@ -52,8 +53,9 @@ def observations(points: np.ndarray, normals: np.ndarray | None, free_points: np
     return np.concatenate(xs), np.concatenate(values), np.concatenate(one_sided)
 
 
-def complete_shape(space: ShapeSpace, points: np.ndarray, normals: np.ndarray | None, free_points: np.ndarray | None,
-                   p: dict[str, Any], ctx: JobContext) -> tuple[LatentShape, dict[str, Any]]:
+def complete_shape(
+    space: ShapeSpace, points: np.ndarray, normals: np.ndarray | None, free_points: np.ndarray | None, p: dict[str, Any], ctx: JobContext
+) -> tuple[LatentShape, dict[str, Any]]:
     """The completed shape (a field with the optimised code) and a record: loss history, fit error.
 
     ``p``: the settings of :data:`inr_blender.settings.completion.SPEC`, resolved (this does not check them again).
@@ -82,8 +84,16 @@ def complete_shape(space: ShapeSpace, points: np.ndarray, normals: np.ndarray | 
             per = F.binary_cross_entropy_with_logits(out, torch.where(free, 0.0, target), reduction="none")
         return per.mean() + float(p["prior"]) * holder.code.pow(2).mean()
 
-    run = train(holder, step_loss, iterations, float(p["learning_rate"]), ctx, lr_decay_interval=max(1, iterations // 2),
-                lr_decay_factor=0.1, message="completing the scan")
+    run = train(
+        holder,
+        step_loss,
+        iterations,
+        float(p["learning_rate"]),
+        ctx,
+        lr_decay_interval=max(1, iterations // 2),
+        lr_decay_factor=0.1,
+        message="completing the scan",
+    )
     shape = LatentShape(decoder, holder.code.detach()).eval()
     with torch.no_grad():
         scan = torch.as_tensor(check_points(points, "scan points"), dtype=torch.float32, device=device)

@@ -48,9 +48,7 @@ def plane_normals(tree: cKDTree, oriented: np.ndarray, k: int = NORMAL_NEIGHBOUR
     return normals * np.where(np.einsum("ni,ni->n", normals, oriented) < 0, -1.0, 1.0)[:, None], spacing
 
 
-def bilateral_weights(
-    points: np.ndarray, normals: np.ndarray | None, iso: cKDTree, iso_normals: np.ndarray, h: float
-) -> np.ndarray:
+def bilateral_weights(points: np.ndarray, normals: np.ndarray | None, iso: cKDTree, iso_normals: np.ndarray, h: float) -> np.ndarray:
     """The paper's weight of each input point from its nearest iso-point (in ``iso``; see the module docstring)."""
     nearest = iso.query(points, workers=-1)[1]
     n = iso_normals[nearest]
@@ -80,8 +78,7 @@ class IsoPointTerm:
         if step < p["isopoints_warmup"] or (step - p["isopoints_warmup"]) % max(1, p["isopoints_refresh"]):
             return
         try:
-            iso = sample_isopoints(field, self.device, {"count": p["isopoints"], "resample_steps": RESAMPLE_STEPS,
-                                                         "seed": step}, JobContext())
+            iso = sample_isopoints(field, self.device, {"count": p["isopoints"], "resample_steps": RESAMPLE_STEPS, "seed": step}, JobContext())
         except JobError:
             return
         tree = cKDTree(iso.points)  # one search structure for the plane fits, the spacing and the weights

@@ -63,10 +63,14 @@ def _check(p: dict[str, Any]) -> None:
 
 # The settings of a fit: the common ones plus the chosen model's, read from the model registry when resolved.
 SPEC = Spec(
-    "fit_nerf", nerf_settings.COMMON, help="Fit a radiance field (NeRF) to posed images",
-    variants=Variants("model", lambda: {name: model.settings.params for name, model in MODELS.items()},
-                      nerf_settings.DEFAULT_MODEL, what="NeRF model"),
-    check=_check, passthrough=JOB_KEYS,
+    "fit_nerf",
+    nerf_settings.COMMON,
+    help="Fit a radiance field (NeRF) to posed images",
+    variants=Variants(
+        "model", lambda: {name: model.settings.params for name, model in MODELS.items()}, nerf_settings.DEFAULT_MODEL, what="NeRF model"
+    ),
+    check=_check,
+    passthrough=JOB_KEYS,
 )
 resolve_params = SPEC.resolve
 __all__ = ["CHECKPOINT_FORMAT", "SPEC", "fit_nerf", "local_frame", "resolve_params", "to_local_cameras"]
@@ -153,12 +157,20 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         model.after_step(out)
         return loss
 
-    stop = StopRule(tolerance=p["convergence_tolerance"], window=p["convergence_window"],
-                    min_iterations=p["iterations"] // 4, max_seconds=p["max_seconds"])
+    stop = StopRule(
+        tolerance=p["convergence_tolerance"], window=p["convergence_window"], min_iterations=p["iterations"] // 4, max_seconds=p["max_seconds"]
+    )
     run = train(
-        field, step_loss, p["iterations"], p["learning_rate"], ctx,
-        lr_decay_interval=p["lr_decay_interval"], lr_decay_factor=p["lr_decay_factor"],
-        message=f"fitting NeRF ({p['model']})", adam_eps=p["adam_eps"], stop=stop,
+        field,
+        step_loss,
+        p["iterations"],
+        p["learning_rate"],
+        ctx,
+        lr_decay_interval=p["lr_decay_interval"],
+        lr_decay_factor=p["lr_decay_factor"],
+        message=f"fitting NeRF ({p['model']})",
+        adam_eps=p["adam_eps"],
+        stop=stop,
         betas=kind.betas,
         progress_psnr=lambda: None if state["mse"] is None else psnr_of_mse(state["mse"]),
     )

@@ -42,9 +42,12 @@ def _check(p: dict[str, Any]) -> None:
 # The settings of a fit: the common ones plus the chosen method's, read from the method registry when resolved
 # (so a method registered later counts), resolved once by the job.
 SPEC = Spec(
-    "fit_sdf", sdf_settings.COMMON, help="Fit a signed distance field to a mesh or a point cloud",
-    variants=Variants("method", lambda: {name: method.settings.params for name, method in METHODS.items()},
-                      sdf_settings.DEFAULT_METHOD, what="SDF method"),
+    "fit_sdf",
+    sdf_settings.COMMON,
+    help="Fit a signed distance field to a mesh or a point cloud",
+    variants=Variants(
+        "method", lambda: {name: method.settings.params for name, method in METHODS.items()}, sdf_settings.DEFAULT_METHOD, what="SDF method"
+    ),
     check=_check,
 )
 resolve_params = SPEC.resolve
@@ -93,14 +96,24 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, p: dict[str, Any], c
         return method.loss(field, Batch(on, n, weights, idx, batch), i)
 
     stop = StopRule(
-        tolerance=p["convergence_tolerance"], window=p["convergence_window"], min_iterations=p["iterations"] // 4,
+        tolerance=p["convergence_tolerance"],
+        window=p["convergence_window"],
+        min_iterations=p["iterations"] // 4,
         max_seconds=p["max_seconds"],
     )
     groups = method.param_groups(field)
     run = train(
-        field, step_loss, p["iterations"], p["learning_rate"], ctx,
-        lr_decay_interval=p["lr_decay_interval"], lr_decay_factor=p["lr_decay_factor"],
-        grad_clip=p["grad_clip"], message=f"fitting {p['method'].upper()}", adam_eps=p["adam_eps"], stop=stop,
+        field,
+        step_loss,
+        p["iterations"],
+        p["learning_rate"],
+        ctx,
+        lr_decay_interval=p["lr_decay_interval"],
+        lr_decay_factor=p["lr_decay_factor"],
+        grad_clip=p["grad_clip"],
+        message=f"fitting {p['method'].upper()}",
+        adam_eps=p["adam_eps"],
+        stop=stop,
         **({} if groups is None else {"param_groups": groups[0], "lr_scale": groups[1]}),
     )
     losses = run.losses

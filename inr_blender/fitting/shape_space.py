@@ -62,8 +62,7 @@ def normalization(vertices: np.ndarray) -> tuple[np.ndarray, float]:
     return center, radius * MARGIN
 
 
-def shape_samples(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int = 0,
-                  ctx: JobContext | None = None) -> tuple[np.ndarray, np.ndarray]:
+def shape_samples(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int = 0, ctx: JobContext | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``count`` training points (count, 3) of a mesh already in its local frame, with their signed distances (count,)."""
     rng = np.random.default_rng(seed)
     uniform = max(1, int(round(count * UNIFORM_FRACTION)))
@@ -76,8 +75,12 @@ def shape_samples(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int
 
 def pack_meshes(meshes: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
     """K meshes (vertices, faces) as the arrays fit_shape_space takes: stacked, with each one's counts (faces local)."""
-    return {"vertices": np.concatenate([np.asarray(v) for v, _ in meshes]), "faces": np.concatenate([np.asarray(f) for _, f in meshes]),
-            "vertex_counts": np.array([len(v) for v, _ in meshes]), "face_counts": np.array([len(f) for _, f in meshes])}
+    return {
+        "vertices": np.concatenate([np.asarray(v) for v, _ in meshes]),
+        "faces": np.concatenate([np.asarray(f) for _, f in meshes]),
+        "vertex_counts": np.array([len(v) for v, _ in meshes]),
+        "face_counts": np.array([len(f) for _, f in meshes]),
+    }
 
 
 def split_meshes(arrays: dict[str, np.ndarray], names: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -91,8 +94,7 @@ def split_meshes(arrays: dict[str, np.ndarray], names: list[str]) -> list[tuple[
     if vc.ndim != 1 or vc.shape != fc.shape or (vc < 0).any() or (fc < 0).any():
         raise JobError("vertex_counts and face_counts must be non-negative counts, one of each per shape")
     if int(vc.sum()) != len(vertices) or int(fc.sum()) != len(faces):
-        raise JobError(f"the counts add up to {int(vc.sum())} vertices and {int(fc.sum())} faces, but {len(vertices)} and "
-                       f"{len(faces)} were sent")
+        raise JobError(f"the counts add up to {int(vc.sum())} vertices and {int(fc.sum())} faces, but {len(vertices)} and {len(faces)} were sent")
     if len(vc) < 2:
         raise JobError(f"a shape space needs at least 2 shapes, got {len(vc)}: select more meshes of the class")
     if len(names) != len(vc):
@@ -116,8 +118,7 @@ def distributed(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def fit_shape_space(meshes: list[tuple[np.ndarray, np.ndarray]], names: list[str], p: dict[str, Any],
-                    ctx: JobContext) -> dict[str, Any]:
+def fit_shape_space(meshes: list[tuple[np.ndarray, np.ndarray]], names: list[str], p: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Train a shape space on ``meshes`` (world-space vertices and faces each); return its checkpoint dict.
 
     ``p``: the settings of :data:`inr_blender.settings.shape_space.SPEC`, resolved (this does not check them again).
@@ -141,9 +142,17 @@ def fit_shape_space(meshes: list[tuple[np.ndarray, np.ndarray]], names: list[str
         sdf.append(s)
     points_t = torch.as_tensor(np.stack(points), device=device)  # (K, S, 3)
     sdf_t = torch.as_tensor(np.stack(sdf), device=device)  # (K, S)
-    config = field_config("shape_space", num_shapes=len(meshes), latent_size=p["latent_size"], width=p["width"],
-                          depth=p["depth"], skip=p["skip"], dropout=p["dropout"], weight_norm=p["weight_norm"],
-                          output=METHODS[p["method"]])
+    config = field_config(
+        "shape_space",
+        num_shapes=len(meshes),
+        latent_size=p["latent_size"],
+        width=p["width"],
+        depth=p["depth"],
+        skip=p["skip"],
+        dropout=p["dropout"],
+        weight_norm=p["weight_norm"],
+        output=METHODS[p["method"]],
+    )
     torch.manual_seed(p["seed"])  # the same initial weights and codes on every rank
     space = build_field(config)
     nn.init.normal_(space.codes.weight, 0.0, p["code_std"])
@@ -158,9 +167,17 @@ def fit_shape_space(meshes: list[tuple[np.ndarray, np.ndarray]], names: list[str
         decay = 0.5 ** (i // interval)
         return p["lr_decoder"] * decay, p["lr_codes"] * decay
 
-    run = train(model, step_loss, p["iterations"], 1.0, ctx if rank == 0 else JobContext(),
-                message=f"fitting a shape space ({p['method']})", stop=StopRule(max_seconds=p["max_seconds"]),
-                param_groups=[list(space.decoder.parameters()), [space.codes.weight]], lr_scale=lr_scale)
+    run = train(
+        model,
+        step_loss,
+        p["iterations"],
+        1.0,
+        ctx if rank == 0 else JobContext(),
+        message=f"fitting a shape space ({p['method']})",
+        stop=StopRule(max_seconds=p["max_seconds"]),
+        param_groups=[list(space.decoder.parameters()), [space.codes.weight]],
+        lr_scale=lr_scale,
+    )
     losses = run.losses
     if world > 1:  # every rank is done with the group: leave it cleanly (gloo's threads abort a process left in it)
         dist.barrier()
@@ -187,8 +204,9 @@ def fit_shape_space(meshes: list[tuple[np.ndarray, np.ndarray]], names: list[str
     }
 
 
-def _step_loss(model: nn.Module, space: ShapeSpace, points: torch.Tensor, sdf: torch.Tensor, p: dict[str, Any],
-               rank: int, world: int, device: torch.device):
+def _step_loss(
+    model: nn.Module, space: ShapeSpace, points: torch.Tensor, sdf: torch.Tensor, p: dict[str, Any], rank: int, world: int, device: torch.device
+):
     """The loss of step i on this rank (see the module docstring); its value is the whole batch's."""
     generator = torch.Generator().manual_seed(int(p["seed"]))
     count, samples = points.shape[0], points.shape[1]
@@ -221,4 +239,3 @@ def _step_loss(model: nn.Module, space: ShapeSpace, points: torch.Tensor, sdf: t
         return loss
 
     return step_loss
-

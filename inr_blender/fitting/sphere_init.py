@@ -66,6 +66,7 @@ def write_sphere(config: dict[str, Any], path: str) -> None:
     with torch.no_grad():
         error = (field(x) - (x.norm(dim=-1) - RADIUS)).abs()
     print(f"mean |error| {float(error.mean()):.2e}, max {float(error.max()):.2e}")
-    save_checkpoint({"format": "inr_blender.sphere_init", "config": config,
-                     "state_dict": {k: v.detach().cpu() for k, v in field.state_dict().items()}}, path)
+    save_checkpoint(
+        {"format": "inr_blender.sphere_init", "config": config, "state_dict": {k: v.detach().cpu() for k, v in field.state_dict().items()}}, path
+    )
     print(f"wrote {path}")

@@ -47,8 +47,13 @@ def transfer_detail(source: dict[str, Any], target: dict[str, Any], p: dict[str,
     src = source["config"]
     nu = p["nu"] if p["nu"] > 0 else float(src["nu"])
     config = field_config(
-        "idf_transfer", target_base=target_config, source_base=src["base"], source_detail=src["detail"], nu=nu,
-        max_offset=float(src["max_offset"]), strength=p["strength"],
+        "idf_transfer",
+        target_base=target_config,
+        source_base=src["base"],
+        source_detail=src["detail"],
+        nu=nu,
+        max_offset=float(src["max_offset"]),
+        strength=p["strength"],
         projection_steps=p["projection_steps"] if p["mode"] == "projected" else 0,
     )
     field = build_field(config)

@@ -45,9 +45,7 @@ def estimate_extraction_bytes(resolution: int, num_vertices: int | None = None) 
 def _check_ram(resolution: int, needed: int) -> None:
     available = available_memory_bytes()
     if available and needed > available:
-        raise JobError(
-            f"resolution {resolution} needs about {_gb(needed)}, the backend machine has {_gb(available)} available"
-        )
+        raise JobError(f"resolution {resolution} needs about {_gb(needed)}, the backend machine has {_gb(available)} available")
 
 
 def _chunk_size(field: nn.Module, device: torch.device, requested: int | None, with_grad: bool) -> int:
@@ -66,9 +64,7 @@ def _chunk_size(field: nn.Module, device: torch.device, requested: int | None, w
     return max(1024, chunk // 4 if with_grad else chunk)
 
 
-def evaluate_grid(
-    field: nn.Module, resolution: int, device: torch.device, ctx: JobContext, chunk: int | None = None
-) -> np.ndarray:
+def evaluate_grid(field: nn.Module, resolution: int, device: torch.device, ctx: JobContext, chunk: int | None = None) -> np.ndarray:
     """Field values on the N^3 grid over [-1, 1]^3, indexed [x, y, z], float32."""
     n = int(resolution)
     total = n**3
@@ -114,7 +110,12 @@ def vertex_normals(field: nn.Module, vertices: np.ndarray, device: torch.device,
 
 
 def extract_mesh(
-    field: nn.Module, resolution: int, device: torch.device, ctx: JobContext, level: float = 0.0, chunk: int | None = None,
+    field: nn.Module,
+    resolution: int,
+    device: torch.device,
+    ctx: JobContext,
+    level: float = 0.0,
+    chunk: int | None = None,
     no_surface=None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Extract the ``level`` set of ``field`` over [-1, 1]^3 in the local frame.
@@ -159,8 +160,12 @@ def grid_points(idx: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 def evaluate_points(
-    field: nn.Module, points: np.ndarray, device: torch.device, ctx: JobContext,
-    chunk: int | None = None, message: str = "evaluating the field",
+    field: nn.Module,
+    points: np.ndarray,
+    device: torch.device,
+    ctx: JobContext,
+    chunk: int | None = None,
+    message: str = "evaluating the field",
 ) -> np.ndarray:
     """Field values (float32) at ``points`` (P, 3) in the local frame; chunked, under no_grad."""
     chunk = _chunk_size(field, device, chunk, with_grad=False)
@@ -198,4 +203,3 @@ def finish_mesh(
         sign = 1.0 if float(np.einsum("ij,ij->", mc_normals[~missing], normals[~missing])) >= 0 else -1.0
         normals[missing] = sign * mc_normals[missing]
     return verts, faces, normals
-

@@ -44,8 +44,16 @@ def enclosed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
     return float(np.einsum("fi,fi->f", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6.0)
 
 
-def interpolate(space: ShapeSpace, code_a: torch.Tensor, code_b: torch.Tensor, count: int, resolution: int,
-                device: torch.device, ctx: JobContext, correspond: bool = True) -> Sequence:
+def interpolate(
+    space: ShapeSpace,
+    code_a: torch.Tensor,
+    code_b: torch.Tensor,
+    count: int,
+    resolution: int,
+    device: torch.device,
+    ctx: JobContext,
+    correspond: bool = True,
+) -> Sequence:
     """Meshes of ``count`` codes between ``code_a`` and ``code_b`` (see the module docstring)."""
     t = np.linspace(0.0, 1.0, int(count))
     meshes, volumes, keys, errors, notes = [], [], [], [], []
@@ -75,5 +83,4 @@ def interpolate(space: ShapeSpace, code_a: torch.Tensor, code_b: torch.Tensor, c
                 ok = False
                 notes.append(f"t={tk:.2f}: surface error {errors[-1]:.3g}, gap {gap:.3g}, flipped {flipped:.1%}")
     ctx.progress(len(t), len(t), None, "decoded")
-    return Sequence(t, meshes, np.asarray(volumes), np.stack(keys) if correspond else None,
-                    np.asarray(errors) if correspond else None, ok, notes)
+    return Sequence(t, meshes, np.asarray(volumes), np.stack(keys) if correspond else None, np.asarray(errors) if correspond else None, ok, notes)

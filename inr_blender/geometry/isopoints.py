@@ -43,8 +43,9 @@ def check_memory(p: dict[str, Any]) -> None:
     total = p["count"] + p["upsample"]
     needed, available = total * BYTES_PER_POINT, available_memory_bytes()
     if needed > available // 2:
-        raise JobError(f"{total:,} iso-points need about {needed / 1e9:.1f} GB, more than half of the "
-                       f"{available / 1e9:.1f} GB available: ask for fewer")
+        raise JobError(
+            f"{total:,} iso-points need about {needed / 1e9:.1f} GB, more than half of the {available / 1e9:.1f} GB available: ask for fewer"
+        )
 
 
 @dataclass
@@ -100,7 +101,12 @@ def _converged(projected: Projected, tolerance: float) -> torch.Tensor:
 
 
 def upsample(
-    field: nn.Module, projected: Projected, add: int, k: int = 8, similarity: float = 0.9, iterations: int = 10,
+    field: nn.Module,
+    projected: Projected,
+    add: int,
+    k: int = 8,
+    similarity: float = 0.9,
+    iterations: int = 10,
     tolerance: float = 5e-5,
 ) -> Projected:
     """The points with up to ``add`` more: midpoints of the widest gaps to a neighbour of similar normal
@@ -167,8 +173,7 @@ def sample_isopoints(field: nn.Module, device: torch.device, p: dict[str, Any], 
     if not bool(keep.any()):
         if not bool((projected[2].norm(dim=1) > FLAT_GRADIENT).any()):
             raise JobError("the field's gradient vanishes everywhere in its domain: Newton steps cannot reach a surface")
-        raise JobError(f"the field has no surface in its domain: no point converged onto its zero level "
-                       f"(|f| < {p['tolerance']:g}) inside [-1, 1]^3")
+        raise JobError(f"the field has no surface in its domain: no point converged onto its zero level (|f| < {p['tolerance']:g}) inside [-1, 1]^3")
     projected = _keep(projected, keep)
     discarded = len(start) - len(projected[0])  # did not converge (or left the domain)
     if len(projected[0]) > p["count"]:
@@ -188,8 +193,13 @@ def sample_isopoints(field: nn.Module, device: torch.device, p: dict[str, Any], 
     points = q.cpu().numpy().astype(np.float64)
     mean, cv = spacing(points)
     stats = {
-        "num_points": int(len(points)), "num_started": int(len(start)), "num_discarded": int(discarded),
-        "num_upsampled": int(len(points) - before), "spacing_cv": cv, "spacing_mean": mean,
-        "mean_residual": float(residual.mean()) if len(residual) else 0.0, "seconds_sampling": time.monotonic() - started,
+        "num_points": int(len(points)),
+        "num_started": int(len(start)),
+        "num_discarded": int(discarded),
+        "num_upsampled": int(len(points) - before),
+        "spacing_cv": cv,
+        "spacing_mean": mean,
+        "mean_residual": float(residual.mean()) if len(residual) else 0.0,
+        "seconds_sampling": time.monotonic() - started,
     }
     return IsoPoints(points, torch.nn.functional.normalize(g, dim=1).cpu().numpy(), residual.cpu().numpy(), stats)

@@ -28,8 +28,14 @@ LEAF_TRIANGLES = 64  # triangles per cluster of the fast winding numbers
 FAR_RATIO = 2.0  # a cluster farther than this many radii counts as a dipole (Barill 2018 uses 2)
 
 
-def winding_numbers(vertices: np.ndarray, faces: np.ndarray, queries: np.ndarray, ctx: JobContext | None = None,
-                    leaf_size: int = LEAF_TRIANGLES, beta: float = FAR_RATIO) -> np.ndarray:
+def winding_numbers(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    queries: np.ndarray,
+    ctx: JobContext | None = None,
+    leaf_size: int = LEAF_TRIANGLES,
+    beta: float = FAR_RATIO,
+) -> np.ndarray:
     """Generalised winding number (Q,) of each query point with respect to the triangles.
 
     Barnes-Hut as in Barill 2018 ("fast winding numbers"), to first order: the triangles are split into clusters
@@ -114,8 +120,9 @@ def _closest_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.nda
     return np.where(np.isfinite(out), out, a)  # degenerate triangles: their first corner
 
 
-def unsigned_distances(vertices: np.ndarray, faces: np.ndarray, queries: np.ndarray, k: int = 16,
-                       samples: int = 200_000, seed: int = 0) -> np.ndarray:
+def unsigned_distances(
+    vertices: np.ndarray, faces: np.ndarray, queries: np.ndarray, k: int = 16, samples: int = 200_000, seed: int = 0
+) -> np.ndarray:
     """Distance (Q,) from each query to the mesh: exact over the triangles of its ``k`` nearest surface samples."""
     v, f = np.asarray(vertices, dtype=np.float64), np.asarray(faces, dtype=np.int64)
     q = np.asarray(queries, dtype=np.float64)

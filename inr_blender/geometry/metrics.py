@@ -111,8 +111,7 @@ def normal_consistency(s: SurfaceSamples) -> dict[str, float]:
     cos_ab = np.abs(np.einsum("ij,ij->i", s.normals_a, s.normals_b[s.idx_ab]))
     cos_ba = np.abs(np.einsum("ij,ij->i", s.normals_b, s.normals_a[s.idx_ba]))
     angle = lambda cos: float(np.degrees(np.arccos(np.clip(cos, 0.0, 1.0))).mean())  # noqa: E731
-    return {"normal_consistency": 0.5 * (float(cos_ab.mean()) + float(cos_ba.mean())),
-            "normal_angle": 0.5 * (angle(cos_ab) + angle(cos_ba))}
+    return {"normal_consistency": 0.5 * (float(cos_ab.mean()) + float(cos_ba.mean())), "normal_angle": 0.5 * (angle(cos_ab) + angle(cos_ba))}
 
 
 def fscore(s: SurfaceSamples, threshold: float = FSCORE_THRESHOLD) -> dict[str, float]:
@@ -186,8 +185,10 @@ def skeleton_distances(a: np.ndarray, b: np.ndarray, diagonal: float) -> dict[st
     d_ba, _ = cKDTree(a).query(b, workers=-1)
     pct = 100.0 / diagonal
     return {
-        "hausdorff_ab": float(d_ab.max()) * pct, "hausdorff_ba": float(d_ba.max()) * pct,
+        "hausdorff_ab": float(d_ab.max()) * pct,
+        "hausdorff_ba": float(d_ba.max()) * pct,
         "hausdorff": max(float(d_ab.max()), float(d_ba.max())) * pct,
-        "chamfer_ab": float(d_ab.mean()) * pct, "chamfer_ba": float(d_ba.mean()) * pct,
+        "chamfer_ab": float(d_ab.mean()) * pct,
+        "chamfer_ba": float(d_ba.mean()) * pct,
         "chamfer": 0.5 * (float(d_ab.mean()) + float(d_ba.mean())) * pct,
     }

@@ -54,8 +54,15 @@ def project(
 
 
 def repel(
-    field: nn.Module, points: torch.Tensor, grad: torch.Tensor, steps: int, k: int, alpha: float, sigma: float,
-    level: float = 0.0, ctx: JobContext | None = None,
+    field: nn.Module,
+    points: torch.Tensor,
+    grad: torch.Tensor,
+    steps: int,
+    k: int,
+    alpha: float,
+    sigma: float,
+    level: float = 0.0,
+    ctx: JobContext | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Spread points on the level set: ``steps`` rounds of tangential repulsion, each followed by 2 Newton steps.
 

@@ -26,9 +26,7 @@ def face_areas_and_normals(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.
     return 0.5 * length, normals
 
 
-def sample_surface(
-    vertices: np.ndarray, faces: np.ndarray, count: int, seed: int | None = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``count`` points uniformly by area on a triangle mesh.
 
     Returns points (count, 3) and the unit normals of the faces they lie on
@@ -38,9 +36,7 @@ def sample_surface(
     return points, normals
 
 
-def sample_surface_faces(
-    vertices: np.ndarray, faces: np.ndarray, count: int, seed: int | None = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_surface_faces(vertices: np.ndarray, faces: np.ndarray, count: int, seed: int | None = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`sample_surface`'s points and normals, and the index (count,) of the face each lies on."""
     areas, normals = face_areas_and_normals(vertices, faces)
     total = float(areas.sum())
@@ -123,9 +119,7 @@ class SignedDistanceEstimate:
         return np.where(side >= 0, 1.0, -1.0) * dist[:, 0], idx[:, 0]
 
 
-def far_samples(
-    estimate: SignedDistanceEstimate, count: int, min_distance: float, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def far_samples(estimate: SignedDistanceEstimate, count: int, min_distance: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Uniform points of [-1, 1]^3 at least ``min_distance`` from the cloud, with their estimated signed distances."""
     queries = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(int(count), 3))
     sd = estimate(queries)

@@ -153,8 +153,13 @@ def greedy_cover(coverage: sparse.spmatrix) -> np.ndarray:
 
 
 def select_cover(
-    candidates: np.ndarray, radii: np.ndarray, surface: np.ndarray, delta: float, time_limit: float = 60.0,
-    mip_rel_gap: float = 0.1, drop_uncovered: bool = True,
+    candidates: np.ndarray,
+    radii: np.ndarray,
+    surface: np.ndarray,
+    delta: float,
+    time_limit: float = 60.0,
+    mip_rel_gap: float = 0.1,
+    drop_uncovered: bool = True,
 ) -> Cover:
     """The fewest candidates whose dilated balls (radius r_j + delta) cover every surface sample.
 
@@ -178,22 +183,31 @@ def select_cover(
         coverage = coverage[covered]
     n = len(candidates)
     result = milp(
-        np.ones(n), integrality=np.ones(n), bounds=Bounds(0, 1),
+        np.ones(n),
+        integrality=np.ones(n),
+        bounds=Bounds(0, 1),
         constraints=LinearConstraint(coverage, lb=np.ones(coverage.shape[0]), ub=np.inf),
         options={"time_limit": float(time_limit), "mip_rel_gap": float(mip_rel_gap), "disp": False},
     )
     if result.status == 2:
-        raise JobError(f"the coverage problem is infeasible: {uncovered} of {len(surface)} surface samples lie in "
-                       f"no candidate's ball (radius + delta); raise delta or use more candidates")
+        raise JobError(
+            f"the coverage problem is infeasible: {uncovered} of {len(surface)} surface samples lie in "
+            f"no candidate's ball (radius + delta); raise delta or use more candidates"
+        )
     if result.status == 0:
-        return Cover(np.flatnonzero(np.round(result.x) > 0), True, "optimal within the relative gap",
-                     _gap(result), uncovered)
+        return Cover(np.flatnonzero(np.round(result.x) > 0), True, "optimal within the relative gap", _gap(result), uncovered)
     if result.x is not None:
-        return Cover(np.flatnonzero(np.round(result.x) > 0), False,
-                     f"time limit ({time_limit:g} s) reached: the best cover found so far", _gap(result), uncovered)
+        return Cover(
+            np.flatnonzero(np.round(result.x) > 0),
+            False,
+            f"time limit ({time_limit:g} s) reached: the best cover found so far",
+            _gap(result),
+            uncovered,
+        )
     if result.status == 1:
-        return Cover(greedy_cover(coverage), False,
-                     f"time limit ({time_limit:g} s) reached before HiGHS found a cover: the greedy cover", None, uncovered)
+        return Cover(
+            greedy_cover(coverage), False, f"time limit ({time_limit:g} s) reached before HiGHS found a cover: the greedy cover", None, uncovered
+        )
     raise JobError(f"the coverage problem failed: {result.message}")
 
 
@@ -224,9 +238,7 @@ def regular_triangulation(points: np.ndarray, weights: np.ndarray) -> np.ndarray
     return hull.simplices[hull.equations[:, 3] < 0]
 
 
-def skeletal_complex(
-    vertices: np.ndarray, radii: np.ndarray, surface: np.ndarray, delta: float
-) -> tuple[np.ndarray, np.ndarray]:
+def skeletal_complex(vertices: np.ndarray, radii: np.ndarray, surface: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
     """Edges (E, 2) and triangles (T, 3) of the regular triangulation of skeletal points and surface samples
     whose vertices are all skeletal points (indices into ``vertices``)."""
     _check_delta(delta)
@@ -257,9 +269,7 @@ def voronoi_candidates(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
     return centres[inside]
 
 
-def finish(
-    candidates: np.ndarray, surface: np.ndarray, p: dict[str, Any], ctx: JobContext, stats: dict[str, Any]
-) -> Skeleton:
+def finish(candidates: np.ndarray, surface: np.ndarray, p: dict[str, Any], ctx: JobContext, stats: dict[str, Any]) -> Skeleton:
     """Stages 3 and 4 for any candidates (local frame): merge, radii, cover, connect."""
     delta = p["delta"] * DATA_EXTENT
     started = time.monotonic()
@@ -274,12 +284,20 @@ def finish(
     vertices, vertex_radii = candidates[cover.selected], radii[cover.selected]
     ctx.progress(0, 1, None, "connecting the skeletal points")
     edges, triangles = skeletal_complex(vertices, vertex_radii, surface, delta)
-    stats.update({
-        "seconds_connect": time.monotonic() - started, "num_candidates": int(len(candidates)),
-        "num_vertices": int(len(vertices)), "num_edges": int(len(edges)), "num_triangles": int(len(triangles)),
-        "optimal": cover.optimal, "cover_message": cover.message, "mip_gap": cover.gap, "uncovered": cover.uncovered,
-        "num_surface_samples": int(len(surface)),
-    })
+    stats.update(
+        {
+            "seconds_connect": time.monotonic() - started,
+            "num_candidates": int(len(candidates)),
+            "num_vertices": int(len(vertices)),
+            "num_edges": int(len(edges)),
+            "num_triangles": int(len(triangles)),
+            "optimal": cover.optimal,
+            "cover_message": cover.message,
+            "mip_gap": cover.gap,
+            "uncovered": cover.uncovered,
+            "num_surface_samples": int(len(surface)),
+        }
+    )
     return Skeleton(vertices, vertex_radii, edges, triangles, surface, stats)
 
 
@@ -291,8 +309,7 @@ def skeletonize(field: nn.Module, device: torch.device, p: dict[str, Any], ctx: 
     started = time.monotonic()
     ctx.progress(0, 1, None, "checking the field")
     check_field(field, device, ctx)
-    iso = sample_isopoints(field, device, {"count": p["num_surface_samples"], "resample_steps": p["repulsion_steps"],
-                                           "seed": p["seed"]}, ctx)
+    iso = sample_isopoints(field, device, {"count": p["num_surface_samples"], "resample_steps": p["repulsion_steps"], "seed": p["seed"]}, ctx)
     surface = iso.points
     if len(surface) < 4:
         raise JobError(f"only {len(surface)} points reached the field's surface: too few to skeletonise")

@@ -144,8 +144,7 @@ def _block_points(origins: np.ndarray, block: int, m: int, n: int) -> np.ndarray
     return (i * n + j) * n + k
 
 
-def _range_keep(field: nn.Module, lower: np.ndarray, upper: np.ndarray, level: float, mode: str, device: torch.device,
-                ctx: JobContext) -> np.ndarray:
+def _range_keep(field: nn.Module, lower: np.ndarray, upper: np.ndarray, level: float, mode: str, device: torch.device, ctx: JobContext) -> np.ndarray:
     """Which boxes (K,) range analysis cannot certify to lie on one side of ``level``, in chunks of RANGE_CHUNK."""
     keep = np.empty(len(lower), dtype=bool)
     for start in range(0, len(lower), RANGE_CHUNK):
@@ -157,8 +156,15 @@ def _range_keep(field: nn.Module, lower: np.ndarray, upper: np.ndarray, level: f
 
 
 def _cull(
-    field: nn.Module, n: int, block: int, level: float, safety: float, device: torch.device, ctx: JobContext,
-    chunk: int | None, ranges: str | None = None,
+    field: nn.Module,
+    n: int,
+    block: int,
+    level: float,
+    safety: float,
+    device: torch.device,
+    ctx: JobContext,
+    chunk: int | None,
+    ranges: str | None = None,
 ) -> tuple[np.ndarray, int, float, float]:
     """Octree culling down to the leaf blocks; returns their coordinates (K, 3), the evaluations (points, or boxes
     with ``ranges``) and the value range seen (points only)."""
@@ -211,9 +217,7 @@ def _crossings(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray
     return crossed, faces
 
 
-def _march_groups(
-    blocks: np.ndarray, values: np.ndarray, block: int, m: int, level: float, ctx: JobContext
-):
+def _march_groups(blocks: np.ndarray, values: np.ndarray, block: int, m: int, level: float, ctx: JobContext):
     """Marching cubes over groups of up to ``GROUP``^3 crossed leaf blocks, one call per group.
 
     Each group's blocks are copied into one volume, and scikit-image's ``mask``
@@ -249,8 +253,15 @@ def _march_groups(
 
 
 def extract_mesh_sparse(
-    field: nn.Module, resolution: int, device: torch.device, ctx: JobContext, level: float = 0.0,
-    chunk: int | None = None, block: int = DEFAULT_BLOCK, safety: float = DEFAULT_SAFETY, ranges: str | None = None,
+    field: nn.Module,
+    resolution: int,
+    device: torch.device,
+    ctx: JobContext,
+    level: float = 0.0,
+    chunk: int | None = None,
+    block: int = DEFAULT_BLOCK,
+    safety: float = DEFAULT_SAFETY,
+    ranges: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """The dense :func:`extract_mesh`'s mesh (same grid, same vertices), evaluating only near the surface.
 
@@ -354,7 +365,15 @@ def extract_mesh_sparse(
         verts, mc_normals, faces = verts[used], mc_normals[used], (np.cumsum(used) - 1)[faces]
     faces = faces.astype(np.int32)
     verts, faces, normals = finish_mesh(field, verts, faces, mc_normals, device, ctx)
-    return verts, faces, normals, {
-        "evaluations": int(evaluations), "box_evaluations": int(box_evaluations), "blocks_evaluated": evaluated,
-        "blocks_crossed": int(len(blocks)), "block": block,
-    }
+    return (
+        verts,
+        faces,
+        normals,
+        {
+            "evaluations": int(evaluations),
+            "box_evaluations": int(box_evaluations),
+            "blocks_evaluated": evaluated,
+            "blocks_crossed": int(len(blocks)),
+            "block": block,
+        },
+    )

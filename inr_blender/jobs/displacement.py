@@ -20,16 +20,17 @@ ROLES = (
 
 
 def _write(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> None:
-    print(f"wrote the transferred field ({result['mode']}, strength {result['strength']:g}, nu {result['nu']:g}): "
-          f"{result['checkpoint_path']}")
+    print(f"wrote the transferred field ({result['mode']}, strength {result['strength']:g}, nu {result['nu']:g}): {result['checkpoint_path']}")
 
 
 CLI = Command(
-    names=("transfer",), output="checkpoint of the transferred field to write (.pt)", output_param="checkpoint_path",
-    positionals=(Positional("source", "displacement-field checkpoint (fit-sdf --method idf) whose detail is taken",
-                            "source_checkpoint"),
-                 Positional("target", "SDF checkpoint whose base receives it (a displacement field gives its base)",
-                            "target_checkpoint")),
+    names=("transfer",),
+    output="checkpoint of the transferred field to write (.pt)",
+    output_param="checkpoint_path",
+    positionals=(
+        Positional("source", "displacement-field checkpoint (fit-sdf --method idf) whose detail is taken", "source_checkpoint"),
+        Positional("target", "SDF checkpoint whose base receives it (a displacement field gives its base)", "target_checkpoint"),
+    ),
     write=_write,
 )
 

@@ -22,18 +22,30 @@ from .registry import DEVICE, Arrays, Command, Positional, Result, job
 from .shared import CHECKPOINT, RANGE_MODE, RESOLUTION, SPACE, THRESHOLD, density_threshold, field_kind, is_radiance, load_field, space_member
 
 SURFACE = (
-    CHECKPOINT, RESOLUTION,
+    CHECKPOINT,
+    RESOLUTION,
     Param("level", 0.0, "The level set to extract", label="Level"),
-    Param("method", "sparse", "sparse: refine only the blocks the surface can cross; dense: the whole grid; "
-          "guaranteed: cull by range analysis (any field)", choices=("sparse", "dense", "guaranteed")),
+    Param(
+        "method",
+        "sparse",
+        "sparse: refine only the blocks the surface can cross; dense: the whole grid; guaranteed: cull by range analysis (any field)",
+        choices=("sparse", "dense", "guaranteed"),
+    ),
     Param("safety", DEFAULT_SAFETY, "sparse: margin of the culling (1: exact for a true distance field)", positive=True),
     DEVICE,
 )
-EXTRACT = Spec("extract_mesh", params(
-    SURFACE, SPACE, RANGE_MODE, THRESHOLD,
-    Param("part", "detailed", "Displacement fields: the detailed surface or the smooth base", choices=("detailed", "base")),
-    Param("shape", None, "Shape spaces: the index of the shape (or send the array code)", kind=int),
-), help="Extract a mesh from a fitted field (marching cubes)")
+EXTRACT = Spec(
+    "extract_mesh",
+    params(
+        SURFACE,
+        SPACE,
+        RANGE_MODE,
+        THRESHOLD,
+        Param("part", "detailed", "Displacement fields: the detailed surface or the smooth base", choices=("detailed", "base")),
+        Param("shape", None, "Shape spaces: the index of the shape (or send the array code)", kind=int),
+    ),
+    help="Extract a mesh from a fitted field (marching cubes)",
+)
 METRICS = (
     Param("num_samples", 100_000, "Area-uniform samples per surface", positive=True),
     Param("seed", 0, "Random seed of the samples", minimum=0),
@@ -47,8 +59,16 @@ def _write_mesh(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays
     print(f"wrote {result['num_vertices']} vertices, {result['num_faces']} faces to {args.output}")
 
 
-@job(EXTRACT, cli=Command(names=("extract",), positionals=(Positional("field", "checkpoint (.pt)", "checkpoint_path"),),
-                          output="mesh to write (.ply or .obj)", fixed={"space": "world"}, write=_write_mesh))
+@job(
+    EXTRACT,
+    cli=Command(
+        names=("extract",),
+        positionals=(Positional("field", "checkpoint (.pt)", "checkpoint_path"),),
+        output="mesh to write (.ply or .obj)",
+        fixed={"space": "world"},
+        write=_write_mesh,
+    ),
+)
 def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     """Marching cubes of a fitted field, in its local frame or in world space.
 
@@ -81,8 +101,8 @@ def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     box_evaluations = 0
     if method in ("sparse", "guaranteed"):
         vertices, faces, normals, stats = extract_mesh_sparse(
-            field, p["resolution"], device, ctx, level=level, safety=p["safety"],
-            ranges=p["range_mode"] if method == "guaranteed" else None)
+            field, p["resolution"], device, ctx, level=level, safety=p["safety"], ranges=p["range_mode"] if method == "guaranteed" else None
+        )
         evaluations, box_evaluations = stats["evaluations"], stats["box_evaluations"]
     else:
         no_surface = _density_range_error(threshold) if radiance else None
@@ -93,16 +113,30 @@ def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
         out["colors"] = vertex_colours(radiance_field, vertices, normals, device, ctx)
     if p["space"] == "world":
         out["vertices"] = to_world(vertices, center, scale).astype(np.float32)
-    return ({"num_vertices": len(vertices), "num_faces": len(faces), "center": center, "scale": scale, "method": method,
-             "evaluations": int(evaluations), "box_evaluations": int(box_evaluations),
-             "seconds": time.monotonic() - started}, out)
+    return (
+        {
+            "num_vertices": len(vertices),
+            "num_faces": len(faces),
+            "center": center,
+            "scale": scale,
+            "method": method,
+            "evaluations": int(evaluations),
+            "box_evaluations": int(box_evaluations),
+            "seconds": time.monotonic() - started,
+        },
+        out,
+    )
 
 
 def _density_range_error(threshold: float):
     """The no-surface error of a radiance field, whose extracted values are ``threshold - density``."""
+
     def error(lo: float, hi: float) -> JobError:
-        return JobError(f"the radiance field's density stays between {threshold - hi:.3g} and {threshold - lo:.3g} "
-                        f"inside its cube, never crossing the threshold {threshold:g}: choose a threshold in that range")
+        return JobError(
+            f"the radiance field's density stays between {threshold - hi:.3g} and {threshold - lo:.3g} "
+            f"inside its cube, never crossing the threshold {threshold:g}: choose a threshold in that range"
+        )
+
     return error
 
 
@@ -123,9 +157,14 @@ def _print_metrics(args: argparse.Namespace, result: dict[str, Any], arrays: Arr
         print(f"{key}: {value:.6g}")
 
 
-@job(Spec("metrics", METRICS, help="Chamfer distances, normal consistency, F-score and Hausdorff of a mesh against a reference"),
-     cli=Command(positionals=(Positional("reference", "reference mesh (.obj or .ply)"),
-                              Positional("candidate", "mesh to evaluate (.obj or .ply)")), read=_read_pair, write=_print_metrics))
+@job(
+    Spec("metrics", METRICS, help="Chamfer distances, normal consistency, F-score and Hausdorff of a mesh against a reference"),
+    cli=Command(
+        positionals=(Positional("reference", "reference mesh (.obj or .ply)"), Positional("candidate", "mesh to evaluate (.obj or .ply)")),
+        read=_read_pair,
+        write=_print_metrics,
+    ),
+)
 def metrics(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     """Chamfer-L1/L2, normal consistency, F-score at 1% and Hausdorff of mesh b against the reference mesh a.
 

@@ -22,12 +22,19 @@ def _write(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> 
     from ..fileio import write_mesh
 
     write_mesh(args.output, arrays["points"], None, arrays["normals"])
-    print(f"wrote {result['num_points']} iso-points with normals to {args.output} ({result['num_discarded']} did not "
-          f"converge, {result['num_upsampled']} upsampled, spacing CV {result['spacing_cv']:.3f}) in {result['seconds']:.1f} s")
+    print(
+        f"wrote {result['num_points']} iso-points with normals to {args.output} ({result['num_discarded']} did not "
+        f"converge, {result['num_upsampled']} upsampled, spacing CV {result['spacing_cv']:.3f}) in {result['seconds']:.1f} s"
+    )
 
 
-CLI = Command(names=("isopoints",), positionals=(Positional("field", "checkpoint (.pt)", "checkpoint_path"),),
-              output="point cloud to write (.ply or .obj)", fixed={"space": "world"}, write=_write)
+CLI = Command(
+    names=("isopoints",),
+    positionals=(Positional("field", "checkpoint (.pt)", "checkpoint_path"),),
+    output="point cloud to write (.ply or .obj)",
+    fixed={"space": "world"},
+    write=_write,
+)
 
 
 @job(Spec("sample_isopoints", params(CHECKPOINT, SPACE, settings.PARAMS), help=settings.SPEC.help), cli=CLI)
@@ -46,6 +53,5 @@ def sample_isopoints(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resu
     points = to_world(result.points, center, scale) if p["space"] == "world" else result.points
     return (
         {**result.stats, "center": center, "scale": scale, "space": p["space"], "seconds": time.monotonic() - started},
-        {"points": points.astype(np.float32), "normals": result.normals.astype(np.float32),
-         "residual": result.residual.astype(np.float32)},
+        {"points": points.astype(np.float32), "normals": result.normals.astype(np.float32), "residual": result.residual.astype(np.float32)},
     )

@@ -20,8 +20,7 @@ from ..settings.spec import Param, Spec, params
 from .registry import Arrays, Command, Positional, Result, job
 from .shared import BACKGROUND, CAMERA, CHECKPOINT, OUTPUT, RETURN_CHECKPOINT, camera, checkpoint_target, deliver, is_radiance, load_field, summary
 
-VIEWS = Param("transforms_path", "", "transforms.json (or its folder) on the worker's machine; or send the arrays "
-              "images, c2w and intrinsics")
+VIEWS = Param("transforms_path", "", "transforms.json (or its folder) on the worker's machine; or send the arrays images, c2w and intrinsics")
 JOB_PARAMS = (OUTPUT, RETURN_CHECKPOINT, VIEWS)
 
 
@@ -30,16 +29,28 @@ FIT = replace(nerf_fitting.SPEC, params=params(JOB_PARAMS, nerf_fitting.SPEC.par
 
 
 def _summary_line(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> None:
-    held_out = "no held-out views" if result["psnr"] is None else (
-        f"held-out PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f} on {result['num_holdout']} views")
-    print(f"fitted NeRF ({result['model']}) on {result['num_views']} views of {result['width']}x{result['height']} "
-          f"in {result['seconds']:.1f} s ({result['device']}): {held_out}: {result['checkpoint_path']}")
+    held_out = (
+        "no held-out views"
+        if result["psnr"] is None
+        else (f"held-out PSNR {result['psnr']:.2f} dB, SSIM {result['ssim']:.3f} on {result['num_holdout']} views")
+    )
+    print(
+        f"fitted NeRF ({result['model']}) on {result['num_views']} views of {result['width']}x{result['height']} "
+        f"in {result['seconds']:.1f} s ({result['device']}): {held_out}: {result['checkpoint_path']}"
+    )
     print(f"stopped: {result['stop_reason']}")
 
 
-@job(FIT, cli=Command(positionals=(Positional("transforms", "transforms.json, or the folder holding it", "transforms_path"),),
-                      output="checkpoint to write (.pt)", output_param="checkpoint_path", options={"lr": "learning_rate"},
-                      write=_summary_line))
+@job(
+    FIT,
+    cli=Command(
+        positionals=(Positional("transforms", "transforms.json, or the folder holding it", "transforms_path"),),
+        output="checkpoint to write (.pt)",
+        output_param="checkpoint_path",
+        options={"lr": "learning_rate"},
+        write=_summary_line,
+    ),
+)
 def fit_nerf(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     """Fit a radiance field (``model`` 'fast' or 'classic') to posed images; write or send back its checkpoint.
 
@@ -82,15 +93,25 @@ def _write_image(args: argparse.Namespace, result: dict[str, Any], arrays: Array
     print(f"rendered view {args.view} ({args.view_name}) in {result['seconds']:.1f} s: {args.output}")
 
 
-RENDER = Spec("render_nerf_view", params(CHECKPOINT, CAMERA, replace(BACKGROUND, default=None, help=(
-    "RGB in [0, 1] behind the field (default: the checkpoint's)"))), help="Render a view of a radiance field")
+RENDER = Spec(
+    "render_nerf_view",
+    params(CHECKPOINT, CAMERA, replace(BACKGROUND, default=None, help=("RGB in [0, 1] behind the field (default: the checkpoint's)"))),
+    help="Render a view of a radiance field",
+)
 RENDER_CLI = Command(
-    names=("render-view",), output="image to write (.png)", read=_read_view, write=_write_image,
-    positionals=(Positional("field", "radiance-field checkpoint (.pt)", "checkpoint_path"),
-                 Positional("transforms", "transforms.json (or its folder) with the camera")),
+    names=("render-view",),
+    output="image to write (.png)",
+    read=_read_view,
+    write=_write_image,
+    positionals=(
+        Positional("field", "radiance-field checkpoint (.pt)", "checkpoint_path"),
+        Positional("transforms", "transforms.json (or its folder) with the camera"),
+    ),
     hidden=("width", "height"),
-    extra={"view": {"type": int, "default": 0, "help": "index of the camera"},
-           "downscale": {"type": int, "default": 1, "help": "divide the image size by this integer"}},
+    extra={
+        "view": {"type": int, "default": 0, "help": "index of the camera"},
+        "downscale": {"type": int, "default": 1, "help": "divide the image size by this integer"},
+    },
 )
 
 
@@ -116,12 +137,20 @@ def render_nerf_view(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resu
         ctx.progress(done, total, None, "rendering")
 
     out = render_image(
-        field, settings, torch.as_tensor(local, dtype=torch.float32, device=device),
-        torch.as_tensor(intrinsics, dtype=torch.float32, device=device), width, height,
-        torch.tensor(background, dtype=torch.float32, device=device), progress=progress,
+        field,
+        settings,
+        torch.as_tensor(local, dtype=torch.float32, device=device),
+        torch.as_tensor(intrinsics, dtype=torch.float32, device=device),
+        width,
+        height,
+        torch.tensor(background, dtype=torch.float32, device=device),
+        progress=progress,
     )
     return (
         {"width": width, "height": height, "seconds": time.monotonic() - started},
-        {"rgb": out["rgb"].cpu().numpy().astype(np.float32), "alpha": out["alpha"].cpu().numpy().astype(np.float32),
-         "depth": (out["depth"] * scale).cpu().numpy().astype(np.float32)},
+        {
+            "rgb": out["rgb"].cpu().numpy().astype(np.float32),
+            "alpha": out["alpha"].cpu().numpy().astype(np.float32),
+            "depth": (out["depth"] * scale).cpu().numpy().astype(np.float32),
+        },
     )

@@ -11,10 +11,10 @@ import torch
 
 from ..context import JobContext, JobError
 from ..device import resolve_device
-from ..render.cameras import to_local_cameras
 from ..geometry.sampling import to_world
 from ..geometry.validation import check_mesh
 from ..ranges import closest, intersection, raycast
+from ..render.cameras import to_local_cameras
 from ..render.surface import DensitySurface
 from ..settings.spec import Param, Spec, params
 from .registry import Arrays, Result, job
@@ -23,8 +23,7 @@ from .shared import BACKGROUND, CAMERA, CHECKPOINT, RANGE_MODE, SPACE, THRESHOLD
 QUERY = (CHECKPOINT, RANGE_MODE, THRESHOLD)
 
 
-def query_field(p: dict[str, Any], arrays: Arrays, device: torch.device, key: str = "checkpoint"
-                ) -> tuple[torch.nn.Module, dict[str, Any]]:
+def query_field(p: dict[str, Any], arrays: Arrays, device: torch.device, key: str = "checkpoint") -> tuple[torch.nn.Module, dict[str, Any]]:
     """A field whose zero level the queries search: an SDF as is, a radiance field's density surface."""
     field, ckpt = load_field(p, arrays, device, key)
     if is_radiance(ckpt):
@@ -32,14 +31,25 @@ def query_field(p: dict[str, Any], arrays: Arrays, device: torch.device, key: st
     return field, ckpt
 
 
-RAYCAST = Spec("raycast_view", params(
-    QUERY, CAMERA, replace(SPACE, default="world", help="world: c2w and depths in world space; local: in the field's frame"),
-    Param("method", "ranges", "ranges: frustum casting with range analysis (first hits guaranteed on any field); "
-          "sphere_tracing: steps of |f| / lipschitz (sound on distance fields only)", choices=("ranges", "sphere_tracing")),
-    Param("tolerance", raycast.DEFAULT_TOLERANCE, "ranges: the leaf segment along a ray (local units)", positive=True),
-    Param("lipschitz", 1.0, "sphere_tracing: the field's Lipschitz bound", positive=True),
-    BACKGROUND,
-), help="Cast a camera's rays against a field's zero level")
+RAYCAST = Spec(
+    "raycast_view",
+    params(
+        QUERY,
+        CAMERA,
+        replace(SPACE, default="world", help="world: c2w and depths in world space; local: in the field's frame"),
+        Param(
+            "method",
+            "ranges",
+            "ranges: frustum casting with range analysis (first hits guaranteed on any field); "
+            "sphere_tracing: steps of |f| / lipschitz (sound on distance fields only)",
+            choices=("ranges", "sphere_tracing"),
+        ),
+        Param("tolerance", raycast.DEFAULT_TOLERANCE, "ranges: the leaf segment along a ray (local units)", positive=True),
+        Param("lipschitz", 1.0, "sphere_tracing: the field's Lipschitz bound", positive=True),
+        BACKGROUND,
+    ),
+    help="Cast a camera's rays against a field's zero level",
+)
 
 
 @job(RAYCAST)
@@ -71,18 +81,34 @@ def raycast_view(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
         hits = raycast.sphere_trace_camera(field, *cam, width, height, lipschitz=p["lipschitz"], ctx=ctx)
     shaded = raycast.shade(hits, background=tuple(p["background"]))
     return (
-        {"width": width, "height": height, "method": method, "range_mode": mode if method == "ranges" else None,
-         **{k: v for k, v in hits.stats.items() if k != "seconds"}, "seconds": hits.stats["seconds"]},
-        {"depth": (hits.t * scale).cpu().numpy().astype(np.float32), "normal": hits.normal.cpu().numpy().astype(np.float32),
-         "shaded": shaded.cpu().numpy().astype(np.float32), "hit": hits.hit.cpu().numpy().astype(np.uint8)},
+        {
+            "width": width,
+            "height": height,
+            "method": method,
+            "range_mode": mode if method == "ranges" else None,
+            **{k: v for k, v in hits.stats.items() if k != "seconds"},
+            "seconds": hits.stats["seconds"],
+        },
+        {
+            "depth": (hits.t * scale).cpu().numpy().astype(np.float32),
+            "normal": hits.normal.cpu().numpy().astype(np.float32),
+            "shaded": shaded.cpu().numpy().astype(np.float32),
+            "hit": hits.hit.cpu().numpy().astype(np.uint8),
+        },
     )
 
 
-CLOSEST = Spec("closest_points", params(
-    QUERY, SPACE,
-    Param("tolerance", None, f"Leaf box size in the space's units (default {closest.DEFAULT_TOLERANCE:g} local units)",
-          kind=float, positive=True),
-), help="Closest points of a field's zero level to query points, with certified bounds")
+CLOSEST = Spec(
+    "closest_points",
+    params(
+        QUERY,
+        SPACE,
+        Param(
+            "tolerance", None, f"Leaf box size in the space's units (default {closest.DEFAULT_TOLERANCE:g} local units)", kind=float, positive=True
+        ),
+    ),
+    help="Closest points of a field's zero level to query points, with certified bounds",
+)
 
 
 @job(CLOSEST)
@@ -115,16 +141,21 @@ def closest_points(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result
     scaled = lambda t: (t.cpu().numpy() * factor).astype(np.float32)  # noqa: E731
     return (
         {**result.stats, "space": p["space"], "center": ckpt["center"], "scale": scale, "range_mode": p["range_mode"]},
-        {"closest": found.astype(np.float32), "distance": scaled(result.distance), "lower": scaled(result.lower),
-         "upper": scaled(result.upper)},
+        {"closest": found.astype(np.float32), "distance": scaled(result.distance), "lower": scaled(result.lower), "upper": scaled(result.upper)},
     )
 
 
-INTERSECTION = Spec("check_intersection", params(
-    QUERY, SPACE,
-    Param("other_checkpoint_path", "", "The second field's checkpoint (or the array other_checkpoint; or send a mesh)"),
-    Param("max_depth", intersection.DEFAULT_DEPTH, "Subdivisions of the region", minimum=0),
-), passthrough=("region", "other_matrix"), help="Whether a field's zero level meets another field's or a mesh's")
+INTERSECTION = Spec(
+    "check_intersection",
+    params(
+        QUERY,
+        SPACE,
+        Param("other_checkpoint_path", "", "The second field's checkpoint (or the array other_checkpoint; or send a mesh)"),
+        Param("max_depth", intersection.DEFAULT_DEPTH, "Subdivisions of the region", minimum=0),
+    ),
+    passthrough=("region", "other_matrix"),
+    help="Whether a field's zero level meets another field's or a mesh's",
+)
 
 
 def _matrix(value: Any, shape: tuple[int, ...], message: str) -> np.ndarray:
@@ -165,8 +196,9 @@ def check_intersection(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Re
         if p.get("other_matrix") is not None:
             raise JobError("other_matrix places a second field; a mesh's vertices come in space")
         vertices, faces = check_mesh(arrays["vertices"], arrays["faces"])
-        result = intersection.field_mesh_intersect(field, torch.as_tensor(to_local(vertices)), torch.as_tensor(faces.astype(np.int64)),
-                                                   region, mode=mode, max_depth=max_depth, ctx=ctx)
+        result = intersection.field_mesh_intersect(
+            field, torch.as_tensor(to_local(vertices)), torch.as_tensor(faces.astype(np.int64)), region, mode=mode, max_depth=max_depth, ctx=ctx
+        )
     else:
         other, other_ckpt = query_field(p, arrays, device, "other_checkpoint")
         if p.get("other_matrix") is None:
@@ -180,5 +212,4 @@ def check_intersection(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Re
     if result.witness_pair is not None:
         out["witness_pair"] = back(result.witness_pair).astype(np.float32)
     witness = None if result.witness is None else back(result.witness[None])[0].tolist()
-    return {"verdict": result.verdict, "witness": witness, "num_boxes": len(result.lower), "space": space,
-            "range_mode": mode, **result.stats}, out
+    return {"verdict": result.verdict, "witness": witness, "num_boxes": len(result.lower), "space": space, "range_mode": mode, **result.stats}, out

@@ -13,8 +13,9 @@ The registry's runner resolves them once; the job never checks them again::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -92,8 +93,9 @@ class Job:
 REGISTRY: Registry[Job] = Registry("job")
 
 
-def job(spec: Spec, cli: Command | None = None, presets: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-        name: str = "") -> Callable[[JobFn], JobFn]:
+def job(
+    spec: Spec, cli: Command | None = None, presets: Callable[[dict[str, Any]], dict[str, Any]] | None = None, name: str = ""
+) -> Callable[[JobFn], JobFn]:
     """Register the decorated function as the job ``name`` (default: ``spec.name``) with its settings ``spec``.
 
     Every job also takes ``device`` (the Blender side sends it to each). ``presets(given)`` picks the preset

@@ -18,8 +18,11 @@ from ..settings.spec import params
 from .registry import Arrays, Command, Positional, Result, job, preset_param
 from .shared import OUTPUT, RETURN_CHECKPOINT, checkpoint_target, deliver, summary
 
-PRESET = preset_param(f"Settings by purpose, filled in where not set: {', '.join(presets.SDF)} "
-                      f"(method idf: {', '.join(presets.DISPLACEMENT)}); custom: none", presets.SDF, presets.DISPLACEMENT)
+PRESET = preset_param(
+    f"Settings by purpose, filled in where not set: {', '.join(presets.SDF)} (method idf: {', '.join(presets.DISPLACEMENT)}); custom: none",
+    presets.SDF,
+    presets.DISPLACEMENT,
+)
 JOB_PARAMS = (OUTPUT, RETURN_CHECKPOINT, PRESET)
 # The job's settings: where the checkpoint goes and the preset, then the fit's own (fitting/sdf.py).
 SPEC = replace(sdf_fitting.SPEC, params=params(JOB_PARAMS, sdf_fitting.SPEC.params))
@@ -61,17 +64,24 @@ def _read(args: argparse.Namespace, p: dict[str, Any]) -> tuple[dict[str, Any], 
 
 
 def _write(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> None:
-    print(f"fitted {result['method'].upper()} on {result['num_points']} points in {result['seconds']:.1f} s "
-          f"({result['device']}), final loss {result['final_loss']:.5g}: {result['checkpoint_path']}")
+    print(
+        f"fitted {result['method'].upper()} on {result['num_points']} points in {result['seconds']:.1f} s "
+        f"({result['device']}), final loss {result['final_loss']:.5g}: {result['checkpoint_path']}"
+    )
     print(f"stopped: {result['stop_reason']}")
 
 
 CLI = Command(
-    positionals=(Positional("input", "input .ply, .obj or .npz"),), output="checkpoint to write (.pt)",
-    output_param="checkpoint_path", read=_read, write=_write,
-    options={"lr": "learning_rate", "tolerance": "convergence_tolerance",
-             "base-only": ({"phase_base": 1.0, "phase_detail": 1.0},
-                           "idf: fit the smooth base alone (a target for detail transfer)")},
+    positionals=(Positional("input", "input .ply, .obj or .npz"),),
+    output="checkpoint to write (.pt)",
+    output_param="checkpoint_path",
+    read=_read,
+    write=_write,
+    options={
+        "lr": "learning_rate",
+        "tolerance": "convergence_tolerance",
+        "base-only": ({"phase_base": 1.0, "phase_detail": 1.0}, "idf: fit the smooth base alone (a target for detail transfer)"),
+    },
 )
 
 

@@ -21,21 +21,20 @@ from ..geometry.extraction import MIN_RESOLUTION, extract_mesh
 from ..geometry.metrics import compare_meshes
 from ..geometry.sampling import to_world
 from ..geometry.validation import check_normals
-from ..settings import completion as completion_settings
-from ..settings import presets
-from ..settings import shape_space as settings
+from ..settings import completion as completion_settings, presets, shape_space as settings
 from ..settings.spec import Param, Spec, params
 from .registry import Arrays, Command, Positional, Result, job, preset_param
 from .shared import CHECKPOINT, OUTPUT, RESOLUTION, RETURN_CHECKPOINT, checkpoint_target, deliver, load_space, shape_index, space_member, summary
 
 FIT_JOB = (
-    OUTPUT, RETURN_CHECKPOINT,
-    preset_param(f"Settings by purpose, filled in where not set: {'; '.join(f'{n}: {p.help}' for n, p in presets.SHAPE_SPACE.items())}",
-                 presets.SHAPE_SPACE),
+    OUTPUT,
+    RETURN_CHECKPOINT,
+    preset_param(
+        f"Settings by purpose, filled in where not set: {'; '.join(f'{n}: {p.help}' for n, p in presets.SHAPE_SPACE.items())}", presets.SHAPE_SPACE
+    ),
     Param("error_resolution", 64, f"Measure each shape at this resolution (0: not; else at least {MIN_RESOLUTION})", minimum=0),
 )
-FIT = Spec("fit_shape_space", params(FIT_JOB, settings.PARAMS), help=settings.SPEC.help, check=settings.SPEC.check,
-           passthrough=("names",))
+FIT = Spec("fit_shape_space", params(FIT_JOB, settings.PARAMS), help=settings.SPEC.help, check=settings.SPEC.check, passthrough=("names",))
 
 
 def _rank() -> int:
@@ -58,15 +57,25 @@ def _read_meshes(args: argparse.Namespace, p: dict[str, Any]) -> tuple[dict[str,
 def _fit_summary(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> None:
     if not result["checkpoint_path"]:  # a torchrun rank other than 0
         return
-    print(f"fitted a shape space ({result['method']}) of {result['num_shapes']} shapes in {result['seconds']:.1f} s on "
-          f"{result['world_size']} process(es) ({result['device']}), final loss {result['final_loss']:.5g}: {result['checkpoint_path']}")
+    print(
+        f"fitted a shape space ({result['method']}) of {result['num_shapes']} shapes in {result['seconds']:.1f} s on "
+        f"{result['world_size']} process(es) ({result['device']}), final loss {result['final_loss']:.5g}: {result['checkpoint_path']}"
+    )
     for name, error in zip(result["names"], result["errors"]):
         print(f"  {name}: Chamfer-L1 {error:.5f}")
 
 
-@job(FIT, presets=lambda given: presets.SHAPE_SPACE,
-     cli=Command(positionals=(Positional("inputs", "meshes (.obj or .ply), one per shape", nargs="+"),),
-                 output="checkpoint to write (.pt)", output_param="checkpoint_path", read=_read_meshes, write=_fit_summary))
+@job(
+    FIT,
+    presets=lambda given: presets.SHAPE_SPACE,
+    cli=Command(
+        positionals=(Positional("inputs", "meshes (.obj or .ply), one per shape", nargs="+"),),
+        output="checkpoint to write (.pt)",
+        output_param="checkpoint_path",
+        read=_read_meshes,
+        write=_fit_summary,
+    ),
+)
 def fit_shape_space(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     """Fit a shape space (DeepSDF auto-decoder, or occupancy) to K >= 2 meshes packed in ``vertices``/``faces`` with
     ``vertex_counts``/``face_counts`` (world space, faces indexed per shape); write or send back its checkpoint.
@@ -88,12 +97,10 @@ def fit_shape_space(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resul
         return {"checkpoint_path": "", "rank": _rank()}, {}
     ckpt["errors"] = _errors(ckpt, meshes, error_resolution, ctx) if error_resolution else []
     path, out = deliver(ckpt, path, send_back)
-    return {**summary(ckpt), "checkpoint_path": path, "latent_size": ckpt["config"]["latent_size"],
-            "num_shapes": len(meshes)}, out
+    return {**summary(ckpt), "checkpoint_path": path, "latent_size": ckpt["config"]["latent_size"], "num_shapes": len(meshes)}, out
 
 
-def _errors(ckpt: dict[str, Any], meshes: list[tuple[np.ndarray, np.ndarray]], resolution: int, ctx: JobContext
-            ) -> list[float | None]:
+def _errors(ckpt: dict[str, Any], meshes: list[tuple[np.ndarray, np.ndarray]], resolution: int, ctx: JobContext) -> list[float | None]:
     """Chamfer-L1 (world units) of each shape's decoded mesh against its input; None where it has no surface yet."""
     device = torch.device(ckpt["device"])
     space = build_field(ckpt["config"])
@@ -127,22 +134,39 @@ def _write_completed(args: argparse.Namespace, result: dict[str, Any], arrays: A
     from ..fileio import write_mesh
 
     write_mesh(args.output, arrays["vertices"], arrays["faces"], arrays["normals"])
-    print(f"completed the scan ({args.num_points} points, mean |f| {result['fit_error']:.4g}) in {result['seconds']:.1f} s: "
-          f"{result['num_vertices']} vertices to {args.output}")
+    print(
+        f"completed the scan ({args.num_points} points, mean |f| {result['fit_error']:.4g}) in {result['seconds']:.1f} s: "
+        f"{result['num_vertices']} vertices to {args.output}"
+    )
 
 
-RECONSTRUCT = Spec("reconstruct_shape", params(
-    CHECKPOINT, RESOLUTION, RETURN_CHECKPOINT,
-    Param("output_checkpoint_path", "", "Also write the completed shape as a field checkpoint of its own (.pt)"),
-    completion_settings.PARAMS,
-), help=completion_settings.SPEC.help)
+RECONSTRUCT = Spec(
+    "reconstruct_shape",
+    params(
+        CHECKPOINT,
+        RESOLUTION,
+        RETURN_CHECKPOINT,
+        Param("output_checkpoint_path", "", "Also write the completed shape as a field checkpoint of its own (.pt)"),
+        completion_settings.PARAMS,
+    ),
+    help=completion_settings.SPEC.help,
+)
 
 
-@job(RECONSTRUCT, cli=Command(
-    names=("reconstruct",), output="completed mesh to write (.ply or .obj)", read=_read_scan, write=_write_completed,
-    positionals=(Positional("space", "shape-space checkpoint (.pt)", "checkpoint_path"),
-                 Positional("scan", "partial scan: point cloud or mesh (.ply, .obj or .npz), normals used when present")),
-    options={"field": "output_checkpoint_path"}))
+@job(
+    RECONSTRUCT,
+    cli=Command(
+        names=("reconstruct",),
+        output="completed mesh to write (.ply or .obj)",
+        read=_read_scan,
+        write=_write_completed,
+        positionals=(
+            Positional("space", "shape-space checkpoint (.pt)", "checkpoint_path"),
+            Positional("scan", "partial scan: point cloud or mesh (.ply, .obj or .npz), normals used when present"),
+        ),
+        options={"field": "output_checkpoint_path"},
+    ),
+)
 def reconstruct_shape(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     """Complete a partial scan with a shape space: optimise a new code (decoder frozen), then extract its mesh.
 
@@ -160,24 +184,33 @@ def reconstruct_shape(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Res
     normals = None
     if "normals" in arrays:
         normals = check_normals(arrays["normals"], len(np.asarray(arrays["points"]).reshape(-1, 3)), "scan normals")
-    shape, record = completion.complete_shape(space, arrays["points"], normals, arrays.get("free_points"),
-                                              {q.name: p[q.name] for q in completion_settings.PARAMS}, ctx)
+    shape, record = completion.complete_shape(
+        space, arrays["points"], normals, arrays.get("free_points"), {q.name: p[q.name] for q in completion_settings.PARAMS}, ctx
+    )
     vertices, faces, mesh_normals = extract_mesh(shape, p["resolution"], device, ctx)
     # the completed shape's summary: what its checkpoint records and the result reports (in the space's frame)
-    fitted = {"center": [0.0, 0.0, 0.0], "scale": 1.0, "loss_history": downsample_history(record["losses"]),
-              "final_loss": record["losses"][-1], "iterations_run": len(record["losses"]),
-              "stop_reason": record["stop_reason"], "device": str(device)}
-    result = {**fitted, "fit_error": record["fit_error"], "num_vertices": len(vertices), "num_faces": len(faces),
-              "checkpoint_path": ""}
+    fitted = {
+        "center": [0.0, 0.0, 0.0],
+        "scale": 1.0,
+        "loss_history": downsample_history(record["losses"]),
+        "final_loss": record["losses"][-1],
+        "iterations_run": len(record["losses"]),
+        "stop_reason": record["stop_reason"],
+        "device": str(device),
+    }
+    result = {**fitted, "fit_error": record["fit_error"], "num_vertices": len(vertices), "num_faces": len(faces), "checkpoint_path": ""}
     out: Arrays = {}
     if out_path or send_back:
-        shape_ckpt = {"format": "inr_blender.latent_shape", "method": ckpt.get("method", "deepsdf"),
-                      "config": {"kind": "latent_shape", "space": ckpt["config"]},
-                      "state_dict": {k: v.detach().cpu() for k, v in shape.state_dict().items()}, **fitted}
+        shape_ckpt = {
+            "format": "inr_blender.latent_shape",
+            "method": ckpt.get("method", "deepsdf"),
+            "config": {"kind": "latent_shape", "space": ckpt["config"]},
+            "state_dict": {k: v.detach().cpu() for k, v in shape.state_dict().items()},
+            **fitted,
+        }
         result["checkpoint_path"], out = deliver(shape_ckpt, out_path, send_back)
     result["seconds"] = time.monotonic() - started
-    return result, {**out, "code": shape.code.detach().cpu().numpy(), "vertices": vertices, "faces": faces,
-                    "normals": mesh_normals}
+    return result, {**out, "code": shape.code.detach().cpu().numpy(), "vertices": vertices, "faces": faces, "normals": mesh_normals}
 
 
 def _write_steps(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> None:
@@ -191,22 +224,34 @@ def _write_steps(args: argparse.Namespace, result: dict[str, Any], arrays: Array
         print(f"t={t:.3f}: {path} (volume {arrays['volumes'][k]:.4f}, local units)")
 
 
-INTERPOLATE = Spec("interpolate_shapes", params(
-    CHECKPOINT,
-    Param("a", None, "Index of the first shape (or send the array code_a)", kind=int),
-    Param("b", None, "Index of the second shape (or send the array code_b)", kind=int),
-    Param("count", 5, "Meshes on the segment, both ends included", minimum=2),
-    RESOLUTION.with_default(96),
-    Param("correspond", True, "Also carry the first mesh through the others (shape keys)"),
-), help="Meshes of the shapes between two shapes of a shape space")
+INTERPOLATE = Spec(
+    "interpolate_shapes",
+    params(
+        CHECKPOINT,
+        Param("a", None, "Index of the first shape (or send the array code_a)", kind=int),
+        Param("b", None, "Index of the second shape (or send the array code_b)", kind=int),
+        Param("count", 5, "Meshes on the segment, both ends included", minimum=2),
+        RESOLUTION.with_default(96),
+        Param("correspond", True, "Also carry the first mesh through the others (shape keys)"),
+    ),
+    help="Meshes of the shapes between two shapes of a shape space",
+)
 
 
-@job(INTERPOLATE, cli=Command(
-    names=("interpolate",), output="mesh path; _00, _01, ... are appended per step", write=_write_steps,
-    fixed={"correspond": False},
-    positionals=(Positional("space", "shape-space checkpoint (.pt)", "checkpoint_path"),
-                 Positional("a", "index of the first shape", "a", kind=int),
-                 Positional("b", "index of the second shape", "b", kind=int))))
+@job(
+    INTERPOLATE,
+    cli=Command(
+        names=("interpolate",),
+        output="mesh path; _00, _01, ... are appended per step",
+        write=_write_steps,
+        fixed={"correspond": False},
+        positionals=(
+            Positional("space", "shape-space checkpoint (.pt)", "checkpoint_path"),
+            Positional("a", "index of the first shape", "a", kind=int),
+            Positional("b", "index of the second shape", "b", kind=int),
+        ),
+    ),
+)
 def interpolate_shapes(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     """Meshes (local frame) of ``count`` codes on the segment from shape ``a`` to shape ``b`` (or arrays ``code_a``,
     ``code_b``), packed with ``vertex_counts``/``face_counts``; with ``correspond`` also the first mesh carried
@@ -228,15 +273,23 @@ def interpolate_shapes(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Re
     if len(picked) == 2 and picked[0] == picked[1]:
         raise JobError("pick two different shapes to interpolate between")
     seq = interpolation.interpolate(space, ends[0], ends[1], p["count"], p["resolution"], device, ctx, correspond=p["correspond"])
-    out = {"vertices": np.concatenate([m[0] for m in seq.meshes]).astype(np.float32),
-           "faces": np.concatenate([m[1] for m in seq.meshes]).astype(np.int32),
-           "vertex_counts": np.array([len(m[0]) for m in seq.meshes], dtype=np.int64),
-           "face_counts": np.array([len(m[1]) for m in seq.meshes], dtype=np.int64),
-           "t": seq.t.astype(np.float32), "volumes": seq.volumes.astype(np.float64)}
+    out = {
+        "vertices": np.concatenate([m[0] for m in seq.meshes]).astype(np.float32),
+        "faces": np.concatenate([m[1] for m in seq.meshes]).astype(np.int32),
+        "vertex_counts": np.array([len(m[0]) for m in seq.meshes], dtype=np.int64),
+        "face_counts": np.array([len(m[1]) for m in seq.meshes], dtype=np.int64),
+        "t": seq.t.astype(np.float32),
+        "volumes": seq.volumes.astype(np.float64),
+    }
     if seq.key_vertices is not None:
         out["key_vertices"], out["key_error"] = seq.key_vertices.astype(np.float32), seq.key_error.astype(np.float32)
     centers = [((1 - t) * frames[0][0] + t * frames[1][0]).tolist() for t in seq.t]
     scales = [float((1 - t) * frames[0][1] + t * frames[1][1]) for t in seq.t]
-    return {"shape_keys_ok": bool(seq.ok), "notes": seq.notes, "centers": centers, "scales": scales, "count": p["count"],
-            "seconds": time.monotonic() - started}, out
-
+    return {
+        "shape_keys_ok": bool(seq.ok),
+        "notes": seq.notes,
+        "centers": centers,
+        "scales": scales,
+        "count": p["count"],
+        "seconds": time.monotonic() - started,
+    }, out

@@ -23,19 +23,16 @@ from .registry import Arrays
 CHECKPOINT = Param("checkpoint_path", "", "The field's checkpoint (.pt); or send its bytes as the array checkpoint")
 # Where a fit writes its checkpoint; with ``return_checkpoint`` (a remote worker) its bytes come back instead.
 OUTPUT = Param("checkpoint_path", "", "The checkpoint to write (.pt)")
-RETURN_CHECKPOINT = Param("return_checkpoint", False, "Send the checkpoint's bytes back (array checkpoint) instead "
-                          "of writing it on the worker's machine", cli=False)
-SPACE = Param("space", "local", "The frame of the geometry in and out: the field's local frame or world space",
-              choices=("local", "world"))
+RETURN_CHECKPOINT = Param(
+    "return_checkpoint", False, "Send the checkpoint's bytes back (array checkpoint) instead of writing it on the worker's machine", cli=False
+)
+SPACE = Param("space", "local", "The frame of the geometry in and out: the field's local frame or world space", choices=("local", "world"))
 # Range analysis: the mode that stays tight on published-size networks (the others fold every neuron's error into
 # intervals that |W| amplifies layer after layer; see inr_blender/ranges).
-RANGE_MODE = Param("range_mode", "affine_all", "The range arithmetic that bounds the field over boxes",
-                   choices=tuple(RANGE_MODES))
-THRESHOLD = Param("threshold", None, "Radiance fields: the density of the surface (default: the checkpoint's)",
-                  kind=float, positive=True)
+RANGE_MODE = Param("range_mode", "affine_all", "The range arithmetic that bounds the field over boxes", choices=tuple(RANGE_MODES))
+THRESHOLD = Param("threshold", None, "Radiance fields: the density of the surface (default: the checkpoint's)", kind=float, positive=True)
 RESOLUTION = Param("resolution", 128, "Marching-cubes grid along each axis", minimum=MIN_RESOLUTION, label="Resolution")
-BACKGROUND = Param("background", [1.0, 1.0, 1.0], "RGB in [0, 1] where no surface is hit", kind=list, length=3,
-                   minimum=0.0, maximum=1.0)
+BACKGROUND = Param("background", [1.0, 1.0, 1.0], "RGB in [0, 1] where no surface is hit", kind=list, length=3, minimum=0.0, maximum=1.0)
 
 
 def field_kind(field: torch.nn.Module) -> str:
@@ -61,8 +58,7 @@ def source(p: dict[str, Any], arrays: Arrays, key: str = "checkpoint") -> Any:
     return arrays[key] if key in arrays else p.get(f"{key}_path") or ""
 
 
-def load_field(p: dict[str, Any], arrays: Arrays, device: torch.device, key: str = "checkpoint"
-               ) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_field(p: dict[str, Any], arrays: Arrays, device: torch.device, key: str = "checkpoint") -> tuple[torch.nn.Module, dict[str, Any]]:
     """(field, checkpoint dict) of the checkpoint a job names (see :func:`source`)."""
     return load_checkpoint(source(p, arrays, key), device)
 
@@ -151,8 +147,7 @@ def shape_index(space: ShapeSpace, k: int) -> int:
     return k
 
 
-def space_member(space: ShapeSpace, ckpt: dict[str, Any], shape: int | None, code: np.ndarray | None
-                 ) -> tuple[LatentShape, list[float], float]:
+def space_member(space: ShapeSpace, ckpt: dict[str, Any], shape: int | None, code: np.ndarray | None) -> tuple[LatentShape, list[float], float]:
     """(the shape, its world center, scale) a job on a shape space asks for: the shape ``shape``, or any ``code``."""
     if code is not None:
         code = np.asarray(code, dtype=np.float32).reshape(-1)

@@ -22,13 +22,20 @@ def _write(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> 
     from ..fileio import write_skeleton
 
     write_skeleton(args.output, arrays["vertices"], arrays["radius"], arrays["edges"], arrays["triangles"])
-    print(f"wrote {result['num_vertices']} skeletal vertices, {result['num_edges']} edges, {result['num_triangles']} "
-          f"triangles to {args.output} in {result['seconds']:.1f} s; cover: {result['cover_message']}")
+    print(
+        f"wrote {result['num_vertices']} skeletal vertices, {result['num_edges']} edges, {result['num_triangles']} "
+        f"triangles to {args.output} in {result['seconds']:.1f} s; cover: {result['cover_message']}"
+    )
 
 
-CLI = Command(names=("skeleton",), positionals=(Positional("field", "checkpoint (.pt)", "checkpoint_path"),),
-              output="skeleton to write: .ma (vertices with radii, edges, faces) or .obj", fixed={"space": "world"},
-              options={"surface-samples": "num_surface_samples"}, write=_write)
+CLI = Command(
+    names=("skeleton",),
+    positionals=(Positional("field", "checkpoint (.pt)", "checkpoint_path"),),
+    output="skeleton to write: .ma (vertices with radii, edges, faces) or .obj",
+    fixed={"space": "world"},
+    options={"surface-samples": "num_surface_samples"},
+    write=_write,
+)
 
 
 @job(Spec("extract_skeleton", params(CHECKPOINT, SPACE, settings.PARAMS), help=settings.SPEC.help), cli=CLI)
@@ -50,7 +57,11 @@ def extract_skeleton(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resu
         vertices, surface, radius = to_world(vertices, center, scale), to_world(surface, center, scale), radius * scale
     return (
         {**result.stats, "center": center, "scale": scale, "space": p["space"], "seconds": time.monotonic() - started},
-        {"vertices": vertices.astype(np.float32), "radius": radius.astype(np.float32),
-         "edges": result.edges.astype(np.int32), "triangles": result.triangles.astype(np.int32),
-         "surface_samples": surface.astype(np.float32)},
+        {
+            "vertices": vertices.astype(np.float32),
+            "radius": radius.astype(np.float32),
+            "edges": result.edges.astype(np.int32),
+            "triangles": result.triangles.astype(np.int32),
+            "surface_samples": surface.astype(np.float32),
+        },
     )

@@ -12,11 +12,23 @@ with ``@layer_rule(Type)`` (form to form) or ``@range_rule(Type)`` (form to
 bounds); anything without a rule is refused with a JobError naming its type.
 """
 
-from .fields import DENSITY_FIELDS  # importing it registers the rules of the project's fields
+from ..fitting import methods as _methods  # noqa: E402,F401  (the SDF methods' networks register their rules there)
 from .affine import MODES, AffineForm, RangeContext
 from .evaluate import NEGATIVE, POSITIVE, UNKNOWN, classify, field_range
+from .fields import DENSITY_FIELDS  # importing it registers the rules of the project's fields
 from .rules import layer_rule, propagate, range_rule
 
-from ..fitting import methods as _methods  # noqa: E402,F401  (the SDF methods' networks register their rules there)
-
-__all__ = ["DENSITY_FIELDS", "MODES", "AffineForm", "NEGATIVE", "POSITIVE", "RangeContext", "UNKNOWN", "classify", "field_range", "layer_rule", "propagate", "range_rule"]
+__all__ = [
+    "DENSITY_FIELDS",
+    "MODES",
+    "AffineForm",
+    "NEGATIVE",
+    "POSITIVE",
+    "RangeContext",
+    "UNKNOWN",
+    "classify",
+    "field_range",
+    "layer_rule",
+    "propagate",
+    "range_rule",
+]

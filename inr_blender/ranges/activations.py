@@ -16,8 +16,8 @@ for tanh, sigmoid, sine and cosine. A zero-width range takes phi' at its center.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -82,8 +82,9 @@ def activate_columns(form: AffineForm, parts: Sequence[tuple[slice, Activation]]
     return form.approximate(alpha, beta, delta, image)
 
 
-def secant(fn: Callable[[Tensor], Tensor], derivative: Callable[[Tensor], Tensor], lower: Tensor, upper: Tensor,
-           smallest: float, largest: float) -> Tensor:
+def secant(
+    fn: Callable[[Tensor], Tensor], derivative: Callable[[Tensor], Tensor], lower: Tensor, upper: Tensor, smallest: float, largest: float
+) -> Tensor:
     """(fn(u) - fn(l)) / (u - l), phi' at the center where u == l, clamped to phi's slope range (float safety)."""
     width = upper - lower
     positive = width > 0
@@ -122,8 +123,7 @@ def softplus(beta: float = 1.0, threshold: float = 20.0) -> Activation:
     def slope(lower, upper):
         return secant(fn, lambda x: torch.sigmoid(beta * x), lower, upper, 0.0, 1.0)
 
-    return Activation("softplus", fn, slope, lambda alpha, lower, upper: [torch.logit(alpha) / beta],
-                      math.log1p(math.exp(-threshold)) / beta)
+    return Activation("softplus", fn, slope, lambda alpha, lower, upper: [torch.logit(alpha) / beta], math.log1p(math.exp(-threshold)) / beta)
 
 
 def tanh() -> Activation:

@@ -30,8 +30,8 @@ different boxes. An id is unique within a box; -1 marks a row that is all zero.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -75,7 +75,7 @@ class AffineForm:
     known: tuple[Tensor, Tensor] | None = None  # interval bounds (B, n) carried alongside, with ``intersect``
 
     @classmethod
-    def from_box(cls, lower: Tensor, upper: Tensor, ctx: RangeContext) -> "AffineForm":
+    def from_box(cls, lower: Tensor, upper: Tensor, ctx: RangeContext) -> AffineForm:
         """The coordinates of axis-aligned boxes (B, D): one symbol per axis, or all width as error (interval mode)."""
         center, half = (lower + upper) * 0.5, (upper - lower) * 0.5
         batch, dim = center.shape
@@ -86,7 +86,7 @@ class AffineForm:
         return cls(center, torch.diag_embed(half), ids, torch.zeros_like(center), ctx, known)
 
     @classmethod
-    def from_interval(cls, lo: Tensor, hi: Tensor, ctx: RangeContext) -> "AffineForm":
+    def from_interval(cls, lo: Tensor, hi: Tensor, ctx: RangeContext) -> AffineForm:
         """Intervals [lo, hi] (B, n) with no symbols: uncorrelated with everything else."""
         batch, n = lo.shape
         empty = lo.new_zeros(batch, 0, n)
@@ -117,10 +117,10 @@ class AffineForm:
             return lo, hi
         return torch.maximum(lo, self.known[0]), torch.minimum(hi, self.known[1])
 
-    def _with(self, center: Tensor, coeffs: Tensor, ids: Tensor, err: Tensor, known: tuple[Tensor, Tensor] | None) -> "AffineForm":
+    def _with(self, center: Tensor, coeffs: Tensor, ids: Tensor, err: Tensor, known: tuple[Tensor, Tensor] | None) -> AffineForm:
         return AffineForm(center, coeffs, ids, err, self.ctx, known)
 
-    def linear(self, weight: Tensor, bias: Tensor | None = None) -> "AffineForm":
+    def linear(self, weight: Tensor, bias: Tensor | None = None) -> AffineForm:
         """x W^T + b: exact on the symbols; the interval error maps through |W|."""
         center = self.center @ weight.T
         if bias is not None:
@@ -133,7 +133,7 @@ class AffineForm:
             known = (mid - half, mid + half)
         return self._with(center, self.coeffs @ weight.T, self.ids, self.err @ weight.abs().T, known)
 
-    def scale(self, factor: float) -> "AffineForm":
+    def scale(self, factor: float) -> AffineForm:
         """factor * x."""
         known = None
         if self.known is not None:
@@ -141,12 +141,12 @@ class AffineForm:
             known = (lo, hi) if factor >= 0 else (hi, lo)
         return self._with(self.center * factor, self.coeffs * factor, self.ids, self.err * abs(factor), known)
 
-    def select(self, columns: Sequence[int] | slice) -> "AffineForm":
+    def select(self, columns: Sequence[int] | slice) -> AffineForm:
         """The quantities ``columns`` (symbols are kept, some rows may become zero)."""
         known = None if self.known is None else (self.known[0][:, columns], self.known[1][:, columns])
         return self._with(self.center[:, columns], self.coeffs[:, :, columns], self.ids, self.err[:, columns], known)
 
-    def approximate(self, alpha: Tensor, beta: Tensor, delta: Tensor, image: tuple[Tensor, Tensor] | None = None) -> "AffineForm":
+    def approximate(self, alpha: Tensor, beta: Tensor, delta: Tensor, image: tuple[Tensor, Tensor] | None = None) -> AffineForm:
         """Elementwise: replace each quantity x by alpha (x - center) + beta +- delta (all (B, n)).
 
         The linearisation is taken about the current center, so the new center is
@@ -155,13 +155,13 @@ class AffineForm:
         """
         return self._finish(beta, self.coeffs * alpha[:, None, :], self.err * alpha.abs(), delta, image)
 
-    def approximate_map(self, weight: Tensor, beta: Tensor, delta: Tensor, image: tuple[Tensor, Tensor] | None = None) -> "AffineForm":
+    def approximate_map(self, weight: Tensor, beta: Tensor, delta: Tensor, image: tuple[Tensor, Tensor] | None = None) -> AffineForm:
         """m new quantities beta + weight (x - center) +- delta, with a linear map per box: weight (B, m, n)."""
         coeffs = torch.einsum("bvn,bmn->bvm", self.coeffs, weight)
         err = torch.einsum("bn,bmn->bm", self.err, weight.abs())
         return self._finish(beta, coeffs, err, delta, image)
 
-    def _finish(self, center: Tensor, coeffs: Tensor, err: Tensor, delta: Tensor, image: tuple[Tensor, Tensor] | None) -> "AffineForm":
+    def _finish(self, center: Tensor, coeffs: Tensor, err: Tensor, delta: Tensor, image: tuple[Tensor, Tensor] | None) -> AffineForm:
         """Account for the new approximation errors ``delta`` (B, n) as the mode says."""
         known = image if self.known is not None else None
         mode = self.ctx.mode
@@ -234,4 +234,3 @@ def _concat_pair(a: AffineForm, b: AffineForm) -> AffineForm:
         a.ctx,
         known,
     )
-

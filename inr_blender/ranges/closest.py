@@ -40,8 +40,14 @@ class ClosestPoints:
     stats: dict = dataclass_field(default_factory=dict)
 
 
-def closest_points(field: nn.Module, queries: Tensor, mode: str = "affine_all", tolerance: float = DEFAULT_TOLERANCE,
-                   max_leaves: int = MAX_LEAVES, ctx: JobContext | None = None) -> ClosestPoints:
+def closest_points(
+    field: nn.Module,
+    queries: Tensor,
+    mode: str = "affine_all",
+    tolerance: float = DEFAULT_TOLERANCE,
+    max_leaves: int = MAX_LEAVES,
+    ctx: JobContext | None = None,
+) -> ClosestPoints:
     """Closest points of the zero level of ``field`` (inside [-1, 1]^3) to ``queries`` (N, 3), local frame."""
     started = time.monotonic()
     ctx = ctx or JobContext()

@@ -115,8 +115,10 @@ def _checked_boxes(lower: Tensor, upper: Tensor) -> tuple[Tensor, Tensor]:
     flat = (lower == upper).any(dim=1)
     if flat.any():
         b = int(flat.nonzero()[0, 0])
-        raise JobError(f"box {b} has zero size on some axis ({lower[b].tolist()} .. {upper[b].tolist()}); "
-                       "range analysis needs lower < upper on every axis (evaluate the field for points)")
+        raise JobError(
+            f"box {b} has zero size on some axis ({lower[b].tolist()} .. {upper[b].tolist()}); "
+            "range analysis needs lower < upper on every axis (evaluate the field for points)"
+        )
     return lower, upper
 
 

@@ -130,8 +130,16 @@ def _region(region: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
     return lo.clamp(-1.0, 1.0), hi.clamp(-1.0, 1.0)
 
 
-def fields_intersect(field_a: nn.Module, field_b: nn.Module, frame_a: Frame, frame_b: Frame, region: tuple[Tensor, Tensor] | None = None,
-                     mode: str = "affine_all", max_depth: int = DEFAULT_DEPTH, ctx: JobContext | None = None) -> Intersection:
+def fields_intersect(
+    field_a: nn.Module,
+    field_b: nn.Module,
+    frame_a: Frame,
+    frame_b: Frame,
+    region: tuple[Tensor, Tensor] | None = None,
+    mode: str = "affine_all",
+    max_depth: int = DEFAULT_DEPTH,
+    ctx: JobContext | None = None,
+) -> Intersection:
     """Whether the zero levels of two fields meet inside ``region`` (first field's local frame; module docstring).
     ``frame_a``, ``frame_b``: each field's local-to-world map, a (center, scale) or a 4x4 matrix."""
     started, ctx = time.monotonic(), ctx or JobContext()
@@ -182,8 +190,10 @@ def _field_witness(field_a, field_b, a_to_b: Tensor, lo: Tensor, hi: Tensor, sta
     f = field_values(field_a, pts.reshape(-1, 3).float()).double().reshape(len(lo), 27)
     stats["point_evaluations"] += f.numel()
     idx = torch.arange(27).reshape(3, 3, 3)
-    edges = torch.cat([torch.stack([idx.select(d, 0).reshape(-1), idx.select(d, 1).reshape(-1)], 1) for d in range(3)]
-                      + [torch.stack([idx.select(d, 1).reshape(-1), idx.select(d, 2).reshape(-1)], 1) for d in range(3)])
+    edges = torch.cat(
+        [torch.stack([idx.select(d, 0).reshape(-1), idx.select(d, 1).reshape(-1)], 1) for d in range(3)]
+        + [torch.stack([idx.select(d, 1).reshape(-1), idx.select(d, 2).reshape(-1)], 1) for d in range(3)]
+    )
     fa, fb = f[:, edges[:, 0]], f[:, edges[:, 1]]
     leaf, e = ((fa > 0) != (fb > 0)).nonzero(as_tuple=True)
     if not len(leaf):
@@ -202,8 +212,15 @@ def _field_witness(field_a, field_b, a_to_b: Tensor, lo: Tensor, hi: Tensor, sta
     return None
 
 
-def field_mesh_intersect(field: nn.Module, vertices: Tensor, faces: Tensor, region: tuple[Tensor, Tensor] | None = None,
-                         mode: str = "affine_all", max_depth: int = DEFAULT_DEPTH, ctx: JobContext | None = None) -> Intersection:
+def field_mesh_intersect(
+    field: nn.Module,
+    vertices: Tensor,
+    faces: Tensor,
+    region: tuple[Tensor, Tensor] | None = None,
+    mode: str = "affine_all",
+    max_depth: int = DEFAULT_DEPTH,
+    ctx: JobContext | None = None,
+) -> Intersection:
     """Whether the zero level of ``field`` meets the triangle mesh (``vertices`` in the field's local frame)."""
     started, ctx = time.monotonic(), ctx or JobContext()
     stats = {"box_evaluations": 0, "point_evaluations": 0}

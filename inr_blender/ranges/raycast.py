@@ -86,8 +86,10 @@ def cube_rays(c2w: Tensor, intrinsics: Tensor, width: int, height: int) -> tuple
     near = near.clamp_min(NEAR)
     if not (far > near).any():
         where = "behind the camera" if (_camera_depths_of_corners(c2w) <= NEAR).all() else "outside the view"
-        raise JobError(f"the camera looks away from the field's domain: none of its {width}x{height} rays meets the cube "
-                       f"[-1, 1]^3 of the field's local frame (the cube is {where}); aim the camera at the field")
+        raise JobError(
+            f"the camera looks away from the field's domain: none of its {width}x{height} rays meets the cube "
+            f"[-1, 1]^3 of the field's local frame (the cube is {where}); aim the camera at the field"
+        )
     return c2w, intrinsics, origins, dirs, near, far, dirs.norm(dim=-1)
 
 
@@ -97,8 +99,15 @@ def _camera_depths_of_corners(c2w: Tensor) -> Tensor:
 
 
 def cast_camera(
-    field: nn.Module, c2w: Tensor, intrinsics: Tensor, width: int, height: int, mode: str = "affine_all",
-    tolerance: float = DEFAULT_TOLERANCE, tile: int = TILE, ctx: JobContext | None = None,
+    field: nn.Module,
+    c2w: Tensor,
+    intrinsics: Tensor,
+    width: int,
+    height: int,
+    mode: str = "affine_all",
+    tolerance: float = DEFAULT_TOLERANCE,
+    tile: int = TILE,
+    ctx: JobContext | None = None,
 ) -> RayHits:
     """First hits of the zero level of ``field`` along every pixel's centre ray, by frustum casting (module docstring)."""
     started = time.monotonic()
@@ -156,8 +165,7 @@ def cast_camera(
     hits = RayHits(hit, t, normal, (dirs / dir_len[:, None]).reshape(height, width, 3).float(), stats)
     point_evals += hits.stats.pop("points")
     box_evals += hits.stats.pop("boxes")
-    hits.stats.update(rays=width * height, box_evaluations=box_evals, point_evaluations=point_evals, levels=level,
-                      seconds=time.monotonic() - started)
+    hits.stats.update(rays=width * height, box_evaluations=box_evals, point_evaluations=point_evals, levels=level, seconds=time.monotonic() - started)
     return hits
 
 
@@ -187,8 +195,13 @@ def _split(i0, j0, s, za, zb, ray, focal: float, width: int, height: int):
     inside = (qi < width) & (qj < height)
     d = ~quad
     mid = (za[d] + zb[d]) / 2
-    return (torch.cat([qi[inside], i0[d], i0[d]]), torch.cat([qj[inside], j0[d], j0[d]]), torch.cat([qs[inside], s[d], s[d]]),
-            torch.cat([qa[inside], za[d], mid]), torch.cat([qb[inside], mid, zb[d]]))
+    return (
+        torch.cat([qi[inside], i0[d], i0[d]]),
+        torch.cat([qj[inside], j0[d], j0[d]]),
+        torch.cat([qs[inside], s[d], s[d]]),
+        torch.cat([qa[inside], za[d], mid]),
+        torch.cat([qb[inside], mid, zb[d]]),
+    )
 
 
 def _first_hits(field: nn.Module, leaves: Tensor, origins: Tensor, dirs: Tensor, width: int, height: int, mode: str):
@@ -258,8 +271,15 @@ def _first_hits(field: nn.Module, leaves: Tensor, origins: Tensor, dirs: Tensor,
 
 
 def sphere_trace_camera(
-    field: nn.Module, c2w: Tensor, intrinsics: Tensor, width: int, height: int, lipschitz: float = 1.0,
-    epsilon: float = 1e-4, max_steps: int = 512, ctx: JobContext | None = None,
+    field: nn.Module,
+    c2w: Tensor,
+    intrinsics: Tensor,
+    width: int,
+    height: int,
+    lipschitz: float = 1.0,
+    epsilon: float = 1e-4,
+    max_steps: int = 512,
+    ctx: JobContext | None = None,
 ) -> RayHits:
     """Sphere tracing with the Lipschitz bound ``lipschitz`` (step |f| / L): sound only if |grad f| <= L everywhere.
 
@@ -293,14 +313,24 @@ def sphere_trace_camera(
         g = field_gradients(field, (origins[hit] + t[hit, None] * unit[hit]).float())
         g = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         normal[hit] = torch.where(((g * unit[hit].float()).sum(-1) > 0)[:, None], -g, g)
-    stats = {"rays": width * height, "hits": int(hit.sum()), "box_evaluations": 0, "point_evaluations": evals + int(hit.sum()),
-             "seconds": time.monotonic() - started}
-    return RayHits(hit.reshape(height, width), t.reshape(height, width), normal.reshape(height, width, 3),
-                   unit.reshape(height, width, 3).float(), stats)
+    stats = {
+        "rays": width * height,
+        "hits": int(hit.sum()),
+        "box_evaluations": 0,
+        "point_evaluations": evals + int(hit.sum()),
+        "seconds": time.monotonic() - started,
+    }
+    return RayHits(
+        hit.reshape(height, width), t.reshape(height, width), normal.reshape(height, width, 3), unit.reshape(height, width, 3).float(), stats
+    )
 
 
-def shade(hits: RayHits, color: tuple[float, float, float] = (0.8, 0.8, 0.8), background: tuple[float, float, float] = (1.0, 1.0, 1.0),
-          ambient: float = 0.15) -> Tensor:
+def shade(
+    hits: RayHits,
+    color: tuple[float, float, float] = (0.8, 0.8, 0.8),
+    background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ambient: float = 0.15,
+) -> Tensor:
     """(H, W, 3) in [0, 1]: Lambert under a headlight (light along the view ray) plus ``ambient``; ``background`` where missed."""
     lambert = (-(hits.normal * hits.directions).sum(-1)).clamp(0.0, 1.0)
     intensity = ambient + (1.0 - ambient) * lambert

@@ -11,7 +11,7 @@ certify wrong ranges. Two kinds:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from torch import Tensor, nn
 

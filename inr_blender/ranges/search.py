@@ -21,7 +21,9 @@ def box_ranges(field: nn.Module, lower: Tensor, upper: Tensor, mode: str, chunk:
     lo = torch.empty(len(lower), dtype=lower.dtype, device=lower.device)
     hi = torch.empty_like(lo)
     for start in range(0, len(lower), chunk):
-        lo[start : start + chunk], hi[start : start + chunk] = field_range(field, lower[start : start + chunk], upper[start : start + chunk], mode, **opts)
+        lo[start : start + chunk], hi[start : start + chunk] = field_range(
+            field, lower[start : start + chunk], upper[start : start + chunk], mode, **opts
+        )
     return lo, hi
 
 

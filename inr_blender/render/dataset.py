@@ -8,8 +8,9 @@ factor (area average; the intrinsics are divided by it).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class Views:
     def height(self) -> int:
         return int(self.images.shape[1])
 
-    def subset(self, index: Sequence[int]) -> "Views":
+    def subset(self, index: Sequence[int]) -> Views:
         index = list(index)
         return Views(self.images[index], self.c2w[index], self.intrinsics[index], self.aabb, [self.names[i] for i in index])
 
@@ -108,8 +109,12 @@ def load_transforms(path: str, background: Sequence[float] = (1.0, 1.0, 1.0), do
 
 
 def views_from_arrays(
-    images: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray, aabb: Any = None,
-    background: Sequence[float] = (1.0, 1.0, 1.0), downscale: int = 1,
+    images: np.ndarray,
+    c2w: np.ndarray,
+    intrinsics: np.ndarray,
+    aabb: Any = None,
+    background: Sequence[float] = (1.0, 1.0, 1.0),
+    downscale: int = 1,
 ) -> Views:
     """Views from arrays sent with a job: uint8 or float ``images`` (N, H, W, 3|4), ``c2w`` (N, 4, 4), ``intrinsics`` (N, 4)."""
     images = np.asarray(images)
@@ -126,4 +131,6 @@ def views_from_arrays(
     data = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
     rgb = np.stack([downsample(composite(im, background)[0], downscale) for im in data])
     box = scene_box({"aabb": aabb} if aabb is not None else {}, "views")
-    return Views(rgb, np.stack([camera_matrix(m, f"view {k}") for k, m in enumerate(c2w)]), intrinsics / downscale, box, [f"view {k}" for k in range(n)])
+    return Views(
+        rgb, np.stack([camera_matrix(m, f"view {k}") for k, m in enumerate(c2w)]), intrinsics / downscale, box, [f"view {k}" for k in range(n)]
+    )

@@ -24,7 +24,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     window = min(window, x.shape[-1], x.shape[-2])
     coords = torch.arange(window, dtype=torch.float32, device=x.device) - (window - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = (g / g.sum())
+    g = g / g.sum()
     kernel = (g[:, None] * g[None, :])[None, None]
 
     def blur(z: torch.Tensor) -> torch.Tensor:

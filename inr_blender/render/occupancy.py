@@ -10,7 +10,7 @@ and nerfacc: optical thickness 0.01, decay 0.95, 256 warm-up steps).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -43,8 +43,13 @@ class OccupancyGrid(nn.Module):
 
     @torch.no_grad()
     def update(
-        self, density: Callable[[torch.Tensor], torch.Tensor], step_size: float, warmup: bool,
-        decay: float = 0.95, threshold: float = 0.01, chunk: int = 1 << 16,
+        self,
+        density: Callable[[torch.Tensor], torch.Tensor],
+        step_size: float,
+        warmup: bool,
+        decay: float = 0.95,
+        threshold: float = 0.01,
+        chunk: int = 1 << 16,
     ) -> None:
         """Refresh cells from ``density`` (points in [-1, 1]^3 -> sigma); ``warmup`` evaluates every cell."""
         cells = self.values.numel()

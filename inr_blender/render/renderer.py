@@ -46,8 +46,13 @@ def _evaluate(field: nn.Module, points: torch.Tensor, directions: torch.Tensor, 
 
 
 def render_fast(
-    field: nn.Module, origins: Points, directions: Directions, background: Colours, step: float,
-    perturb: bool, prune: bool = False,
+    field: nn.Module,
+    origins: Points,
+    directions: Directions,
+    background: Colours,
+    step: float,
+    perturb: bool,
+    prune: bool = False,
 ) -> dict[str, torch.Tensor]:
     """March through the occupancy grid; with ``prune``, samples behind opaque matter (T < 1e-4) are dropped
     after a density-only pass without gradients, so the gradient pass only pays for visible samples."""
@@ -69,7 +74,11 @@ def render_fast(
 
 @torch.no_grad()
 def render_fast_inference(
-    field: nn.Module, origins: Points, directions: Directions, background: Colours, step: float,
+    field: nn.Module,
+    origins: Points,
+    directions: Directions,
+    background: Colours,
+    step: float,
     segment: int = 32,
 ) -> dict[str, torch.Tensor]:
     """The fast field's marching without gradients, ``segment`` steps at a time, each ray stopping once
@@ -102,8 +111,13 @@ def render_fast_inference(
 
 
 def render_classic(
-    field: nn.Module, origins: Points, directions: Directions, background: Colours,
-    coarse: int, fine: int, perturb: bool,
+    field: nn.Module,
+    origins: Points,
+    directions: Directions,
+    background: Colours,
+    coarse: int,
+    fine: int,
+    perturb: bool,
 ) -> dict[str, torch.Tensor]:
     """Hierarchical sampling between the ray's entry and exit of the cube; returns the fine render plus ``rgb_coarse``."""
     near, far = ray_box(origins, directions, -torch.ones(3, device=origins.device), torch.ones(3, device=origins.device))
@@ -128,8 +142,12 @@ def render_classic(
 
 
 def render_rays(
-    field: nn.Module, settings: RenderSettings, origins: Points, directions: Directions,
-    background: Colours, perturb: bool = False,
+    field: nn.Module,
+    settings: RenderSettings,
+    origins: Points,
+    directions: Directions,
+    background: Colours,
+    perturb: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Render local-frame rays (N origins, N unit directions; ``background`` (3,)) with the sampler of
     ``settings.kind`` (early ray termination when not training): rgb (N, 3), acc (N,), depth (N,), samples."""
@@ -142,8 +160,15 @@ def render_rays(
 
 @torch.no_grad()
 def render_image(
-    field: nn.Module, settings: RenderSettings, c2w: Matrix4, intrinsics: Intrinsics, width: int, height: int,
-    background: Colours, chunk: int = 8192, progress=None,
+    field: nn.Module,
+    settings: RenderSettings,
+    c2w: Matrix4,
+    intrinsics: Intrinsics,
+    width: int,
+    height: int,
+    background: Colours,
+    chunk: int = 8192,
+    progress=None,
 ) -> dict[str, torch.Tensor]:
     """Render a whole image from a local-frame camera: rgb (H, W, 3), alpha (H, W) and z-depth (H, W, local units; 0 where empty)."""
     origins, directions, z_scale = image_rays(c2w, intrinsics, width, height)

@@ -44,8 +44,14 @@ def sample_pdf(bins: torch.Tensor, weights: torch.Tensor, count: int, perturb: b
 
 
 def march(
-    origins: torch.Tensor, directions: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
-    step: float, grid: OccupancyGrid, perturb: bool, max_steps: int = 1024,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    near: torch.Tensor,
+    far: torch.Tensor,
+    step: float,
+    grid: OccupancyGrid,
+    perturb: bool,
+    max_steps: int = 1024,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Instant-NGP's marching: fixed steps of ``step`` from ``near`` to ``far`` (local units), kept where the grid is occupied.
 

@@ -84,7 +84,9 @@ def _check_camera(meta: dict[str, Any], where: str) -> None:
     for key in DISTORTION_KEYS:
         value = _number(meta, key, where)
         if value:
-            raise JobError(f"{where}: distortion {key}={value:g} is not supported; undistort the images first (only pinhole cameras without distortion)")
+            raise JobError(
+                f"{where}: distortion {key}={value:g} is not supported; undistort the images first (only pinhole cameras without distortion)"
+            )
 
 
 def _image_file(folder: str, file_path: Any, where: str) -> str:
@@ -188,8 +190,12 @@ def read_transforms(path: str) -> TransformsFile:
         if not isinstance(frame, dict):
             raise JobError(f"{fwhere} is not an object")
         _check_camera(frame, fwhere)
-        parsed.append(Frame(
-            _image_file(folder, frame.get("file_path"), fwhere), camera_matrix(frame.get("transform_matrix"), fwhere),
-            {**meta, **frame}, fwhere,
-        ))
+        parsed.append(
+            Frame(
+                _image_file(folder, frame.get("file_path"), fwhere),
+                camera_matrix(frame.get("transform_matrix"), fwhere),
+                {**meta, **frame},
+                fwhere,
+            )
+        )
     return TransformsFile(path, parsed, scene_box(meta, where))

@@ -22,9 +22,7 @@ def transmittance(thickness: torch.Tensor) -> torch.Tensor:
     return torch.exp(-torch.cat([torch.zeros_like(thickness[..., :1]), before], dim=-1))
 
 
-def composite(
-    sigma: torch.Tensor, rgb: torch.Tensor, deltas: torch.Tensor, t: torch.Tensor, background: torch.Tensor
-) -> dict[str, torch.Tensor]:
+def composite(sigma: torch.Tensor, rgb: torch.Tensor, deltas: torch.Tensor, t: torch.Tensor, background: torch.Tensor) -> dict[str, torch.Tensor]:
     """Render (R, K) samples: returns rgb (R, 3), opacity ``acc`` (R,), expected distance ``depth`` (R,), ``weights`` (R, K)."""
     thickness = sigma * deltas
     alpha = 1.0 - torch.exp(-thickness)

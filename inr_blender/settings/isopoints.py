@@ -13,7 +13,6 @@ PARAMS = (
     Param("resample_steps", 10, "Repulsion steps of the resampling", minimum=0),
     Param("k", 8, "Neighbours of the repulsion (published 8)", positive=True),
     Param("seed", 0, "Random seed", minimum=0),
-    Param("normal_similarity", 0.9, "Upsampling fills gaps only between neighbours whose normals' cosine is above this",
-          minimum=0.0),
+    Param("normal_similarity", 0.9, "Upsampling fills gaps only between neighbours whose normals' cosine is above this", minimum=0.0),
 )
 SPEC = Spec("isopoints", PARAMS, help="Iso-points: an evenly spread sample of a field's zero level")

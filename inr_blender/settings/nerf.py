@@ -7,22 +7,34 @@ Torch-free, like settings/sdf.py: the Blender side, the CLI and the worker read 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..context import JobError
 from .spec import Param, params
 
 COMMON = params(
-    Param("background", [1.0, 1.0, 1.0], "Colour behind the scene (RGB in [0, 1]); transparent pixels are composited on it",
-          kind=list, length=3, label="Background"),
+    Param(
+        "background",
+        [1.0, 1.0, 1.0],
+        "Colour behind the scene (RGB in [0, 1]); transparent pixels are composited on it",
+        kind=list,
+        length=3,
+        label="Background",
+    ),
     Param("downscale", 1, "Divide the images' size by this", positive=True, label="Downscale"),
     Param("holdout_every", 8, "Hold out every n-th view for evaluation (0: none)", minimum=0, label="Hold Out Every"),
     Param("seed", 0, "Random seed", minimum=0, label="Seed"),
     Param("device", "auto", "Where to train", choices=("auto", "cpu", "cuda", "mps")),
     Param("max_seconds", 0.0, "Stop after this long (0: no limit)", minimum=0.0, label="Time Limit"),
-    Param("convergence_tolerance", 0.0, "Stop once the mean loss of a window improves by less than this fraction twice in a row (0: never)",
-          minimum=0.0, label="Stop Below"),
+    Param(
+        "convergence_tolerance",
+        0.0,
+        "Stop once the mean loss of a window improves by less than this fraction twice in a row (0: never)",
+        minimum=0.0,
+        label="Stop Below",
+    ),
     Param("convergence_window", 200, "Steps per mean loss of the convergence test", positive=True, cli=False),
     Param("eval_every", 0, "Measure the held-out PSNR every this many steps (0: only at the end)", minimum=0),
     Param("eval_dense_start", False, "Measure ten times as often before the first eval_every steps"),
@@ -62,7 +74,9 @@ class ModelSettings:
 # Classic NeRF (Mildenhall 2020): Adam 5e-4, 1024 rays per step, 64 coarse + 128 fine samples, centre crops (half the
 # image) for the first 500 steps, 8 x 256 with 10 / 4 frequencies; 2000 steps here (published 200k-500k).
 CLASSIC = ModelSettings(
-    "classic", "Classic", "NeRF (Mildenhall 2020): positional encoding, 8 x 256 MLPs, coarse and fine sampling",
+    "classic",
+    "Classic",
+    "NeRF (Mildenhall 2020): positional encoding, 8 x 256 MLPs, coarse and fine sampling",
     params(
         run(2000, 5e-4, 1e-8),
         Param("batch_rays", 1024, "Rays per step", positive=True, label="Rays per Step"),
@@ -80,7 +94,9 @@ CLASSIC = ModelSettings(
 # 8192 rays, 512 marching steps across the diagonal (published 1024), 16 levels up to 1024 (published 2048), a 64^3
 # occupancy grid (published 128^3) updated every 16 steps, every cell for the first 256; 1000 steps (published 35k).
 FAST = ModelSettings(
-    "fast", "Fast", "Hash-grid radiance field with occupancy-grid marching (Instant-NGP, Müller 2022)",
+    "fast",
+    "Fast",
+    "Hash-grid radiance field with occupancy-grid marching (Instant-NGP, Müller 2022)",
     params(
         run(1000, 1e-2, 1e-15),
         Param("samples_per_step", 1 << 16, "Samples per step: the number of rays adapts to keep it", positive=True),

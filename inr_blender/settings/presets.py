@@ -27,45 +27,109 @@ def _table(*presets: Preset) -> dict[str, Preset]:
 
 # Signed distance fits (job fit_sdf). Figures: bench/results/sdf_vs_poisson.md.
 SDF: dict[str, Preset] = _table(
-    Preset("fast", "Fast", "Hash grid, 500 steps at most: seconds to a minute on a CPU; the default",
-           {"method": "hashgrid", "iterations": 500, "batch_size": 2048, "levels": 12, "log2_table_size": 18,
-            "finest_resolution": 256, "convergence_tolerance": 0.005}),
-    Preset("detailed", "Detailed", "Finer hash grid (16 levels up to 512, 2^19 entries), 1500 steps: fine detail, slower",
-           {"method": "hashgrid", "iterations": 1500, "batch_size": 4096, "levels": 16, "log2_table_size": 19,
-            "finest_resolution": 512, "convergence_tolerance": 0.002}),
-    Preset("smooth", "Smooth", "IGR 4x256, 1000 steps: a smooth, rounded surface (fine detail is lost)",
-           {"method": "igr", "iterations": 1000, "batch_size": 2048, "width": 256, "depth": 4, "convergence_tolerance": 0.005}),
+    Preset(
+        "fast",
+        "Fast",
+        "Hash grid, 500 steps at most: seconds to a minute on a CPU; the default",
+        {
+            "method": "hashgrid",
+            "iterations": 500,
+            "batch_size": 2048,
+            "levels": 12,
+            "log2_table_size": 18,
+            "finest_resolution": 256,
+            "convergence_tolerance": 0.005,
+        },
+    ),
+    Preset(
+        "detailed",
+        "Detailed",
+        "Finer hash grid (16 levels up to 512, 2^19 entries), 1500 steps: fine detail, slower",
+        {
+            "method": "hashgrid",
+            "iterations": 1500,
+            "batch_size": 4096,
+            "levels": 16,
+            "log2_table_size": 19,
+            "finest_resolution": 512,
+            "convergence_tolerance": 0.002,
+        },
+    ),
+    Preset(
+        "smooth",
+        "Smooth",
+        "IGR 4x256, 1000 steps: a smooth, rounded surface (fine detail is lost)",
+        {"method": "igr", "iterations": 1000, "batch_size": 2048, "width": 256, "depth": 4, "convergence_tolerance": 0.005},
+    ),
     # Clémot & Digne 2023: a SIREN of 6 sine layers of 64 trained with the TV term, for Extract Skeleton; it runs its
     # fixed schedule (learning points, TV decay) to the end, so no early stop.
-    Preset("skeleton", "Skeleton",
-           "Neural skeleton (SIREN 6x64 with the TV term), 1000 steps: the field for Extract Skeleton; needs normals",
-           {"method": "neural_skeleton", "iterations": 1000, "batch_size": 5000, "width": 64, "depth": 5,
-            "convergence_tolerance": 0.0}),
+    Preset(
+        "skeleton",
+        "Skeleton",
+        "Neural skeleton (SIREN 6x64 with the TV term), 1000 steps: the field for Extract Skeleton; needs normals",
+        {"method": "neural_skeleton", "iterations": 1000, "batch_size": 5000, "width": 64, "depth": 5, "convergence_tolerance": 0.0},
+    ),
 )
 SDF_DEFAULT = "fast"
 # Implicit displacement fields (fit_sdf with method idf). Both keep the base at 3 x 128 (omega 15): the backend stores
 # that network pre-fitted to a sphere, where a base of another size is pre-fitted on demand first (minutes on a CPU).
 DISPLACEMENT: dict[str, Preset] = _table(
-    Preset("fast", "Fast", "Base of 3 x 128, detail of 3 x 64, 1000 steps of 2048 points; the default",
-           {"method": "idf", "iterations": 1000, "batch_size": 2048, "base_width": 128, "detail_width": 64}),
-    Preset("detailed", "Detailed", "Base and detail of 3 x 128, 2000 steps of 4096 points: finer detail, slower",
-           {"method": "idf", "iterations": 2000, "batch_size": 4096, "base_width": 128, "detail_width": 128}),
+    Preset(
+        "fast",
+        "Fast",
+        "Base of 3 x 128, detail of 3 x 64, 1000 steps of 2048 points; the default",
+        {"method": "idf", "iterations": 1000, "batch_size": 2048, "base_width": 128, "detail_width": 64},
+    ),
+    Preset(
+        "detailed",
+        "Detailed",
+        "Base and detail of 3 x 128, 2000 steps of 4096 points: finer detail, slower",
+        {"method": "idf", "iterations": 2000, "batch_size": 4096, "base_width": 128, "detail_width": 128},
+    ),
 )
 DISPLACEMENT_DEFAULT = "fast"
 # Shape spaces (fit_shape_space).
 SHAPE_SPACE: dict[str, Preset] = _table(
     # small enough for a CPU: a few minutes for a handful of shapes; with far fewer samples per step than published,
     # 4x the published rates and no dropout (bench/shape_space.py measured both on 24 chairs)
-    Preset("fast", "Fast",
-           "Codes of 64, 4 layers of 256, 2000 steps of 8 shapes x 2048 samples at 4x the published rates: minutes on a CPU; the default",
-           {"latent_size": 64, "width": 256, "depth": 4, "dropout": 0.0, "weight_norm": True, "iterations": 2000,
-            "shapes_per_step": 8, "samples_per_shape": 2048, "num_samples": 50000, "lr_decoder": 2e-3, "lr_codes": 4e-3}),
+    Preset(
+        "fast",
+        "Fast",
+        "Codes of 64, 4 layers of 256, 2000 steps of 8 shapes x 2048 samples at 4x the published rates: minutes on a CPU; the default",
+        {
+            "latent_size": 64,
+            "width": 256,
+            "depth": 4,
+            "dropout": 0.0,
+            "weight_norm": True,
+            "iterations": 2000,
+            "shapes_per_step": 8,
+            "samples_per_shape": 2048,
+            "num_samples": 50000,
+            "lr_decoder": 2e-3,
+            "lr_codes": 4e-3,
+        },
+    ),
     # Park 2019: codes of 256, 8 layers of 512 with dropout 0.2 and weight norm, 64 shapes of 16384 samples per step
     # (the backend's defaults: its 2000 steps stand for the published 2000 epochs, rates halved every quarter)
-    Preset("published", "Published",
-           "DeepSDF as published: codes of 256, 8 layers of 512, dropout 0.2, 2000 steps of 64 shapes x 16384 samples (a GPU)",
-           {"latent_size": 256, "width": 512, "depth": 8, "dropout": 0.2, "weight_norm": True, "iterations": 2000,
-            "shapes_per_step": 64, "samples_per_shape": 16384, "num_samples": 100000, "lr_decoder": 5e-4, "lr_codes": 1e-3}),
+    Preset(
+        "published",
+        "Published",
+        "DeepSDF as published: codes of 256, 8 layers of 512, dropout 0.2, 2000 steps of 64 shapes x 16384 samples (a GPU)",
+        {
+            "latent_size": 256,
+            "width": 512,
+            "depth": 8,
+            "dropout": 0.2,
+            "weight_norm": True,
+            "iterations": 2000,
+            "shapes_per_step": 64,
+            "samples_per_shape": 16384,
+            "num_samples": 100000,
+            "lr_decoder": 5e-4,
+            "lr_codes": 1e-3,
+        },
+    ),
 )
 SHAPE_SPACE_DEFAULT = "fast"
 # Which presets each job offers (the CLI's --preset).

@@ -7,8 +7,9 @@ Blender side, the CLI and the worker read the same defaults.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..context import JobError
 from .spec import Param, params
@@ -17,21 +18,32 @@ from .spec import Param, params
 # ``convergence_window`` steps improves by less than ``convergence_tolerance`` twice in a row (0: never), but
 # not before a quarter of ``iterations``.
 STOPPING = (
-    Param("convergence_tolerance", 0.005, "Stop once the mean loss of 100 steps improves by less than this fraction twice in a row (0: never)",
-          minimum=0.0, maximum=1.0, label="Stop Below"),
+    Param(
+        "convergence_tolerance",
+        0.005,
+        "Stop once the mean loss of 100 steps improves by less than this fraction twice in a row (0: never)",
+        minimum=0.0,
+        maximum=1.0,
+        label="Stop Below",
+    ),
     Param("convergence_window", 100, "Steps per mean loss of the convergence test", positive=True, cli=False),
     Param("max_seconds", 0.0, "Stop after this long (0: no limit)", minimum=0.0, label="Time Limit"),
 )
 # Iso-points (Wang Yifan 2021), for every method; 0 iso-points: off (see fitting/isopoint_term.py).
 ISOPOINTS = (
-    Param("isopoints", 0, "Train with this many iso-points too (refreshed every isopoints_refresh steps after the warm-up; 0: off)",
-          minimum=0, label="Iso-points"),
+    Param(
+        "isopoints",
+        0,
+        "Train with this many iso-points too (refreshed every isopoints_refresh steps after the warm-up; 0: off)",
+        minimum=0,
+        label="Iso-points",
+    ),
     Param("isopoints_warmup", 300, "Steps before the first iso-points are extracted", minimum=0, label="Warm-up"),
     Param("isopoints_refresh", 1000, "Steps between two extractions of the iso-points", positive=True, label="Refresh Every"),
-    Param("w_iso", 1.0, "Weight of the surface value term at the iso-points, relative to an input point's", minimum=0.0,
-          label="Iso-point Weight"),
-    Param("w_iso_normal", 1.0, "Weight of the normal term at the iso-points, relative to an input point's", minimum=0.0,
-          label="Iso-point Normal Weight"),
+    Param("w_iso", 1.0, "Weight of the surface value term at the iso-points, relative to an input point's", minimum=0.0, label="Iso-point Weight"),
+    Param(
+        "w_iso_normal", 1.0, "Weight of the normal term at the iso-points, relative to an input point's", minimum=0.0, label="Iso-point Normal Weight"
+    ),
 )
 COMMON = params(
     Param("num_samples", 100_000, "Surface points sampled on a mesh input", positive=True, label="Surface Samples"),
@@ -42,15 +54,27 @@ COMMON = params(
 )
 
 
-def run(iterations: int, batch_size: int, learning_rate: float, lr_decay_interval: int | None, lr_decay_factor: float,
-        grad_clip: float, adam_eps: float = 1e-8) -> tuple[Param, ...]:
+def run(
+    iterations: int,
+    batch_size: int,
+    learning_rate: float,
+    lr_decay_interval: int | None,
+    lr_decay_factor: float,
+    grad_clip: float,
+    adam_eps: float = 1e-8,
+) -> tuple[Param, ...]:
     """A method's optimiser and run settings, with its own defaults."""
     return (
         Param("iterations", iterations, "The most steps to train", positive=True, label="Iterations"),
         Param("batch_size", batch_size, "Surface points per step", positive=True, label="Batch Size"),
         Param("learning_rate", learning_rate, "Adam's learning rate", positive=True, label="Learning Rate"),
-        Param("lr_decay_interval", lr_decay_interval, "Steps between two learning-rate decays (0: constant; unset: at each third of the run)",
-              kind=int, minimum=0),
+        Param(
+            "lr_decay_interval",
+            lr_decay_interval,
+            "Steps between two learning-rate decays (0: constant; unset: at each third of the run)",
+            kind=int,
+            minimum=0,
+        ),
         Param("lr_decay_factor", lr_decay_factor, "Factor of each learning-rate decay", positive=True),
         Param("grad_clip", grad_clip, "Clip the gradient's norm to this (0: no clipping)", minimum=0.0),
         Param("adam_eps", adam_eps, "Adam's epsilon", positive=True, cli=False),
@@ -85,8 +109,7 @@ SIREN_LOSS = (
 )
 # SIREN: lr 1e-4, gradient norm clipped to 1; 10k epochs of very large batches (here 2000 steps of 4096 points).
 SIREN_RUN = run(2000, 4096, 1e-4, 0, 1.0, 1.0)
-INIT = Param("init", "sphere", "Start from a network pre-fitted to a sphere's distance field, or from random weights",
-             choices=("sphere", "random"))
+INIT = Param("init", "sphere", "Start from a network pre-fitted to a sphere's distance field, or from random weights", choices=("sphere", "random"))
 
 
 @dataclass(frozen=True)
@@ -124,14 +147,19 @@ def _check_igr(p: dict[str, Any]) -> None:
 # 256x4, batch 2048, Chamfer-L1 0.0051 against 0.0133 at a constant rate), 8 x 512, 16384 points per step, 100k
 # steps; here 2000 steps of 4096 points.
 IGR = MethodSettings(
-    "igr", "IGR", "Softplus MLP with geometric initialisation and an eikonal loss (Gropp 2020)",
+    "igr",
+    "IGR",
+    "Softplus MLP with geometric initialisation and an eikonal loss (Gropp 2020)",
     params(run(2000, 4096, 0.005, None, 0.5, 0.0), network(512, 8), IGR_LOSS),
     check=_check_igr,
 )
 SIREN = MethodSettings(
-    "siren", "SIREN", "Sine-activation MLP with an off-surface term (Sitzmann 2020); needs normals",
+    "siren",
+    "SIREN",
+    "Sine-activation MLP with an off-surface term (Sitzmann 2020); needs normals",
     params(SIREN_RUN, network(256, 3), Param("omega0", 30.0, "Frequency of the first sine layer", positive=True, label="ω0"), SIREN_LOSS),
-    needs_normals=True, normals_subject="SIREN",
+    needs_normals=True,
+    normals_subject="SIREN",
 )
 # Hash grid (Instant-NGP, Müller 2022): 16 levels x 2 features, base resolution 16, Adam lr 1e-2 with eps 1e-15,
 # IGR's losses and samples. Departures for CPU speed: 12 levels up to resolution 256 with 2^18 entries (published:
@@ -157,18 +185,19 @@ def _check_hashgrid(p: dict[str, Any]) -> None:
 
 
 HASHGRID = MethodSettings(
-    "hashgrid", "Hash Grid",
+    "hashgrid",
+    "Hash Grid",
     "Multiresolution hash-grid encoding with a small MLP (Instant-NGP, Müller 2022), IGR's losses",
     params(
-        run(500, 2048, 1e-2, None, 0.5, 0.0, adam_eps=1e-15), HASHGRID_ENCODING, network(64, 2), IGR_LOSS,
-        Param("w_far", 1.0, "Pull the field to the estimated signed distance far from the points (needs normals)", minimum=0.0,
-              label="Far Weight"),
+        run(500, 2048, 1e-2, None, 0.5, 0.0, adam_eps=1e-15),
+        HASHGRID_ENCODING,
+        network(64, 2),
+        IGR_LOSS,
+        Param("w_far", 1.0, "Pull the field to the estimated signed distance far from the points (needs normals)", minimum=0.0, label="Far Weight"),
         Param("far_distance", 0.05, "Far samples lie at least this far from the points", positive=True),
-        Param("w_sign", 100.0, "Penalise the wrong sign just off the surface, from the points' normals", minimum=0.0,
-              label="Sign Weight"),
+        Param("w_sign", 100.0, "Penalise the wrong sign just off the surface, from the points' normals", minimum=0.0, label="Sign Weight"),
         Param("sign_distance", 0.01, "The sign hinge acts at least this far from the points", positive=True),
-        Param("gradient", "autograd", "Input gradients by autograd or by central finite differences",
-              choices=("autograd", "finite_difference")),
+        Param("gradient", "autograd", "Input gradients by autograd or by central finite differences", choices=("autograd", "finite_difference")),
     ),
     check=_check_hashgrid,
 )
@@ -179,29 +208,48 @@ HASHGRID = MethodSettings(
 # of them and the TV weight halves at `tv_decay` (10/50) of the run; batches of 5000 points for a 2-core CPU. It runs
 # its fixed schedule to the end, so no early stop.
 NEURAL_SKELETON = MethodSettings(
-    "neural_skeleton", "Neural Skeleton",
+    "neural_skeleton",
+    "Neural Skeleton",
     "SIREN 6x64 with a total-variation (TV) term that puts the gradient norm's minima on the medial axis "
     "(Clémot & Digne 2023): the field for Extract Skeleton; needs normals",
     params(
-        run(1000, 5000, 1e-4, 0, 1.0, 0.0), network(64, 5),
+        run(1000, 5000, 1e-4, 0, 1.0, 0.0),
+        network(64, 5),
         Param("omega0", 30.0, "Frequency of the first sine layer", positive=True, label="ω0"),
         Param("w_surface", 1e4, "Squared field value on the points (published 100 x 100)", minimum=0.0, label="Surface Weight"),
         Param("w_normal", 1e2, "1 - cos between the gradient and the normals (published 100)", minimum=0.0, label="Normal Weight"),
         Param("w_eikonal", 2e2, "(1 - |grad u|)^2 at uniform points (published 200)", minimum=0.0, label="Eikonal Weight"),
-        Param("w_hint", 1e3, "Squared error to the known distance at the learning points (published 100 x 10)", minimum=0.0,
-              label="Learning-Point Weight"),
-        Param("w_hint_normal", 1e2, "1 - cos to the direction away from the nearest point (published 100)", minimum=0.0,
-              label="Learning-Point Direction Weight"),
-        Param("w_tv", 2e1, "Total variation of the gradient norm: pushes its minima onto the medial axis (published 20)",
-              minimum=0.0, label="TV Weight"),
-        Param("num_hints", 1000, "Uniform points of known signed distance, used for the first hint_fraction of the run",
-              minimum=0, label="Learning Points"),
+        Param(
+            "w_hint",
+            1e3,
+            "Squared error to the known distance at the learning points (published 100 x 10)",
+            minimum=0.0,
+            label="Learning-Point Weight",
+        ),
+        Param(
+            "w_hint_normal",
+            1e2,
+            "1 - cos to the direction away from the nearest point (published 100)",
+            minimum=0.0,
+            label="Learning-Point Direction Weight",
+        ),
+        Param(
+            "w_tv", 2e1, "Total variation of the gradient norm: pushes its minima onto the medial axis (published 20)", minimum=0.0, label="TV Weight"
+        ),
+        Param(
+            "num_hints",
+            1000,
+            "Uniform points of known signed distance, used for the first hint_fraction of the run",
+            minimum=0,
+            label="Learning Points",
+        ),
         Param("hint_fraction", 0.4, "Fraction of the run that uses the learning points", minimum=0.0),
         Param("tv_decay", 0.2, "Fraction of the run at which the TV weight has halved", positive=True),
         INIT,
         STOPPING[0].with_default(0.0),
     ),
-    needs_normals=True, normals_subject="The neural skeleton",
+    needs_normals=True,
+    normals_subject="The neural skeleton",
 )
 # Implicit displacement fields (Wang Yifan 2022; published: SIREN bases of 3 x 256 at omega 15 pre-fitted to a sphere,
 # detail 3 x 256 at omega 60, nu 0.05, offsets up to 0.05, weights 200 / 40 / 5 / 50 (value, normal, eikonal,
@@ -212,12 +260,14 @@ NEURAL_SKELETON = MethodSettings(
 
 def _check_idf(p: dict[str, Any]) -> None:
     if not p["phase_base"] <= p["phase_detail"] <= 1.0:
-        raise JobError("the phases must satisfy 0 <= phase_base <= phase_detail <= 1 (fractions of the run), got "
-                       f"{p['phase_base']:g} and {p['phase_detail']:g}")
+        raise JobError(
+            f"the phases must satisfy 0 <= phase_base <= phase_detail <= 1 (fractions of the run), got {p['phase_base']:g} and {p['phase_detail']:g}"
+        )
 
 
 IDF = MethodSettings(
-    "idf", "Displacement",
+    "idf",
+    "Displacement",
     "Implicit displacement field (Wang Yifan 2022): a smooth SIREN base plus a high-frequency SIREN detail along its normals",
     params(
         SIREN_RUN,
@@ -228,19 +278,23 @@ IDF = MethodSettings(
         Param("detail_depth", 3, "Hidden layers of the detail", positive=True, label="Detail Depth"),
         Param("detail_omega", 60.0, "ω0 of the detail", positive=True, label="Detail ω0"),
         Param("nu", 0.05, "Width of the band around the base where the detail acts, in local units", positive=True, label="ν"),
-        Param("max_offset", 0.05, "Largest displacement along the base's normals, in local units", positive=True,
-              label="Max Offset"),
-        Param("phase_base", 0.2, "The base trains alone before this fraction of the run", minimum=0.0, maximum=1.0,
-              label="Base Phase"),
-        Param("phase_detail", 0.5, "The detail trains alone until this fraction of the run, then both", minimum=0.0,
-              maximum=1.0, label="Detail Phase"),
+        Param("max_offset", 0.05, "Largest displacement along the base's normals, in local units", positive=True, label="Max Offset"),
+        Param("phase_base", 0.2, "The base trains alone before this fraction of the run", minimum=0.0, maximum=1.0, label="Base Phase"),
+        Param(
+            "phase_detail", 0.5, "The detail trains alone until this fraction of the run, then both", minimum=0.0, maximum=1.0, label="Detail Phase"
+        ),
         Param("joint_lr_factor", 0.1, "Learning-rate factor once both train", minimum=0.0),
         INIT,
-        SIREN_LOSS[0].with_default(200.0), SIREN_LOSS[1].with_default(40.0), SIREN_LOSS[2].with_default(5.0),
-        SIREN_LOSS[3].with_default(50.0), SIREN_LOSS[4],
+        SIREN_LOSS[0].with_default(200.0),
+        SIREN_LOSS[1].with_default(40.0),
+        SIREN_LOSS[2].with_default(5.0),
+        SIREN_LOSS[3].with_default(50.0),
+        SIREN_LOSS[4],
         STOPPING[0].with_default(0.0),
     ),
-    needs_normals=True, normals_subject="A displacement field", check=_check_idf,
+    needs_normals=True,
+    normals_subject="A displacement field",
+    check=_check_idf,
 )
 # The built-in methods' settings, for the Blender side and the CLI (the fit reads the method registry,
 # inr_blender.fitting.methods, which may hold more).

@@ -23,8 +23,7 @@ def _check(p: dict[str, Any]) -> None:
 
 
 PARAMS = (
-    Param("method", "deepsdf", "A signed distance auto-decoder (DeepSDF) or an occupancy decoder", choices=tuple(METHODS),
-          label="Method"),
+    Param("method", "deepsdf", "A signed distance auto-decoder (DeepSDF) or an occupancy decoder", choices=tuple(METHODS), label="Method"),
     Param("latent_size", 256, "Numbers per shape code", positive=True, label="Code Size"),
     Param("width", 512, "Hidden units per decoder layer", positive=True, label="Width"),
     Param("depth", 8, "Decoder layers", positive=True, label="Depth"),
@@ -43,9 +42,7 @@ PARAMS = (
     Param("prior_ramp", 0.05, "Fraction of the run over which the prior ramps up", minimum=0.0),
     Param("code_std", 0.01, "Standard deviation of the initial codes", minimum=0.0),
     Param("seed", 0, "Random seed", minimum=0, label="Seed"),
-    Param("max_seconds", 0.0, "Stop after this long (0: no limit; refused under torchrun)", minimum=0.0,
-          label="Time Limit"),
+    Param("max_seconds", 0.0, "Stop after this long (0: no limit; refused under torchrun)", minimum=0.0, label="Time Limit"),
     Param("device", "auto", "Where to train", choices=("auto", "cpu", "cuda", "mps")),
 )
-SPEC = Spec("shape_space", PARAMS, help="Fit a shape space (DeepSDF auto-decoder) to a collection of meshes",
-            check=_check)
+SPEC = Spec("shape_space", PARAMS, help="Fit a shape space (DeepSDF auto-decoder) to a collection of meshes", check=_check)

@@ -16,8 +16,7 @@ from .spec import Param, Spec
 
 PARAMS = (
     Param("delta", 0.02, "Coverage dilation, a fraction of the shape's longest half-extent", positive=True, label="Delta"),
-    Param("num_surface_samples", 2000, "Surface samples (iso-points) the skeleton must cover", minimum=4,
-          label="Surface Samples"),
+    Param("num_surface_samples", 2000, "Surface samples (iso-points) the skeleton must cover", minimum=4, label="Surface Samples"),
     Param("repulsion_steps", 10, "Repulsion steps that spread the surface samples", minimum=0),
     Param("trace_samples", 50, "Samples per inward ray when tracing skeletal points", minimum=2),
     Param("trace_length", 1.25, "Length of an inward ray, a fraction of the longest half-extent", positive=True),

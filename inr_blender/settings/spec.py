@@ -8,8 +8,9 @@ resolves every job's parameters through :meth:`Spec.resolve` exactly once.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Generic, Iterable, Mapping, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ..context import JobError
 
@@ -46,7 +47,7 @@ class Param:
             return str
         return list if isinstance(self.default, (list, tuple)) else type(self.default)
 
-    def with_default(self, default: Any) -> "Param":
+    def with_default(self, default: Any) -> Param:
         """The same parameter with another default (a method's own value of a shared setting)."""
         return replace(self, default=default)
 
@@ -117,7 +118,7 @@ def params(*items: Param | Iterable[Param]) -> tuple[Param, ...]:
     """A flat tuple of parameters from parameters and groups of them; a later one of the same name wins."""
     flat: dict[str, Param] = {}
     for item in items:
-        for p in ([item] if isinstance(item, Param) else item):
+        for p in [item] if isinstance(item, Param) else item:
             flat[p.name] = p
     return tuple(flat.values())
 

@@ -8,8 +8,13 @@ MODES = ("projected", "aligned")  # detail read at the source base's closest poi
 PARAMS = (
     Param("strength", 1.0, "Scale on the displacement (0 gives the target's base)", label="Strength"),
     Param("nu", 0.0, "Width of the shell where detail acts (0: the source's)", minimum=0.0, label="ν"),
-    Param("mode", "projected", "Read the detail at the source base's closest point (projected) or at the same "
-          "coordinates (aligned)", choices=MODES, label="Mode"),
+    Param(
+        "mode",
+        "projected",
+        "Read the detail at the source base's closest point (projected) or at the same coordinates (aligned)",
+        choices=MODES,
+        label="Mode",
+    ),
     Param("projection_steps", 5, "Newton steps onto the source's base (projected mode)", positive=True),
 )
 SPEC = Spec("transfer", PARAMS, help="The detail of a displacement field on the base of another SDF")

@@ -17,14 +17,29 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from .protocol import (
-    CANCEL, CANCELLED, CHECKPOINT, CHECKPOINT_PATH, ERROR, HELLO, JOB, LOST, PROGRESS, RESULT, RETURN_CHECKPOINT,
-    SHUTDOWN, WELCOME, ProtocolError, recv_frame, send_frame,
+    CANCEL,
+    CANCELLED,
+    CHECKPOINT,
+    CHECKPOINT_PATH,
+    ERROR,
+    HELLO,
+    JOB,
+    LOST,
+    PROGRESS,
+    RESULT,
+    RETURN_CHECKPOINT,
+    SHUTDOWN,
+    WELCOME,
+    ProtocolError,
+    recv_frame,
+    send_frame,
 )
 
 ADDON_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # holds inr_blender/
@@ -48,7 +63,7 @@ class BackendConfig:
     log_dir: str = field(default_factory=tempfile.gettempdir)
 
     @property
-    def checkpoints(self) -> "CheckpointTransport":
+    def checkpoints(self) -> CheckpointTransport:
         """How checkpoints cross to this worker: as files (local) or as bytes (remote)."""
         return CheckpointTransport(remote=self.mode == "REMOTE")
 
@@ -95,12 +110,12 @@ class CheckpointTransport:
         return {param: path, RETURN_CHECKPOINT: True} if self.remote else {param: path}
 
     @staticmethod
-    def result(outcome: "JobOutcome", path: str) -> Checkpoint:
+    def result(outcome: JobOutcome, path: str) -> Checkpoint:
         """The checkpoint a finished job made (asked for at ``path`` with :meth:`output`), for a following job."""
         return Checkpoint(path, outcome.arrays.get(CHECKPOINT))
 
     @staticmethod
-    def store(outcome: "JobOutcome", path: str) -> bool:
+    def store(outcome: JobOutcome, path: str) -> bool:
         """Write the checkpoint bytes a remote worker sent back to ``path``; True when the file is there."""
         data = outcome.arrays.get(CHECKPOINT)
         if data is not None:
@@ -112,7 +127,7 @@ class CheckpointTransport:
 class Job:
     """A submitted job. ``poll()`` never blocks; ``wait()`` does."""
 
-    def __init__(self, backend: "Backend", job_id: str, name: str) -> None:
+    def __init__(self, backend: Backend, job_id: str, name: str) -> None:
         self.backend = backend
         self.job_id = job_id
         self.name = name
@@ -190,7 +205,7 @@ class Backend:
         self._log_path = ""
 
     # -- life cycle -----------------------------------------------------------------
-    def start(self) -> "Backend":
+    def start(self) -> Backend:
         """Start the local worker or connect to the remote one, then authenticate."""
         if self.config.mode == "REMOTE":
             token = self.config.token
@@ -378,4 +393,3 @@ def shutdown_backend() -> None:
         if _backend is not None:
             _backend.close()
             _backend = None
-

@@ -24,8 +24,28 @@ from typing import Any
 from .. import __version__
 from ..context import Cancelled, JobContext, JobError
 from .protocol import (
-    AUTH, BAD_MESSAGE, BYE, CANCEL, CANCELLED, ERROR, HELLO, INPUT, INTERNAL, JOB, PING, PONG, PROGRESS,
-    PROTOCOL_VERSION, RESULT, SHUTDOWN, WELCOME, ConnectionClosed, ProtocolError, recv_arrays, recv_frame, recv_header,
+    AUTH,
+    BAD_MESSAGE,
+    BYE,
+    CANCEL,
+    CANCELLED,
+    ERROR,
+    HELLO,
+    INPUT,
+    INTERNAL,
+    JOB,
+    PING,
+    PONG,
+    PROGRESS,
+    PROTOCOL_VERSION,
+    RESULT,
+    SHUTDOWN,
+    WELCOME,
+    ConnectionClosed,
+    ProtocolError,
+    recv_arrays,
+    recv_frame,
+    recv_header,
     send_frame,
 )
 

@@ -232,9 +232,7 @@ def create_mesh_object(
     return obj
 
 
-def geometry_node_group(
-    name: str, build, reusable=lambda group: True, inputs: tuple[str, ...] = ()
-) -> tuple[bpy.types.NodeTree, bool]:
+def geometry_node_group(name: str, build, reusable=lambda group: True, inputs: tuple[str, ...] = ()) -> tuple[bpy.types.NodeTree, bool]:
     """A geometry-nodes group ``name`` with a Geometry input and output (plus float ``inputs``): the existing one
     when ``reusable(group)`` (keeping any edits the user made), else a new one that ``build(group, group_in,
     group_out)`` fills with nodes. Returns (group, created); a failed build leaves no group behind."""

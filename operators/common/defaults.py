@@ -6,7 +6,8 @@ Blender's enum items are upper case ("FAST", "HASHGRID"); the backend's names ar
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
@@ -66,7 +67,4 @@ def preset_items(table: dict[str, Preset]) -> list[tuple[str, str, str]]:
 def preset_values(table: dict[str, Preset], enums: tuple[str, ...] = (), drop: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
     """The backend table as the operators use it: item -> settings, with the ``enums`` settings' values as enum
     items and the ``drop`` settings left out (those the operator does not have, e.g. the method it fixes)."""
-    return {
-        enum_item(p.name): {k: enum_item(v) if k in enums else v for k, v in p.values.items() if k not in drop}
-        for p in table.values()
-    }
+    return {enum_item(p.name): {k: enum_item(v) if k in enums else v for k, v in p.values.items() if k not in drop} for p in table.values()}

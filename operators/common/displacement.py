@@ -49,8 +49,23 @@ class DisplacementSettings(SdfFitSettings):
 
     presets = PRESETS
     own_settings = (
-        "base_width", "base_depth", "base_omega", "detail_width", "detail_depth", "detail_omega", "nu", "max_offset",
-        "phase_base", "phase_detail", "joint_lr_factor", "init", "w_sdf", "w_normal", "w_eikonal", "w_offsurface", "alpha",
+        "base_width",
+        "base_depth",
+        "base_omega",
+        "detail_width",
+        "detail_depth",
+        "detail_omega",
+        "nu",
+        "max_offset",
+        "phase_base",
+        "phase_detail",
+        "joint_lr_factor",
+        "init",
+        "w_sdf",
+        "w_normal",
+        "w_eikonal",
+        "w_offsurface",
+        "alpha",
     )
     _groups = (
         ("Base", ("base_width", "base_depth", "base_omega")),
@@ -60,16 +75,21 @@ class DisplacementSettings(SdfFitSettings):
     )
 
     preset: EnumProperty(
-        name="Preset", items=PRESET_ITEMS, default=DEFAULT_PRESET,
+        name="Preset",
+        items=PRESET_ITEMS,
+        default=DEFAULT_PRESET,
         description="Settings by purpose; explicit settings override it",
     )
     # the phases are fractions of the run: an early stop would cut them short, so none by default
     convergence_tolerance: idf_param(
-        "convergence_tolerance", precision=4,
+        "convergence_tolerance",
+        precision=4,
         description="Stop once the mean loss of 100 steps improves by less than this fraction twice in a row (0: never; it would cut the phases short)",
     )
     base_width: idf_param(
-        "base_width", min=4, max=2048,
+        "base_width",
+        min=4,
+        max=2048,
         description="Hidden units per layer of the smooth base (published 256; 3 x 128 at ω 15 starts at once, other sizes are pre-fitted to a sphere first)",
     )
     base_depth: idf_param("base_depth", max=16)
@@ -80,11 +100,15 @@ class DisplacementSettings(SdfFitSettings):
     nu: idf_param("nu", min=1e-4, soft_max=0.2, precision=3)
     max_offset: idf_param("max_offset", name="Largest Offset", min=1e-4, soft_max=0.2, precision=3)
     phase_base: idf_param(
-        "phase_base", name="Base Alone Until", subtype="FACTOR",
+        "phase_base",
+        name="Base Alone Until",
+        subtype="FACTOR",
         description="Fraction of the run in which the base trains alone (1 with the next at 1: a smooth base, no detail)",
     )
     phase_detail: idf_param(
-        "phase_detail", name="Detail Alone Until", subtype="FACTOR",
+        "phase_detail",
+        name="Detail Alone Until",
+        subtype="FACTOR",
         description="Fraction of the run until which the detail trains alone; both train after it",
     )
     joint_lr_factor: idf_param("joint_lr_factor", name="Joint Rate Factor", max=1.0)
@@ -119,5 +143,3 @@ class DisplacementSettings(SdfFitSettings):
                 for name in names:
                     box.prop(self, name)
         self.draw_isopoints(layout)
-
-

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field as dataclass_field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +43,13 @@ def new_checkpoint_path(name: str) -> tuple[str, str]:
 
 
 def new_field(
-    context: bpy.types.Context, name: str, outcome: JobOutcome, stored_path: str, sources: list[str],
-    params: dict[str, Any], created: list,
+    context: bpy.types.Context,
+    name: str,
+    outcome: JobOutcome,
+    stored_path: str,
+    sources: list[str],
+    params: dict[str, Any],
+    created: list,
 ) -> bpy.types.Object:
     """The field object a fit creates (appended to ``created``), with what every fit stores on it:
     the checkpoint (written here when a remote worker sent its bytes back), sources, settings,
@@ -91,7 +97,12 @@ class FitPlan:
 
 
 def plan_fit(
-    context: bpy.types.Context, arrays: dict[str, np.ndarray], sources: list[str], suffix: str, method: str, preset: str,
+    context: bpy.types.Context,
+    arrays: dict[str, np.ndarray],
+    sources: list[str],
+    suffix: str,
+    method: str,
+    preset: str,
     params: dict[str, Any],
 ) -> FitPlan:
     """A fit of ``arrays`` (the geometry of ``sources``) by the ``fit_sdf`` job with ``params``: the new field
@@ -199,7 +210,10 @@ class FieldJobOperator(JobOperator):
         return context.mode == "OBJECT"
 
     def field_job(
-        self, context: bpy.types.Context, kind: str = "", field: bpy.types.Object | None = None,
+        self,
+        context: bpy.types.Context,
+        kind: str = "",
+        field: bpy.types.Object | None = None,
     ) -> tuple[bpy.types.Object, dict[str, Any], dict[str, np.ndarray]]:
         """The active field (of ``kind``, when given), or ``field``, and the params/arrays that name its checkpoint."""
         field = field or active_field(context, kind, self.bl_label)
@@ -240,11 +254,15 @@ class RangeQueryOperator(FieldJobOperator):
             if prop.identifier != "rna_type":
                 layout.prop(self, prop.identifier)
 
-    def query_job(self, context: bpy.types.Context, field: bpy.types.Object | None = None) -> tuple[bpy.types.Object, dict[str, Any], dict[str, np.ndarray]]:
+    def query_job(
+        self, context: bpy.types.Context, field: bpy.types.Object | None = None
+    ) -> tuple[bpy.types.Object, dict[str, Any], dict[str, np.ndarray]]:
         """:meth:`field_job` plus what every range query sends: world space, the range mode, a radiance field's threshold."""
         field, params, arrays = self.field_job(context, field=field)
         if field.inr_field.kind == "SHAPE_SPACE":  # many shapes, no one surface to bound
-            raise InputError(f"'{field.name}' is a shape space: {self.bl_label} needs one field (extract a shape, or complete a scan with Reconstruct from Scan)")
+            raise InputError(
+                f"'{field.name}' is a shape space: {self.bl_label} needs one field (extract a shape, or complete a scan with Reconstruct from Scan)"
+            )
         params.update(range_mode=self.range_mode, space="local")
         if field.inr_field.kind == "NERF":
             params["threshold"] = float(field.inr_field.nerf.density_threshold)
@@ -272,12 +290,16 @@ def field_frame(field: bpy.types.Object, uniform: bool = True) -> tuple[np.ndarr
             raise InputError(f"'{field.name}' is flattened (scale {', '.join(f'{n:.4g}' for n in norms)}): give it a nonzero scale on every axis")
         return m, float(norms.mean())
     if not (norms > 1e-12).all() or np.ptp(norms) > 1e-4 * norms.max():
-        raise InputError(f"'{field.name}' is scaled differently along its axes ({', '.join(f'{n:.4g}' for n in norms)}): "
-                         "range queries need a uniform scale (apply the scale to a mesh, not to the field)")
+        raise InputError(
+            f"'{field.name}' is scaled differently along its axes ({', '.join(f'{n:.4g}' for n in norms)}): "
+            "range queries need a uniform scale (apply the scale to a mesh, not to the field)"
+        )
     return m, float(norms.mean())
 
 
 def evaluations(result: dict[str, Any]) -> str:
-    """"B box and P point evaluations in S s": what a range query's report says it cost."""
-    return (f"{int(result.get('box_evaluations') or 0):,} box and {int(result.get('point_evaluations') or 0):,} point evaluations "
-            f"in {float(result.get('seconds') or 0.0):.2f} s")
+    """ "B box and P point evaluations in S s": what a range query's report says it cost."""
+    return (
+        f"{int(result.get('box_evaluations') or 0):,} box and {int(result.get('point_evaluations') or 0):,} point evaluations "
+        f"in {float(result.get('seconds') or 0.0):.2f} s"
+    )

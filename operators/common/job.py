@@ -25,7 +25,7 @@ from ...inr_blender.wire.client import BackendError, Job, JobOutcome, get_backen
 from ...preferences import backend_config, device_choice
 from .bridge import InputError, remove_objects
 
-_running: list["JobOperator"] = []  # the operator whose job is in flight (one at a time)
+_running: list[JobOperator] = []  # the operator whose job is in flight (one at a time)
 
 
 def job_running() -> bool:
@@ -205,7 +205,9 @@ class JobOperator:
         if context.workspace is not None:
             loss = f"  loss {state.loss:.4g}" if state.has_loss else ""
             psnr = f"  PSNR {state.psnr:.2f} dB" if state.has_psnr else ""
-            context.workspace.status_text_set(f"{self.bl_label}{f' ({stage})' if stage else ''}: {state.step}/{state.total}{loss}{psnr}  (Esc to cancel)")
+            context.workspace.status_text_set(
+                f"{self.bl_label}{f' ({stage})' if stage else ''}: {state.step}/{state.total}{loss}{psnr}  (Esc to cancel)"
+            )
         redraw(context)
         if not self._job.done:
             return {"PASS_THROUGH"}

@@ -49,7 +49,8 @@ class SdfFitSettings:
     # Iso-points (Wang Yifan 2021), for every method: points projected onto the current surface during
     # training (first after the warm-up, then refreshed), added to the surface samples, and weighing the input
     use_isopoints: BoolProperty(
-        name="Iso-points", default=False,
+        name="Iso-points",
+        default=False,
         description="Also train on points of the current surface (with normals of planes fitted to their neighbours), and weigh each input point by how well it agrees with that surface",
     )
     # the backend's isopoints=0 means off; here Use Iso-points turns them on, with this many

@@ -88,7 +88,6 @@ class Constant(nn.Module):
         return torch.full(x.shape[:1], self.value) + 0.0 * x.sum(-1)
 
 
-
 def bumpy_sphere(count: int, radius: float = 0.5, amplitude: float = 0.02, frequency: float = 20.0, seed: int = 0):
     """``count`` points (numpy, (N, 3)) of the surface r(u) = radius + bumps(u) over unit directions u, their unit
     normals, and ``bumps``, the function u -> amplitude * sin(f u_x) sin(f u_y) sin(f u_z) (numpy)."""

@@ -28,8 +28,23 @@ def test_fit_extract_metrics_end_to_end(tmp_path):
     center, radius = np.array([0.0, 0.0, 2.0]), 1.5
     write_mesh(str(tmp_path / "cloud.ply"), center + radius * d, None, d)
 
-    fit = cli("fit-sdf", "cloud.ply", "-o", "out/field.pt", "--iterations", "150", "--width", "64", "--depth", "3",
-              "--batch-size", "1024", "--device", "cpu", cwd=tmp_path)
+    fit = cli(
+        "fit-sdf",
+        "cloud.ply",
+        "-o",
+        "out/field.pt",
+        "--iterations",
+        "150",
+        "--width",
+        "64",
+        "--depth",
+        "3",
+        "--batch-size",
+        "1024",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
     assert fit.returncode == 0, fit.stderr
     assert "[150/150] loss" in fit.stdout  # progress printed through JobContext(verbose=True)
     assert "stopped: reached the iteration limit (150 steps)" in fit.stdout

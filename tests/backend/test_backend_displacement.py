@@ -15,8 +15,7 @@ from inr_blender.jobs import JOBS
 
 from sdf_shapes import bumpy_sphere
 
-TINY = {"method": "idf", "base_width": 64, "base_depth": 2, "detail_width": 64, "detail_depth": 2, "init": "random",
-        "batch_size": 2048}
+TINY = {"method": "idf", "base_width": 64, "base_depth": 2, "detail_width": 64, "detail_depth": 2, "init": "random", "batch_size": 2048}
 AMPLITUDE = 0.02  # of the bumps, on a sphere of radius 0.5 (world units)
 
 
@@ -84,8 +83,11 @@ def test_phases_train_the_base_then_the_detail_then_both():
 def test_a_base_only_fit_has_no_detail(tmp_path):
     points, normals, _ = bumpy_sphere(3000)
     path = str(tmp_path / "base.pt")
-    JOBS["fit_sdf"]({**TINY, "iterations": 40, "phase_base": 1.0, "phase_detail": 1.0, "checkpoint_path": path},
-                    {"points": points, "normals": normals}, JobContext())
+    JOBS["fit_sdf"](
+        {**TINY, "iterations": 40, "phase_base": 1.0, "phase_detail": 1.0, "checkpoint_path": path},
+        {"points": points, "normals": normals},
+        JobContext(),
+    )
     field, _ = load_checkpoint(path)
     x = torch.rand(500, 3) * 2 - 1
     with torch.no_grad():
@@ -98,15 +100,21 @@ def test_transfer_puts_the_bumps_on_another_shape(bumpy_field, tmp_path):
     source, bumps = bumpy_field
     u = directions(8000, seed=3)
     target = str(tmp_path / "target.pt")
-    JOBS["fit_sdf"]({**TINY, "iterations": 300, "phase_base": 1.0, "phase_detail": 1.0, "checkpoint_path": target},
-                    {"points": 0.8 * u + [2, 0, 0], "normals": u}, JobContext())
+    JOBS["fit_sdf"](
+        {**TINY, "iterations": 300, "phase_base": 1.0, "phase_detail": 1.0, "checkpoint_path": target},
+        {"points": 0.8 * u + [2, 0, 0], "normals": u},
+        JobContext(),
+    )
     base, base_ckpt = load_checkpoint(target)
     radii = {}
     for mode in ("projected", "aligned"):
         for strength in (1.0, 0.0):
             out = str(tmp_path / f"{mode}{strength}.pt")
-            result, _ = JOBS["transfer_detail"]({"source_checkpoint": source, "target_checkpoint": target, "strength": strength,
-                                                 "mode": mode, "checkpoint_path": out}, {}, JobContext())
+            result, _ = JOBS["transfer_detail"](
+                {"source_checkpoint": source, "target_checkpoint": target, "strength": strength, "mode": mode, "checkpoint_path": out},
+                {},
+                JobContext(),
+            )
             assert result["method"] == "idf_transfer" and result["nu"] == 0.05
             field, ckpt = load_checkpoint(out)
             assert ckpt["center"] == base_ckpt["center"] and ckpt["scale"] == base_ckpt["scale"]
@@ -123,8 +131,10 @@ def test_transfer_puts_the_bumps_on_another_shape(bumpy_field, tmp_path):
 
 @pytest.mark.slow
 def test_extract_base_and_detailed_surfaces(bumpy_field, tmp_path):
-    results = {part: JOBS["extract_mesh"]({"checkpoint_path": bumpy_field[0], "part": part, "resolution": 48}, {}, JobContext())[1]
-               for part in ("base", "detailed")}
+    results = {
+        part: JOBS["extract_mesh"]({"checkpoint_path": bumpy_field[0], "part": part, "resolution": 48}, {}, JobContext())[1]
+        for part in ("base", "detailed")
+    }
     assert all(len(r["faces"]) > 1000 for r in results.values())
     assert not np.array_equal(results["base"]["vertices"], results["detailed"]["vertices"])
 
@@ -136,14 +146,17 @@ def test_refusals(bumpy_field, tmp_path):
     with pytest.raises(JobError, match="A displacement field needs oriented normals"):
         JOBS["fit_sdf"]({**TINY, "iterations": 5, "checkpoint_path": str(tmp_path / "x.pt")}, {"points": points}, JobContext())
     siren = str(tmp_path / "siren.pt")
-    JOBS["fit_sdf"]({"method": "siren", "width": 16, "depth": 1, "iterations": 5, "checkpoint_path": siren},
-                    {"points": points, "normals": normals}, JobContext())
+    JOBS["fit_sdf"](
+        {"method": "siren", "width": 16, "depth": 1, "iterations": 5, "checkpoint_path": siren}, {"points": points, "normals": normals}, JobContext()
+    )
     with pytest.raises(JobError, match="only a displacement field has a base"):
         JOBS["extract_mesh"]({"checkpoint_path": siren, "part": "base"}, {}, JobContext())
     with pytest.raises(JobError, match="part must be 'detailed' or 'base'"):
         JOBS["extract_mesh"]({"checkpoint_path": source, "part": "detail"}, {}, JobContext())
     out = str(tmp_path / "t.pt")
-    transfer = lambda **p: JOBS["transfer_detail"]({"source_checkpoint": source, "target_checkpoint": siren, "checkpoint_path": out, **p}, {}, JobContext())  # noqa: E731
+    transfer = lambda **p: JOBS["transfer_detail"](
+        {"source_checkpoint": source, "target_checkpoint": siren, "checkpoint_path": out, **p}, {}, JobContext()
+    )  # noqa: E731
     transfer()  # any SDF is a target
     with pytest.raises(JobError, match="the detail source is not a displacement field"):
         transfer(source_checkpoint=siren)

@@ -135,9 +135,14 @@ def test_the_field_interface_says_what_the_values_are():
     nerf = build_field(field_config("nerf_classic", width=16, depth=2, skip=1))
     assert not is_distance_field(DensitySurface(nerf, 10.0))
     idf = build_field(field_config("idf", base=field_config("siren", width=8, depth=1), detail=field_config("siren", width=8, depth=1)))
-    transfer = build_field(field_config("idf_transfer", target_base=field_config("siren", width=8, depth=1),
-                                        source_base=field_config("siren", width=8, depth=1),
-                                        source_detail=field_config("siren", width=8, depth=1)))
+    transfer = build_field(
+        field_config(
+            "idf_transfer",
+            target_base=field_config("siren", width=8, depth=1),
+            source_base=field_config("siren", width=8, depth=1),
+            source_detail=field_config("siren", width=8, depth=1),
+        )
+    )
     assert smooth_base(idf) is idf.base and smooth_base(transfer) is transfer.target_base
     x = torch.rand(5, 3) * 2 - 1
     assert idf(x).shape == (5,) and transfer(x).shape == (5,) and occupancy(x).shape == (5,)

@@ -83,10 +83,7 @@ def test_binary_ply_endianness_and_mixed_polygons(tmp_path, endian):
 
 def test_obj_polygons_negative_indices_and_texture_coords(tmp_path):
     path = tmp_path / "quad.obj"
-    path.write_text(
-        "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvn 0 0 1\n"
-        "f -4/1/1 -3/1/1 -2/1/1 -1/1/1\n"
-    )
+    path.write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvn 0 0 1\nf -4/1/1 -3/1/1 -2/1/1 -1/1/1\n")
     back = read_geometry(str(path))
     np.testing.assert_array_equal(back["faces"], [[0, 1, 2], [0, 2, 3]])
     np.testing.assert_allclose(back["vertex_normals"], np.tile([0.0, 0.0, 1.0], (4, 1)))

@@ -24,9 +24,7 @@ def sphere_cloud(n=4000, seed=0):
 
 
 def extract_world(path, resolution=48):
-    params, arrays = JOBS["extract_mesh"](
-        {"checkpoint_path": path, "resolution": resolution, "space": "world", "device": "cpu"}, {}, JobContext()
-    )
+    params, arrays = JOBS["extract_mesh"]({"checkpoint_path": path, "resolution": resolution, "space": "world", "device": "cpu"}, {}, JobContext())
     assert params["num_vertices"] == len(arrays["vertices"]) and params["num_faces"] == len(arrays["faces"])
     json.dumps(params, allow_nan=False)  # results cross the seam as JSON
     return arrays
@@ -54,8 +52,16 @@ CHAMFER_BOUND = 0.05
 def test_igr_fit_of_a_sphere_mesh_through_the_jobs(tmp_path):
     vertices, faces = icosphere(RADIUS, 3, CENTER)
     path = str(tmp_path / "fields" / "igr.pt")
-    params = {"method": "igr", "iterations": 200, "width": 64, "depth": 3, "batch_size": 1024,
-              "num_samples": 5000, "device": "cpu", "checkpoint_path": path}
+    params = {
+        "method": "igr",
+        "iterations": 200,
+        "width": 64,
+        "depth": 3,
+        "batch_size": 1024,
+        "num_samples": 5000,
+        "device": "cpu",
+        "checkpoint_path": path,
+    }
     result, arrays = JOBS["fit_sdf"](params, {"vertices": vertices, "faces": faces}, JobContext())
     assert arrays == {}
     json.dumps(result, allow_nan=False)
@@ -88,8 +94,17 @@ def test_siren_fit_of_an_oriented_point_cloud(tmp_path):
     # omega0 = 5 instead of the published 30: a sphere has no detail, and a
     # low-frequency SIREN reaches a clean surface in a few hundred CPU steps,
     # where omega0 = 30 still carries spurious sheets that only long training removes.
-    params = {"method": "siren", "iterations": 500, "width": 64, "depth": 2, "batch_size": 1024,
-              "omega0": 5.0, "learning_rate": 1e-3, "device": "cpu", "checkpoint_path": path}
+    params = {
+        "method": "siren",
+        "iterations": 500,
+        "width": 64,
+        "depth": 2,
+        "batch_size": 1024,
+        "omega0": 5.0,
+        "learning_rate": 1e-3,
+        "device": "cpu",
+        "checkpoint_path": path,
+    }
     result, _ = JOBS["fit_sdf"](params, {"points": points, "normals": normals}, JobContext())
     assert result["method"] == "siren" and result["has_normals"]
     ckpt = read_checkpoint(path)
@@ -166,15 +181,19 @@ def test_cancel_stops_the_fit():
 def test_divergence_is_reported():
     points, normals = sphere_cloud(500)
     with pytest.raises(JobError, match="diverged"):
-        fit_sdf(points, normals, resolve_params({"iterations": 50, "width": 16, "depth": 2, "batch_size": 64, "learning_rate": 1e30, "device": "cpu"}), JobContext())
+        fit_sdf(
+            points,
+            normals,
+            resolve_params({"iterations": 50, "width": 16, "depth": 2, "batch_size": 64, "learning_rate": 1e30, "device": "cpu"}),
+            JobContext(),
+        )
 
 
 def test_remote_style_checkpoint_travels_as_bytes(tmp_path):
     """A remote worker returns the checkpoint's bytes and takes them back for extraction."""
     points, normals = sphere_cloud(500)
     path = tmp_path / "client" / "f.pt"  # the client's path: never written by the worker
-    params = {"iterations": 5, "width": 16, "depth": 2, "batch_size": 64, "device": "cpu",
-              "checkpoint_path": str(path), "return_checkpoint": True}
+    params = {"iterations": 5, "width": 16, "depth": 2, "batch_size": 64, "device": "cpu", "checkpoint_path": str(path), "return_checkpoint": True}
     result, arrays = JOBS["fit_sdf"](params, {"points": points, "normals": normals}, JobContext())
     assert not path.exists() and not path.parent.exists()
     blob = arrays["checkpoint"]

@@ -10,13 +10,13 @@ from inr_blender.checkpoint import load_checkpoint, read_checkpoint, save_checkp
 from inr_blender.context import JobContext, JobError
 from inr_blender.fields import HashGridEncoding, HashGridSDF, build_field, field_config, value_and_gradient
 from inr_blender.fields.grad import finite_difference_gradient
-from inr_blender.geometry.sampling import SignedDistanceEstimate, far_samples
+from inr_blender.fileio import read_geometry
 from inr_blender.fitting import resolve_params
 from inr_blender.fitting.losses import igr_loss
+from inr_blender.geometry.sampling import SignedDistanceEstimate, far_samples
 from inr_blender.jobs import JOBS
 
 from conftest import needs_shared_data
-from inr_blender.fileio import read_geometry
 from test_backend_fit import chamfer_to_sphere, extract_world, sphere_cloud
 
 
@@ -31,8 +31,9 @@ def connected_components(faces, num_vertices):
 
 def random_encoding(**kwargs):
     torch.manual_seed(0)
-    enc = HashGridEncoding(**{"levels": 4, "features_per_level": 2, "log2_table_size": 10,
-                              "base_resolution": 4, "finest_resolution": 64, **kwargs}).double()
+    enc = HashGridEncoding(
+        **{"levels": 4, "features_per_level": 2, "log2_table_size": 10, "base_resolution": 4, "finest_resolution": 64, **kwargs}
+    ).double()
     with torch.no_grad():
         enc.table.normal_()  # the published U(-1e-4, 1e-4) init is too small to see anything
     return enc
@@ -110,16 +111,24 @@ def test_starts_as_the_sphere_sdf():
 
 def test_checkpoint_round_trip(tmp_path):
     config = field_config("hashgrid", levels=6, log2_table_size=11, finest_resolution=128, width=32)
-    assert config == {"kind": "hashgrid", "levels": 6, "features_per_level": 2, "log2_table_size": 11,
-                      "base_resolution": 16, "finest_resolution": 128, "width": 32, "depth": 2, "beta": 100.0,
-                      "init_radius": 0.5}
+    assert config == {
+        "kind": "hashgrid",
+        "levels": 6,
+        "features_per_level": 2,
+        "log2_table_size": 11,
+        "base_resolution": 16,
+        "finest_resolution": 128,
+        "width": 32,
+        "depth": 2,
+        "beta": 100.0,
+        "init_radius": 0.5,
+    }
     torch.manual_seed(1)
     net = build_field(config)
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.1)
-    path = save_checkpoint({"config": config, "state_dict": net.state_dict(), "center": [0.0] * 3, "scale": 1.0},
-                           str(tmp_path / "hg.pt"))
+    path = save_checkpoint({"config": config, "state_dict": net.state_dict(), "center": [0.0] * 3, "scale": 1.0}, str(tmp_path / "hg.pt"))
     loaded, ckpt = load_checkpoint(path)
     assert isinstance(loaded, HashGridSDF) and ckpt["config"] == config
     x = torch.rand(500, 3) * 2 - 1
@@ -148,7 +157,7 @@ def test_hashgrid_params():
 
 def test_finite_difference_gradient_matches_autograd():
     net = random_sdf()
-    x = (torch.rand(300, 3, dtype=torch.float64) * 1.6 - 0.8)
+    x = torch.rand(300, 3, dtype=torch.float64) * 1.6 - 0.8
     f, g = value_and_gradient(net, x)
     f_fd, g_fd = finite_difference_gradient(net, x, 1e-6)
     assert torch.allclose(f, f_fd)
@@ -200,8 +209,16 @@ def test_hashgrid_fit_of_a_sphere_point_cloud_through_the_jobs(tmp_path):
     points, _ = sphere_cloud()
     path = str(tmp_path / "hashgrid.pt")
     # A small grid (8 levels to resolution 128, 2^12 rows) and batch keep this a few seconds on CPU.
-    params = {"method": "hashgrid", "iterations": 300, "levels": 8, "log2_table_size": 12, "finest_resolution": 128,
-              "batch_size": 512, "device": "cpu", "checkpoint_path": path}
+    params = {
+        "method": "hashgrid",
+        "iterations": 300,
+        "levels": 8,
+        "log2_table_size": 12,
+        "finest_resolution": 128,
+        "batch_size": 512,
+        "device": "cpu",
+        "checkpoint_path": path,
+    }
     result, _ = JOBS["fit_sdf"](params, {"points": points}, JobContext())
     json.dumps(result, allow_nan=False)
     assert result["method"] == "hashgrid" and not result["has_normals"] and result["iterations_run"] == 300

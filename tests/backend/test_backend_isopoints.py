@@ -13,7 +13,7 @@ from inr_blender.geometry import isopoints as iso
 from inr_blender.jobs import JOBS
 from inr_blender.settings.isopoints import SPEC as ISOPOINTS
 
-from sdf_shapes import Constant, Cube, Sphere, SmoothSphere
+from sdf_shapes import Constant, Cube, SmoothSphere, Sphere
 
 CPU = torch.device("cpu")
 
@@ -59,29 +59,35 @@ def test_upsampling_fills_in_and_keeps_the_cube_edges_sharp():
                 coverage = np.histogram(on_edge[:, axis], bins=10, range=(-0.5, 0.5))[0]
                 assert (coverage > 0).sum() >= 8, f"edge along axis {axis} ({sx}, {sy}) has gaps: {coverage}"
     # the inserted points join neighbours of similar normal: none lands off the cube or between two faces
-    new = up.points[len(base.points):]
+    new = up.points[len(base.points) :]
     assert len(new) >= 1400 and np.abs(cube(torch.as_tensor(new, dtype=torch.float32)).numpy()).max() < 1e-4
 
 
-@pytest.mark.parametrize("field, message", [
-    (Constant(-1.0), "gradient vanishes everywhere"),
-    (Constant(1.0), "gradient vanishes everywhere"),
-    (SmoothSphere(5.0), "no surface in its domain"),
-    (Sphere(0.5, (3.0, 0.0, 0.0)), "no surface in its domain"),
-])
+@pytest.mark.parametrize(
+    "field, message",
+    [
+        (Constant(-1.0), "gradient vanishes everywhere"),
+        (Constant(1.0), "gradient vanishes everywhere"),
+        (SmoothSphere(5.0), "no surface in its domain"),
+        (Sphere(0.5, (3.0, 0.0, 0.0)), "no surface in its domain"),
+    ],
+)
 def test_fields_without_a_surface_are_refused(field, message):
     with pytest.raises(JobError, match=message):
         sample(field, count=100)
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"count": 0}, "count must be at least 1"),
-    ({"count": -5}, "count must be at least 1"),
-    ({"count": 10**12}, "more than half of the"),
-    ({"count": "many"}, "count must be an integer"),
-    ({"counts": 10}, "unknown isopoints parameter"),
-    ({"upsample": -1}, "upsample must be non-negative"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"count": 0}, "count must be at least 1"),
+        ({"count": -5}, "count must be at least 1"),
+        ({"count": 10**12}, "more than half of the"),
+        ({"count": "many"}, "count must be an integer"),
+        ({"counts": 10}, "unknown isopoints parameter"),
+        ({"upsample": -1}, "upsample must be non-negative"),
+    ],
+)
 def test_bad_parameters_are_refused(params, message):
     with pytest.raises(JobError, match=message):
         iso.check_memory(ISOPOINTS.resolve(params))
@@ -93,8 +99,11 @@ def test_the_job_in_world_space(tmp_path):
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     centre, radius = np.array([2.0, -1.0, 0.5]), 0.5
     path = str(tmp_path / "f.pt")
-    JOBS["fit_sdf"]({"method": "igr", "checkpoint_path": path, "iterations": 150, "width": 64, "depth": 2,
-                     "batch_size": 1024}, {"points": centre + radius * d, "normals": d}, JobContext())
+    JOBS["fit_sdf"](
+        {"method": "igr", "checkpoint_path": path, "iterations": 150, "width": 64, "depth": 2, "batch_size": 1024},
+        {"points": centre + radius * d, "normals": d},
+        JobContext(),
+    )
     result, arrays = JOBS["sample_isopoints"]({"checkpoint_path": path, "space": "world", "count": 800}, {}, JobContext())
     json.dumps(result, allow_nan=False)
     assert result["num_points"] == len(arrays["points"]) == len(arrays["normals"]) == len(arrays["residual"])
@@ -126,8 +135,9 @@ def test_iso_point_term_weighs_the_data_and_joins_the_batch():
     assert float((term.normals * radial).sum(dim=1).min()) > 0.99  # the plane fits agree with the sphere's normals
 
     idx = torch.tensor([0, 150, 500])
-    on, n, (value_w, normal_w) = term.extend(torch.as_tensor(cloud[idx.numpy()], dtype=torch.float32),
-                                             torch.as_tensor(normals[idx.numpy()], dtype=torch.float32), idx, 50)
+    on, n, (value_w, normal_w) = term.extend(
+        torch.as_tensor(cloud[idx.numpy()], dtype=torch.float32), torch.as_tensor(normals[idx.numpy()], dtype=torch.float32), idx, 50
+    )
     assert on.shape == (53, 3) and n.shape == (53, 3)
     assert np.abs(on[3:].norm(dim=1).numpy() - 0.5).max() < 1e-4  # the iso-points of the sphere
     assert value_w[:3].tolist() == pytest.approx(w[[0, 150, 500]].tolist(), rel=1e-5)
@@ -145,8 +155,7 @@ def test_weighted_surface_terms_ignore_a_zero_weight_point():
     keep_first = (torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]))
     _, igr = igr_loss(field, on, n, off, weights=keep_first)
     _, siren = siren_loss(field, on, n, off, weights=keep_first)
-    _, skel = skeleton_loss(field, on, n, off, None, None, None, {"w_surface": 1.0, "w_normal": 1.0, "w_eikonal": 1.0},
-                            0.0, keep_first)
+    _, skel = skeleton_loss(field, on, n, off, None, None, None, {"w_surface": 1.0, "w_normal": 1.0, "w_eikonal": 1.0}, 0.0, keep_first)
     for parts, value, normal in ((igr, "surface", "normals"), (siren, "sdf", "normal"), (skel, "surface", "normal")):
         assert float(parts[value].detach()) < 1e-6 and float(parts[normal].detach()) < 1e-6
     _, unweighted = igr_loss(field, on, n, off)
@@ -158,9 +167,20 @@ def test_fitting_with_iso_points_refreshes_on_schedule(tmp_path):
     d = np.random.default_rng(0).normal(size=(3000, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     result, _ = JOBS["fit_sdf"](
-        {"method": "igr", "checkpoint_path": str(tmp_path / "f.pt"), "iterations": 60, "width": 64, "depth": 2,
-         "batch_size": 512, "isopoints": 300, "isopoints_warmup": 20, "isopoints_refresh": 20, "convergence_tolerance": 0},
-        {"points": 0.5 * d, "normals": d}, JobContext(),
+        {
+            "method": "igr",
+            "checkpoint_path": str(tmp_path / "f.pt"),
+            "iterations": 60,
+            "width": 64,
+            "depth": 2,
+            "batch_size": 512,
+            "isopoints": 300,
+            "isopoints_warmup": 20,
+            "isopoints_refresh": 20,
+            "convergence_tolerance": 0,
+        },
+        {"points": 0.5 * d, "normals": d},
+        JobContext(),
     )
     from inr_blender.checkpoint import read_checkpoint
 

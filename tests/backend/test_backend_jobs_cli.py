@@ -35,8 +35,19 @@ def test_every_registered_job_is_a_command_with_dashes_and_underscores():
     for name in JOBS:
         assert name in names and name.replace("_", "-") in names
         assert names[name] is names[name.replace("_", "-")]
-    for old in ("fit-sdf", "fit-nerf", "render-view", "extract", "skeleton", "isopoints", "transfer", "metrics",
-                "fit-shape-space", "reconstruct", "interpolate"):
+    for old in (
+        "fit-sdf",
+        "fit-nerf",
+        "render-view",
+        "extract",
+        "skeleton",
+        "isopoints",
+        "transfer",
+        "metrics",
+        "fit-shape-space",
+        "reconstruct",
+        "interpolate",
+    ):
         assert old in names
 
 
@@ -48,8 +59,11 @@ def test_help_shows_each_params_help_default_and_bounds():
     assert f"--delta FLOAT {delta.help} (default {delta.default:g}; positive)" in text
     assert "--surface-samples" in text and "at least 4" in text  # the old spelling of num_surface_samples
     fit = " ".join(cli("fit-sdf", "--help").stdout.split())
-    widths = {m: next(q.default for q in ps if q.name == "width")
-              for m, ps in REGISTRY.get("fit_sdf").spec.variants.sets().items() if any(q.name == "width" for q in ps)}
+    widths = {
+        m: next(q.default for q in ps if q.name == "width")
+        for m, ps in REGISTRY.get("fit_sdf").spec.variants.sets().items()
+        if any(q.name == "width" for q in ps)
+    }
     assert len(set(widths.values())) > 1  # a default per method, each named
     assert f"--width INT Hidden units per layer (default {', '.join(f'{m} {w}' for m, w in widths.items())}; positive)" in fit
     assert "--preset STR" in fit and "one of fast, detailed, smooth, skeleton, custom" in fit
@@ -77,8 +91,12 @@ def test_a_spec_refuses_an_unknown_key_and_a_bad_type_in_one_line(tmp_path):
 def test_a_registered_job_gets_resolved_settings_and_a_command():
     seen = []
 
-    @job(Spec("echo_settings", (Param("steps", 3, "Steps", positive=True), Param("colour", [0.5, 0.5, 0.5], "RGB",
-                                                                              kind=list, length=3, minimum=0.0, maximum=1.0))))
+    @job(
+        Spec(
+            "echo_settings",
+            (Param("steps", 3, "Steps", positive=True), Param("colour", [0.5, 0.5, 0.5], "RGB", kind=list, length=3, minimum=0.0, maximum=1.0)),
+        )
+    )
     def echo(p, arrays, ctx):
         seen.append(p)
         return dict(p), {}
@@ -117,8 +135,7 @@ def test_preset_fast_on_the_command_line(tmp_path):
     d = np.random.default_rng(0).normal(size=(2000, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     write_mesh(str(tmp_path / "cloud.ply"), 0.5 * d, None, d)
-    fit = cli("fit-sdf", "cloud.ply", "-o", "f.pt", "--preset", "fast", "--iterations", "5", "--batch-size", "256",
-              "--device", "cpu", cwd=tmp_path)
+    fit = cli("fit-sdf", "cloud.ply", "-o", "f.pt", "--preset", "fast", "--iterations", "5", "--batch-size", "256", "--device", "cpu", cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr
     assert "fitted HASHGRID" in fit.stdout
     ckpt = torch.load(tmp_path / "f.pt", weights_only=True)

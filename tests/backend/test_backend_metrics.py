@@ -18,8 +18,18 @@ from inr_blender.geometry.primitives import icosphere
 from inr_blender.jobs import JOBS
 
 KEYS = {
-    "radius", "chamfer_l1", "chamfer_l2", "chamfer_l1_normalized", "chamfer_l2_normalized",
-    "normal_consistency", "normal_angle", "fscore", "precision", "recall", "fscore_threshold", "hausdorff",
+    "radius",
+    "chamfer_l1",
+    "chamfer_l2",
+    "chamfer_l1_normalized",
+    "chamfer_l2_normalized",
+    "normal_consistency",
+    "normal_angle",
+    "fscore",
+    "precision",
+    "recall",
+    "fscore_threshold",
+    "hausdorff",
 }
 
 

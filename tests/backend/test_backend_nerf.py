@@ -21,6 +21,7 @@ from inr_blender.render.image_metrics import psnr, ssim
 from inr_blender.render.occupancy import OccupancyGrid
 from inr_blender.render.samplers import sample_pdf, stratified
 from inr_blender.render.volume import composite
+
 from nerf_scenes import BOTTOM, TOP, render_sphere, sphere_cameras, write_sphere_dataset
 
 
@@ -31,6 +32,7 @@ def _png(path, array):
 
 
 # -- cameras and rays ------------------------------------------------------------------------
+
 
 def test_rays_pass_through_the_points_they_project_from():
     rng = np.random.default_rng(0)
@@ -68,6 +70,7 @@ def test_ray_box_entry_and_exit():
 
 
 # -- sampling and compositing ----------------------------------------------------------------
+
 
 def test_composite_matches_the_closed_form_of_a_constant_medium():
     sigma, length, k = 1.7, 0.8, 400
@@ -121,6 +124,7 @@ def test_psnr_and_ssim():
 
 # -- datasets ----------------------------------------------------------------------------------
 
+
 def test_reads_nerf_synthetic_rgba_without_extensions(tmp_path):
     cameras = write_sphere_dataset(str(tmp_path / "s"), count=4, size=24, focal=30.0)
     views = load_transforms(str(tmp_path / "s"), background=(1.0, 1.0, 1.0))
@@ -137,10 +141,23 @@ def test_reads_nerf_synthetic_rgba_without_extensions(tmp_path):
 def test_reads_instant_ngp_intrinsics_and_aabb_scale(tmp_path):
     _png(tmp_path / "a.jpg", np.full((10, 20, 3), 128))
     _png(tmp_path / "b.jpg", np.full((10, 20, 3), 64))
-    frames = [{"file_path": "a.jpg", "transform_matrix": np.eye(4).tolist()},
-              {"file_path": "b", "transform_matrix": np.eye(4)[:3].tolist(), "fl_x": 30.0}]
+    frames = [
+        {"file_path": "a.jpg", "transform_matrix": np.eye(4).tolist()},
+        {"file_path": "b", "transform_matrix": np.eye(4)[:3].tolist(), "fl_x": 30.0},
+    ]
     # declared at twice the stored size: intrinsics are scaled to the images
-    meta = {"fl_x": 40.0, "fl_y": 42.0, "cx": 19.0, "cy": 11.0, "w": 40, "h": 20, "aabb_scale": 4, "k1": 0.0, "camera_model": "OPENCV", "frames": frames}
+    meta = {
+        "fl_x": 40.0,
+        "fl_y": 42.0,
+        "cx": 19.0,
+        "cy": 11.0,
+        "w": 40,
+        "h": 20,
+        "aabb_scale": 4,
+        "k1": 0.0,
+        "camera_model": "OPENCV",
+        "frames": frames,
+    }
     (tmp_path / "transforms.json").write_text(json.dumps(meta))
     views = load_transforms(str(tmp_path))
     assert np.allclose(views.intrinsics, [[20.0, 21.0, 9.5, 5.5], [15.0, 21.0, 9.5, 5.5]])
@@ -226,10 +243,22 @@ SPHERE_PSNR_BOUND = 26.0
 def sphere_field(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sphere")
     write_sphere_dataset(str(folder / "views"), count=24, size=32, focal=40.0)
-    params = {"transforms_path": str(folder / "views"), "checkpoint_path": str(folder / "field.pt"), "model": "fast",
-              "iterations": 300, "holdout_every": 8, "device": "cpu", "levels": 8, "log2_table_size": 14,
-              "finest_resolution": 128, "occupancy_resolution": 32, "samples_per_step": 8192, "max_rays": 1024,
-              "initial_rays": 512, "eval_every": 150}
+    params = {
+        "transforms_path": str(folder / "views"),
+        "checkpoint_path": str(folder / "field.pt"),
+        "model": "fast",
+        "iterations": 300,
+        "holdout_every": 8,
+        "device": "cpu",
+        "levels": 8,
+        "log2_table_size": 14,
+        "finest_resolution": 128,
+        "occupancy_resolution": 32,
+        "samples_per_step": 8192,
+        "max_rays": 1024,
+        "initial_rays": 512,
+        "eval_every": 150,
+    }
     result, arrays = JOBS["fit_nerf"](params, {}, JobContext())
     return folder, result
 
@@ -268,7 +297,9 @@ def test_render_view_matches_the_exact_image(sphere_field):
 @pytest.mark.slow
 def test_extract_coloured_mesh(sphere_field):
     folder, result = sphere_field
-    out, arrays = JOBS["extract_mesh"]({"checkpoint_path": result["checkpoint_path"], "resolution": 48, "space": "world", "device": "cpu"}, {}, JobContext())
+    out, arrays = JOBS["extract_mesh"](
+        {"checkpoint_path": result["checkpoint_path"], "resolution": 48, "space": "world", "device": "cpu"}, {}, JobContext()
+    )
     v, colours = arrays["vertices"], arrays["colors"]
     r = np.linalg.norm(v, axis=1)
     assert len(v) > 500 and abs(np.median(r) - 0.5) < 0.06
@@ -282,9 +313,20 @@ def test_classic_nerf_learns(tmp_path):
     # the published learning rate and crops; a small network and few samples. Measured: the loss falls
     # from about 0.8 to below 0.1 in 200 steps once the background shows through (a dead density, or
     # weights summing past 1, keep it above 0.2: the failures this test caught)
-    params = {"transforms_path": str(tmp_path / "views"), "checkpoint_path": str(tmp_path / "c.pt"), "model": "classic",
-              "iterations": 200, "width": 64, "depth": 4, "batch_rays": 256, "coarse_samples": 16, "fine_samples": 16,
-              "precrop_iterations": 20, "holdout_every": 4, "device": "cpu"}
+    params = {
+        "transforms_path": str(tmp_path / "views"),
+        "checkpoint_path": str(tmp_path / "c.pt"),
+        "model": "classic",
+        "iterations": 200,
+        "width": 64,
+        "depth": 4,
+        "batch_rays": 256,
+        "coarse_samples": 16,
+        "fine_samples": 16,
+        "precrop_iterations": 20,
+        "holdout_every": 4,
+        "device": "cpu",
+    }
     result, _ = JOBS["fit_nerf"](params, {}, JobContext())
     losses = [loss for _, loss in result["loss_history"]]
     print(f"sphere, classic NeRF: loss {np.mean(losses[:5]):.3f} -> {np.mean(losses[-10:]):.3f}, held-out PSNR {result['psnr']:.2f} dB")
@@ -300,7 +342,9 @@ def test_fit_nerf_job_bad_input(tmp_path):
     with pytest.raises(JobError, match="without c2w"):
         JOBS["fit_nerf"]({"checkpoint_path": ck}, {"images": np.zeros((2, 4, 4, 3), np.uint8)}, ctx)
     with pytest.raises(JobError, match="c2w of shape"):
-        JOBS["fit_nerf"]({"checkpoint_path": ck}, {"images": np.zeros((2, 4, 4, 3), np.uint8), "c2w": np.zeros((1, 4, 4)), "intrinsics": np.ones((2, 4))}, ctx)
+        JOBS["fit_nerf"](
+            {"checkpoint_path": ck}, {"images": np.zeros((2, 4, 4, 3), np.uint8), "c2w": np.zeros((1, 4, 4)), "intrinsics": np.ones((2, 4))}, ctx
+        )
     with pytest.raises(JobError, match="transforms file not found"):
         JOBS["fit_nerf"]({"checkpoint_path": ck, "transforms_path": str(tmp_path / "none.json")}, {}, ctx)
     with pytest.raises(JobError, match="needs a checkpoint_path"):
@@ -326,7 +370,12 @@ def test_render_view_bad_input(sphere_field, tmp_path):
     with pytest.raises(JobError, match="background"):
         JOBS["render_nerf_view"]({**good, "background": [2, 0, 0]}, eye, ctx)
     pts = np.random.default_rng(0).normal(size=(500, 3))
-    sdf = fit_sdf(pts / np.linalg.norm(pts, axis=1, keepdims=True), None, resolve_params({"method": "igr", "iterations": 2, "width": 8, "depth": 2, "device": "cpu"}), ctx)
+    sdf = fit_sdf(
+        pts / np.linalg.norm(pts, axis=1, keepdims=True),
+        None,
+        resolve_params({"method": "igr", "iterations": 2, "width": 8, "depth": 2, "device": "cpu"}),
+        ctx,
+    )
     path = save_checkpoint(sdf, str(tmp_path / "sdf.pt"))
     with pytest.raises(JobError, match="not a radiance field"):
         JOBS["render_nerf_view"]({**good, "checkpoint_path": path}, eye, ctx)

@@ -44,10 +44,17 @@ def _check(p: dict) -> None:
 
 
 SETTINGS = MethodSettings(
-    NAME, "Tiny Sphere", "A learnt sphere plus a small residual MLP (a test of the method recipe)",
-    params(run(150, 512, 1e-2, 0, 1.0, 0.0), Param("hidden", 16, "Hidden units", positive=True),
-           Param("w_eikonal", 0.1, "Weight of the eikonal term", minimum=0.0)),
-    needs_normals=True, normals_subject="The tiny sphere", check=_check,
+    NAME,
+    "Tiny Sphere",
+    "A learnt sphere plus a small residual MLP (a test of the method recipe)",
+    params(
+        run(150, 512, 1e-2, 0, 1.0, 0.0),
+        Param("hidden", 16, "Hidden units", positive=True),
+        Param("w_eikonal", 0.1, "Weight of the eikonal term", minimum=0.0),
+    ),
+    needs_normals=True,
+    normals_subject="The tiny sphere",
+    check=_check,
 )
 
 
@@ -91,14 +98,14 @@ def test_a_method_registered_from_a_test_fits_and_extracts(tiny_method, tmp_path
         JOBS["fit_sdf"]({"method": NAME, "hidden": 100, "checkpoint_path": path}, {"vertices": vertices, "faces": faces}, ctx)
     with pytest.raises(JobError, match="The tiny sphere needs oriented normals"):  # the refusal from its settings
         JOBS["fit_sdf"]({"method": NAME, "checkpoint_path": path, "device": "cpu"}, {"points": vertices}, ctx)
-    result, _ = JOBS["fit_sdf"]({"method": NAME, "checkpoint_path": path, "num_samples": 5000, "device": "cpu"},
-                                {"vertices": vertices, "faces": faces}, ctx)
+    result, _ = JOBS["fit_sdf"](
+        {"method": NAME, "checkpoint_path": path, "num_samples": 5000, "device": "cpu"}, {"vertices": vertices, "faces": faces}, ctx
+    )
     assert result["method"] == NAME and result["iterations_run"] == 150
     ckpt = torch.load(path, weights_only=True)
     assert ckpt["config"] == {"kind": KIND, "hidden": 16} and ckpt["params"]["w_eikonal"] == 0.1
     for method in ("sparse", "guaranteed"):  # the guaranteed extraction uses the range rule registered above
-        info, mesh = JOBS["extract_mesh"]({"checkpoint_path": path, "resolution": 32, "space": "world", "method": method,
-                                           "device": "cpu"}, {}, ctx)
+        info, mesh = JOBS["extract_mesh"]({"checkpoint_path": path, "resolution": 32, "space": "world", "method": method, "device": "cpu"}, {}, ctx)
         radii = np.linalg.norm(mesh["vertices"] - [2.0, 0.0, -1.0], axis=1)
         assert info["num_faces"] > 500
         assert np.abs(radii - 1.0).max() < 0.03, (method, radii.min(), radii.max())

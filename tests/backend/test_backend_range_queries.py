@@ -70,9 +70,11 @@ def small_field(tmp_path_factory):
     d = np.random.default_rng(0).normal(size=(2000, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     path = str(tmp_path_factory.mktemp("ranges") / "siren.pt")
-    JOBS["fit_sdf"]({"method": "igr", "width": 32, "depth": 2, "iterations": 200, "batch_size": 1024, "checkpoint_path": path,
-                     "convergence_tolerance": 0},
-                    {"points": 0.5 * d, "normals": d}, JobContext())
+    JOBS["fit_sdf"](
+        {"method": "igr", "width": 32, "depth": 2, "iterations": 200, "batch_size": 1024, "checkpoint_path": path, "convergence_tolerance": 0},
+        {"points": 0.5 * d, "normals": d},
+        JobContext(),
+    )
     return path
 
 
@@ -81,7 +83,9 @@ def small_field(tmp_path_factory):
 def test_guaranteed_extraction_job_gives_the_dense_mesh(small_field, mode, fraction):
     """The same mesh as dense marching cubes, with fewer evaluations (measured on this IGR field at 49^3:
     64k of 118k points with intervals, 21k with affine_all; 27k for the distance-field test)."""
-    run = lambda method: JOBS["extract_mesh"]({"checkpoint_path": small_field, "resolution": 49, "method": method, "range_mode": mode}, {}, JobContext())  # noqa: E731
+    run = lambda method: JOBS["extract_mesh"](
+        {"checkpoint_path": small_field, "resolution": 49, "method": method, "range_mode": mode}, {}, JobContext()
+    )  # noqa: E731
     (dense, a), (guaranteed, b) = run("dense"), run("guaranteed")
     assert guaranteed["method"] == "guaranteed" and guaranteed["box_evaluations"] > 0
     assert guaranteed["evaluations"] <= fraction * dense["evaluations"]
@@ -96,16 +100,30 @@ def test_guaranteed_extraction_refusals(small_field, tmp_path):
     d = np.random.default_rng(0).normal(size=(500, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     idf = str(tmp_path / "idf.pt")
-    JOBS["fit_sdf"]({"method": "idf", "base_width": 16, "base_depth": 1, "detail_width": 16, "detail_depth": 1, "init": "random",
-                     "iterations": 5, "batch_size": 256, "checkpoint_path": idf}, {"points": 0.5 * d, "normals": d}, JobContext())
+    JOBS["fit_sdf"](
+        {
+            "method": "idf",
+            "base_width": 16,
+            "base_depth": 1,
+            "detail_width": 16,
+            "detail_depth": 1,
+            "init": "random",
+            "iterations": 5,
+            "batch_size": 256,
+            "checkpoint_path": idf,
+        },
+        {"points": 0.5 * d, "normals": d},
+        JobContext(),
+    )
     with pytest.raises(JobError, match="range analysis has no rule for DisplacementField"):
         JOBS["extract_mesh"]({"checkpoint_path": idf, "method": "guaranteed", "resolution": 17}, {}, JobContext())
 
 
 # Field against field under full transforms: parallelepipeds bounded as affine forms.
 
-SPHERE_CONFIG = field_config("hashgrid", levels=2, features_per_level=2, log2_table_size=8, base_resolution=4, finest_resolution=8,
-                             width=8, depth=1, init_radius=0.5)
+SPHERE_CONFIG = field_config(
+    "hashgrid", levels=2, features_per_level=2, log2_table_size=8, base_resolution=4, finest_resolution=8, width=8, depth=1, init_radius=0.5
+)
 
 
 def sphere_field() -> nn.Module:
@@ -192,8 +210,15 @@ def test_fields_intersect_frames_as_center_and_scale_or_matrices():
 def test_intersection_job_places_the_other_field_by_its_matrix(tmp_path):
     """Checkpoints put the second sphere at (1, 0, 0) with radius 0.1: disjoint. ``other_matrix`` places it
     instead (its local frame in the first's), as the ellipsoid that reaches into the first sphere, or turned away."""
-    save = lambda name, center, scale: save_checkpoint({"config": SPHERE_CONFIG, "state_dict": sphere_field().state_dict(),  # noqa: E731
-                                                        "center": list(center), "scale": scale}, str(tmp_path / name))
+    save = lambda name, center, scale: save_checkpoint(
+        {
+            "config": SPHERE_CONFIG,
+            "state_dict": sphere_field().state_dict(),  # noqa: E731
+            "center": list(center),
+            "scale": scale,
+        },
+        str(tmp_path / name),
+    )
     base = {"checkpoint_path": save("a.pt", (0.0, 0.0, 0.0), 1.0), "other_checkpoint_path": save("b.pt", (1.0, 0.0, 0.0), 0.2)}
     run = lambda **params: JOBS["check_intersection"]({**base, **params}, {}, JobContext())  # noqa: E731
     assert run()[0]["verdict"] == "disjoint"
@@ -206,5 +231,8 @@ def test_intersection_job_places_the_other_field_by_its_matrix(tmp_path):
     with pytest.raises(JobError, match="singular"):
         run(other_matrix=np.diag([1.0, 0.0, 1.0, 1.0]).tolist())
     with pytest.raises(JobError, match="other_matrix places a second field"):
-        JOBS["check_intersection"]({"checkpoint_path": base["checkpoint_path"], "other_matrix": np.eye(4).tolist()},
-                                   {"vertices": np.zeros((3, 3)), "faces": np.array([[0, 1, 2]])}, JobContext())
+        JOBS["check_intersection"](
+            {"checkpoint_path": base["checkpoint_path"], "other_matrix": np.eye(4).tolist()},
+            {"vertices": np.zeros((3, 3)), "faces": np.array([[0, 1, 2]])},
+            JobContext(),
+        )

@@ -12,12 +12,21 @@ from inr_blender.jobs import JOBS
 from inr_blender.ranges.closest import closest_points
 from inr_blender.ranges.intersection import field_mesh_intersect, fields_intersect
 from inr_blender.ranges.raycast import cast_camera, sphere_trace_camera
+
 from test_backend_range_queries import steep_slabs
 
 W = H = 32
 INTRINSICS = [40.0, 40.0, W / 2, H / 2]
-SMALL_HASHGRID = {"levels": 2, "features_per_level": 2, "log2_table_size": 8, "base_resolution": 4, "finest_resolution": 8,
-                  "width": 8, "depth": 1, "init_radius": 0.5}
+SMALL_HASHGRID = {
+    "levels": 2,
+    "features_per_level": 2,
+    "log2_table_size": 8,
+    "base_resolution": 4,
+    "finest_resolution": 8,
+    "width": 8,
+    "depth": 1,
+    "init_radius": 0.5,
+}
 
 
 def sphere_checkpoint(path, center=(0.0, 0.0, 0.0), scale=1.0) -> str:
@@ -56,8 +65,7 @@ def test_raycast_job_gives_the_analytic_sphere_depth(sphere):
     """World sphere: radius 1 at (1, 2, 3); the camera 4 units in front. Measured: depth error 7e-6 (float32 field)."""
     c2w = camera(z=7.0, x=1.0)
     c2w[1, 3] = 2.0
-    result, arrays = JOBS["raycast_view"]({"checkpoint_path": sphere, "intrinsics": INTRINSICS, "width": W, "height": H},
-                                          {"c2w": c2w}, JobContext())
+    result, arrays = JOBS["raycast_view"]({"checkpoint_path": sphere, "intrinsics": INTRINSICS, "width": W, "height": H}, {"c2w": c2w}, JobContext())
     expected = sphere_depths(c2w, (1.0, 2.0, 3.0), 1.0)
     hit = arrays["hit"].astype(bool)
     assert np.array_equal(hit, np.isfinite(expected)) and hit.sum() > 100
@@ -67,8 +75,9 @@ def test_raycast_job_gives_the_analytic_sphere_depth(sphere):
     assert arrays["shaded"].shape == (H, W, 3) and arrays["shaded"].min() >= 0 and arrays["shaded"].max() <= 1
     assert np.allclose(arrays["shaded"][~hit], 1.0)  # white background
     assert result["box_evaluations"] > 0 and result["point_evaluations"] > 0 and result["rays"] == W * H
-    traced, st = JOBS["raycast_view"]({"checkpoint_path": sphere, "intrinsics": INTRINSICS, "width": W, "height": H,
-                                       "method": "sphere_tracing"}, {"c2w": c2w}, JobContext())
+    traced, st = JOBS["raycast_view"](
+        {"checkpoint_path": sphere, "intrinsics": INTRINSICS, "width": W, "height": H, "method": "sphere_tracing"}, {"c2w": c2w}, JobContext()
+    )
     both = hit & st["hit"].astype(bool)
     assert both.sum() >= hit.sum() - 8 and np.abs(st["depth"][both] - expected[both]).max() < 5e-3  # a true SDF: sound
 
@@ -159,10 +168,12 @@ def test_query_refusals(sphere, tmp_path):
         empty[0].bias.fill_(1.0)
     with pytest.raises(JobError, match="no surface"):
         closest_points(empty, torch.zeros(2, 3))
-    config = field_config("idf", base={"kind": "siren", "width": 8, "depth": 1, "omega0": 15.0},
-                          detail={"kind": "siren", "width": 8, "depth": 1, "omega0": 60.0})
-    idf = save_checkpoint({"config": config, "state_dict": build_field(config).state_dict(), "center": [0, 0, 0], "scale": 1.0},
-                          str(tmp_path / "idf.pt"))
+    config = field_config(
+        "idf", base={"kind": "siren", "width": 8, "depth": 1, "omega0": 15.0}, detail={"kind": "siren", "width": 8, "depth": 1, "omega0": 60.0}
+    )
+    idf = save_checkpoint(
+        {"config": config, "state_dict": build_field(config).state_dict(), "center": [0, 0, 0], "scale": 1.0}, str(tmp_path / "idf.pt")
+    )
     with pytest.raises(JobError, match="range analysis has no rule for DisplacementField"):
         JOBS["raycast_view"]({**base, "checkpoint_path": idf}, {"c2w": camera()}, JobContext())
     with pytest.raises(JobError, match="range analysis has no rule for DisplacementField"):

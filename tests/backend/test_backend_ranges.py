@@ -17,8 +17,8 @@ from torch import nn
 
 from inr_blender.context import JobError
 from inr_blender.fields import HashGridEncoding, HashGridSDF, IGRNet, Siren
-from inr_blender.fields.displacement import DisplacementField
 from inr_blender.fields.deepsdf import DeepSDFDecoder, LatentShape
+from inr_blender.fields.displacement import DisplacementField
 from inr_blender.fields.encodings import PositionalEncoding
 from inr_blender.fields.nerf import ClassicNeRF, FastNeRF
 from inr_blender.ranges import MODES, classify, field_range
@@ -131,8 +131,17 @@ def test_bounds_contain_the_sampled_range(kind):
 # The half-width from which the published affine modes (fixed, truncate, append, all) are no wider than
 # interval arithmetic on every box, per field kind; measured on 32 boxes per size (the docstring below).
 PURE_AFFINE_NO_WIDER_BELOW = {kind: 0.4 for kind in PLAIN_MLPS + ("igr_soft",)} | {
-    "igr": 0.05, "igr_relu": 0.05, "fourier": 0.05, "nerf": 0.05, "density_surface": 0.05, "siren": 0.005,
-    "hashgrid": 0.0005, "nerf_fast": 0.0005, "deepsdf": 0.4, "deepsdf_occupancy": 0.4}
+    "igr": 0.05,
+    "igr_relu": 0.05,
+    "fourier": 0.05,
+    "nerf": 0.05,
+    "density_surface": 0.05,
+    "siren": 0.005,
+    "hashgrid": 0.0005,
+    "nerf_fast": 0.0005,
+    "deepsdf": 0.4,
+    "deepsdf_occupancy": 0.4,
+}
 
 
 @pytest.mark.parametrize("kind", list(FIELDS))
@@ -218,8 +227,9 @@ def test_linear_network_is_exact_in_affine_modes():
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(3, 8), nn.Linear(8, 8), nn.Linear(8, 1))
     lower, upper = random_boxes(0.2)
-    corners = torch.stack([torch.where(torch.tensor(bits, dtype=torch.bool), upper, lower)
-                           for bits in [(i & 1, i >> 1 & 1, i >> 2 & 1) for i in range(8)]], dim=1)
+    corners = torch.stack(
+        [torch.where(torch.tensor(bits, dtype=torch.bool), upper, lower) for bits in [(i & 1, i >> 1 & 1, i >> 2 & 1) for i in range(8)]], dim=1
+    )
     with torch.no_grad():
         values = net(corners.reshape(-1, 3)).reshape(len(lower), 8)
     for mode in MODES[1:]:
@@ -318,11 +328,12 @@ def test_classify_known_surfaces(field_fn, norm):
     """+1 / -1 on boxes away from the surface, 0 on boxes that contain points of both signs."""
     field = field_fn()
     h = 0.02
-    centres = torch.tensor([[0.0, 0.0, 0.0], [0.1, -0.1, 0.05], [0.9, 0.9, 0.9], [-0.7, 0.6, 0.0], [0.0, 0.0, 0.8],
-                            [0.5, 0.0, 0.0], [0.0, -0.5, 0.0]])
+    centres = torch.tensor(
+        [[0.0, 0.0, 0.0], [0.1, -0.1, 0.05], [0.9, 0.9, 0.9], [-0.7, 0.6, 0.0], [0.0, 0.0, 0.8], [0.5, 0.0, 0.0], [0.0, -0.5, 0.0]]
+    )
     lower, upper = centres - h, centres + h
     value = centres.norm(p=norm, dim=1) - 0.5
-    expected = torch.where(value.abs() > 2 * h * 3 ** 0.5, value.sign(), 0.0).to(torch.int8)
+    expected = torch.where(value.abs() > 2 * h * 3**0.5, value.sign(), 0.0).to(torch.int8)
     assert expected.tolist() == [-1, -1, 1, 1, 1, 0, 0]
     for mode in MODES:
         assert classify(field, lower, upper, mode=mode).tolist() == expected.tolist(), mode

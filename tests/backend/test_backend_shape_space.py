@@ -23,14 +23,26 @@ from inr_blender.geometry.mesh_distance import oriented_faces, signed_distances,
 from inr_blender.geometry.metrics import compare_meshes
 from inr_blender.geometry.primitives import icosphere
 from inr_blender.jobs import JOBS
+
 from sdf_shapes import Cube, Sphere
 
 CPU = torch.device("cpu")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Where each shape sits in the world, and its size: fitting normalises each into the unit sphere.
 PLACES = {"sphere": ((0.0, 0.0, 0.0), 2.0), "box": ((3.0, 0.0, 0.0), 1.0), "torus": ((0.0, 4.0, 1.0), 3.0)}
-TINY = {"latent_size": 8, "width": 64, "depth": 4, "skip": 2, "dropout": 0.0, "shapes_per_step": 3,
-        "samples_per_shape": 1024, "num_samples": 8000, "lr_decoder": 3e-3, "lr_codes": 1e-2, "device": "cpu"}
+TINY = {
+    "latent_size": 8,
+    "width": 64,
+    "depth": 4,
+    "skip": 2,
+    "dropout": 0.0,
+    "shapes_per_step": 3,
+    "samples_per_shape": 1024,
+    "num_samples": 8000,
+    "lr_decoder": 3e-3,
+    "lr_codes": 1e-2,
+    "device": "cpu",
+}
 
 
 class Torus(torch.nn.Module):
@@ -58,12 +70,16 @@ def meshes() -> dict[str, tuple[np.ndarray, np.ndarray]]:
 def space(tmp_path_factory, meshes) -> tuple[str, dict]:
     """A tiny space fitted to the sphere, the box and the torus (about 15 s)."""
     path = str(tmp_path_factory.mktemp("space") / "space.pt")
-    result, _ = JOBS["fit_shape_space"]({**TINY, "checkpoint_path": path, "names": list(meshes), "iterations": 600,
-                                         "error_resolution": 48}, pack_meshes(list(meshes.values())), JobContext())
+    result, _ = JOBS["fit_shape_space"](
+        {**TINY, "checkpoint_path": path, "names": list(meshes), "iterations": 600, "error_resolution": 48},
+        pack_meshes(list(meshes.values())),
+        JobContext(),
+    )
     return path, result
 
 
 # ---- signed distances to meshes that need not be closed ----
+
 
 @pytest.mark.slow
 def test_winding_numbers_inside_outside_and_with_a_hole():
@@ -115,6 +131,7 @@ def test_double_sided_and_misoriented_meshes_get_their_inside_back():
 
 # ---- fitting, extraction, completion, interpolation ----
 
+
 @pytest.mark.slow
 def test_tiny_space_learns_each_shape(space, meshes, tmp_path):
     path, result = space
@@ -129,8 +146,10 @@ def test_tiny_space_learns_each_shape(space, meshes, tmp_path):
     v, f = meshes["torus"]
     assert compare_meshes(v, f, arrays["vertices"], arrays["faces"], 20_000, 0, ("chamfer",))["chamfer_l1"] < 0.05
     # range analysis covers the decoder (weight-normalised layers, the skip, tanh): guaranteed = dense mesh
-    meshes_by_method = {m: JOBS["extract_mesh"]({"checkpoint_path": path, "shape": 1, "resolution": 32, "method": m}, {},
-                                                JobContext())[1] for m in ("dense", "guaranteed")}
+    meshes_by_method = {
+        m: JOBS["extract_mesh"]({"checkpoint_path": path, "shape": 1, "resolution": 32, "method": m}, {}, JobContext())[1]
+        for m in ("dense", "guaranteed")
+    }
     dense, guaranteed = (np.sort(meshes_by_method[m]["vertices"], axis=0) for m in ("dense", "guaranteed"))
     assert dense.shape == guaranteed.shape and np.abs(dense - guaranteed).max() < 1e-5
     with pytest.raises(JobError, match="pick a shape"):
@@ -146,8 +165,11 @@ def test_completion_of_a_half_sphere_gives_a_full_sphere(space, meshes, tmp_path
     normals = local / np.linalg.norm(local, axis=1, keepdims=True)
     half = local[:, 2] > 0.0  # the scanner saw the upper half only
     out_path = str(tmp_path / "completed.pt")
-    res, arrays = JOBS["reconstruct_shape"]({"checkpoint_path": path, "resolution": 48, "output_checkpoint_path": out_path,
-                                             "device": "cpu"}, {"points": local[half], "normals": normals[half]}, JobContext())
+    res, arrays = JOBS["reconstruct_shape"](
+        {"checkpoint_path": path, "resolution": 48, "output_checkpoint_path": out_path, "device": "cpu"},
+        {"points": local[half], "normals": normals[half]},
+        JobContext(),
+    )
     completed = arrays["vertices"]
     radius = np.linalg.norm(local, axis=1).mean()
     # the hidden half is there: the completion reaches the bottom of the sphere, and matches it all round
@@ -158,8 +180,11 @@ def test_completion_of_a_half_sphere_gives_a_full_sphere(space, meshes, tmp_path
     # without normals, with free-space points on the scanner's rays (from above): they end up outside
     rng = np.random.default_rng(0)
     ray_points = local[half][:200] * (1.15 + 0.5 * rng.random((200, 1)))
-    res2, _ = JOBS["reconstruct_shape"]({"checkpoint_path": path, "resolution": 32, "output_checkpoint_path": str(tmp_path / "free.pt"),
-                                         "device": "cpu"}, {"points": local[half], "free_points": ray_points}, JobContext())
+    res2, _ = JOBS["reconstruct_shape"](
+        {"checkpoint_path": path, "resolution": 32, "output_checkpoint_path": str(tmp_path / "free.pt"), "device": "cpu"},
+        {"points": local[half], "free_points": ray_points},
+        JobContext(),
+    )
     free_field, _ = load_checkpoint(res2["checkpoint_path"])
     with torch.no_grad():
         assert (free_field(torch.as_tensor(ray_points, dtype=torch.float32)) > 0).float().mean() > 0.99
@@ -171,8 +196,7 @@ def test_completion_of_a_half_sphere_gives_a_full_sphere(space, meshes, tmp_path
 @pytest.mark.slow
 def test_interpolation_volumes_lie_between_the_ends(space):
     path, _ = space
-    result, arrays = JOBS["interpolate_shapes"]({"checkpoint_path": path, "a": 0, "b": 1, "count": 5, "resolution": 48},
-                                                {}, JobContext())
+    result, arrays = JOBS["interpolate_shapes"]({"checkpoint_path": path, "a": 0, "b": 1, "count": 5, "resolution": 48}, {}, JobContext())
     volumes = arrays["volumes"]
     assert len(volumes) == 5 and np.allclose(arrays["t"], np.linspace(0, 1, 5))
     lo, hi = sorted((volumes[0], volumes[-1]))
@@ -189,8 +213,9 @@ def test_interpolation_volumes_lie_between_the_ends(space):
     space, _ = load_checkpoint(path)
     a, b = space.codes.weight[0].detach(), space.codes.weight[1].detach()
     near = (0.9 * a + 0.1 * b).numpy()
-    result, arrays = JOBS["interpolate_shapes"]({"checkpoint_path": path, "count": 3, "resolution": 48},
-                                                {"code_a": a.numpy(), "code_b": near}, JobContext())
+    result, arrays = JOBS["interpolate_shapes"](
+        {"checkpoint_path": path, "count": 3, "resolution": 48}, {"code_a": a.numpy(), "code_b": near}, JobContext()
+    )
     assert result["shape_keys_ok"], result["notes"]
     with torch.no_grad():
         f_last = LatentShape(space.decoder, torch.as_tensor(near))(torch.as_tensor(arrays["key_vertices"][-1]))
@@ -206,8 +231,19 @@ def test_enclosed_volume_of_a_sphere():
 def test_occupancy_variant_extracts_at_one_half(tmp_path, meshes):
     path = str(tmp_path / "occ.pt")
     two = [meshes["sphere"], meshes["box"]]
-    result, _ = JOBS["fit_shape_space"]({**TINY, "method": "occupancy", "checkpoint_path": path, "names": ["sphere", "box"],
-                                         "shapes_per_step": 2, "iterations": 300, "error_resolution": 40}, pack_meshes(two), JobContext())
+    result, _ = JOBS["fit_shape_space"](
+        {
+            **TINY,
+            "method": "occupancy",
+            "checkpoint_path": path,
+            "names": ["sphere", "box"],
+            "shapes_per_step": 2,
+            "iterations": 300,
+            "error_resolution": 40,
+        },
+        pack_meshes(two),
+        JobContext(),
+    )
     assert result["method"] == "occupancy"
     assert max(result["errors"]) < 0.08, result["errors"]  # measured 0.018 and 0.041
     space, _ = load_checkpoint(path)
@@ -219,6 +255,7 @@ def test_occupancy_variant_extracts_at_one_half(tmp_path, meshes):
 
 # ---- data parallel: torchrun with 2 processes against one ----
 
+
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process(tmp_path, meshes):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
@@ -228,15 +265,39 @@ def test_two_process_ddp_matches_one_process(tmp_path, meshes):
     for name, (v, f) in meshes.items():
         inputs.append(str(tmp_path / f"{name}.ply"))
         write_mesh(inputs[-1], v, f)
-    args = ["fit-shape-space", *inputs, "--latent-size", "8", "--width", "32", "--depth", "4", "--skip", "2",
-            "--dropout", "0", "--iterations", "5", "--shapes-per-step", "2", "--samples-per-shape", "256",
-            "--num-samples", "2000", "--error-resolution", "0", "--device", "cpu"]
+    args = [
+        "fit-shape-space",
+        *inputs,
+        "--latent-size",
+        "8",
+        "--width",
+        "32",
+        "--depth",
+        "4",
+        "--skip",
+        "2",
+        "--dropout",
+        "0",
+        "--iterations",
+        "5",
+        "--shapes-per-step",
+        "2",
+        "--samples-per-shape",
+        "256",
+        "--num-samples",
+        "2000",
+        "--error-resolution",
+        "0",
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     single, double = str(tmp_path / "one.pt"), str(tmp_path / "two.pt")
     subprocess.run([sys.executable, "-m", "inr_blender", *args, "-o", single], check=True, env=env, cwd=REPO, timeout=300)
-    subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "inr_blender", *args, "-o", double],
-                   check=True, env=env, cwd=REPO, timeout=300)
+    subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "inr_blender", *args, "-o", double], check=True, env=env, cwd=REPO, timeout=300
+    )
     one, two = torch.load(single, weights_only=True), torch.load(double, weights_only=True)
     assert one["world_size"] == 1 and two["world_size"] == 2
     for key, value in one["state_dict"].items():
@@ -246,13 +307,13 @@ def test_two_process_ddp_matches_one_process(tmp_path, meshes):
 
 # ---- bad input ----
 
+
 @pytest.mark.slow
 def test_bad_input(space, meshes, tmp_path):
     path, _ = space
     ctx = JobContext()
     with pytest.raises(JobError, match="at least 2 shapes"):
-        JOBS["fit_shape_space"]({**TINY, "checkpoint_path": str(tmp_path / "x.pt"), "names": ["sphere"]},
-                                pack_meshes([meshes["sphere"]]), ctx)
+        JOBS["fit_shape_space"]({**TINY, "checkpoint_path": str(tmp_path / "x.pt"), "names": ["sphere"]}, pack_meshes([meshes["sphere"]]), ctx)
     bad = pack_meshes([meshes["sphere"], meshes["box"]])
     bad["vertices"] = bad["vertices"].copy()
     bad["vertices"][-1, 0] = np.nan
@@ -274,7 +335,8 @@ def test_bad_input(space, meshes, tmp_path):
         JOBS["extract_mesh"]({"checkpoint_path": path, "resolution": 32}, {"code": np.zeros(3, dtype=np.float32)}, ctx)
     sdf_path = str(tmp_path / "sdf.pt")
     v, f = icosphere(1.0, 2)
-    JOBS["fit_sdf"]({"method": "igr", "width": 16, "depth": 2, "iterations": 2, "checkpoint_path": sdf_path, "device": "cpu"},
-                    {"vertices": v, "faces": f}, ctx)
+    JOBS["fit_sdf"](
+        {"method": "igr", "width": 16, "depth": 2, "iterations": 2, "checkpoint_path": sdf_path, "device": "cpu"}, {"vertices": v, "faces": f}, ctx
+    )
     with pytest.raises(JobError, match="not a shape space"):
         JOBS["reconstruct_shape"]({"checkpoint_path": sdf_path}, {"points": v}, ctx)

@@ -10,12 +10,12 @@ from scipy.spatial import Delaunay
 
 from inr_blender.checkpoint import read_checkpoint
 from inr_blender.context import JobContext, JobError
+from inr_blender.fields import build_field, field_config
 from inr_blender.fileio import loose_edges, read_geometry, read_ma, write_skeleton
 from inr_blender.fitting import resolve_params as resolve_fit_params
 from inr_blender.fitting.losses import gradient_norm_tv
 from inr_blender.fitting.methods.neural_skeleton import learning_points
 from inr_blender.fitting.sphere_init import RADIUS as SPHERE_INIT_RADIUS, STORED, sphere_field
-from inr_blender.fields import build_field, field_config
 from inr_blender.geometry import skeleton as sk
 from inr_blender.geometry.metrics import sample_complex, skeleton_distances
 from inr_blender.geometry.projection import project
@@ -39,6 +39,7 @@ def components(n, edges):
 
 
 # -- the shapes of the issue, on smooth analytic SDFs ---------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_a_sphere_gives_one_point_at_its_centre():
@@ -90,6 +91,7 @@ def test_newton_steps_are_clamped():
 
 
 # -- the stages' own guarantees ---------------------------------------------------------------------------------
+
 
 def test_regular_triangulation_with_equal_weights_is_delaunay():
     points = np.random.default_rng(0).random((60, 3))
@@ -163,12 +165,15 @@ def test_delta_must_be_positive(delta):
         sk.skeletal_complex(np.zeros((2, 3)), np.ones(2), np.ones((4, 3)), delta)
 
 
-@pytest.mark.parametrize("field, message", [
-    (Constant(1.0), "the field is empty: it is positive everywhere"),
-    (SmoothSphere(0.5, (3.0, 0.0, 0.0)), "the field is empty"),
-    (Constant(-1.0), "no surface in its domain: it is negative everywhere"),
-    (SmoothSphere(5.0), "no surface in its domain"),
-])
+@pytest.mark.parametrize(
+    "field, message",
+    [
+        (Constant(1.0), "the field is empty: it is positive everywhere"),
+        (SmoothSphere(0.5, (3.0, 0.0, 0.0)), "the field is empty"),
+        (Constant(-1.0), "no surface in its domain: it is negative everywhere"),
+        (SmoothSphere(5.0), "no surface in its domain"),
+    ],
+)
 def test_fields_without_an_inside_or_a_surface_are_refused(field, message):
     with pytest.raises(JobError, match=message):
         skeletonize(field)
@@ -184,6 +189,7 @@ def test_unknown_or_bad_parameters_are_refused():
 
 
 # -- the field: losses, learning points, the sphere start, and a fit end to end ---------------------------------
+
 
 def test_tv_term_is_the_gradient_of_the_gradient_norm():
     torch.manual_seed(0)
@@ -213,8 +219,10 @@ def test_learning_points_know_their_signed_distance():
     assert (cos[truth.abs() > 0.05] > 0.95).all()  # outward: away from the centre
 
 
-@pytest.mark.parametrize("method, config", [("neural_skeleton", field_config("siren", width=64, depth=5, omega0=30.0)),
-                                            ("idf", field_config("siren", width=128, depth=3, omega0=15.0))])
+@pytest.mark.parametrize(
+    "method, config",
+    [("neural_skeleton", field_config("siren", width=64, depth=5, omega0=30.0)), ("idf", field_config("siren", width=128, depth=3, omega0=15.0))],
+)
 def test_the_stored_sphere_starts_are_sphere_sdfs(method, config):
     """The stored pre-fits match the defaults of the neural skeleton's network and of the displacement field's base."""
     assert read_checkpoint(STORED[method])["config"] == config
@@ -248,7 +256,8 @@ def test_fit_and_extract_a_sphere_through_the_jobs(tmp_path):
     path = str(tmp_path / "skel.pt")
     fit, _ = JOBS["fit_sdf"](
         {"method": "neural_skeleton", "checkpoint_path": path, "iterations": 200, "batch_size": 1000, "device": "cpu"},
-        {"points": centre + radius * d, "normals": d}, JobContext(),
+        {"points": centre + radius * d, "normals": d},
+        JobContext(),
     )
     assert fit["method"] == "neural_skeleton" and fit["iterations_run"] == 200
     result, arrays = JOBS["extract_skeleton"](
@@ -272,6 +281,7 @@ def test_extract_skeleton_job_refuses_bad_input(tmp_path):
 
 
 # -- files and metrics ------------------------------------------------------------------------------------------
+
 
 def test_skeleton_files_round_trip(tmp_path):
     vertices = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 1]])
@@ -309,4 +319,3 @@ def test_skeleton_distances():
     half = segment[segment[:, 0] <= 0.5]
     d = skeleton_distances(segment, half, diagonal=1.0)  # the candidate misses half of the reference
     assert d["hausdorff_ab"] == pytest.approx(50.0, abs=0.5) and d["hausdorff_ba"] < 0.1
-

@@ -102,8 +102,10 @@ def test_sparse_matches_dense(make, resolution):
     same = np.isin(canonical(match[fs]).view("i4,i4,i4"), canonical(fd).view("i4,i4,i4"))
     assert same.mean() > 0.99
     np.testing.assert_allclose(ns, nd[match], atol=1e-4)
-    print(f"\n{resolution}^3: {stats['evaluations']} evaluations vs {resolution**3} dense "
-          f"({resolution**3 / stats['evaluations']:.1f}x fewer), {len(vs)} vertices")
+    print(
+        f"\n{resolution}^3: {stats['evaluations']} evaluations vs {resolution**3} dense "
+        f"({resolution**3 / stats['evaluations']:.1f}x fewer), {len(vs)} vertices"
+    )
     if resolution == 128:
         assert stats["evaluations"] * 5 <= resolution**3
 
@@ -115,8 +117,10 @@ def test_sparse_at_512_cells_makes_far_fewer_evaluations():
     started = time.perf_counter()
     verts, faces, _, stats = extract_mesh_sparse(field, n, CPU, JobContext())
     seconds = time.perf_counter() - started
-    print(f"\n512^3 cells: {stats['evaluations']} evaluations vs {n**3} dense "
-          f"({n**3 / stats['evaluations']:.1f}x fewer), {len(verts)} vertices, {seconds:.2f} s")
+    print(
+        f"\n512^3 cells: {stats['evaluations']} evaluations vs {n**3} dense "
+        f"({n**3 / stats['evaluations']:.1f}x fewer), {len(verts)} vertices, {seconds:.2f} s"
+    )
     assert stats["evaluations"] * 20 <= n**3
     radii = np.linalg.norm(verts - np.array([0.03, -0.02, 0.01], dtype=np.float32), axis=1)
     assert np.abs(radii - 0.5).max() < 1e-3
@@ -153,8 +157,14 @@ def _checkpoint(tmp_path):
     torch.manual_seed(0)
     config = field_config("igr", width=16, depth=2, init_radius=0.5)
     net = build_field(config)
-    ckpt = {"config": config, "state_dict": {k: v.clone() for k, v in net.state_dict().items()},
-            "center": [1.0, 2.0, 3.0], "scale": 0.5, "loss_history": [[1, 0.5]], "method": "igr"}
+    ckpt = {
+        "config": config,
+        "state_dict": {k: v.clone() for k, v in net.state_dict().items()},
+        "center": [1.0, 2.0, 3.0],
+        "scale": 0.5,
+        "loss_history": [[1, 0.5]],
+        "method": "igr",
+    }
     return save_checkpoint(ckpt, str(tmp_path / "field.pt"))
 
 

@@ -6,9 +6,10 @@ import os
 import threading
 import time
 
-import bpy
 import numpy as np
 import pytest
+
+import bpy
 
 from conftest import add_point_cloud, add_suzanne, interrupt_during, prefs, scene_state, sphere_points
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import bpy
 import pytest
+
+import bpy
 
 from inr_blender.settings import presets, sdf
 

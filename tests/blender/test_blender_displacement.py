@@ -8,13 +8,24 @@ import glob
 import json
 import os
 
-import bpy
 import numpy as np
 import pytest
 
+import bpy
+
 from conftest import (
-    add_point_cloud, fake_field, inside_everywhere_checkpoint, interrupt_during, open_field, prefs, refused, scene_state,
-    select_only, set_local_backend, sphere_points, world_points,
+    add_point_cloud,
+    fake_field,
+    inside_everywhere_checkpoint,
+    interrupt_during,
+    open_field,
+    prefs,
+    refused,
+    scene_state,
+    select_only,
+    set_local_backend,
+    sphere_points,
+    world_points,
 )
 
 pytestmark = pytest.mark.slow  # every test here fits a field or runs a job: seconds to minutes on two cores
@@ -53,8 +64,10 @@ def _add_ball(name: str = "Ball", location=TARGET_AT, radius=TARGET_RADIUS):
 
 def _chamfer(a: np.ndarray, b: np.ndarray) -> float:
     """Symmetric mean nearest-neighbour distance between two point sets (brute force, in chunks)."""
+
     def directed(p, q):
         return np.concatenate([np.sqrt(((c[:, None, :] - q[None]) ** 2).sum(-1).min(1)) for c in np.array_split(p, max(1, len(p) // 500))])
+
     return 0.5 * float(directed(a, b).mean() + directed(b, a).mean())
 
 
@@ -95,7 +108,13 @@ def test_fit_displacement_makes_a_displacement_field_with_its_settings(scene):
     assert (s.displacement.phase_base, s.displacement.phase_detail) == (pytest.approx(0.3), pytest.approx(0.6))
     assert settings["method"] == "idf" and settings["init"] == "sphere" and settings["convergence_tolerance"] == 0.0
     assert {k: settings[k] for k in ("base_width", "base_depth", "detail_width", "detail_depth", "iterations", "batch_size")} == {
-        "base_width": 128, "base_depth": 3, "detail_width": 32, "detail_depth": 2, "iterations": 100, "batch_size": 512}
+        "base_width": 128,
+        "base_depth": 3,
+        "detail_width": 32,
+        "detail_depth": 2,
+        "iterations": 100,
+        "batch_size": 512,
+    }
     assert settings["nu"] == pytest.approx(0.04) and settings["max_offset"] == pytest.approx(0.03)
     assert (settings["base_omega"], settings["detail_omega"]) == (15.0, 60.0)
     assert np.allclose(field.location, bumpy.location, atol=0.05)  # the domain is centred on the input
@@ -134,8 +153,16 @@ def test_transfer_detail_lands_beside_the_target(scene, transfer_blend):
     bpy.ops.wm.open_mainfile(filepath=str(transfer_blend))
     ball, source, target = (bpy.data.objects[n] for n in ("Ball", "Bumpy_IDF", "Ball_IDF"))
     field, mesh = bpy.data.objects["Ball_transfer"], bpy.data.objects["Ball_transfer_mesh"]
-    assert (source.inr_field.method, source.inr_field.displacement.phase_base, source.inr_field.displacement.phase_detail) == ("IDF", pytest.approx(0.2), pytest.approx(0.5))
-    assert (target.inr_field.method, target.inr_field.displacement.phase_base, target.inr_field.displacement.phase_detail) == ("IDF", 1.0, 1.0)  # base only
+    assert (source.inr_field.method, source.inr_field.displacement.phase_base, source.inr_field.displacement.phase_detail) == (
+        "IDF",
+        pytest.approx(0.2),
+        pytest.approx(0.5),
+    )
+    assert (target.inr_field.method, target.inr_field.displacement.phase_base, target.inr_field.displacement.phase_detail) == (
+        "IDF",
+        1.0,
+        1.0,
+    )  # base only
     assert source.inr_field.sources == "Bumpy" and target.inr_field.sources == "Ball"
 
     s = field.inr_field

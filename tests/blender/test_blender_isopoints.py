@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import json
 
-import bpy
 import numpy as np
 import pytest
 
+import bpy
+
 from conftest import (
-    add_point_cloud, fake_field, inside_everywhere_checkpoint, open_field, prefs, refused, refusals_of_an_sdf_operator, select_only, set_local_backend,
-    sphere_points, world_points,
+    add_point_cloud,
+    fake_field,
+    inside_everywhere_checkpoint,
+    open_field,
+    prefs,
+    refusals_of_an_sdf_operator,
+    refused,
+    select_only,
+    set_local_backend,
+    sphere_points,
+    world_points,
 )
 
 CENTRE = (2.0, 0.0, 1.0)
@@ -161,11 +171,18 @@ def test_fit_sdf_with_isopoints(scene, method):
     if method == "NEURAL_SKELETON":
         small = dict(ns_num_hints=0)  # its own network (from the stored sphere pre-fit)
     iso = dict(use_isopoints=True, isopoints=500, isopoints_warmup=20, isopoints_refresh=20, w_iso=2.0, w_iso_normal=0.5)
-    assert bpy.ops.inr.fit_sdf(preset="CUSTOM", method=method, iterations=60, batch_size=500, convergence_tolerance=0.0, **small, **iso) == {"FINISHED"}
+    assert bpy.ops.inr.fit_sdf(preset="CUSTOM", method=method, iterations=60, batch_size=500, convergence_tolerance=0.0, **small, **iso) == {
+        "FINISHED"
+    }
     s = bpy.context.active_object.inr_field
     settings = json.loads(s.settings_json)
     assert {k: settings[k] for k in ("isopoints", "isopoints_warmup", "isopoints_refresh", "w_iso", "w_iso_normal")} == {
-        "isopoints": 500, "isopoints_warmup": 20, "isopoints_refresh": 20, "w_iso": 2.0, "w_iso_normal": 0.5}
+        "isopoints": 500,
+        "isopoints_warmup": 20,
+        "isopoints_refresh": 20,
+        "w_iso": 2.0,
+        "w_iso_normal": 0.5,
+    }
     assert "use_isopoints" not in settings
     ckpt = read_checkpoint(bpy.path.abspath(s.checkpoint))
     assert ckpt["params"]["isopoints"] == 500 and ckpt["isopoint_refreshes"] == 2  # at steps 20 and 40 of 60

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 
-import bpy
 import numpy as np
 import pytest
+
+import bpy
 
 from conftest import add_point_cloud, add_suzanne, sphere_points
 
@@ -48,8 +49,10 @@ def test_fit_extract_evaluate_save_reopen_extract(scene, tmp_path):
     assert all(p.use_smooth for p in mesh_obj.data.polygons[:100])
     bpy.context.view_layer.objects.active = field
     assert bpy.ops.inr.evaluate_field(resolution=128) == {"FINISHED"}
-    print(f"Suzanne fast IGR fit: Chamfer-L1 {s.chamfer_l1:.4f} of the radius (bound {CHAMFER_BOUND}), "
-          f"normal consistency {s.normal_consistency:.4f}, F-score {s.fscore:.4f}, Hausdorff {s.hausdorff:.4f}")
+    print(
+        f"Suzanne fast IGR fit: Chamfer-L1 {s.chamfer_l1:.4f} of the radius (bound {CHAMFER_BOUND}), "
+        f"normal consistency {s.normal_consistency:.4f}, F-score {s.fscore:.4f}, Hausdorff {s.hausdorff:.4f}"
+    )
     assert s.has_metrics and s.metrics_resolution == 128
     assert s.chamfer_l1 < CHAMFER_BOUND
     assert s.normal_consistency > 0.9 and 0.5 < s.fscore <= 1.0 and s.chamfer_l1 < s.hausdorff

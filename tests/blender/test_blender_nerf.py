@@ -10,9 +10,10 @@ import json
 import math
 import os
 
-import bpy
 import numpy as np
 import pytest
+
+import bpy
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
@@ -225,9 +226,9 @@ def _configure(scene, cam, case) -> None:
 @pytest.mark.parametrize("case", list(CAMERA_CASES))
 def test_projection_agrees_with_blender(scene, case):
     import torch
+    from neural_fields.operators.common.cameras import camera_to_world, intrinsics
 
     from inr_blender.render.cameras import project_points, rays_from_pixels
-    from neural_fields.operators.common.cameras import camera_to_world, intrinsics
 
     cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
     scene.collection.objects.link(cam)
@@ -335,8 +336,9 @@ def test_views_go_beside_the_saved_blend(scene, tmp_path):
 
 def test_blender_reader_for_a_remote_worker_matches_the_backend(scene, tmp_path):
     """The remote path reads views in Blender: the same pixels, cameras and intrinsics as the backend's reader."""
-    from inr_blender.render.dataset import load_transforms
     from neural_fields.operators.fit_nerf import read_views
+
+    from inr_blender.render.dataset import load_transforms
 
     _small_rig(scene, count=3, shape="RING", elevation=0.3)
     _cameras()[1].data.shift_x = 0.07
@@ -386,7 +388,9 @@ def test_fit_nerf_needs_views(scene, tmp_path):
     _refused(bpy.ops.inr.fit_nerf, "no camera rig in the scene", source="RIG")
     _small_rig(scene, count=2, res=(16, 16))
     _refused(bpy.ops.inr.fit_nerf, "has no rendered views: render the training views first", source="RIG")
-    _refused(bpy.ops.inr.fit_nerf, "transforms file not found: .*nowhere", source="FILE", transforms_path=str(tmp_path / "nowhere" / "transforms.json"))
+    _refused(
+        bpy.ops.inr.fit_nerf, "transforms file not found: .*nowhere", source="FILE", transforms_path=str(tmp_path / "nowhere" / "transforms.json")
+    )
     _refused(bpy.ops.inr.fit_nerf, "no transforms.json in", source="FILE", transforms_path=str(tmp_path))
 
 
@@ -433,13 +437,20 @@ EYE = np.eye(4).tolist()
 BAD_FILES = {
     "missing image": (lambda f: _write_views(f, [{"file_path": "./r_000", "transform_matrix": EYE}]), "frame 0: image not found: .*r_000"),
     "different sizes": (
-        lambda f: _write_views(f, [{"file_path": "./a.png", "transform_matrix": EYE}, {"file_path": "./b.png", "transform_matrix": EYE}], {"a.png": (8, 8), "b.png": (8, 6)}),
+        lambda f: _write_views(
+            f,
+            [{"file_path": "./a.png", "transform_matrix": EYE}, {"file_path": "./b.png", "transform_matrix": EYE}],
+            {"a.png": (8, 8), "b.png": (8, 6)},
+        ),
         "images of different sizes: b.png is 8x6",
     ),
     "malformed": (lambda f: _write_views(f, None), "cannot read .*transforms.json"),
     "zero frames": (lambda f: _write_views(f, []), "zero frames"),
     "distortion": (lambda f: _write_views(f, [{"file_path": "./a.png", "transform_matrix": EYE}], {"a.png": (8, 8)}, k1=0.1), "distortion k1"),
-    "fisheye": (lambda f: _write_views(f, [{"file_path": "./a.png", "transform_matrix": EYE}], {"a.png": (8, 8)}, camera_model="OPENCV_FISHEYE"), "camera model 'OPENCV_FISHEYE' is not supported"),
+    "fisheye": (
+        lambda f: _write_views(f, [{"file_path": "./a.png", "transform_matrix": EYE}], {"a.png": (8, 8)}, camera_model="OPENCV_FISHEYE"),
+        "camera model 'OPENCV_FISHEYE' is not supported",
+    ),
 }
 
 
@@ -466,8 +477,9 @@ def test_bad_transforms_are_refused_by_the_local_backend(scene, tmp_path, case):
 # -- end to end: Cycles views -> Fit NeRF -> Render View -> Extract Mesh ------------------------------
 # A small fast field for 2 CPU cores: 8 hash levels of 2^14 entries up to 128^3, 4096 samples per
 # step along 128 marching steps across the cube. 24 views of 32x32, every 8th held out (3 views).
-TINY_NERF = dict(model="FAST", iterations=150, holdout_every=8, levels=8, log2_table_size=14, finest_resolution=128,
-                 samples_per_step=4096, march_steps=128)
+TINY_NERF = dict(
+    model="FAST", iterations=150, holdout_every=8, levels=8, log2_table_size=14, finest_resolution=128, samples_per_step=4096, march_steps=128
+)
 # Measured on the development machine (2 CPU cores, shared): held-out PSNR 23.97 dB (SSIM 0.82) after
 # 150 steps; Render View of held-out camera 0 against Cycles' image 23.16 dB (upside down: 12.6 dB; a
 # blank white image scores about 11 dB). The bounds leave 3-4 dB for run-to-run noise.
@@ -524,8 +536,10 @@ def test_fit_render_and_extract_a_radiance_field(scene, tmp_path):
     box = np.array(rig["inr_aabb"]).reshape(2, 3)
     assert np.allclose(field.location, box.mean(axis=0), atol=1e-5)
     assert np.allclose(field.scale, [0.5 * (box[1] - box[0]).max()] * 3, atol=1e-5)
-    print(f"tiny NeRF: held-out PSNR {s.nerf.psnr:.2f} dB (bound {HELD_OUT_PSNR_BOUND}), SSIM {s.nerf.ssim:.3f}, "
-          f"train PSNR {s.nerf.train_psnr:.2f} dB, fit {fit_seconds:.1f} s")
+    print(
+        f"tiny NeRF: held-out PSNR {s.nerf.psnr:.2f} dB (bound {HELD_OUT_PSNR_BOUND}), SSIM {s.nerf.ssim:.3f}, "
+        f"train PSNR {s.nerf.train_psnr:.2f} dB, fit {fit_seconds:.1f} s"
+    )
     assert s.nerf.psnr > HELD_OUT_PSNR_BOUND and 0.5 < s.nerf.ssim <= 1.0
 
     # Render View from a held-out camera (view 0) against Cycles' image of it, over the same white
@@ -544,8 +558,10 @@ def test_fit_render_and_extract_a_radiance_field(scene, tmp_path):
     reference_rgba = _read_rgba(tmp_path / "views" / "r_000.png")
     reference = composite(reference_rgba, (1.0, 1.0, 1.0))[0]
     view_psnr = _psnr(rgb, reference)
-    print(f"tiny NeRF: Render View of held-out camera 0 against Cycles: {view_psnr:.2f} dB (bound {VIEW_PSNR_BOUND}); "
-          f"upside down it would be {_psnr(rgb[::-1], reference):.2f} dB")
+    print(
+        f"tiny NeRF: Render View of held-out camera 0 against Cycles: {view_psnr:.2f} dB (bound {VIEW_PSNR_BOUND}); "
+        f"upside down it would be {_psnr(rgb[::-1], reference):.2f} dB"
+    )
     assert view_psnr > VIEW_PSNR_BOUND
     assert np.abs(_read_rgba(saved)[..., :3] - rgb).max() <= 1 / 255 + 1e-6  # the file holds the same picture
     assert view.source == "GENERATED" and not view.filepath
@@ -556,8 +572,10 @@ def test_fit_render_and_extract_a_radiance_field(scene, tmp_path):
     solid = reference_rgba[..., 3] > 0.99
     radius, bound = rig["inr_radius"], 0.5 * np.linalg.norm(box[1] - box[0])
     inside = (d[solid] > radius - bound) & (d[solid] < radius + bound)
-    print(f"tiny NeRF: depth within the bounding sphere on {inside.mean():.0%} of the objects' pixels; "
-          f"median depth off them {np.median(d[reference_rgba[..., 3] == 0]):.3f}")
+    print(
+        f"tiny NeRF: depth within the bounding sphere on {inside.mean():.0%} of the objects' pixels; "
+        f"median depth off them {np.median(d[reference_rgba[..., 3] == 0]):.3f}"
+    )
     assert inside.mean() > 0.9
     # a second render reuses the images
     scene.camera = cams[5]
@@ -587,9 +605,11 @@ def test_fit_render_and_extract_a_radiance_field(scene, tmp_path):
     cube = 0.5 * (box[1] - box[0]).max()  # the field's domain: the cube around the rig's box
     assert (np.abs(world - box.mean(axis=0)) <= cube + 1e-3).all()
     red, blue = world[:, 0] < -0.2, world[:, 0] > 0.3  # the cube's side and the sphere's side of the scene
-    print(f"tiny NeRF mesh at density {s.nerf.density_threshold:.3g}: {len(world)} vertices, {red.sum()} on the cube's side "
-          f"(mean colour {colors[red].mean(axis=0).round(3)}), {blue.sum()} on the sphere's "
-          f"(mean colour {colors[blue].mean(axis=0).round(3) if blue.any() else '-'})")
+    print(
+        f"tiny NeRF mesh at density {s.nerf.density_threshold:.3g}: {len(world)} vertices, {red.sum()} on the cube's side "
+        f"(mean colour {colors[red].mean(axis=0).round(3)}), {blue.sum()} on the sphere's "
+        f"(mean colour {colors[blue].mean(axis=0).round(3) if blue.any() else '-'})"
+    )
     # After 150 steps the sphere is still soft (its density peaks near 7, the cube's above 20): the
     # suggested threshold (measured 6.9) keeps the cube's surface; the sphere's appears with longer fits.
     assert red.sum() > 50

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import types
 
-import bpy
 import pytest
+
+import bpy
 
 from conftest import add_suzanne, fake_field, select_only
 
@@ -46,7 +47,10 @@ def test_every_panel_sits_in_the_inr_tab_under_a_registered_parent(addon):
         if parent:  # registered after its parent, so it can attach
             assert ids.index(parent) < ids.index(cls.bl_idname)
     assert {cls.bl_idname for cls in panels if getattr(cls, "bl_parent_id", "") == FIT} == {
-        "VIEW3D_PT_inr_fit_displacement", "VIEW3D_PT_inr_fit_shape_space", "VIEW3D_PT_inr_fit_nerf"}
+        "VIEW3D_PT_inr_fit_displacement",
+        "VIEW3D_PT_inr_fit_shape_space",
+        "VIEW3D_PT_inr_fit_nerf",
+    }
     assert set(_field_subpanels(addon)) == set().union(*SHOWN.values())
     # the capabilities a user opens when needed start closed
     closed = {name for name, cls in _field_subpanels(addon).items() if "DEFAULT_CLOSED" in getattr(cls, "bl_options", set())}

@@ -3,13 +3,22 @@ and Check Intersection on small IGR fits of spheres, the remote worker, and the 
 
 from __future__ import annotations
 
-import bpy
 import numpy as np
 import pytest
 
+import bpy
+
 from conftest import (
-    add_point_cloud, fake_field, inside_everywhere_checkpoint, open_field, prefs, refused, select_only, set_local_backend,
-    sphere_points, world_points,
+    add_point_cloud,
+    fake_field,
+    inside_everywhere_checkpoint,
+    open_field,
+    prefs,
+    refused,
+    select_only,
+    set_local_backend,
+    sphere_points,
+    world_points,
 )
 
 pytestmark = pytest.mark.slow  # every test here fits a field or runs a job: seconds to minutes on two cores
@@ -86,7 +95,7 @@ def test_raycast_from_the_camera_gives_the_sphere(scene, spheres_blend, tmp_path
     expected = _analytic_depth(cam)
     hit = depth[..., 0] > 0
     middle = expected > 0
-    assert hit[SIZE // 2 - 4: SIZE // 2 + 4, SIZE // 2 - 4: SIZE // 2 + 4].all()
+    assert hit[SIZE // 2 - 4 : SIZE // 2 + 4, SIZE // 2 - 4 : SIZE // 2 + 4].all()
     for corner in (hit[0, 0], hit[0, -1], hit[-1, 0], hit[-1, -1]):
         assert not corner
     # away from the silhouette (where a pixel may go either way) the depth is the analytic one
@@ -125,8 +134,7 @@ def test_closest_points_land_on_the_sphere(scene, spheres_blend):
     radial = RADIUS * queries / np.linalg.norm(queries, axis=1, keepdims=True)  # the radial projection
     off = np.linalg.norm(closest - radial, axis=1)
     # the fit's small bumps (radius within 0.011) move the nearest point along the surface: measured up to 0.054
-    print(f"closest points: radius error max {np.abs(np.linalg.norm(closest, axis=1) - RADIUS).max():.4f}, "
-          f"off the radial projection {off.max():.4f}")
+    print(f"closest points: radius error max {np.abs(np.linalg.norm(closest, axis=1) - RADIUS).max():.4f}, off the radial projection {off.max():.4f}")
     assert np.abs(np.linalg.norm(closest, axis=1) - RADIUS).max() < RADIUS_TOLERANCE
     assert off.max() < 0.1
     attr = obj.data.attributes["distance"]
@@ -194,9 +202,11 @@ def test_intersection_follows_both_field_objects(scene, spheres_blend):
     s = field.inr_field.ranges.intersection
     size = other.scale[0]
     verdicts = []
-    for change in (lambda: setattr(other, "scale", (0.2 * size, size, size)),
-                   lambda: setattr(other, "rotation_euler", (0.0, 0.0, math.radians(90))),
-                   lambda: setattr(other.location, "x", other.location.x + 0.5)):
+    for change in (
+        lambda: setattr(other, "scale", (0.2 * size, size, size)),
+        lambda: setattr(other, "rotation_euler", (0.0, 0.0, math.radians(90))),
+        lambda: setattr(other.location, "x", other.location.x + 0.5),
+    ):
         change()
         bpy.context.view_layer.update()
         select_only(field, other)
@@ -256,10 +266,12 @@ def test_raycast_refusals(scene, spheres_blend, tmp_path):
     from inr_blender.fields import build_field
     from inr_blender.fields.factory import field_config
 
-    config = field_config("idf", base={"kind": "siren", "width": 8, "depth": 1, "omega0": 15.0},
-                          detail={"kind": "siren", "width": 8, "depth": 1, "omega0": 60.0})
-    path = save_checkpoint({"config": config, "state_dict": build_field(config).state_dict(), "center": [0, 0, 0], "scale": 1.0},
-                           str(tmp_path / "idf.pt"))
+    config = field_config(
+        "idf", base={"kind": "siren", "width": 8, "depth": 1, "omega0": 15.0}, detail={"kind": "siren", "width": 8, "depth": 1, "omega0": 60.0}
+    )
+    path = save_checkpoint(
+        {"config": config, "state_dict": build_field(config).state_dict(), "center": [0, 0, 0], "scale": 1.0}, str(tmp_path / "idf.pt")
+    )
     assert torch  # the test process builds the checkpoint; Blender's side never imports torch
     idf = fake_field("SDF", path)
     idf.inr_field.method = "IDF"

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import os
 
-import bpy
 import numpy as np
 import pytest
+
+import bpy
 
 from conftest import add_point_cloud, open_field, prefs, refused, scene_state, select_only, set_local_backend, world_points
 
@@ -17,8 +18,18 @@ pytestmark = pytest.mark.slow  # every test here fits a field or runs a job: sec
 
 # A tiny space for 2 CPU cores (seconds): codes of 8, a decoder of 4 x 64, 100 steps of 3 shapes x 512 samples,
 # errors measured at 32^3. It decodes rough shapes; the tests check what the operators do with them.
-TINY = dict(preset="CUSTOM", latent_size=8, width=64, depth=4, dropout=0.0, iterations=100, shapes_per_step=3, samples_per_shape=512,
-            num_samples=4000, error_resolution=32)
+TINY = dict(
+    preset="CUSTOM",
+    latent_size=8,
+    width=64,
+    depth=4,
+    dropout=0.0,
+    iterations=100,
+    shapes_per_step=3,
+    samples_per_shape=512,
+    num_samples=4000,
+    error_resolution=32,
+)
 RESOLUTION = 32
 LOCATIONS = {"Sphere": (0.0, 0.0, 0.0), "Cube": (3.0, 0.0, 0.0), "Torus": (6.0, 1.0, 0.0)}
 

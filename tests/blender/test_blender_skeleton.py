@@ -7,13 +7,25 @@ import json
 import subprocess
 import sys
 
-import bpy
 import numpy as np
 import pytest
 
+import bpy
+
 from conftest import (
-    REPO, add_point_cloud, fake_field, inside_everywhere_checkpoint, open_field, prefs, refused, refusals_of_an_sdf_operator, scene_state, select_only,
-    set_local_backend, sphere_points, world_points,
+    REPO,
+    add_point_cloud,
+    fake_field,
+    inside_everywhere_checkpoint,
+    open_field,
+    prefs,
+    refusals_of_an_sdf_operator,
+    refused,
+    scene_state,
+    select_only,
+    set_local_backend,
+    sphere_points,
+    world_points,
 )
 
 # A short neural-skeleton fit (it starts from a pre-fitted sphere): seconds on 2 cores.
@@ -134,8 +146,10 @@ def test_elongated_shape_gives_a_skeleton_along_its_long_axis(scene):
     skeleton = bpy.context.active_object
     points = world_points(skeleton)
     extent = points.max(axis=0) - points.min(axis=0)
-    print(f"ellipsoid skeleton: {len(points)} points, extent {extent.round(3)}, {len(skeleton.data.edges)} edges, "
-          f"{len(skeleton.data.polygons)} triangles; {field.inr_field.skeleton.cover_message}")
+    print(
+        f"ellipsoid skeleton: {len(points)} points, extent {extent.round(3)}, {len(skeleton.data.edges)} edges, "
+        f"{len(skeleton.data.polygons)} triangles; {field.inr_field.skeleton.cover_message}"
+    )
     assert len(points) >= 3
     assert extent[0] > 2.5 and extent[0] > 5 * max(extent[1], extent[2]), extent  # the axis runs x from -0.67 to 4.67
     inside = ((points[:, 0] - CENTRE[0]) / 3) ** 2 + (points[:, 1] - CENTRE[1]) ** 2 + (points[:, 2] - CENTRE[2]) ** 2

@@ -31,7 +31,9 @@ def blender_ext() -> Path:
 @pytest.fixture(scope="module")
 def built_zip(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, str(blender_ext()), "build", "--source-dir", str(REPO), "--output-dir", str(out)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, str(blender_ext()), "build", "--source-dir", str(REPO), "--output-dir", str(out)], check=True, capture_output=True, text=True
+    )
     zips = list(out.glob("*.zip"))
     assert len(zips) == 1
     return zips[0]
@@ -45,7 +47,15 @@ def test_manifest_validates():
 @pytest.mark.slow
 def test_zip_holds_the_extension_and_the_backend_but_no_tests(built_zip):
     names = zipfile.ZipFile(built_zip).namelist()
-    for required in ("blender_manifest.toml", "__init__.py", "preferences.py", "operators/fit_sdf.py", "panels/field.py", "inr_blender/wire/worker.py", "inr_blender/requirements.txt"):
+    for required in (
+        "blender_manifest.toml",
+        "__init__.py",
+        "preferences.py",
+        "operators/fit_sdf.py",
+        "panels/field.py",
+        "inr_blender/wire/worker.py",
+        "inr_blender/requirements.txt",
+    ):
         assert required in names, required
     assert not [n for n in names if n.startswith(("tests/", ".venv", "bench/", ".ci/", ".git/")) or "__pycache__" in n]
     result = subprocess.run([sys.executable, str(blender_ext()), "validate", str(built_zip)], capture_output=True, text=True)
@@ -87,5 +97,7 @@ def test_zip_installs_into_a_fresh_profile_and_its_operators_run(built_zip, tmp_
     script.write_text(INSTALLED_RUN)
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(profile))
     env.pop("PYTHONPATH", None)
-    result = subprocess.run([sys.executable, str(script), str(built_zip), str(profile)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(script), str(built_zip), str(profile)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert "INSTALLED-OK" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]

@@ -61,8 +61,10 @@ def test_protocol_imports_without_torch():
 
 
 def test_wire_package_imports_without_bpy_or_torch():
-    code = ("import sys, inr_blender.wire, inr_blender.wire.protocol, inr_blender.wire.client; "
-            "bad = {'torch', 'bpy'} & set(sys.modules); assert not bad, bad")
+    code = (
+        "import sys, inr_blender.wire, inr_blender.wire.protocol, inr_blender.wire.client; "
+        "bad = {'torch', 'bpy'} & set(sys.modules); assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
 
 
@@ -81,11 +83,20 @@ def test_no_operator_module_imports_another():
     operators = REPO / "operators"
     modules = {f.stem for f in operators.glob("*.py") if f.stem != "__init__"}
     assert {"fit_sdf", "camera_rig", "transfer_detail"} <= modules and (operators / "common").is_dir()
-    bad = [f"operators/{f.name}:{line} imports {mod}" for f in operators.glob("*.py") if f.stem != "__init__"
-           for mod, line in _operator_imports(f) if mod in modules]
+    bad = [
+        f"operators/{f.name}:{line} imports {mod}"
+        for f in operators.glob("*.py")
+        if f.stem != "__init__"
+        for mod, line in _operator_imports(f)
+        if mod in modules
+    ]
     assert not bad, bad
     # and the shared machinery imports no operator either
-    bad = [f"operators/common/{f.name}:{line} imports an operator module" for f in (operators / "common").glob("*.py")
-           for node in ast.walk(ast.parse(f.read_text())) if isinstance(node, ast.ImportFrom) and node.level == 2
-           and (node.module or "").split(".")[0] in modules for line in [node.lineno]]
+    bad = [
+        f"operators/common/{f.name}:{line} imports an operator module"
+        for f in (operators / "common").glob("*.py")
+        for node in ast.walk(ast.parse(f.read_text()))
+        if isinstance(node, ast.ImportFrom) and node.level == 2 and (node.module or "").split(".")[0] in modules
+        for line in [node.lineno]
+    ]
     assert not bad, bad

@@ -27,7 +27,12 @@ def client(addon):
 def test_frames_round_trip_arrays_of_many_dtypes():
     from inr_blender.wire.protocol import decode_array, encode_frame
 
-    arrays = {"f": np.random.rand(5, 3).astype(np.float32), "i": np.arange(7, dtype=np.int64), "b": np.array([True, False]), "u8": np.frombuffer(b"abc", np.uint8)}
+    arrays = {
+        "f": np.random.rand(5, 3).astype(np.float32),
+        "i": np.arange(7, dtype=np.int64),
+        "b": np.array([True, False]),
+        "u8": np.frombuffer(b"abc", np.uint8),
+    }
     frame = encode_frame({"type": "job", "params": {"x": 1}}, arrays)
     (n,) = struct.unpack("!I", frame[:4])
     header = json.loads(frame[4 : 4 + n])
@@ -89,7 +94,15 @@ def test_local_worker_streams_progress_and_honours_cancel(client, tmp_path):
     backend = client.Backend(client.BackendConfig(python=sys.executable, log_dir=str(tmp_path))).start()
     try:
         pts, nrm = sphere_points(2000)
-        params = {"method": "igr", "iterations": 100000, "width": 32, "depth": 2, "batch_size": 256, "device": "cpu", "checkpoint_path": str(tmp_path / "f.pt")}
+        params = {
+            "method": "igr",
+            "iterations": 100000,
+            "width": 32,
+            "depth": 2,
+            "batch_size": 256,
+            "device": "cpu",
+            "checkpoint_path": str(tmp_path / "f.pt"),
+        }
         job = backend.submit("fit_sdf", params, {"points": pts, "normals": nrm})
         events = []
         deadline = time.monotonic() + 120
@@ -115,7 +128,15 @@ def test_local_worker_streams_progress_and_honours_cancel(client, tmp_path):
 def test_worker_killed_mid_job_is_reported(client, tmp_path):
     backend = client.Backend(client.BackendConfig(python=sys.executable, log_dir=str(tmp_path))).start()
     pts, nrm = sphere_points(2000)
-    params = {"method": "igr", "iterations": 100000, "width": 32, "depth": 2, "batch_size": 256, "device": "cpu", "checkpoint_path": str(tmp_path / "f.pt")}
+    params = {
+        "method": "igr",
+        "iterations": 100000,
+        "width": 32,
+        "depth": 2,
+        "batch_size": 256,
+        "device": "cpu",
+        "checkpoint_path": str(tmp_path / "f.pt"),
+    }
     job = backend.submit("fit_sdf", params, {"points": pts, "normals": nrm})
     while not job.poll():
         time.sleep(0.02)

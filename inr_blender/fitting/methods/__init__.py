@@ -21,7 +21,7 @@ fits, saves and extracts like a built-in one. ``python -m inr_blender.fitting.me
 stored sphere pre-fits (see :mod:`..sphere_init`).
 """
 
+from . import hashgrid, idf, igr, neural_skeleton, siren  # noqa: F401,E402  (each registers its method)
 from .base import METHODS, Batch, FitData, SdfMethod, register
-from . import igr, siren, hashgrid, neural_skeleton, idf  # noqa: F401,E402  (each registers its method)
 
 __all__ = ["METHODS", "Batch", "FitData", "SdfMethod", "register"]

@@ -7,8 +7,9 @@ The fit creates one instance per fit (``method = METHODS.get(name)(p, data)``), 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch

@@ -36,8 +36,7 @@ class HashGrid(Igr):
 
     @classmethod
     def field_config(cls, p: dict[str, Any]) -> dict[str, Any]:
-        keys = ("levels", "features_per_level", "log2_table_size", "base_resolution", "finest_resolution", "width",
-                "depth", "beta", "init_radius")
+        keys = ("levels", "features_per_level", "log2_table_size", "base_resolution", "finest_resolution", "width", "depth", "beta", "init_radius")
         return field_config("hashgrid", **{k: p[k] for k in keys})
 
     def prepare(self, field: nn.Module) -> None:
@@ -62,8 +61,9 @@ class HashGrid(Igr):
             sd = torch.as_tensor(self.estimate(off[:k].detach().cpu().numpy()), dtype=torch.float32, device=self.device)
             off_sign = torch.zeros(len(off), device=self.device)
             off_sign[:k] = torch.where(sd.abs() >= p["sign_distance"], torch.sign(sd), 0.0)
-        loss, _ = igr_loss(field, batch.on, batch.normals, off, p["tau_normals"], p["lambda_eikonal"], self.fd_step, off_sign,
-                           p["w_sign"], batch.weights)
+        loss, _ = igr_loss(
+            field, batch.on, batch.normals, off, p["tau_normals"], p["lambda_eikonal"], self.fd_step, off_sign, p["w_sign"], batch.weights
+        )
         if self.far is not None and len(self.far):
             j = torch.randint(len(self.far), (max(1, size // 4),), device=self.device)
             loss = loss + p["w_far"] * (field(self.far[j]) - self.far_sd[j]).abs().mean()

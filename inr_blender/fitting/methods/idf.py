@@ -8,8 +8,9 @@ target for detail transfer). The detail's output layer starts at zero, so the co
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -65,8 +66,12 @@ class Displacement(SirenMethod):
 
     def prepare(self, field: nn.Module) -> None:
         n, p = self.p["iterations"], self.p
-        self.phases = Phases([list(field.base.parameters()), list(field.detail.parameters())],
-                             int(round(p["phase_base"] * n)), int(round(p["phase_detail"] * n)), p["joint_lr_factor"])
+        self.phases = Phases(
+            [list(field.base.parameters()), list(field.detail.parameters())],
+            int(round(p["phase_base"] * n)),
+            int(round(p["phase_detail"] * n)),
+            p["joint_lr_factor"],
+        )
 
     def loss(self, field: nn.Module, batch: Batch, step: int) -> Tensor:
         return super().loss(field.base if step < self.phases.base_steps else field, batch, step)

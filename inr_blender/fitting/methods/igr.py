@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from ...fields import field_config
 from ...fields.igr import IGRNet
 from ...geometry.sampling import knn_sigma, near_surface_samples, uniform_samples
-from ...ranges.affine import AffineForm, concat
 from ...ranges.activations import activate
+from ...ranges.affine import AffineForm, concat
 from ...ranges.rules import activation_for, layer_rule, linear
 from ...settings import sdf as settings
 from ..losses import igr_loss
@@ -37,13 +37,12 @@ class Igr(SdfMethod):
 
     def off_surface(self, batch: Batch) -> Tensor:
         """Near-surface samples (one per drawn point), then batch/8 uniform samples of the domain."""
-        near = near_surface_samples(batch.on[:batch.size], self.sigma[batch.index])
+        near = near_surface_samples(batch.on[: batch.size], self.sigma[batch.index])
         return torch.cat([near, uniform_samples(max(1, batch.size // 8), self.p["global_sigma"], self.device)])
 
     def loss(self, field: nn.Module, batch: Batch, step: int) -> Tensor:
         p = self.p
-        loss, _ = igr_loss(field, batch.on, batch.normals, self.off_surface(batch), p["tau_normals"], p["lambda_eikonal"],
-                           weights=batch.weights)
+        loss, _ = igr_loss(field, batch.on, batch.normals, self.off_surface(batch), p["tau_normals"], p["lambda_eikonal"], weights=batch.weights)
         return loss
 
 

@@ -23,9 +23,7 @@ from ..sphere_init import sphere_field
 from .base import Batch, SdfMethod, register
 
 
-def learning_points(
-    estimate: SignedDistanceEstimate, count: int, seed: int, device: torch.device
-) -> tuple[Tensor, Tensor, Tensor]:
+def learning_points(estimate: SignedDistanceEstimate, count: int, seed: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """``count`` uniform points (count, 3) of [-1, 1]^3 with their signed distance (count,) to the oriented cloud
     (see SignedDistanceEstimate) and the direction (count, 3) away from their nearest point, outward."""
     queries = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(max(1, int(count)), 3))
@@ -62,8 +60,15 @@ class NeuralSkeleton(SdfMethod):
     def loss(self, field: nn.Module, batch: Batch, step: int) -> Tensor:
         p, hinted = self.p, step < self.hint_steps
         loss, _ = skeleton_loss(
-            field, batch.on, batch.normals, uniform_samples(batch.size, 1.0, self.device),
-            self.hints if hinted else None, self.hint_distance if hinted else None, self.hint_direction if hinted else None,
-            p, p["w_tv"] / (1.0 + (step / self.tv_scale) ** 2), batch.weights,
+            field,
+            batch.on,
+            batch.normals,
+            uniform_samples(batch.size, 1.0, self.device),
+            self.hints if hinted else None,
+            self.hint_distance if hinted else None,
+            self.hint_direction if hinted else None,
+            p,
+            p["w_tv"] / (1.0 + (step / self.tv_scale) ** 2),
+            batch.weights,
         )
         return loss

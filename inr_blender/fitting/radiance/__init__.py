@@ -5,7 +5,7 @@ a :class:`RadianceModel` subclass decorated ``@register`` (field config, render 
 imported below; a new network registers its field kind in ``inr_blender/fields/``.
 """
 
-from .base import MODELS, RadianceModel, register
 from . import classic, fast  # noqa: F401,E402  (each registers its model)
+from .base import MODELS, RadianceModel, register
 
 __all__ = ["MODELS", "RadianceModel", "register"]

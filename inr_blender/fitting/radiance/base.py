@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 import numpy as np
 from torch import Tensor, nn
 
-from ...render.renderer import RenderSettings
 from ...render.image_metrics import psnr_of_mse
+from ...render.renderer import RenderSettings
 from ...settings.nerf import ModelSettings
 from ...settings.spec import Registry
 

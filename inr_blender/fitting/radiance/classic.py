@@ -18,8 +18,14 @@ class Classic(RadianceModel):
 
     @classmethod
     def field_config(cls, p: dict[str, Any]) -> dict[str, Any]:
-        return field_config("nerf_classic", width=p["width"], depth=p["depth"], skip=p["depth"] // 2,
-                            position_frequencies=p["position_frequencies"], direction_frequencies=p["direction_frequencies"])
+        return field_config(
+            "nerf_classic",
+            width=p["width"],
+            depth=p["depth"],
+            skip=p["depth"] // 2,
+            position_frequencies=p["position_frequencies"],
+            direction_frequencies=p["direction_frequencies"],
+        )
 
     @classmethod
     def render_settings(cls, p: dict[str, Any]) -> RenderSettings:
