@@ -22,8 +22,8 @@ import bpy
 from bpy.props import IntProperty
 
 from ..inr_blender.wire.client import JobOutcome
+from ..properties.defaults import enum_item
 from .common.bridge import InputError, create_mesh_object, make_active, object_geometry
-from .common.defaults import enum_item
 from .common.field import RangeQueryOperator, active_field, described, evaluations, field_frame, other_checkpoint
 
 # A box's corners (bit i of the index picks the upper bound on axis i) and its 12 edges (corners differing in one bit).

@@ -66,5 +66,8 @@ class INR_OT_evaluate_field(FieldJobOperator, bpy.types.Operator):
         s.metrics_resolution = self.resolution
         self.report(
             {"INFO"},
-            f"{field.name}: Chamfer-L1 {s.chamfer_l1:.5f}, normal consistency {s.normal_consistency:.4f}, F-score {s.fscore:.4f}, Hausdorff {s.hausdorff:.4f}",
+            (
+                f"{field.name}: Chamfer-L1 {s.chamfer_l1:.5f}, normal consistency "
+                f"{s.normal_consistency:.4f}, F-score {s.fscore:.4f}, Hausdorff {s.hausdorff:.4f}"
+            ),
         )

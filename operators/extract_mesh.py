@@ -18,8 +18,8 @@ import bpy
 from bpy.props import EnumProperty, FloatProperty, IntProperty
 
 from ..inr_blender.wire.client import JobOutcome
+from ..properties.defaults import backend_name
 from .common.bridge import InputError, create_mesh_object, make_active
-from .common.defaults import backend_name
 from .common.displacement import DISPLACEMENT
 from .common.field import FieldJobOperator
 from .common.shape_space import checked_shape, shape_matrix
@@ -68,7 +68,10 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
             (
                 "GUARANTEED",
                 "Guaranteed",
-                "Cull only the blocks that range analysis certifies hold no surface: keeps thin parts of any field, distance field or not (slower per block)",
+                (
+                    "Cull only the blocks that range analysis certifies hold no surface: keeps thin "
+                    "parts of any field, distance field or not (slower per block)"
+                ),
             ),
         ],
         default="SPARSE",

@@ -22,8 +22,8 @@ from ..inr_blender.context import JobError
 from ..inr_blender.render import transforms
 from ..inr_blender.wire.client import JobOutcome
 from ..properties import NERF_MODELS
+from ..properties.defaults import backend_name, enum_item
 from .common.bridge import InputError, make_active
-from .common.defaults import backend_name, enum_item
 from .common.field import checkpoints, new_checkpoint_path, new_field
 from .common.job import FitJobOperator
 from .common.rig import TRANSFORMS, find_rig

@@ -11,7 +11,7 @@ from bpy.props import EnumProperty, IntProperty
 
 from ..inr_blender.settings import presets, sdf
 from ..properties import SDF_METHODS
-from .common.defaults import CUSTOM, backend_name, enum_item, find_param, preset_items, preset_values, prop_from_param
+from ..properties.defaults import CUSTOM, backend_name, enum_item, find_param, preset_items, preset_values, prop_from_param
 from .common.field import require_normals
 from .common.sdf_settings import SdfFitOperator
 

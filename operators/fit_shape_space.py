@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
+from bpy.props import EnumProperty, IntProperty
 
-from ..inr_blender.settings import presets
+from ..inr_blender.settings import presets, shape_space
 from ..inr_blender.wire.client import JobOutcome
 from ..properties import SHAPE_SPACE_METHODS
+from ..properties.defaults import CUSTOM, backend_name, enum_item, find_param, preset_items, preset_values, prop_from_param
 from .common.bridge import InputError, make_active, mesh_arrays
-from .common.defaults import CUSTOM, backend_name, enum_item, preset_items, preset_values
 from .common.field import FitPlan, new_field, plan_fit
 from .common.job import FitJobOperator
 
@@ -48,6 +48,15 @@ _TRAINING = (
 )
 
 
+def _prop(setting: str, **overrides: Any) -> Any:
+    """The property of the shape-space setting ``setting``: the default preset's value, else the backend's default;
+    its description ends with the published value (the backend's default)."""
+    param = find_param(shape_space.PARAMS, setting)
+    if "description" in overrides and isinstance(param.default, (int, float)) and not isinstance(param.default, bool) and param.default:
+        overrides["description"] += f" (published {param.default})"
+    return prop_from_param(param, presets.SHAPE_SPACE[presets.SHAPE_SPACE_DEFAULT], **overrides)
+
+
 def _a(word: str) -> str:
     return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
@@ -68,39 +77,29 @@ class INR_OT_fit_shape_space(FitJobOperator, bpy.types.Operator):
         description="Settings by purpose; explicit settings override it",
     )
     method: EnumProperty(name="Method", items=SHAPE_SPACE_METHODS, default="DEEPSDF", description="What the decoder predicts")
-    latent_size: IntProperty(name="Latent Size", default=64, min=1, max=4096, description="Length of each shape's code (published 256)")
-    width: IntProperty(
-        name="Width", default=256, min=4, max=4096, description="Hidden units per layer of the decoder, more than the latent size + 3 (published 512)"
+    latent_size: _prop("latent_size", name="Latent Size", max=4096, description="Length of each shape's code")
+    width: _prop("width", min=4, max=4096, description="Hidden units per layer of the decoder, more than the latent size + 3")
+    depth: _prop("depth", min=2, max=16, description="Hidden layers of the decoder")
+    dropout: _prop("dropout", max=0.9, description="Dropout after each hidden layer while training")
+    weight_norm: _prop("weight_norm", name="Weight Norm", description="Weight normalisation on the decoder's layers")
+    iterations: _prop("iterations", soft_max=100000, description="Training steps")
+    max_seconds: _prop(
+        "max_seconds", name="Time Limit", subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE", description="Stop after this long (0: no limit)"
     )
-    depth: IntProperty(name="Depth", default=4, min=2, max=16, description="Hidden layers of the decoder (published 8)")
-    dropout: FloatProperty(
-        name="Dropout", default=0.0, min=0.0, max=0.9, description="Dropout after each hidden layer while training (published 0.2)"
-    )
-    weight_norm: BoolProperty(name="Weight Norm", default=True, description="Weight normalisation on the decoder's layers (published)")
-    iterations: IntProperty(name="Iterations", default=2000, min=1, soft_max=100000, description="Training steps")
-    max_seconds: FloatProperty(
-        name="Time Limit", default=0.0, min=0.0, subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE", description="Stop after this long (0: no limit)"
-    )
-    shapes_per_step: IntProperty(name="Shapes per Step", default=8, min=1, soft_max=256, description="Shapes in each step's batch (published 64)")
-    samples_per_shape: IntProperty(
-        name="Samples per Shape", default=2048, min=16, soft_max=65536, description="Points of each shape in each step (published 16384)"
-    )
-    num_samples: IntProperty(
+    shapes_per_step: _prop("shapes_per_step", soft_max=256, description="Shapes in each step's batch")
+    samples_per_shape: _prop("samples_per_shape", min=16, soft_max=65536, description="Points of each shape in each step")
+    num_samples: _prop(
+        "num_samples",
         name="Prepared Samples",
-        default=50000,
         min=100,
         soft_max=1000000,
-        description="Training points prepared per shape, near its surface and in its domain",
+        description="Training points per shape, near its surface and in its domain",
     )
-    lr_decoder: FloatProperty(name="Decoder Rate", default=5e-4, min=0.0, precision=5, description="Learning rate of the decoder (published 5e-4)")
-    lr_codes: FloatProperty(name="Code Rate", default=1e-3, min=0.0, precision=5, description="Learning rate of the codes (published 1e-3)")
-    clamp: FloatProperty(
-        name="Clamp", default=0.1, min=1e-4, max=1.0, precision=3, description="Distances are clamped to this, in normalised units (published 0.1)"
-    )
-    prior: FloatProperty(
-        name="Code Prior", default=1e-4, min=0.0, precision=6, description="Weight of the codes' zero-mean Gaussian prior (published 1e-4)"
-    )
-    seed: IntProperty(name="Seed", default=0, min=0)
+    lr_decoder: _prop("lr_decoder", precision=5, description="Learning rate of the decoder")
+    lr_codes: _prop("lr_codes", precision=5, description="Learning rate of the codes")
+    clamp: _prop("clamp", min=1e-4, max=1.0, precision=3, description="Distances are clamped to this, in normalised units")
+    prior: _prop("prior", name="Code Prior", precision=6, description="Weight of the codes' zero-mean Gaussian prior")
+    seed: _prop("seed")
     error_resolution: IntProperty(
         name="Error Resolution",
         default=64,

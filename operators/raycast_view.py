@@ -20,10 +20,10 @@ from bpy.props import FloatProperty, StringProperty
 
 from ..inr_blender.wire.client import JobOutcome
 from ..properties.common import for_operator
+from ..properties.defaults import backend_name
 from ..properties.ranges import RAYCAST_METHODS, RAYCAST_SETTINGS
 from .common.bridge import InputError
 from .common.cameras import scene_view
-from .common.defaults import backend_name
 from .common.field import RangeQueryOperator, active_field, evaluations
 from .common.images import image_from, rgba, save_view, show_image
 

@@ -55,5 +55,8 @@ class INR_OT_render_nerf_view(FieldJobOperator, bpy.types.Operator):
         seconds = float(outcome.params.get("seconds") or 0.0)
         self.report(
             {"INFO"},
-            f"Rendered '{field.name}' from '{self._camera}' at {width}x{height} in {seconds:.1f} s into '{view.name}' and '{depth_image.name}'{saved}",
+            (
+                f"Rendered '{field.name}' from '{self._camera}' at {width}x{height} in "
+                f"{seconds:.1f} s into '{view.name}' and '{depth_image.name}'{saved}"
+            ),
         )

@@ -31,9 +31,9 @@ from mathutils import Matrix
 
 from ..inr_blender.wire.client import Checkpoint, JobOutcome
 from ..properties.common import for_operator, setting_paths
+from ..properties.defaults import backend_name, enum_item
 from ..properties.transfer import SETTINGS
 from .common.bridge import InputError, create_mesh_object, make_active, object_geometry
-from .common.defaults import backend_name, enum_item
 from .common.displacement import DisplacementSettings, displacement_field, idf_param, is_base_only
 from .common.field import (
     KIND_NAMES,

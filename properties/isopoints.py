@@ -6,20 +6,22 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty
 
+from ..inr_blender.settings import isopoints
+from .defaults import find_param, prop_from_param
+
 SETTINGS = {
-    "count": IntProperty(
+    "count": prop_from_param(
+        find_param(isopoints.PARAMS, "count"),
         name="Points",
-        default=5000,
-        min=1,
         max=2_000_000_000,
         soft_max=200000,
         description="Points to project onto the field's zero level set (those that do not converge are dropped)",
     ),
-    "resample": BoolProperty(name="Resample", default=True, description="Spread the points evenly over the surface (tangential repulsion)"),
-    "upsample": IntProperty(
-        name="Upsample",
-        default=0,
-        min=0,
+    "resample": prop_from_param(
+        find_param(isopoints.PARAMS, "resample"), description="Spread the points evenly over the surface (tangential repulsion)"
+    ),
+    "upsample": prop_from_param(
+        find_param(isopoints.PARAMS, "upsample"),
         soft_max=200000,
         description="Points to add by edge-aware upsampling, where the surface bends most (0: none)",
     ),

@@ -7,6 +7,9 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, PointerProperty, StringProperty
 
+from ..inr_blender.settings import completion
+from .defaults import find_param, prop_from_param
+
 INTERPOLATE_OUTPUTS = [
     ("AUTO", "Auto", "Shape keys when every in-between's vertices follow the first mesh's without folding, else a sequence"),
     ("ROW", "Row", "One mesh per in-between shape, in a row along +X"),
@@ -20,7 +23,7 @@ INTERPOLATE_SETTINGS = {
     "resolution": IntProperty(name="Resolution", default=96, min=8, max=1024, description="Extraction grid of each in-between shape"),
 }
 RECONSTRUCT_SETTINGS = {
-    "iterations": IntProperty(name="Iterations", default=800, min=1, soft_max=10000, description="Steps that fit a code to the scan"),
+    "iterations": prop_from_param(find_param(completion.PARAMS, "iterations"), soft_max=10000, description="Steps that fit a code to the scan"),
     "resolution": IntProperty(name="Resolution", default=128, min=8, max=1024, description="Extraction grid of the completed shape"),
 }
 

@@ -6,25 +6,27 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
 
+from ..inr_blender.settings import skeleton
+from .defaults import find_param, prop_from_param
+
 SETTINGS = {
-    "delta": FloatProperty(
+    "delta": prop_from_param(
+        find_param(skeleton.PARAMS, "delta"),
         name="δ",
-        default=0.02,
         min=1e-4,
         soft_max=0.2,
         precision=3,
         description="Coverage tolerance, as a fraction of the shape's longest half-extent: larger gives fewer medial spheres, a coarser skeleton",
     ),
-    "num_surface_samples": IntProperty(
-        name="Surface Samples",
-        default=2000,
+    "num_surface_samples": prop_from_param(
+        find_param(skeleton.PARAMS, "num_surface_samples"),
         min=16,
         soft_max=20000,
         description="Points spread on the field's surface that the medial spheres must cover",
     ),
-    "time_limit": FloatProperty(
+    "time_limit": prop_from_param(
+        find_param(skeleton.PARAMS, "time_limit"),
         name="MILP Time Limit",
-        default=60.0,
         min=0.1,
         soft_max=600.0,
         subtype="TIME_ABSOLUTE",

@@ -4,7 +4,10 @@ operator's when it does not set them), and, on a transferred field (method IDF_T
 from __future__ import annotations
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import FloatProperty, IntProperty, StringProperty
+
+from ..inr_blender.settings import transfer
+from .defaults import find_param, prop_from_param
 
 TRANSFER_MODES = [
     ("PROJECTED", "Projected", "Read the detail at the closest point of the source's base, so it lands on the target's surface"),
@@ -12,22 +15,19 @@ TRANSFER_MODES = [
 ]
 
 SETTINGS = {
-    "strength": FloatProperty(
-        name="Strength",
-        default=1.0,
+    "strength": prop_from_param(
+        find_param(transfer.PARAMS, "strength"),
         soft_min=0.0,
         soft_max=2.0,
         description="Scale of the transferred detail: 0 gives the target's base, 1 the source's detail as it is",
     ),
-    "nu": FloatProperty(
-        name="ν",
-        default=0.0,
-        min=0.0,
+    "nu": prop_from_param(
+        find_param(transfer.PARAMS, "nu"),
         soft_max=0.2,
         precision=3,
         description="Width of the band around the base where the detail acts, in the field's local units (0: the source's)",
     ),
-    "mode": EnumProperty(name="Mode", items=TRANSFER_MODES, default="PROJECTED", description="Where the detail is read on the source"),
+    "mode": prop_from_param(find_param(transfer.PARAMS, "mode"), items=TRANSFER_MODES, description="Where the detail is read on the source"),
     "resolution": IntProperty(
         name="Resolution", default=128, min=8, max=8192, soft_max=1024, description="Extraction grid of the transferred surface"
     ),

@@ -11,6 +11,8 @@ import numpy as np
 
 from ..context import JobContext, JobError
 from ..device import resolve_device
+from ..fields import is_distance_field, smooth_base
+from ..fields.deepsdf import ShapeSpace
 from ..geometry.extraction import extract_mesh as dense_mesh
 from ..geometry.metrics import compare_meshes
 from ..geometry.sampling import to_world
@@ -19,7 +21,7 @@ from ..geometry.validation import check_mesh
 from ..render.surface import DensitySurface, vertex_colours
 from ..settings.spec import Param, Spec, params
 from .registry import DEVICE, Arrays, Command, Positional, Result, job
-from .shared import CHECKPOINT, RANGE_MODE, RESOLUTION, SPACE, THRESHOLD, density_threshold, field_kind, is_radiance, load_field, space_member
+from .shared import CHECKPOINT, FIELD_ARGUMENT, RANGE_MODE, RESOLUTION, SPACE, THRESHOLD, density_threshold, is_radiance, load_field, space_member
 
 SURFACE = (
     CHECKPOINT,
@@ -63,7 +65,7 @@ def _write_mesh(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays
     EXTRACT,
     cli=Command(
         names=("extract",),
-        positionals=(Positional("field", "checkpoint (.pt)", "checkpoint_path"),),
+        positionals=(FIELD_ARGUMENT,),
         output="mesh to write (.ply or .obj)",
         fixed={"space": "world"},
         write=_write_mesh,
@@ -83,21 +85,19 @@ def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     device = resolve_device(p["device"])
     field, ckpt = load_field(p, arrays, device)
     center, scale = ckpt["center"], float(ckpt["scale"])
-    kind = field_kind(field)
-    if kind == "shape_space":  # one shape of the space: by index, or any code
+    if isinstance(field, ShapeSpace):  # one shape of the space: by index, or any code
         field, center, scale = space_member(field, ckpt, p["shape"], arrays.get("code"))
-        kind = field_kind(field)
-    if kind == "occupancy":
-        method = "dense" if method == "sparse" else method  # logits are no distances: no Lipschitz culling
     if p["part"] == "base":  # the smooth base of a displacement field (or of a transferred-detail field)
-        if kind not in ("displacement", "transferred_detail"):
+        base = smooth_base(field)
+        if base is None:
             raise JobError("only a displacement field has a base to extract")
-        field = field.base if kind == "displacement" else field.target_base
+        field = base
     radiance = is_radiance(ckpt)
-    if radiance:  # the density's iso-surface; sparse culling assumes a distance field, so dense
+    if radiance:  # the density's iso-surface
         threshold = density_threshold(p, ckpt)
         radiance_field, field, level = field, DensitySurface(field, threshold), 0.0
-        method = "dense" if method == "sparse" else method
+    if method == "sparse" and not is_distance_field(field):
+        method = "dense"  # sparse culling by |f| assumes distances (logits and densities are not)
     box_evaluations = 0
     if method in ("sparse", "guaranteed"):
         vertices, faces, normals, stats = extract_mesh_sparse(

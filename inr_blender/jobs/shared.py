@@ -1,4 +1,4 @@
-"""What several jobs share: their common params, where a checkpoint goes and comes from, field kinds, cameras,
+"""What several jobs share: their common params, where a checkpoint goes and comes from, cameras,
 members of a shape space. One home each; the jobs import them."""
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ import torch
 from ..checkpoint import checkpoint_bytes, load_checkpoint, save_checkpoint
 from ..context import JobError
 from ..fields.deepsdf import LatentShape, ShapeSpace
-from ..fields.displacement import DisplacementField, TransferredDetail
 from ..fitting import nerf as nerf_fitting
 from ..geometry.extraction import MIN_RESOLUTION
 from ..ranges import MODES as RANGE_MODES
 from ..settings.spec import Param
-from .registry import Arrays
+from .registry import Arrays, Positional
 
 # The checkpoint a job reads: this path, or the uint8 array ``checkpoint`` (the file's bytes, from a remote client).
 CHECKPOINT = Param("checkpoint_path", "", "The field's checkpoint (.pt); or send its bytes as the array checkpoint")
+# The CLI's first argument of the jobs on one field's checkpoint.
+FIELD_ARGUMENT = Positional("field", "checkpoint (.pt)", "checkpoint_path")
 # Where a fit writes its checkpoint; with ``return_checkpoint`` (a remote worker) its bytes come back instead.
 OUTPUT = Param("checkpoint_path", "", "The checkpoint to write (.pt)")
 RETURN_CHECKPOINT = Param(
@@ -33,20 +34,6 @@ RANGE_MODE = Param("range_mode", "affine_all", "The range arithmetic that bounds
 THRESHOLD = Param("threshold", None, "Radiance fields: the density of the surface (default: the checkpoint's)", kind=float, positive=True)
 RESOLUTION = Param("resolution", 128, "Marching-cubes grid along each axis", minimum=MIN_RESOLUTION, label="Resolution")
 BACKGROUND = Param("background", [1.0, 1.0, 1.0], "RGB in [0, 1] where no surface is hit", kind=list, length=3, minimum=0.0, maximum=1.0)
-
-
-def field_kind(field: torch.nn.Module) -> str:
-    """What a loaded field is, for the jobs that treat kinds differently: 'shape_space', 'displacement',
-    'transferred_detail', 'occupancy' (a shape decoded as logits) or 'sdf'. The one place of these checks."""
-    if isinstance(field, ShapeSpace):
-        return "shape_space"
-    if isinstance(field, DisplacementField):
-        return "displacement"
-    if isinstance(field, TransferredDetail):
-        return "transferred_detail"
-    if getattr(field, "decoder", None) is not None and field.decoder.output == "occupancy":
-        return "occupancy"
-    return "sdf"
 
 
 def is_radiance(ckpt: dict[str, Any]) -> bool:
@@ -164,6 +151,6 @@ def space_member(space: ShapeSpace, ckpt: dict[str, Any], shape: int | None, cod
 def load_space(p: dict[str, Any], arrays: Arrays, device: torch.device) -> tuple[ShapeSpace, dict[str, Any]]:
     """The shape space a job names (as :func:`load_field`), or JobError."""
     space, ckpt = load_field(p, arrays, device)
-    if field_kind(space) != "shape_space":
+    if not isinstance(space, ShapeSpace):
         raise JobError("the checkpoint is not a shape space: fit one with Fit Shape Space (fit_shape_space)")
     return space, ckpt

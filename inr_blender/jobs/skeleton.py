@@ -14,8 +14,8 @@ from ..geometry import skeleton
 from ..geometry.sampling import to_world
 from ..settings import skeleton as settings
 from ..settings.spec import Spec, params
-from .registry import Arrays, Command, Positional, Result, job
-from .shared import CHECKPOINT, SPACE, load_sdf
+from .registry import Arrays, Command, Result, job
+from .shared import CHECKPOINT, FIELD_ARGUMENT, SPACE, load_sdf
 
 
 def _write(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> None:
@@ -30,7 +30,7 @@ def _write(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> 
 
 CLI = Command(
     names=("skeleton",),
-    positionals=(Positional("field", "checkpoint (.pt)", "checkpoint_path"),),
+    positionals=(FIELD_ARGUMENT,),
     output="skeleton to write: .ma (vertices with radii, edges, faces) or .obj",
     fixed={"space": "world"},
     options={"surface-samples": "num_surface_samples"},

@@ -7,12 +7,10 @@ Torch-free, like settings/sdf.py: the Blender side, the CLI and the worker read 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ..context import JobError
-from .spec import Param, params
+from .spec import Declared, Param, params
 
 COMMON = params(
     Param(
@@ -60,15 +58,8 @@ def run(iterations: int, learning_rate: float, adam_eps: float) -> tuple[Param, 
     )
 
 
-@dataclass(frozen=True)
-class ModelSettings:
+class ModelSettings(Declared):
     """What the Blender side, the CLI and the fit know of a radiance model without torch."""
-
-    name: str
-    label: str
-    help: str
-    params: tuple[Param, ...]
-    check: Callable[[dict[str, Any]], None] | None = None
 
 
 # Classic NeRF (Mildenhall 2020): Adam 5e-4, 1024 rays per step, 64 coarse + 128 fine samples, centre crops (half the

@@ -7,12 +7,11 @@ Blender side, the CLI and the worker read the same defaults.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..context import JobError
-from .spec import Param, params
+from .spec import Declared, Param, params
 
 # Stopping (every method): at ``iterations``, at ``max_seconds`` (0: no limit), or once the mean loss of
 # ``convergence_window`` steps improves by less than ``convergence_tolerance`` twice in a row (0: never), but
@@ -113,16 +112,11 @@ INIT = Param("init", "sphere", "Start from a network pre-fitted to a sphere's di
 
 
 @dataclass(frozen=True)
-class MethodSettings:
+class MethodSettings(Declared):
     """What the Blender side, the CLI and the fit know of an SDF method without torch."""
 
-    name: str
-    label: str
-    help: str
-    params: tuple[Param, ...]
     needs_normals: bool = False
     normals_subject: str = ""  # "SIREN needs oriented normals" when the input has none
-    check: Callable[[dict[str, Any]], None] | None = None  # rules across the resolved settings (may fill derived values)
 
     def refuse_without_normals(self) -> str:
         """The one-line refusal of a fit without normals (empty when the method does not need them)."""

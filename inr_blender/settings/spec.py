@@ -215,6 +215,18 @@ class Spec:
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class Declared:
+    """A fitting variant (an SDF method, a radiance model) as the Blender side, the CLI and the fit know it
+    without torch: its name, UI label, help, parameters, and the rules across its resolved settings."""
+
+    name: str
+    label: str
+    help: str
+    params: tuple[Param, ...]
+    check: Callable[[dict[str, Any]], None] | None = None  # may also fill derived values
+
+
 class Registry(Generic[T]):
     """Named things registered where they are defined (``@registry.register("name")``), looked up by name."""
 

@@ -11,7 +11,7 @@ from bpy.props import EnumProperty
 
 from ...inr_blender.settings import presets, sdf
 from ...inr_blender.wire.client import JobOutcome
-from .defaults import CUSTOM, backend_name, enum_item, find_param, preset_items, preset_values, prop_from_param
+from ...properties.defaults import CUSTOM, backend_name, enum_item, find_param, preset_items, preset_values, prop_from_param
 from .field import FitPlan, fitted_field
 from .sdf_settings import SdfFitSettings
 
@@ -84,13 +84,17 @@ class DisplacementSettings(SdfFitSettings):
     convergence_tolerance: idf_param(
         "convergence_tolerance",
         precision=4,
-        description="Stop once the mean loss of 100 steps improves by less than this fraction twice in a row (0: never; it would cut the phases short)",
+        description=(
+            "Stop once the mean loss of 100 steps improves by less than this fraction twice in a row (0: never; it would cut the phases short)"
+        ),
     )
     base_width: idf_param(
         "base_width",
         min=4,
         max=2048,
-        description="Hidden units per layer of the smooth base (published 256; 3 x 128 at ω 15 starts at once, other sizes are pre-fitted to a sphere first)",
+        description=(
+            "Hidden units per layer of the smooth base (published 256; 3 x 128 at ω 15 starts at once, other sizes are pre-fitted to a sphere first)"
+        ),
     )
     base_depth: idf_param("base_depth", max=16)
     base_omega: idf_param("base_omega", min=0.1, description="Frequency of the base's sines: low for a smooth base (published 15)")

@@ -14,8 +14,8 @@ from bpy.props import BoolProperty, FloatProperty, IntProperty
 from ...inr_blender.settings import sdf
 from ...inr_blender.settings.spec import params
 from ...inr_blender.wire.client import JobOutcome
+from ...properties.defaults import find_param, prop_from_param
 from .bridge import make_active, selected_geometry
-from .defaults import find_param, prop_from_param
 from .field import FitPlan, fitted_field, plan_fit
 from .job import FitJobOperator
 
@@ -51,7 +51,10 @@ class SdfFitSettings:
     use_isopoints: BoolProperty(
         name="Iso-points",
         default=False,
-        description="Also train on points of the current surface (with normals of planes fitted to their neighbours), and weigh each input point by how well it agrees with that surface",
+        description=(
+            "Also train on points of the current surface (with normals of planes fitted to their "
+            "neighbours), and weigh each input point by how well it agrees with that surface"
+        ),
     )
     # the backend's isopoints=0 means off; here Use Iso-points turns them on, with this many
     isopoints: IntProperty(name="Iso-points", default=2000, min=1, soft_max=100000, description="Points projected onto the field's surface")

@@ -31,8 +31,8 @@ def _operator_props(idname: str) -> dict:
 
 
 def _same(prop, backend) -> bool:
-    if prop.type == "ENUM":
-        return prop.default == backend.upper()
+    if prop.type == "ENUM":  # items are the backend's names in upper case (range modes keep theirs)
+        return prop.default.upper() == backend.upper()
     if prop.type == "FLOAT":
         return prop.default == pytest.approx(backend, rel=1e-6, abs=1e-12)
     return prop.default == backend
@@ -106,3 +106,55 @@ def test_preset_items_and_values_are_the_backends(addon, idname, table, default,
             assert k in props, f"{idname} has no property {k} for preset {p.name}"
             if k in enums:
                 assert v in {i.identifier for i in props[k].enum_items}, (k, v)
+
+
+# Operators whose defaults depend on a method or preset: checked above, setting by setting.
+PER_METHOD = {"inr.fit_sdf", "inr.fit_displacement", "inr.transfer_detail"}
+# Operators where 0 stands for the chosen model's own value (the default model's is compared otherwise).
+ZERO_IS_THE_MODELS = {"inr.fit_nerf"}
+
+
+def _job_operators(addon):
+    return [cls for cls in addon.operators.classes if getattr(cls, "job_name", "") and cls.bl_idname not in PER_METHOD]
+
+
+def test_every_job_operators_defaults_are_its_jobs(addon):
+    """An operator property named as a setting of the job it runs has the job's default, or its default preset's
+    (its SKIP_SAVE copies of a field's settings too: those fall back to the field's value, checked below)."""
+    from inr_blender.jobs import REGISTRY
+
+    compared = 0
+    for cls in _job_operators(addon):
+        job = REGISTRY.get(cls.job_name)
+        defaults = {p.name: p.default for p in job.spec.all_params()} | job.spec.defaults()
+        props = _operator_props(cls.bl_idname)
+        if "preset" in props and job.presets is not None:  # the default preset's values over the job's defaults
+            defaults |= job.presets({})[props["preset"].default.lower()].values
+        backend_of = {name: (name, defaults) for name in props if name in defaults and defaults[name] is not None}
+        if cls.bl_idname in ZERO_IS_THE_MODELS:
+            backend_of = {name: v for name, v in backend_of.items() if props[name].type not in ("INT", "FLOAT") or props[name].default != 0}
+        skip = set(props) - set(backend_of)
+        compared += _check(cls.bl_idname, backend_of, skip)
+    assert compared >= 15
+
+
+def test_every_field_settings_default_is_its_jobs(addon):
+    """The field's per-capability settings (inr_field.skeleton.delta, ...) have the defaults of the job that reads them."""
+    from inr_blender.jobs import REGISTRY
+
+    compared, wrong = 0, []
+    for cls in _job_operators(addon):
+        spec = REGISTRY.get(cls.job_name).spec
+        defaults = {p.name: p.default for p in spec.all_params()}
+        for name, path in getattr(cls, "field_settings", {}).items():
+            owner_path, _, attr = path.rpartition(".")
+            group = bpy.types.Object.bl_rna.properties["inr_field"].fixed_type
+            for part in owner_path.split(".") if owner_path else ():
+                group = group.properties[part].fixed_type
+            if name not in defaults or defaults[name] is None:
+                continue
+            compared += 1
+            if not _same(group.properties[attr], defaults[name]):
+                wrong.append(f"inr_field.{path} = {group.properties[attr].default!r}, job {cls.job_name}'s {name} = {defaults[name]!r}")
+    assert not wrong, wrong
+    assert compared >= 8

@@ -20,6 +20,7 @@ from ...fields import build_field
 from ...settings.sdf import MethodSettings
 from ...settings.spec import Registry
 from ..losses import SurfaceWeights
+from ..variant import Variant, registrar
 
 
 @dataclass
@@ -45,7 +46,7 @@ class Batch:
     size: int
 
 
-class SdfMethod:
+class SdfMethod(Variant):
     """An SDF method: subclass it, set ``settings``, define :meth:`field_config` and :meth:`loss`, register it."""
 
     settings: ClassVar[MethodSettings]
@@ -61,17 +62,6 @@ class SdfMethod:
     @classmethod
     def needs_normals(cls) -> bool:
         return cls.settings.needs_normals
-
-    @classmethod
-    def check(cls, p: dict[str, Any]) -> None:
-        """Rules across the resolved settings ``p`` (from the settings; may fill derived values)."""
-        if cls.settings.check is not None:
-            cls.settings.check(p)
-
-    @classmethod
-    def field_config(cls, p: dict[str, Any]) -> dict[str, Any]:
-        """The network config (stored in the checkpoint) of resolved settings ``p``."""
-        raise NotImplementedError
 
     @classmethod
     def sphere_start(cls, p: dict[str, Any]) -> dict[str, Any] | None:
@@ -95,11 +85,6 @@ class SdfMethod:
         return None
 
 
-# The SDF methods by name: each module registers its class where it is defined (``@METHODS.register(...)``).
+# The SDF methods by name: each module registers its class where it is defined (``@register``).
 METHODS: Registry[type[SdfMethod]] = Registry("SDF method")
-
-
-def register(cls: type[SdfMethod]) -> type[SdfMethod]:
-    """Class decorator: register ``cls`` under its settings' name."""
-    METHODS.add(cls.settings.name, cls)
-    return cls
+register = registrar(METHODS)  # the class decorator

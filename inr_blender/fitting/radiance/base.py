@@ -12,9 +12,10 @@ from ...render.image_metrics import psnr_of_mse
 from ...render.renderer import RenderSettings
 from ...settings.nerf import ModelSettings
 from ...settings.spec import Registry
+from ..variant import Variant, registrar
 
 
-class RadianceModel:
+class RadianceModel(Variant):
     """A radiance model: subclass it, set ``settings``, define :meth:`field_config` and :meth:`render_settings`."""
 
     settings: ClassVar[ModelSettings]
@@ -22,15 +23,6 @@ class RadianceModel:
 
     def __init__(self, p: dict[str, Any]) -> None:
         self.p = p
-
-    @classmethod
-    def check(cls, p: dict[str, Any]) -> None:
-        if cls.settings.check is not None:
-            cls.settings.check(p)
-
-    @classmethod
-    def field_config(cls, p: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
 
     @classmethod
     def render_settings(cls, p: dict[str, Any]) -> RenderSettings:
@@ -67,11 +59,7 @@ class RadianceModel:
 
 # The radiance models by name: each module registers its class where it is defined.
 MODELS: Registry[type[RadianceModel]] = Registry("NeRF model")
-
-
-def register(cls: type[RadianceModel]) -> type[RadianceModel]:
-    MODELS.add(cls.settings.name, cls)
-    return cls
+register = registrar(MODELS)  # the class decorator
 
 
 def mean_psnr(losses: list[float]) -> float:

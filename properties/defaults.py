@@ -11,8 +11,8 @@ from typing import Any
 
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from ...inr_blender.settings.presets import Preset
-from ...inr_blender.settings.spec import Param
+from ..inr_blender.settings.presets import Preset
+from ..inr_blender.settings.spec import Param
 
 CUSTOM = "CUSTOM"  # Blender's item for no preset (the backend's "custom")
 _CUSTOM_ITEM = (CUSTOM, "Custom", "Every setting as set below")
@@ -36,17 +36,18 @@ def find_param(items: Iterable[Param], name: str) -> Param:
     raise KeyError(name)
 
 
-def prop_from_param(param: Param, **overrides: Any):
-    """The bpy property of ``param``: its label as name, its help as description, its default and bounds
-    (``overrides`` replace any of them, or add e.g. ``soft_max``, ``precision``, ``options``)."""
+def prop_from_param(param: Param, preset: Preset | None = None, **overrides: Any):
+    """The bpy property of ``param``: its label as name, its help as description, its default (``preset``'s value
+    when it sets one) and bounds (``overrides`` replace any of them, or add e.g. ``soft_max``, ``precision``)."""
     kind = param.type
+    default = preset.values.get(param.name, param.default) if preset is not None else param.default
     kw: dict[str, Any] = {"name": param.label or param.name.replace("_", " ").title(), "description": param.help}
     if param.choices:
         items = [(enum_item(c), c.replace("_", " ").title(), "") for c in param.choices]
-        kw.update(items=items, default=enum_item(param.default))
+        kw.update(items=items, default=enum_item(default))
         kw.update(overrides)
         return EnumProperty(**kw)
-    kw["default"] = param.default
+    kw["default"] = default
     if kind in (int, float):
         if param.minimum is not None:
             kw["min"] = kind(param.minimum)
