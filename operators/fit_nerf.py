@@ -20,6 +20,7 @@ from bpy.props import EnumProperty, FloatProperty, FloatVectorProperty, IntPrope
 
 from ..inr_blender.context import JobError
 from ..inr_blender.render import transforms
+from ..inr_blender.settings import nerf
 from ..inr_blender.wire.client import JobOutcome
 from ..properties import NERF_MODELS
 from ..properties.defaults import backend_name, enum_item
@@ -102,7 +103,7 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
         options={"PATH_SUPPORTS_BLEND_RELATIVE"},
         description="transforms.json, or the folder that holds it (with Views: File)",
     )
-    model: EnumProperty(name="Model", items=NERF_MODELS, default="FAST")
+    model: EnumProperty(name="Model", items=NERF_MODELS, default=enum_item(nerf.DEFAULT_MODEL))
     iterations: IntProperty(name="Iterations", default=0, min=0, soft_max=200000, description="The most steps to train; 0 uses the model's default")
     max_seconds: FloatProperty(
         name="Time Limit", default=0.0, min=0.0, subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE", description="Stop after this long (0: no limit)"
@@ -154,7 +155,7 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
         for name in ("model", "iterations", "max_seconds", "learning_rate", "downscale", "holdout_every", "background", "seed"):
             layout.prop(self, name)
         box = layout.box()
-        box.label(text=f"{'Fast' if self.model == 'FAST' else 'Classic'} model (0: its default)")
+        box.label(text=f"{nerf.BUILTIN[backend_name(self.model)].label} model (0: its default)")
         for name in self._model_props[self.model]:
             box.prop(self, name)
 

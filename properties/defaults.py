@@ -12,7 +12,7 @@ from typing import Any
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..inr_blender.settings.presets import Preset
-from ..inr_blender.settings.spec import Param
+from ..inr_blender.settings.spec import Declared, Param
 
 CUSTOM = "CUSTOM"  # Blender's item for no preset (the backend's "custom")
 _CUSTOM_ITEM = (CUSTOM, "Custom", "Every setting as set below")
@@ -26,6 +26,11 @@ def enum_item(name: str) -> str:
 def backend_name(item: str) -> str:
     """The backend name of a Blender enum item ('HASHGRID' -> 'hashgrid')."""
     return item.lower()
+
+
+def method_item(settings: Declared) -> tuple[str, str, str]:
+    """The enum item of a declared method or model: (item, label, help)."""
+    return (enum_item(settings.name), settings.label, settings.help)
 
 
 def find_param(items: Iterable[Param], name: str) -> Param:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from ..inr_blender.settings import sdf
+from .defaults import method_item
 from .displacement import INR_PG_displacement
 from .isopoints import INR_PG_isopoints
 from .nerf import INR_PG_nerf
@@ -14,25 +16,11 @@ from .shape_space import INR_PG_shape_space
 from .skeleton import INR_PG_skeleton
 from .transfer import INR_PG_transfer
 
-SDF_METHODS = [
-    ("IGR", "IGR", "Softplus MLP with geometric initialisation and an eikonal loss (Gropp 2020)"),
-    ("SIREN", "SIREN", "Sine-activation MLP with an off-surface term (Sitzmann 2020); needs normals"),
-    ("HASHGRID", "Hash Grid", "Multiresolution hash-grid encoding with a small MLP (Instant-NGP, Müller 2022), IGR's losses"),
-    (
-        "NEURAL_SKELETON",
-        "Neural Skeleton",
-        "SIREN 6x64 with a total-variation (TV) term that puts the gradient norm's minima on the medial axis "
-        "(Clémot & Digne 2023): the field for Extract Skeleton; needs normals",
-    ),
-]
-# Implicit displacement fields (Wang Yifan 2022): what Fit Displacement Field and Transfer Detail make.
-# Not Fit SDF's methods: each has its own operator.
+# Fit SDF's methods and Fit Displacement Field's (implicit displacement fields, Wang Yifan 2022): the backend's
+# declarations (inr_blender/settings/sdf.py). Transfer Detail makes IDF_TRANSFER fields.
+SDF_METHODS = [method_item(m) for m in sdf.BUILTIN.values() if m.name != "idf"]
 DISPLACEMENT_METHODS = [
-    (
-        "IDF",
-        "Displacement",
-        "Implicit displacement field (Wang Yifan 2022): a smooth SIREN base plus a high-frequency SIREN detail along its normals",
-    ),
+    method_item(sdf.IDF),
     ("IDF_TRANSFER", "Transferred Detail", "The detail of one displacement field on the base of another field (Transfer Detail)"),
 ]
 # Shape spaces (DeepSDF auto-decoders, Park 2019; occupancy networks, Mescheder 2019): what Fit Shape Space

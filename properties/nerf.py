@@ -6,14 +6,14 @@ from __future__ import annotations
 import bpy
 from bpy.props import EnumProperty, FloatProperty, FloatVectorProperty, IntProperty, StringProperty
 
-NERF_MODELS = [
-    ("FAST", "Fast", "Hash-grid density with a small colour MLP and an occupancy grid (in the spirit of Instant-NGP, Müller 2022)"),
-    ("CLASSIC", "Classic", "NeRF as published (Mildenhall 2020): positional encoding, 8x256 MLP, coarse and fine samples; slow"),
-]
+from ..inr_blender.settings import nerf
+from .defaults import enum_item, method_item
+
+NERF_MODELS = [method_item(m) for m in nerf.BUILTIN.values()]  # the backend's radiance models
 
 
 class INR_PG_nerf(bpy.types.PropertyGroup):
-    model: EnumProperty(name="Model", items=NERF_MODELS, default="FAST")
+    model: EnumProperty(name="Model", items=NERF_MODELS, default=enum_item(nerf.DEFAULT_MODEL))
     views_path: StringProperty(
         name="Views",
         subtype="FILE_PATH",

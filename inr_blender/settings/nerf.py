@@ -67,7 +67,7 @@ class ModelSettings(Declared):
 CLASSIC = ModelSettings(
     "classic",
     "Classic",
-    "NeRF (Mildenhall 2020): positional encoding, 8 x 256 MLPs, coarse and fine sampling",
+    "NeRF as published (Mildenhall 2020): positional encoding, 8 x 256 MLPs, coarse and fine samples; slow",
     params(
         run(2000, 5e-4, 1e-8),
         Param("batch_rays", 1024, "Rays per step", positive=True, label="Rays per Step"),
@@ -87,7 +87,7 @@ CLASSIC = ModelSettings(
 FAST = ModelSettings(
     "fast",
     "Fast",
-    "Hash-grid radiance field with occupancy-grid marching (Instant-NGP, Müller 2022)",
+    "Hash-grid density with a small colour MLP and an occupancy grid (in the spirit of Instant-NGP, Müller 2022)",
     params(
         run(1000, 1e-2, 1e-15),
         Param("samples_per_step", 1 << 16, "Samples per step: the number of rays adapts to keep it", positive=True),
