@@ -35,6 +35,7 @@ class INR_OT_check_backend(bpy.types.Operator):
     """Start the backend worker and report which torch and device it found"""
 
     bl_idname = "inr.check_backend"
+    menu_entry = ("backend", 2, "FILE_REFRESH")  # the Object menu: section, order, icon
     bl_label = "Check Backend"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
@@ -54,6 +55,7 @@ class INR_OT_cancel_job(bpy.types.Operator):
     """Stop the running neural-field job; the scene stays as it was"""
 
     bl_idname = "inr.cancel_job"
+    menu_entry = ("backend", 1, "CANCEL")  # the Object menu: section, order, icon
     bl_label = "Cancel"
 
     @classmethod

@@ -98,6 +98,7 @@ class INR_OT_create_camera_rig(bpy.types.Operator):
     """Place cameras on a sphere, hemisphere or ring around the selected objects, all looking at their centre"""
 
     bl_idname = "inr.create_camera_rig"
+    menu_entry = ("nerf", 1, "OUTLINER_OB_CAMERA")  # the Object menu: section, order, icon
     bl_label = "Create Camera Rig"
     bl_options = {"REGISTER", "UNDO"}
 

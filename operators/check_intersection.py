@@ -42,6 +42,7 @@ class INR_OT_check_intersection(RangeQueryOperator, bpy.types.Operator):
     """Certify whether the active field's surface meets the other selected field's or mesh's: disjoint, intersecting (with a witness) or unknown"""
 
     bl_idname = "inr.check_intersection"
+    menu_entry = ("ranges", 3, "SELECT_INTERSECT")  # the Object menu: section, order, icon
     bl_label = "Check Intersection"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "check_intersection"

@@ -30,6 +30,7 @@ class INR_OT_closest_points(RangeQueryOperator, bpy.types.Operator):
     """Find the closest point of the field's surface to each query vertex (the other selected mesh's; in Edit Mode its selected vertices)"""
 
     bl_idname = "inr.closest_points"
+    menu_entry = ("ranges", 2, "SNAP_NORMAL")  # the Object menu: section, order, icon
     bl_label = "Closest Points"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "closest_points"

@@ -41,6 +41,7 @@ class INR_OT_evaluate_field(FieldJobOperator, bpy.types.Operator):
     """Measure the active field's surface against the objects it was fitted to (Chamfer, normals, F-score, Hausdorff)"""
 
     bl_idname = "inr.evaluate_field"
+    menu_entry = ("sdf", 5, "DRIVER_DISTANCE")  # the Object menu: section, order, icon
     bl_label = "Evaluate Field"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "evaluate_field"

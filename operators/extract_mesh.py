@@ -53,6 +53,7 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
     """Extract the zero level set of the active field as a mesh (marching cubes)"""
 
     bl_idname = "inr.extract_mesh"
+    menu_entry = ("sdf", 2, "MESH_DATA")  # the Object menu: section, order, icon
     bl_label = "Extract Mesh"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "extract_mesh"

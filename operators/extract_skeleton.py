@@ -64,6 +64,7 @@ class INR_OT_extract_skeleton(FieldJobOperator, bpy.types.Operator):
     """Extract the skeleton (medial axis) of the active signed distance field: points with medial-sphere radii, edges and triangles"""
 
     bl_idname = "inr.extract_skeleton"
+    menu_entry = ("sdf", 3, "OUTLINER_DATA_ARMATURE")  # the Object menu: section, order, icon
     bl_label = "Extract Skeleton"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "extract_skeleton"

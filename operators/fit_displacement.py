@@ -27,6 +27,7 @@ class INR_OT_fit_displacement(DisplacementSettings, SdfFitOperator, bpy.types.Op
     """Fit an implicit displacement field (a smooth base plus detail along its normals) to the selected meshes or point clouds"""
 
     bl_idname = "inr.fit_displacement"
+    menu_entry = ("displacement", 1, "MOD_DISPLACE")  # the Object menu: section, order, icon
     bl_label = "Fit Displacement Field"
     bl_options = {"UNDO"}  # no redo panel: redoing would retrain
     field_suffix = "IDF"

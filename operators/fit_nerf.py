@@ -92,6 +92,7 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
     """Fit a radiance field (NeRF) to the rendered views of the camera rig, or to a transforms.json on disk"""
 
     bl_idname = "inr.fit_nerf"
+    menu_entry = ("nerf", 3, "LIGHTPROBE_SPHERE")  # the Object menu: section, order, icon
     bl_label = "Fit NeRF"
     bl_options = {"UNDO"}  # no redo panel: redoing would retrain
     job_name = "fit_nerf"

@@ -36,6 +36,7 @@ class INR_OT_fit_sdf(SdfFitOperator, bpy.types.Operator):
     """Fit a neural signed distance field to the selected meshes or point clouds"""
 
     bl_idname = "inr.fit_sdf"
+    menu_entry = ("sdf", 1, "MOD_REMESH")  # the Object menu: section, order, icon
     bl_label = "Fit SDF"
     bl_options = {"UNDO"}  # no redo panel: redoing would retrain
     presets = PRESETS

@@ -66,6 +66,7 @@ class INR_OT_fit_shape_space(FitJobOperator, bpy.types.Operator):
     """Fit one network to the selected meshes (two or more), a latent code per shape (DeepSDF)"""
 
     bl_idname = "inr.fit_shape_space"
+    menu_entry = ("shape_space", 1, "MOD_INSTANCE")  # the Object menu: section, order, icon
     bl_label = "Fit Shape Space"
     bl_options = {"UNDO"}  # no redo panel: redoing would retrain
     dialog_width = 340

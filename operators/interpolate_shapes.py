@@ -72,6 +72,7 @@ class INR_OT_interpolate_shapes(FieldJobOperator, bpy.types.Operator):
     """Make the shapes between two shapes of the active shape space (a row, a sequence over frames, or one mesh with shape keys)"""
 
     bl_idname = "inr.interpolate_shapes"
+    menu_entry = ("shape_space", 3, "IPO_EASE_IN_OUT")  # the Object menu: section, order, icon
     bl_label = "Interpolate Shapes"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "interpolate_shapes"

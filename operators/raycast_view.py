@@ -34,6 +34,7 @@ class INR_OT_raycast_view(RangeQueryOperator, bpy.types.Operator):
     """Cast the scene camera's rays at the active field (guaranteed first hits by range analysis): shaded, depth and normal images"""
 
     bl_idname = "inr.raycast_view"
+    menu_entry = ("ranges", 1, "VIEW_CAMERA")  # the Object menu: section, order, icon
     bl_label = "Cast Rays from Camera"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "raycast_view"

@@ -59,6 +59,7 @@ class INR_OT_reconstruct_shape(FieldJobOperator, bpy.types.Operator):
     """Complete the selected scan (points or a partial mesh) with the closest shape of the active shape space"""
 
     bl_idname = "inr.reconstruct_shape"
+    menu_entry = ("shape_space", 2, "MOD_SHRINKWRAP")  # the Object menu: section, order, icon
     bl_label = "Reconstruct from Scan"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "reconstruct_shape"

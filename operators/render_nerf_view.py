@@ -20,6 +20,7 @@ class INR_OT_render_nerf_view(FieldJobOperator, bpy.types.Operator):
     """Render the active radiance field from the scene's camera at the render resolution, with a depth pass"""
 
     bl_idname = "inr.render_nerf_view"
+    menu_entry = ("nerf", 4, "RENDER_RESULT")  # the Object menu: section, order, icon
     bl_label = "Render View"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "render_nerf_view"

@@ -166,6 +166,7 @@ class INR_OT_render_training_views(bpy.types.Operator):
     """Render every camera of the camera rig with the scene's render engine, and write transforms.json for Fit NeRF"""
 
     bl_idname = "inr.render_training_views"
+    menu_entry = ("nerf", 2, "RENDER_STILL")  # the Object menu: section, order, icon
     bl_label = "Render Training Views"
     bl_options = {"UNDO"}  # no redo panel: redoing would render everything again
 

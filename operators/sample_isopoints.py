@@ -70,6 +70,7 @@ class INR_OT_sample_isopoints(FieldJobOperator, bpy.types.Operator):
     """Sample points on the surface of the active signed distance field (iso-points), with the field's normals"""
 
     bl_idname = "inr.sample_isopoints"
+    menu_entry = ("sdf", 4, "OUTLINER_DATA_POINTCLOUD")  # the Object menu: section, order, icon
     bl_label = "Sample Iso-points"
     bl_options = {"REGISTER", "UNDO"}
     job_name = "sample_isopoints"

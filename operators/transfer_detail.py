@@ -103,6 +103,7 @@ class INR_OT_transfer_detail(DisplacementSettings, JobOperator, bpy.types.Operat
     """Put the detail of the selected displacement field (or mesh) onto the active object's surface, as a new field and mesh beside it"""
 
     bl_idname = "inr.transfer_detail"
+    menu_entry = ("displacement", 2, "MOD_DATA_TRANSFER")  # the Object menu: section, order, icon
     bl_label = "Transfer Detail"
     bl_options = {"UNDO"}  # no redo panel: redoing would refit what was missing
     dialog_width = 360

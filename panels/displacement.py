@@ -20,6 +20,7 @@ def draw_transferred_summary(col: bpy.types.UILayout, s: bpy.types.PropertyGroup
 class VIEW3D_PT_inr_fit_displacement(INRPanel, bpy.types.Panel):
     bl_label = "Displacement Field"
     bl_idname = "VIEW3D_PT_inr_fit_displacement"
+    bl_order = 0
     bl_parent_id = FIT_PANEL
     bl_options = {"DEFAULT_CLOSED"}
 
@@ -51,6 +52,7 @@ class VIEW3D_PT_inr_field_displacement(FieldSubPanel, bpy.types.Panel):
 
     bl_label = "Displacement"
     bl_idname = "VIEW3D_PT_inr_field_displacement"
+    bl_order = 0
     kinds = ("SDF",)
     methods = ("IDF", "IDF_TRANSFER")
 

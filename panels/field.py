@@ -44,6 +44,7 @@ def _draw_sdf_summary(col: bpy.types.UILayout, s: bpy.types.PropertyGroup) -> No
 class VIEW3D_PT_inr_field(INRPanel, bpy.types.Panel):
     bl_label = "Active Field"
     bl_idname = FIELD_PANEL
+    bl_order = 2
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
@@ -78,6 +79,7 @@ class VIEW3D_PT_inr_field_evaluation(FieldSubPanel, bpy.types.Panel):
 
     bl_label = "Evaluation"
     bl_idname = "VIEW3D_PT_inr_field_evaluation"
+    bl_order = 3
     bl_options = {"DEFAULT_CLOSED"}
     kinds = ("SDF",)
     exclude_methods = ("IDF_TRANSFER",)  # fitted to nothing: nothing to measure it against

@@ -15,6 +15,7 @@ def fit_inputs(context: bpy.types.Context) -> list[bpy.types.Object]:
 class VIEW3D_PT_inr_fit(INRPanel, bpy.types.Panel):
     bl_label = "Fit"
     bl_idname = FIT_PANEL
+    bl_order = 1
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout

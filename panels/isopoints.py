@@ -11,6 +11,7 @@ from .base import FieldSubPanel, active_field, operator_row, result_grid, settin
 class VIEW3D_PT_inr_field_isopoints(FieldSubPanel, bpy.types.Panel):
     bl_label = "Iso-points"
     bl_idname = "VIEW3D_PT_inr_field_isopoints"
+    bl_order = 5
     bl_options = {"DEFAULT_CLOSED"}
     kinds = ("SDF",)
 

@@ -10,6 +10,7 @@ from .base import INRPanel
 class VIEW3D_PT_inr_job(INRPanel, bpy.types.Panel):
     bl_label = "Job"
     bl_idname = "VIEW3D_PT_inr_job"
+    bl_order = 0
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -32,6 +33,7 @@ class VIEW3D_PT_inr_job(INRPanel, bpy.types.Panel):
 class VIEW3D_PT_inr_backend(INRPanel, bpy.types.Panel):
     bl_label = "Backend"
     bl_idname = "VIEW3D_PT_inr_backend"
+    bl_order = 3
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: bpy.types.Context) -> None:

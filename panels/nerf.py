@@ -24,6 +24,7 @@ def draw_nerf_summary(col: bpy.types.UILayout, s: bpy.types.PropertyGroup) -> No
 class VIEW3D_PT_inr_fit_nerf(INRPanel, bpy.types.Panel):
     bl_label = "Radiance Field"
     bl_idname = "VIEW3D_PT_inr_fit_nerf"
+    bl_order = 2
     bl_parent_id = FIT_PANEL
     bl_options = {"DEFAULT_CLOSED"}
 
@@ -58,6 +59,7 @@ class VIEW3D_PT_inr_field_nerf(FieldSubPanel, bpy.types.Panel):
 
     bl_label = "Views"
     bl_idname = "VIEW3D_PT_inr_field_nerf"
+    bl_order = 2
     kinds = ("NERF",)
 
     def draw(self, context: bpy.types.Context) -> None:

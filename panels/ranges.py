@@ -11,6 +11,7 @@ from .base import FieldSubPanel, active_field, enum_name, result_grid, running, 
 class VIEW3D_PT_inr_field_ranges(FieldSubPanel, bpy.types.Panel):
     bl_label = "Guaranteed Queries"
     bl_idname = "VIEW3D_PT_inr_field_ranges"
+    bl_order = 6
     bl_options = {"DEFAULT_CLOSED"}
     kinds = ("SDF", "NERF")
 

@@ -45,6 +45,7 @@ class INR_UL_shapes(bpy.types.UIList):
 class VIEW3D_PT_inr_fit_shape_space(INRPanel, bpy.types.Panel):
     bl_label = "Shape Space"
     bl_idname = "VIEW3D_PT_inr_fit_shape_space"
+    bl_order = 1
     bl_parent_id = FIT_PANEL
     bl_options = {"DEFAULT_CLOSED"}
 
@@ -72,6 +73,7 @@ class VIEW3D_PT_inr_field_shapes(_ShapeSpacePanel, bpy.types.Panel):
 
     bl_label = "Shapes"
     bl_idname = "VIEW3D_PT_inr_field_shapes"
+    bl_order = 1
 
     def draw(self, context: bpy.types.Context) -> None:
         space = active_field(context).inr_field.shape_space
@@ -91,6 +93,7 @@ class VIEW3D_PT_inr_field_interpolate(_ShapeSpacePanel, bpy.types.Panel):
 
     bl_label = "Interpolate Shapes"
     bl_idname = "VIEW3D_PT_inr_field_interpolate"
+    bl_order = 7
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: bpy.types.Context) -> None:
@@ -115,6 +118,7 @@ class VIEW3D_PT_inr_field_reconstruct(_ShapeSpacePanel, bpy.types.Panel):
 
     bl_label = "Reconstruct from Scan"
     bl_idname = "VIEW3D_PT_inr_field_reconstruct"
+    bl_order = 8
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context: bpy.types.Context) -> None:

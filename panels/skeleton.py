@@ -11,6 +11,7 @@ from .base import FieldSubPanel, active_field, operator_row, result_grid, settin
 class VIEW3D_PT_inr_field_skeleton(FieldSubPanel, bpy.types.Panel):
     bl_label = "Skeleton"
     bl_idname = "VIEW3D_PT_inr_field_skeleton"
+    bl_order = 4
     bl_options = {"DEFAULT_CLOSED"}
     kinds = ("SDF",)
 

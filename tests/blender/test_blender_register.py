@@ -52,12 +52,13 @@ def test_register_unregister_register_leaves_nothing_behind(addon):
 
 
 def test_every_operator_is_in_the_object_menu_so_f3_finds_it(addon):
-    import inspect
-
-    source = inspect.getsource(addon.panels.menu.VIEW3D_MT_inr.draw)
-    for cls in addon.operators.classes:
-        if cls.bl_idname != "inr.setup_backend":  # lives in the preferences
-            assert f'"{cls.bl_idname}"' in source, cls.bl_idname
+    """The menu draws its entries from the registered operators (each names its section); every one but Set up
+    Backend (in the preferences) is there, each once, in sections that are none of them empty."""
+    sections = addon.panels.menu.menu_entries(addon.operators.classes)
+    assert len(sections) == len(addon.panels.menu.SECTIONS) and all(sections)
+    in_menu = [idname for section in sections for idname, _icon in section]
+    assert in_menu[0] == "inr.fit_sdf" and len(in_menu) == len(set(in_menu))
+    assert sorted(in_menu) == sorted(cls.bl_idname for cls in addon.operators.classes if cls.bl_idname != "inr.setup_backend")
 
 
 def test_every_icon_the_ui_names_exists_in_blender(addon):
@@ -68,7 +69,7 @@ def test_every_icon_the_ui_names_exists_in_blender(addon):
         m
         for f in [*REPO.glob("*.py"), *(REPO / "panels").glob("*.py"), *(REPO / "operators").glob("*.py")]
         for m in re.findall(r'icon="([A-Z_0-9]+)"', f.read_text())
-    }
+    } | {icon for section in addon.panels.menu.menu_entries(addon.operators.classes) for _idname, icon in section}
     assert len(used) >= 8
     assert used <= valid, used - valid
 
