@@ -50,7 +50,6 @@ from .protocol import (
     send_frame,
 )
 
-
 # A job runner as the worker calls it: (params, arrays, ctx) -> (result params, result arrays).
 Runner = Callable[[dict[str, Any], dict, JobContext], tuple[dict[str, Any], dict]]
 
