@@ -43,8 +43,8 @@ class HashGrid(Igr):
     def prepare(self, field: nn.Module) -> None:
         super().prepare(field)
         p, data = self.p, self.data
-        wanted = data.normals is not None and (p["w_far"] > 0 or p["w_sign"] > 0)
-        self.estimate = SignedDistanceEstimate(data.local, data.normals) if wanted else None
+        wanted = p["w_far"] > 0 or p["w_sign"] > 0
+        self.estimate = SignedDistanceEstimate(data.local, data.normals) if data.normals is not None and wanted else None
         self.far = None
         if self.estimate is not None and p["w_far"] > 0:
             data.ctx.progress(0, 1, None, "estimating signed distances away from the points")

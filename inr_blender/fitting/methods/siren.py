@@ -28,6 +28,7 @@ class SirenMethod(SdfMethod):
 
     def loss(self, field: nn.Module, batch: Batch, step: int) -> Tensor:
         p = self.p
+        assert batch.normals is not None  # SIREN needs normals: fit_sdf refuses a cloud without
         off = uniform_samples(batch.size, 1.0, self.device)
         loss, _ = siren_loss(
             field, batch.on, batch.normals, off, p["w_sdf"], p["w_normal"], p["w_eikonal"], p["w_offsurface"], p["alpha"], batch.weights
