@@ -6,7 +6,7 @@ from .field import VIEW3D_PT_inr_field, VIEW3D_PT_inr_field_evaluation
 from .fit import VIEW3D_PT_inr_fit
 from .isopoints import VIEW3D_PT_inr_field_isopoints
 from .job import VIEW3D_PT_inr_backend, VIEW3D_PT_inr_job
-from .menu import VIEW3D_MT_inr, draw_object_menu
+from .menu import VIEW3D_MT_inr, draw_object_menu as draw_object_menu
 from .nerf import VIEW3D_PT_inr_field_nerf, VIEW3D_PT_inr_fit_nerf
 from .ranges import VIEW3D_PT_inr_field_ranges
 from .shape_space import (
