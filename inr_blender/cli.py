@@ -110,7 +110,7 @@ def add_job(sub: Any, job: Job) -> argparse.ArgumentParser:
     if spec.variants is not None:
         v = spec.variants
         parser.add_argument(f"--{v.key}", default=None, help=f"{v.help or v.what} (default {v.default}; one of {', '.join(v.sets())})")
-    spellings = {}
+    spellings: dict[str, list[str]] = {}
     for name, target in cli.options.items():
         if isinstance(target, str):
             spellings.setdefault(target, []).append(name)

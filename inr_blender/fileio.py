@@ -181,7 +181,8 @@ def _ply_binary_element(data: bytes, pos: int, element: dict, endian: str) -> tu
         arr = np.frombuffer(data, dtype=dtype, count=count, offset=pos)
         return {name: arr[name] for name, _, _ in props}, pos + dtype.itemsize * count
     # Fast path: every list has the length of the first record's (e.g. all triangles).
-    fields, probe = [], pos
+    fields: list[tuple[Any, ...]] = []
+    probe = pos
     for name, t, list_t in props:
         if list_t is None:
             fields.append((name, endian + t))
@@ -217,17 +218,18 @@ def _ply_ascii_element(lines: list[bytes], element: dict) -> dict[str, Any]:
     rows = [ln.split() for ln in lines]
     if rows and all(len(r) == len(rows[0]) for r in rows):  # uniform rows: one vectorised parse
         table = np.asarray(rows, dtype=np.float64).reshape(count, -1)
-        out, col = {}, 0
+        table_out: dict[str, np.ndarray] = {}
+        col = 0
         for name, _, list_t in props:
             if list_t is None:
-                out[name] = table[:, col]
+                table_out[name] = table[:, col]
                 col += 1
             else:
                 k = int(table[0, col]) if count else 0
-                out[name] = table[:, col + 1 : col + 1 + k].astype(np.int64)
+                table_out[name] = table[:, col + 1 : col + 1 + k].astype(np.int64)
                 col += 1 + k
-        return out
-    out = {name: [] for name, _, _ in props}
+        return table_out
+    out: dict[str, list[Any]] = {name: [] for name, _, _ in props}
     for r in rows:
         col = 0
         for name, _, list_t in props:

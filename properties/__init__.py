@@ -6,7 +6,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import PointerProperty
 
-from . import displacement, field, isopoints, migrate, nerf, ranges, session, shape_space, skeleton, transfer
+from . import displacement, field, isopoints, migrate, nerf, ranges, session as session, shape_space, skeleton, transfer
 from .field import DISPLACEMENT_METHODS, FIELD_KINDS, FIELD_METHODS, LATENT_SHAPE_METHODS, SDF_METHODS, SHAPE_SPACE_METHODS, INR_PG_field
 from .nerf import NERF_MODELS
 from .ranges import INTERSECTION_VERDICTS, RANGE_MODES, RAYCAST_METHODS

@@ -46,3 +46,12 @@ def is_distance_field(field: nn.Module) -> bool:
 def smooth_base(field: nn.Module) -> nn.Module | None:
     """``field``'s smooth base (displacement fields), or None."""
     return field.smooth_base() if isinstance(field, Field) else None
+
+
+def linear_layers(layers: nn.ModuleList) -> list[nn.Linear]:
+    """The layers of a ModuleList of ``nn.Linear`` (weight-normalised ones too), typed as such (its items are
+    typed ``Module``); a TypeError if it holds anything else."""
+    linears = [layer for layer in layers if isinstance(layer, nn.Linear)]
+    if len(linears) != len(layers):
+        raise TypeError(f"expected only nn.Linear layers, got {', '.join(type(layer).__name__ for layer in layers)}")
+    return linears

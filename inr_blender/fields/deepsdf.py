@@ -16,6 +16,8 @@ One decoder f(z, x) serves a whole class of shapes; shape k is the field x -> f(
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
@@ -78,7 +80,7 @@ class DeepSDFDecoder(nn.Module):
 class ShapeSpace(nn.Module):
     """A decoder and the codes (num_shapes, latent_size) of its training shapes."""
 
-    def __init__(self, num_shapes: int, latent_size: int = 256, code_std: float = 0.01, **decoder: object) -> None:
+    def __init__(self, num_shapes: int, latent_size: int = 256, code_std: float = 0.01, **decoder: Any) -> None:
         super().__init__()
         self.decoder = DeepSDFDecoder(latent_size=latent_size, **decoder)
         self.codes = nn.Embedding(num_shapes, latent_size)

@@ -11,6 +11,8 @@ from ..types import Directions, Features
 class PositionalEncoding(nn.Module):
     """NeRF's encoding: x, then sin(2^k x) and cos(2^k x) for k < ``frequencies`` (no pi factor, as published)."""
 
+    _bands: torch.Tensor  # buffer (F,)
+
     def __init__(self, frequencies: int, input_dim: int = 3, include_input: bool = True) -> None:
         super().__init__()
         self.include_input = include_input

@@ -60,6 +60,11 @@ class HashGridEncoding(nn.Module):
     nearest boundary point).
     """
 
+    # Buffers (not saved): each level's resolution and first table row (L,), the hash primes (3,).
+    _resolution: torch.Tensor
+    _offset: torch.Tensor
+    _primes: torch.Tensor
+
     def __init__(
         self,
         levels: int = 16,
@@ -77,7 +82,9 @@ class HashGridEncoding(nn.Module):
         self.features_per_level = int(features_per_level)
         self.table_size = 1 << int(log2_table_size)
         self.resolutions = level_resolutions(self.levels, int(base_resolution), int(finest_resolution))
-        sizes, offsets, dense = [], [], []
+        sizes: list[int] = []
+        offsets: list[int] = []
+        dense: list[bool] = []
         for n in self.resolutions:
             vertices = (n + 1) ** 3
             dense.append(vertices <= self.table_size)
@@ -141,13 +148,13 @@ class _GatherRows(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(index)
         ctx.rows = table.shape[0]
         return table.index_select(0, index.reshape(-1)).reshape(*index.shape, table.shape[1])
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         (index,) = ctx.saved_tensors
         table_grad = grad.new_zeros(ctx.rows, grad.shape[-1])
         table_grad.index_add_(0, index.reshape(-1), grad.reshape(-1, grad.shape[-1]))
@@ -164,11 +171,12 @@ class HashGridSDF(Field):
         self.encoding = encoding
         self.init_radius = float(init_radius)
         dims = [3 + self.encoding.output_dim] + [int(width)] * int(depth) + [1]
-        self.layers = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(len(dims) - 1))
+        linears = [nn.Linear(dims[i], dims[i + 1]) for i in range(len(dims) - 1)]
+        self.layers = nn.ModuleList(linears)
         self.activation = nn.Softplus(beta=beta) if beta > 0 else nn.ReLU()
         with torch.no_grad():  # residual starts at zero: the field starts as the sphere SDF
-            self.layers[-1].weight.zero_()
-            self.layers[-1].bias.zero_()
+            linears[-1].weight.zero_()
+            linears[-1].bias.zero_()
 
     def forward(self, x: Points) -> Values:
         h = torch.cat([x, self.encoding(x)], dim=-1)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..types import Points, Values
-from .base import Field
+from .base import Field, linear_layers
 from .factory import Config, field_kind
 
 
@@ -54,7 +54,7 @@ class IGRNet(Field):
     @torch.no_grad()
     def _geometric_init(self, radius: float) -> None:
         """Initialise so that f(x) ~= |x| - radius (Atzmon & Lipman's scheme, as in IGR)."""
-        *hidden, last = self.layers
+        *hidden, last = linear_layers(self.layers)
         for layer in hidden:
             nn.init.normal_(layer.weight, 0.0, math.sqrt(2.0) / math.sqrt(layer.out_features))
             nn.init.zeros_(layer.bias)

@@ -38,12 +38,12 @@ class _TruncExp(torch.autograd.Function):
     """exp(x) whose backward clamps x at 15 (Instant-NGP's trunc_exp): large densities cannot blow up the gradient."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
         return torch.exp(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
         return grad * torch.exp(x.clamp(-15.0, 15.0))
 

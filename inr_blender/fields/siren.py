@@ -28,9 +28,10 @@ class Siren(Field):
             raise ValueError(f"SIREN needs depth >= 0 and width >= 1, got {width}x{depth}")
         self.omega0 = float(omega0)
         dims = [in_dim] + [width] * (depth + 1) + [1]
-        self.layers = nn.ModuleList(nn.Linear(dims[i], dims[i + 1]) for i in range(len(dims) - 1))
+        linears = [nn.Linear(dims[i], dims[i + 1]) for i in range(len(dims) - 1)]
+        self.layers = nn.ModuleList(linears)
         with torch.no_grad():
-            for i, layer in enumerate(self.layers):
+            for i, layer in enumerate(linears):
                 bound = 1.0 / layer.in_features if i == 0 else math.sqrt(6.0 / layer.in_features) / self.omega0
                 layer.weight.uniform_(-bound, bound)
 

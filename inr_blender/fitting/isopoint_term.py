@@ -96,6 +96,7 @@ class IsoPointTerm:
         extraction."""
         if self.points is None or len(self.points) == 0:
             return on, n, None
+        assert self.normals is not None and self.data_weights is not None  # set with the points
         j = torch.randint(len(self.points), (min(count, len(self.points)),), device=self.device)
         data = self.data_weights[idx]
         ones = torch.ones(len(j), device=self.device)

@@ -51,7 +51,7 @@ def train(
     stop: StopRule | None = None,
     betas: tuple[float, float] = (0.9, 0.999),
     progress_psnr: Callable[[], float | None] | None = None,
-    param_groups: list[list[nn.Parameter]] | None = None,
+    param_groups: Sequence[Sequence[torch.Tensor]] | None = None,
     lr_scale: Callable[[int], Sequence[float]] | None = None,
 ) -> TrainResult:
     """Optimise ``field`` with Adam for at most ``iterations`` steps; return every step's loss and why it stopped.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -139,7 +141,8 @@ def skeleton_loss(
         norm = g_u.norm(dim=-1)
     parts["eikonal"] = weights["w_eikonal"] * (1.0 - norm).square().mean()
     if hints is not None:
+        assert hint_distance is not None and hint_direction is not None  # given with the hints
         u_h, g_h = value_and_gradient(field, hints, create_graph=True)
         parts["hint"] = weights["w_hint"] * (u_h - hint_distance).square().mean()
         parts["hint_normal"] = weights["w_hint_normal"] * (1.0 - F.cosine_similarity(g_h, hint_direction, dim=-1)).mean()
-    return sum(parts.values()), parts
+    return cast(torch.Tensor, sum(parts.values())), parts  # parts is never empty: the sum is no int 0

@@ -32,7 +32,7 @@ first ``eval_views`` whole held-out images at the end (0: all; PSNR, SSIM).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -104,6 +104,11 @@ class _Pixels:
         return (view * self.height + j) * self.width + i
 
 
+class _FitState(TypedDict):
+    mse: float | None  # the last training step's colour MSE
+    eval_seconds: float  # time spent evaluating on the held-out views
+
+
 def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Train a radiance field on ``views``; return the checkpoint dict (plain data, loads with weights_only).
 
@@ -122,7 +127,7 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     settings = kind.render_settings(p)
     config = kind.field_config(p)
     field = build_field(config).to(device)
-    state = {"mse": None, "eval_seconds": 0.0}
+    state: _FitState = {"mse": None, "eval_seconds": 0.0}
     eval_history: list[list[float]] = []
     generator = torch.Generator().manual_seed(p["seed"] + 1)
     eval_index = None
@@ -133,6 +138,7 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     def evaluate(step: int) -> None:
         if eval_index is None:
             return
+        assert held_out is not None  # eval_index is drawn from it
         t0 = time.monotonic()
         field.eval()
         with torch.no_grad():
@@ -192,6 +198,8 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     field.eval()
     origins, directions, _ = training.rays(training.random(4096))
     threshold = surface_density(field, settings, origins, directions, background)
+    last_mse = state["mse"]
+    assert last_mse is not None  # every step sets it, and a fit runs at least one
     return {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
@@ -214,7 +222,7 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         "train_seconds": train_seconds,
         "psnr": result_psnr,
         "ssim": result_ssim,
-        "train_psnr": model.train_psnr(run.losses, state["mse"]),
+        "train_psnr": model.train_psnr(run.losses, last_mse),
         "num_views": len(train_ids),
         "num_holdout": len(test_ids),
         "width": views.width,

@@ -1,8 +1,8 @@
 """Fit a signed distance field to an oriented or unoriented point cloud: the loop every SDF method shares.
 
-The methods, built-in or registered later, live in :mod:`.methods`, one module each: their settings, network, preparation, loss and learning-rate phases. This
-module draws each step's surface samples (with iso-points, see :mod:`.isopoint_term`), trains, and writes the
-checkpoint; it names no method.
+The methods, built-in or registered later, live in :mod:`.methods`, one module each: their settings, network,
+preparation, loss and learning-rate phases. This module draws each step's surface samples (with iso-points, see
+:mod:`.isopoint_term`), trains, and writes the checkpoint; it names no method.
 
 Every method stops at its iteration limit, at an optional time limit, or once
 its loss stops improving (see :class:`.loop.StopRule`); the checkpoint says
@@ -114,7 +114,8 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, p: dict[str, Any], c
         message=f"fitting {p['method'].upper()}",
         adam_eps=p["adam_eps"],
         stop=stop,
-        **({} if groups is None else {"param_groups": groups[0], "lr_scale": groups[1]}),
+        param_groups=None if groups is None else groups[0],
+        lr_scale=None if groups is None else groups[1],
     )
     losses = run.losses
     return {

@@ -155,6 +155,7 @@ def fit_shape_space(meshes: list[tuple[np.ndarray, np.ndarray]], names: list[str
     )
     torch.manual_seed(p["seed"])  # the same initial weights and codes on every rank
     space = build_field(config)
+    assert isinstance(space, ShapeSpace)
     nn.init.normal_(space.codes.weight, 0.0, p["code_std"])
     space = space.to(device)
     model: nn.Module = space

@@ -58,7 +58,8 @@ def closest_points(
     if not tolerance > 0:
         raise JobError(f"tolerance must be positive, got {tolerance:g}")
     queries = queries.double()
-    parts, stats = [], {"box_evaluations": 0, "point_evaluations": 0}
+    parts: list[tuple[Tensor, Tensor, Tensor]] = []
+    stats: dict[str, float] = {"box_evaluations": 0, "point_evaluations": 0}
     for start in range(0, len(queries), QUERY_CHUNK):
         ctx.progress(start, len(queries), None, "closest points")
         parts.append(_chunk(field, queries[start : start + QUERY_CHUNK], mode, tolerance, max_leaves, stats))
@@ -81,7 +82,7 @@ def _chunk(field: nn.Module, q: Tensor, mode: str, tolerance: float, max_leaves:
     upper = torch.full((n,), float("inf"), dtype=torch.float64, device=device)
     zero = torch.full((n, 3), float("nan"), dtype=torch.float64, device=device)  # the surface point that gave ``upper``
     dropped = torch.full((n,), float("inf"), dtype=torch.float64, device=device)  # nearest box dropped by the cap
-    leaves = (owner[:0], lo[:0], hi[:0])
+    leaves: tuple[Tensor, ...] = (owner[:0], lo[:0], hi[:0])
     while len(owner):
         near = (q[owner] - q[owner].clamp(lo, hi)).norm(dim=1)  # the box's distance from its query
         keep = near <= upper[owner]

@@ -75,7 +75,7 @@ def _converted(form: AffineForm, dtype: torch.dtype, device: torch.device) -> Af
     """``form`` in ``dtype`` on ``device``, enclosing the original: the rounding of its center and coefficients is
     added to its interval error, and the error and ``known`` bounds are rounded outwards."""
     if form.center.dtype == dtype:
-        known = None if form.known is None else tuple(k.to(device) for k in form.known)
+        known = None if form.known is None else (form.known[0].to(device), form.known[1].to(device))
         return AffineForm(form.center.to(device), form.coeffs.to(device), form.ids.to(device), form.err.to(device), form.ctx, known)
     center, coeffs = form.center.to(dtype), form.coeffs.to(dtype)
     rounding = (form.center - center.to(form.center.dtype)).abs() + (form.coeffs - coeffs.to(form.coeffs.dtype)).abs().sum(dim=1)

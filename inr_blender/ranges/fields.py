@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..context import JobError
+from ..fields.base import linear_layers
 from ..fields.deepsdf import DeepSDFDecoder, LatentShape
 from ..fields.encodings import PositionalEncoding
 from ..fields.hashgrid import HashGridEncoding
@@ -40,7 +41,7 @@ def _deepsdf_decoder(net: DeepSDFDecoder, x: AffineForm) -> AffineForm:
     if net.training and net.dropout > 0:
         raise JobError("range analysis needs the decoder in evaluation mode (dropout active)")
     h = x
-    for i, layer in enumerate(net.hidden):
+    for i, layer in enumerate(linear_layers(net.hidden)):
         if i == net.skip:
             h = concat([h, x])
         h = activate(h.linear(layer.weight, layer.bias), relu())  # weight-normalised layers compute their weight
@@ -59,7 +60,7 @@ def _latent_shape(shape: LatentShape, x: AffineForm) -> AffineForm:
 def _nerf_mlp_density(mlp: NeRFMLP, x: AffineForm) -> tuple[Tensor, Tensor]:
     encoded = propagate(mlp.position_encoding, x)
     h = encoded
-    for i, layer in enumerate(mlp.trunk):
+    for i, layer in enumerate(linear_layers(mlp.trunk)):
         if i == mlp.skip and i > 0:
             h = concat([encoded, h])
         h = activate(linear(layer, h), relu())

@@ -147,7 +147,7 @@ def fields_intersect(
     lo, hi = _region(region)
     if not (lo < hi).all():
         raise JobError("the region does not overlap the first field's domain [-1, 1]^3")
-    stats = {"box_evaluations": 0, "point_evaluations": 0}
+    stats: dict[str, float] = {"box_evaluations": 0, "point_evaluations": 0}
     for depth in range(max_depth + 1):
         ctx.progress(depth, max_depth + 1, None, f"intersection: {len(lo)} boxes")
         blo, bhi = _image_bounds(lo, hi, a_to_b)
@@ -223,7 +223,7 @@ def field_mesh_intersect(
 ) -> Intersection:
     """Whether the zero level of ``field`` meets the triangle mesh (``vertices`` in the field's local frame)."""
     started, ctx = time.monotonic(), ctx or JobContext()
-    stats = {"box_evaluations": 0, "point_evaluations": 0}
+    stats: dict[str, float] = {"box_evaluations": 0, "point_evaluations": 0}
     tri = vertices.double()[faces.long()]  # (T, 3, 3)
     witness = _mesh_witness(field, tri, stats)
     lo, hi = _region(region)

@@ -12,6 +12,7 @@ certify wrong ranges. Two kinds:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from torch import Tensor, nn
 
@@ -19,17 +20,21 @@ from ..context import JobError
 from .activations import Activation, activate, elu, relu, sigmoid, softplus, tanh
 from .affine import AffineForm
 
-LayerRule = Callable[[nn.Module, AffineForm], AffineForm]
-RangeRule = Callable[[nn.Module, AffineForm], tuple[Tensor, Tensor]]
+M = TypeVar("M", bound=nn.Module)
 
-LAYER_RULES: dict[type, LayerRule] = {}
-RANGE_RULES: dict[type, RangeRule] = {}
+# A rule takes the module it was registered for. The tables hold rules of every module type; a rule is looked
+# up by its module's exact type, so it is only ever called with modules of that type (hence Any here).
+LayerRule = Callable[[Any, AffineForm], AffineForm]
+RangeRule = Callable[[Any, AffineForm], tuple[Tensor, Tensor]]
+
+LAYER_RULES: dict[type[nn.Module], LayerRule] = {}
+RANGE_RULES: dict[type[nn.Module], RangeRule] = {}
 
 
-def layer_rule(*types: type) -> Callable[[LayerRule], LayerRule]:
+def layer_rule(*types: type[M]) -> Callable[[Callable[[M, AffineForm], AffineForm]], Callable[[M, AffineForm], AffineForm]]:
     """Decorator: register a layer rule for these exact module types."""
 
-    def register(rule: LayerRule) -> LayerRule:
+    def register(rule: Callable[[M, AffineForm], AffineForm]) -> Callable[[M, AffineForm], AffineForm]:
         for t in types:
             LAYER_RULES[t] = rule
         return rule
@@ -37,10 +42,10 @@ def layer_rule(*types: type) -> Callable[[LayerRule], LayerRule]:
     return register
 
 
-def range_rule(*types: type) -> Callable[[RangeRule], RangeRule]:
+def range_rule(*types: type[M]) -> Callable[[Callable[[M, AffineForm], tuple[Tensor, Tensor]]], Callable[[M, AffineForm], tuple[Tensor, Tensor]]]:
     """Decorator: register a range rule for these exact module types."""
 
-    def register(rule: RangeRule) -> RangeRule:
+    def register(rule: Callable[[M, AffineForm], tuple[Tensor, Tensor]]) -> Callable[[M, AffineForm], tuple[Tensor, Tensor]]:
         for t in types:
             RANGE_RULES[t] = rule
         return rule
@@ -75,16 +80,15 @@ def output_range(field: nn.Module, form: AffineForm) -> tuple[Tensor, Tensor]:
 
 def activation_for(module: nn.Module) -> Activation:
     """The :class:`Activation` of an activation module (exact types only)."""
-    kind = type(module)
-    if kind is nn.ReLU:
+    if type(module) is nn.ReLU:
         return relu()
-    if kind is nn.Softplus:
+    if type(module) is nn.Softplus:
         return softplus(float(module.beta), float(module.threshold))
-    if kind is nn.Tanh:
+    if type(module) is nn.Tanh:
         return tanh()
-    if kind is nn.Sigmoid:
+    if type(module) is nn.Sigmoid:
         return sigmoid()
-    if kind is nn.ELU:
+    if type(module) is nn.ELU:
         return elu(float(module.alpha))
     raise _unsupported(module)
 
@@ -95,12 +99,12 @@ def _activation(module: nn.Module, form: AffineForm) -> AffineForm:
 
 
 @layer_rule(nn.Linear)
-def linear(module: nn.Module, form: AffineForm) -> AffineForm:
+def linear(module: nn.Linear, form: AffineForm) -> AffineForm:
     return form.linear(module.weight, module.bias)
 
 
 @layer_rule(nn.Sequential)
-def _sequential(module: nn.Module, form: AffineForm) -> AffineForm:
+def _sequential(module: nn.Sequential, form: AffineForm) -> AffineForm:
     for child in module:
         form = propagate(child, form)
     return form

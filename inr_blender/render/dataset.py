@@ -60,8 +60,8 @@ def read_image(path: str) -> np.ndarray:
                 data = np.asarray(im, dtype=np.float32) / 65535.0
                 data = np.repeat(data[..., None], 3, axis=-1)
             else:
-                im = im.convert("RGBA" if ("A" in mode or "transparency" in im.info) else "RGB")
-                data = np.asarray(im, dtype=np.float32) / 255.0
+                converted = im.convert("RGBA" if ("A" in mode or "transparency" in im.info) else "RGB")
+                data = np.asarray(converted, dtype=np.float32) / 255.0
     except (OSError, ValueError) as exc:
         raise JobError(f"cannot read image {path}: {exc}") from None
     return data
@@ -92,7 +92,9 @@ def load_transforms(path: str, background: Sequence[float] = (1.0, 1.0, 1.0), do
     if downscale < 1:
         raise JobError(f"downscale must be at least 1, got {downscale}")
     scene = read_transforms(path)
-    images, intrinsics, names = [], [], []
+    images: list[np.ndarray] = []
+    intrinsics: list[np.ndarray] = []
+    names: list[str] = []
     size = (0, 0)
     for frame in scene.frames:
         rgb, _alpha = composite(read_image(frame.image_path), background)

@@ -19,6 +19,9 @@ from torch import nn
 class OccupancyGrid(nn.Module):
     """A ``resolution``^3 grid over [-1, 1]^3; ``occupied(x)`` looks points up."""
 
+    values: torch.Tensor  # buffer (resolution^3,)
+    mask: torch.Tensor  # buffer (resolution^3,) bool
+
     def __init__(self, resolution: int = 64) -> None:
         super().__init__()
         self.resolution = int(resolution)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..fields.nerf import ClassicNeRF, FastNeRF
 from ..types import Colours, Directions, Intrinsics, Matrix4, Points
 from .cameras import image_rays, ray_box
 from .samplers import deltas_of, march, sample_pdf, stratified
@@ -46,7 +47,7 @@ def _evaluate(field: nn.Module, points: torch.Tensor, directions: torch.Tensor, 
 
 
 def render_fast(
-    field: nn.Module,
+    field: FastNeRF,
     origins: Points,
     directions: Directions,
     background: Colours,
@@ -74,7 +75,7 @@ def render_fast(
 
 @torch.no_grad()
 def render_fast_inference(
-    field: nn.Module,
+    field: FastNeRF,
     origins: Points,
     directions: Directions,
     background: Colours,
@@ -111,7 +112,7 @@ def render_fast_inference(
 
 
 def render_classic(
-    field: nn.Module,
+    field: ClassicNeRF,
     origins: Points,
     directions: Directions,
     background: Colours,
@@ -152,7 +153,9 @@ def render_rays(
     """Render local-frame rays (N origins, N unit directions; ``background`` (3,)) with the sampler of
     ``settings.kind`` (early ray termination when not training): rgb (N, 3), acc (N,), depth (N,), samples."""
     if settings.kind == "classic":
+        assert isinstance(field, ClassicNeRF), f"classic rendering needs a ClassicNeRF, got {type(field).__name__}"
         return render_classic(field, origins, directions, background, settings.coarse, settings.fine, perturb)
+    assert isinstance(field, FastNeRF), f"fast rendering needs a FastNeRF, got {type(field).__name__}"
     if not perturb and not torch.is_grad_enabled():
         return render_fast_inference(field, origins, directions, background, settings.step)
     return render_fast(field, origins, directions, background, settings.step, perturb, settings.prune)

@@ -8,16 +8,25 @@ field's colour seen from outside, along the inward normal.
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 import numpy as np
 import torch
 from torch import nn
 
 from ..context import JobContext
 from ..fields.base import Field
+from ..fields.nerf import ClassicNeRF, FastNeRF
 from ..types import Points, Values
 
 SURFACE_QUANTILE = 0.25
 DEFAULT_THRESHOLD = 25.0  # density (per unit of the field's local cube) used when none can be estimated
+
+
+class _Density(Protocol):
+    """What a density surface asks of its field: a radiance field's (ClassicNeRF's, FastNeRF's) density."""
+
+    def density(self, x: Points) -> Values: ...
 
 
 class DensitySurface(Field):
@@ -32,7 +41,9 @@ class DensitySurface(Field):
         self.threshold = float(threshold)
 
     def forward(self, x: Points) -> Values:
-        return self.threshold - self.field.density(x)
+        # Any module is accepted (range analysis refuses the ones without a density rule); evaluated, it must
+        # be a radiance field.
+        return self.threshold - cast(_Density, self.field).density(x)
 
 
 @torch.no_grad()
@@ -43,6 +54,7 @@ def surface_density(field: nn.Module, settings, origins: torch.Tensor, direction
     soft, under-trained ones (low); DEFAULT_THRESHOLD when no ray hits anything."""
     from .renderer import render_rays
 
+    assert isinstance(field, (ClassicNeRF, FastNeRF)), f"a radiance field has the surface density, not {type(field).__name__}"
     out = render_rays(field, settings, origins, directions, background)
     hit = out["acc"] > 0.9
     if int(hit.sum()) < 16:

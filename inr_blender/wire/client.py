@@ -317,11 +317,12 @@ class Backend:
 
     # -- jobs -----------------------------------------------------------------------
     def send(self, header: dict[str, Any], arrays: dict[str, np.ndarray] | None = None) -> None:
-        if not self.alive:
+        sock = self.sock
+        if sock is None or not self.alive:
             raise BackendError("the backend worker is not running")
         try:
             with self._send_lock:
-                send_frame(self.sock, header, arrays)
+                send_frame(sock, header, arrays)
         except OSError as exc:
             raise BackendError(f"lost the connection to the backend worker: {exc}") from None
 
@@ -342,9 +343,11 @@ class Backend:
         return outcome
 
     def _read_loop(self) -> None:
+        sock = self.sock
+        assert sock is not None  # started by start() once the connection is made
         try:
             while True:
-                header, arrays = recv_frame(self.sock)
+                header, arrays = recv_frame(sock)
                 job = self._current
                 if job is not None and str(header.get("job_id")) == job.job_id:
                     job.events.put((header, arrays))

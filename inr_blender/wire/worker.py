@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import __version__
@@ -49,11 +50,14 @@ from .protocol import (
     send_frame,
 )
 
+# A job runner as the worker calls it: (params, arrays, ctx) -> (result params, result arrays).
+Runner = Callable[[dict[str, Any], dict, JobContext], tuple[dict[str, Any], dict]]
+
 
 class _Connection:
     """One authenticated client: a reader thread feeds jobs, the caller runs them."""
 
-    def __init__(self, sock: socket.socket, jobs: dict) -> None:
+    def __init__(self, sock: socket.socket, jobs: Mapping[str, Runner]) -> None:
         self.sock = sock
         self.jobs = jobs
         self.send_lock = threading.Lock()
@@ -115,7 +119,7 @@ class _Connection:
         ctx = JobContext(send=send_progress, cancel_event=cancel)
         started = time.monotonic()
         try:
-            if name not in self.jobs:
+            if not isinstance(name, str) or name not in self.jobs:
                 raise JobError(f"the backend has no job named {name!r} (backend version {__version__})")
             result_params, result_arrays = self.jobs[name](params, arrays, ctx)
             result_params = dict(result_params or {})

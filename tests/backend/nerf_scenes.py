@@ -9,9 +9,10 @@ import numpy as np
 
 RADIUS = 0.5
 TOP, BOTTOM = np.array([0.9, 0.15, 0.1]), np.array([0.1, 0.2, 0.85])  # z > 0 red, z < 0 blue
+ORIGIN, Z_UP = np.zeros(3), np.array([0.0, 0.0, 1.0])
 
 
-def look_at(eye: np.ndarray, target=np.zeros(3), up=np.array([0.0, 0.0, 1.0])) -> np.ndarray:
+def look_at(eye: np.ndarray, target: np.ndarray = ORIGIN, up: np.ndarray = Z_UP) -> np.ndarray:
     """Camera-to-world matrix (OpenGL: the camera looks down its -Z) at ``eye`` looking at ``target``."""
     back = eye - target
     back = back / np.linalg.norm(back)

@@ -154,9 +154,10 @@ def test_refusals(bumpy_field, tmp_path):
     with pytest.raises(JobError, match="part must be 'detailed' or 'base'"):
         JOBS["extract_mesh"]({"checkpoint_path": source, "part": "detail"}, {}, JobContext())
     out = str(tmp_path / "t.pt")
-    transfer = lambda **p: JOBS["transfer_detail"](
-        {"source_checkpoint": source, "target_checkpoint": siren, "checkpoint_path": out, **p}, {}, JobContext()
-    )  # noqa: E731
+
+    def transfer(**p):
+        return JOBS["transfer_detail"]({"source_checkpoint": source, "target_checkpoint": siren, "checkpoint_path": out, **p}, {}, JobContext())
+
     transfer()  # any SDF is a target
     with pytest.raises(JobError, match="the detail source is not a displacement field"):
         transfer(source_checkpoint=siren)

@@ -83,9 +83,10 @@ def small_field(tmp_path_factory):
 def test_guaranteed_extraction_job_gives_the_dense_mesh(small_field, mode, fraction):
     """The same mesh as dense marching cubes, with fewer evaluations (measured on this IGR field at 49^3:
     64k of 118k points with intervals, 21k with affine_all; 27k for the distance-field test)."""
-    run = lambda method: JOBS["extract_mesh"](
-        {"checkpoint_path": small_field, "resolution": 49, "method": method, "range_mode": mode}, {}, JobContext()
-    )  # noqa: E731
+
+    def run(method):
+        return JOBS["extract_mesh"]({"checkpoint_path": small_field, "resolution": 49, "method": method, "range_mode": mode}, {}, JobContext())
+
     (dense, a), (guaranteed, b) = run("dense"), run("guaranteed")
     assert guaranteed["method"] == "guaranteed" and guaranteed["box_evaluations"] > 0
     assert guaranteed["evaluations"] <= fraction * dense["evaluations"]
@@ -210,15 +211,11 @@ def test_fields_intersect_frames_as_center_and_scale_or_matrices():
 def test_intersection_job_places_the_other_field_by_its_matrix(tmp_path):
     """Checkpoints put the second sphere at (1, 0, 0) with radius 0.1: disjoint. ``other_matrix`` places it
     instead (its local frame in the first's), as the ellipsoid that reaches into the first sphere, or turned away."""
-    save = lambda name, center, scale: save_checkpoint(
-        {
-            "config": SPHERE_CONFIG,
-            "state_dict": sphere_field().state_dict(),  # noqa: E731
-            "center": list(center),
-            "scale": scale,
-        },
-        str(tmp_path / name),
-    )
+
+    def save(name, center, scale):
+        state = {"config": SPHERE_CONFIG, "state_dict": sphere_field().state_dict(), "center": list(center), "scale": scale}
+        return save_checkpoint(state, str(tmp_path / name))
+
     base = {"checkpoint_path": save("a.pt", (0.0, 0.0, 0.0), 1.0), "other_checkpoint_path": save("b.pt", (1.0, 0.0, 0.0), 0.2)}
     run = lambda **params: JOBS["check_intersection"]({**base, **params}, {}, JobContext())  # noqa: E731
     assert run()[0]["verdict"] == "disjoint"

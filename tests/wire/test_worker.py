@@ -38,7 +38,7 @@ def test_frames_round_trip_arrays_of_many_dtypes():
     header = json.loads(frame[4 : 4 + n])
     assert header["type"] == "job" and [a[0] for a in header["arrays"]] == list(arrays)
     offset = 4 + n
-    for (name, size), original in zip(header["arrays"], arrays.values()):
+    for (_name, size), original in zip(header["arrays"], arrays.values()):
         out = decode_array(frame[offset : offset + size])
         offset += size
         np.testing.assert_array_equal(out, original)

@@ -13,7 +13,9 @@ def main() -> None:
     for name, path in STORED.items():
         if sys.argv[1:] and name not in sys.argv[1:]:  # regenerate only the methods named, if any
             continue
-        write_sphere(METHODS.get(name).sphere_start(SPEC.resolve({"method": name})), path)
+        config = METHODS.get(name).sphere_start(SPEC.resolve({"method": name}))
+        assert config is not None  # a method with a stored pre-fit starts from it
+        write_sphere(config, path)
 
 
 if __name__ == "__main__":

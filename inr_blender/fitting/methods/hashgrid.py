@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ...fields import field_config
+from ...fields.base import linear_layers
 from ...fields.hashgrid import HashGridSDF
 from ...geometry.sampling import SignedDistanceEstimate, far_samples
 from ...ranges.activations import activate
@@ -42,8 +43,8 @@ class HashGrid(Igr):
     def prepare(self, field: nn.Module) -> None:
         super().prepare(field)
         p, data = self.p, self.data
-        wanted = data.normals is not None and (p["w_far"] > 0 or p["w_sign"] > 0)
-        self.estimate = SignedDistanceEstimate(data.local, data.normals) if wanted else None
+        wanted = p["w_far"] > 0 or p["w_sign"] > 0
+        self.estimate = SignedDistanceEstimate(data.local, data.normals) if data.normals is not None and wanted else None
         self.far = None
         if self.estimate is not None and p["w_far"] > 0:
             data.ctx.progress(0, 1, None, "estimating signed distances away from the points")
@@ -75,9 +76,10 @@ def _hashgrid_sdf_range(net: HashGridSDF, x: AffineForm) -> AffineForm:
     """Range rule mirroring HashGridSDF.forward: the smoothed sphere |x| - r plus the MLP's residual."""
     act = activation_for(net.activation)
     h = concat([x, propagate(net.encoding, x)])
-    for layer in net.layers[:-1]:
+    *hidden, last = linear_layers(net.layers)
+    for layer in hidden:
         h = activate(linear(layer, h), act)
-    residual = linear(net.layers[-1], h)
+    residual = linear(last, h)
     sphere = norm(x, eps=1e-12)  # the module's smoothed |x|
     one = torch.ones(1, 2, dtype=sphere.center.dtype, device=sphere.center.device)
     return concat([residual, sphere]).linear(one, torch.full_like(one[:, 0], -net.init_radius))

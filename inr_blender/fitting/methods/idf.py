@@ -16,6 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from ...fields import field_config
+from ...fields.base import linear_layers
+from ...fields.displacement import DisplacementField
+from ...fields.siren import Siren
 from ...settings import sdf as settings
 from ..sphere_init import sphere_field
 from .base import Batch, register
@@ -56,15 +59,17 @@ class Displacement(SirenMethod):
     def build_field(self, config: dict[str, Any]) -> nn.Module:
         """A new displacement field: base pre-fitted to a sphere unless ``init`` is 'random', detail output zero."""
         field = super().build_field(config)
+        assert isinstance(field, DisplacementField) and isinstance(field.detail, Siren)  # the config's 'idf' kind
         if self.p["init"] == "sphere":
             field.base = sphere_field(config["base"], self.device, self.data.ctx)
         with torch.no_grad():
-            last = field.detail.layers[-1]
+            last = linear_layers(field.detail.layers)[-1]
             last.weight.zero_()
             last.bias.zero_()
         return field
 
     def prepare(self, field: nn.Module) -> None:
+        assert isinstance(field, DisplacementField)
         n, p = self.p["iterations"], self.p
         self.phases = Phases(
             [list(field.base.parameters()), list(field.detail.parameters())],
@@ -74,6 +79,7 @@ class Displacement(SirenMethod):
         )
 
     def loss(self, field: nn.Module, batch: Batch, step: int) -> Tensor:
+        assert isinstance(field, DisplacementField)
         return super().loss(field.base if step < self.phases.base_steps else field, batch, step)
 
     def param_groups(self, field: nn.Module) -> tuple[list[list[nn.Parameter]], Callable[[int], Sequence[float]]]:

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ...fields import field_config
+from ...fields.base import linear_layers
 from ...fields.igr import IGRNet
 from ...geometry.sampling import knn_sigma, near_surface_samples, uniform_samples
 from ...ranges.activations import activate
@@ -51,7 +52,7 @@ def _igr_range(net: IGRNet, x: AffineForm) -> AffineForm:
     """Range rule mirroring IGRNet.forward (skips concatenate the input, divided by sqrt 2)."""
     act = activation_for(net.activation)
     h, last = x, len(net.layers) - 1
-    for i, layer in enumerate(net.layers):
+    for i, layer in enumerate(linear_layers(net.layers)):
         if i in net.skip:
             h = concat([h, x]).scale(1.0 / math.sqrt(2.0))
         h = linear(layer, h)

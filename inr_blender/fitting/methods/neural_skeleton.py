@@ -52,6 +52,7 @@ class NeuralSkeleton(SdfMethod):
 
     def prepare(self, field: nn.Module) -> None:
         p, data = self.p, self.data
+        assert data.normals is not None  # the method needs normals: fit_sdf refuses a cloud without
         estimate = SignedDistanceEstimate(data.local, data.normals)
         self.hints, self.hint_distance, self.hint_direction = learning_points(estimate, p["num_hints"], p["seed"], self.device)
         self.hint_steps = int(round(p["hint_fraction"] * p["iterations"])) if p["num_hints"] > 0 else 0
@@ -59,6 +60,7 @@ class NeuralSkeleton(SdfMethod):
 
     def loss(self, field: nn.Module, batch: Batch, step: int) -> Tensor:
         p, hinted = self.p, step < self.hint_steps
+        assert batch.normals is not None  # the method needs normals: fit_sdf refuses a cloud without
         loss, _ = skeleton_loss(
             field,
             batch.on,

@@ -7,6 +7,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ...fields import field_config
+from ...fields.base import linear_layers
 from ...fields.siren import Siren
 from ...geometry.sampling import uniform_samples
 from ...ranges.activations import activate, sine
@@ -27,6 +28,7 @@ class SirenMethod(SdfMethod):
 
     def loss(self, field: nn.Module, batch: Batch, step: int) -> Tensor:
         p = self.p
+        assert batch.normals is not None  # SIREN needs normals: fit_sdf refuses a cloud without
         off = uniform_samples(batch.size, 1.0, self.device)
         loss, _ = siren_loss(
             field, batch.on, batch.normals, off, p["w_sdf"], p["w_normal"], p["w_eikonal"], p["w_offsurface"], p["alpha"], batch.weights
@@ -38,6 +40,7 @@ class SirenMethod(SdfMethod):
 def _siren_range(net: Siren, x: AffineForm) -> AffineForm:
     """Range rule mirroring Siren.forward: sin(omega0 (W h + b)) per hidden layer, a linear output."""
     h = x
-    for layer in net.layers[:-1]:
+    *hidden, last = linear_layers(net.layers)
+    for layer in hidden:
         h = activate(h.linear(layer.weight * net.omega0, layer.bias * net.omega0), sine())
-    return linear(net.layers[-1], h)
+    return linear(last, h)

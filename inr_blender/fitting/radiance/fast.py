@@ -8,6 +8,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from ...fields import field_config
+from ...fields.nerf import FastNeRF
 from ...render.renderer import RenderSettings
 from ...settings import nerf as settings
 from .base import RadianceModel, mean_psnr, register
@@ -35,6 +36,7 @@ class Fast(RadianceModel):
         return int(self._rays)
 
     def before_step(self, field: nn.Module, render: RenderSettings, step: int) -> None:
+        assert isinstance(field, FastNeRF)  # field_config builds one
         if step % self.p["occupancy_interval"] == 0:
             field.occupancy.update(field.density, render.step, warmup=step < self.p["occupancy_warmup"])
 
@@ -47,4 +49,5 @@ class Fast(RadianceModel):
         return mean_psnr(losses)  # the loss is the colour MSE
 
     def summary(self, field: nn.Module) -> dict[str, Any]:
+        assert isinstance(field, FastNeRF)  # field_config builds one
         return {"occupancy": field.occupancy.fraction}
