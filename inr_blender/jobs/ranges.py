@@ -186,10 +186,11 @@ def check_intersection(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Re
     field, ckpt = query_field(p, arrays, device)
     center, scale = np.asarray(ckpt["center"], dtype=np.float64), float(ckpt["scale"])
     to_local = (lambda x: (np.asarray(x, dtype=np.float64) - center) / scale) if space == "world" else (lambda x: np.asarray(x, dtype=np.float64))
-    region = None
+    region: tuple[torch.Tensor, torch.Tensor] | None = None
     if p.get("region") is not None:
         corners = _matrix(p["region"], (2, 3), "region must be [[x, y, z], [x, y, z]] (lower and upper corners)")
-        region = tuple(torch.as_tensor(c) for c in to_local(corners))
+        lower, upper = (torch.as_tensor(c) for c in to_local(corners))
+        region = (lower, upper)
     if has_mesh:
         if "vertices" not in arrays or "faces" not in arrays:
             raise JobError("a mesh needs both vertices and faces")
@@ -202,7 +203,9 @@ def check_intersection(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Re
     else:
         other, other_ckpt = query_field(p, arrays, device, "other_checkpoint")
         if p.get("other_matrix") is None:
-            frames = [(torch.as_tensor(np.asarray(c["center"], dtype=np.float64)), float(c["scale"])) for c in (ckpt, other_ckpt)]
+            frames: list[intersection.Frame] = [
+                (torch.as_tensor(np.asarray(c["center"], dtype=np.float64)), float(c["scale"])) for c in (ckpt, other_ckpt)
+            ]
         else:  # the second's local frame -> the first's: the first's local frame plays the world
             matrix = _matrix(p["other_matrix"], (4, 4), "other_matrix must be a 4x4 matrix (nested lists of numbers)")
             frames = [torch.eye(4, dtype=torch.float64), torch.as_tensor(matrix)]

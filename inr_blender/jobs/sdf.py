@@ -38,7 +38,8 @@ def surface_points(p: dict[str, Any], arrays: Arrays) -> tuple[np.ndarray, np.nd
     has_mesh = "vertices" in arrays or "faces" in arrays
     if not has_mesh and "points" not in arrays:
         raise JobError("fit_sdf needs a mesh (vertices + faces) or points")
-    points, normals = [], []
+    points: list[np.ndarray] = []
+    normals: list[np.ndarray | None] = []
     if has_mesh:
         if "vertices" not in arrays or "faces" not in arrays:
             raise JobError("a mesh needs both vertices and faces")
@@ -52,9 +53,10 @@ def surface_points(p: dict[str, Any], arrays: Arrays) -> tuple[np.ndarray, np.nd
         normals.append(check_normals(arrays["normals"], len(cloud)) if "normals" in arrays else None)
     elif "normals" in arrays:
         raise JobError("normals were given without points")
-    if any(n is None for n in normals):
+    given = [n for n in normals if n is not None]
+    if len(given) < len(normals):
         return np.concatenate(points), None  # mixed sources: fit without normals
-    return np.concatenate(points), np.concatenate(normals)
+    return np.concatenate(points), np.concatenate(given)
 
 
 def _read(args: argparse.Namespace, p: dict[str, Any]) -> tuple[dict[str, Any], Arrays]:

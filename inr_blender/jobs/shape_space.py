@@ -14,6 +14,7 @@ import torch
 from ..context import JobContext, JobError
 from ..device import resolve_device
 from ..fields import build_field
+from ..fields.deepsdf import ShapeSpace
 from ..fitting import completion, shape_space
 from ..fitting.loop import downsample_history
 from ..geometry import interpolation
@@ -104,6 +105,7 @@ def _errors(ckpt: dict[str, Any], meshes: list[tuple[np.ndarray, np.ndarray]], r
     """Chamfer-L1 (world units) of each shape's decoded mesh against its input; None where it has no surface yet."""
     device = torch.device(ckpt["device"])
     space = build_field(ckpt["config"])
+    assert isinstance(space, ShapeSpace)
     space.load_state_dict(ckpt["state_dict"])
     space = space.to(device).eval()
     errors: list[float | None] = []
@@ -281,7 +283,7 @@ def interpolate_shapes(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Re
         "t": seq.t.astype(np.float32),
         "volumes": seq.volumes.astype(np.float64),
     }
-    if seq.key_vertices is not None:
+    if seq.key_vertices is not None and seq.key_error is not None:
         out["key_vertices"], out["key_error"] = seq.key_vertices.astype(np.float32), seq.key_error.astype(np.float32)
     centers = [((1 - t) * frames[0][0] + t * frames[1][0]).tolist() for t in seq.t]
     scales = [float((1 - t) * frames[0][1] + t * frames[1][1]) for t in seq.t]
