@@ -3,7 +3,7 @@
 1. Extraction on fields that are not distance fields:
    - an under-trained SIREN (3 x 64, 300 steps) of ``dragon-10k`` from ``../shared/data/meshes`` (thin parts),
    - ``steep``: an exact ReLU network of two slabs, one 0.02 thick with a field 20x steeper than a distance
-     field (see ``tests/test_backend_range_queries.py``).
+     field (see ``tests/backend/test_backend_range_queries.py``).
    At each resolution: dense marching cubes, the sparse (Lipschitz, distance-field) culling and guaranteed
    culling (range analysis, affine_all). Reported: point and box evaluations, time, connected components
    and the reference's components the mesh misses (none of its vertices within 2 cells of the mesh). The
@@ -53,7 +53,7 @@ from inr_blender.jobs import JOBS
 from inr_blender.ranges import field_range
 from inr_blender.ranges.raycast import cast_camera, cube_rays, sphere_trace_camera
 
-sys.path.insert(0, os.path.join(REPO, "tests"))
+sys.path.insert(0, os.path.join(REPO, "tests", "backend"))
 from test_backend_range_queries import steep_slabs  # noqa: E402
 
 MESHES = os.path.join(REPO, "..", "shared", "data", "meshes")
