@@ -47,29 +47,24 @@ from ..render.image_metrics import psnr, psnr_of_mse, ssim
 from ..render.renderer import render_image, render_rays
 from ..render.surface import surface_density
 from ..settings import nerf as nerf_settings
-from ..settings.spec import Spec, Variants
 from .loop import StopRule, downsample_history, train
 from .radiance import MODELS
+from .variant import variant_spec
 
 CHECKPOINT_FORMAT = "inr_blender.nerf"
 CHECKPOINT_VERSION = 1
 JOB_KEYS = ("checkpoint_path", "transforms_path", "aabb")  # the job's own keys, passed through resolution
 
 
-def _check(p: dict[str, Any]) -> None:
-    nerf_settings.check_background(p)
-    MODELS.get(p["model"]).check(p)
-
-
 # The settings of a fit: the common ones plus the chosen model's, read from the model registry when resolved.
-SPEC = Spec(
+SPEC = variant_spec(
     "fit_nerf",
     nerf_settings.COMMON,
+    MODELS,
+    "model",
+    nerf_settings.DEFAULT_MODEL,
     help="Fit a radiance field (NeRF) to posed images",
-    variants=Variants(
-        "model", lambda: {name: model.settings.params for name, model in MODELS.items()}, nerf_settings.DEFAULT_MODEL, what="NeRF model"
-    ),
-    check=_check,
+    check=nerf_settings.check_background,
     passthrough=JOB_KEYS,
 )
 resolve_params = SPEC.resolve

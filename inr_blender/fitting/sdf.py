@@ -26,29 +26,24 @@ from ..device import resolve_device
 from ..geometry.sampling import normalization, to_local
 from ..geometry.validation import check_normals, check_points
 from ..settings import sdf as sdf_settings
-from ..settings.spec import Spec, Variants
 from .isopoint_term import IsoPointTerm
 from .loop import StopRule, downsample_history, train
 from .methods import METHODS, Batch, FitData
+from .variant import variant_spec
 
 CHECKPOINT_FORMAT = "inr_blender.sdf"
 CHECKPOINT_VERSION = 1
 
 
-def _check(p: dict[str, Any]) -> None:
-    METHODS.get(p["method"]).check(p)
-
-
 # The settings of a fit: the common ones plus the chosen method's, read from the method registry when resolved
 # (so a method registered later counts), resolved once by the job.
-SPEC = Spec(
+SPEC = variant_spec(
     "fit_sdf",
     sdf_settings.COMMON,
+    METHODS,
+    "method",
+    sdf_settings.DEFAULT_METHOD,
     help="Fit a signed distance field to a mesh or a point cloud",
-    variants=Variants(
-        "method", lambda: {name: method.settings.params for name, method in METHODS.items()}, sdf_settings.DEFAULT_METHOD, what="SDF method"
-    ),
-    check=_check,
 )
 resolve_params = SPEC.resolve
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from ..settings.spec import Declared, Registry
+from ..settings.spec import Declared, Param, Registry, Spec, Variants
 
 
 class Variant:
@@ -37,3 +37,28 @@ def registrar(registry: Registry[V]) -> Callable[[V], V]:
         return cls
 
     return register
+
+
+def variant_spec(
+    name: str,
+    common: tuple[Param, ...],
+    registry: Registry[V],
+    key: str,
+    default: str,
+    *,
+    help: str,
+    check: Callable[[dict[str, Any]], None] | None = None,
+    passthrough: tuple[str, ...] = (),
+) -> Spec:
+    """The settings of a fit with variants: ``common`` plus the settings of the variant named by ``key``, read from
+    ``registry`` when resolved (so a variant registered later counts); ``check``, then the variant's own rules."""
+
+    def check_all(p: dict[str, Any]) -> None:
+        if check is not None:
+            check(p)
+        registry.get(p[key]).check(p)
+
+    def sets() -> dict[str, tuple[Param, ...]]:
+        return {variant: cls.settings.params for variant, cls in registry.items()}
+
+    return Spec(name, common, help=help, variants=Variants(key, sets, default, what=registry.what), check=check_all, passthrough=passthrough)
