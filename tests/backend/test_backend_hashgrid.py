@@ -177,6 +177,7 @@ def test_far_samples_are_signed_distances_of_the_cloud():
     assert np.all(np.sign(sd) == np.sign(exact)) and np.abs(sd - exact).max() < 0.02
 
 
+@pytest.mark.slow  # ~20 s each on 2 cores
 @pytest.mark.parametrize("guided", [False, True])
 def test_sign_terms_leave_one_surface_on_fandisk(tmp_path, guided):
     """The field starts as a sphere of radius 0.5 and the grid's features are local, so parts of that
