@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from .jobs.registry import REGISTRY, Job
+from .sandbox import Sandbox
 from .settings.spec import Param, Spec
 
 
@@ -28,7 +29,8 @@ def _serve(args: argparse.Namespace) -> None:
         with open(args.token_file) as fh:
             token = fh.read().strip()
     token = token or os.environ.get("INR_TOKEN", "")
-    serve(host=args.host, port=args.port, token=token, once=args.once, port_file=args.port_file)
+    sandbox = Sandbox(args.workdir, tuple(args.data_root)) if args.workdir else None
+    serve(host=args.host, port=args.port, token=token, once=args.once, port_file=args.port_file, sandbox=sandbox)
 
 
 def _add_serve(sub: Any) -> None:
@@ -39,6 +41,8 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--token-file", default=None, help="read the token from this file")
     p.add_argument("--port-file", default=None, help="write the bound port to this file once listening")
     p.add_argument("--once", action="store_true", help="exit when the first client disconnects")
+    p.add_argument("--workdir", default=None, help="a remote worker's folder: jobs write only inside it (and read their outputs there)")
+    p.add_argument("--data-root", action="append", default=[], help="a folder whose datasets jobs may read (repeatable; with --workdir)")
     p.set_defaults(func=_serve)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 class Cancelled(Exception):
@@ -14,6 +14,10 @@ class Cancelled(Exception):
 
 class JobError(Exception):
     """Bad input or an impossible request; the message is shown to the user as is."""
+
+
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
 
 
 class JobContext:
@@ -29,7 +33,9 @@ class JobContext:
         cancel_event: threading.Event | None = None,
         min_interval: float = 0.1,
         verbose: bool = False,
+        sandbox: Sandbox | None = None,
     ) -> None:
+        self.sandbox = sandbox  # where a remote worker's jobs may read and write (None: anywhere)
         self._send = send
         self._cancel = cancel_event or threading.Event()
         self._min_interval = min_interval

@@ -24,6 +24,7 @@ from typing import Any
 
 from .. import __version__
 from ..context import Cancelled, JobContext, JobError
+from ..sandbox import Sandbox
 from .protocol import (
     AUTH,
     BAD_MESSAGE,
@@ -57,9 +58,10 @@ Runner = Callable[[dict[str, Any], dict, JobContext], tuple[dict[str, Any], dict
 class _Connection:
     """One authenticated client: a reader thread feeds jobs, the caller runs them."""
 
-    def __init__(self, sock: socket.socket, jobs: Mapping[str, Runner]) -> None:
+    def __init__(self, sock: socket.socket, jobs: Mapping[str, Runner], sandbox: Sandbox | None = None) -> None:
         self.sock = sock
         self.jobs = jobs
+        self.sandbox = sandbox
         self.send_lock = threading.Lock()
         self.inbox: queue.Queue = queue.Queue()
         self.cancel_events: dict[str, threading.Event] = {}
@@ -116,7 +118,7 @@ class _Connection:
         def send_progress(event: dict[str, Any]) -> None:
             self.send({"type": PROGRESS, "job_id": job_id, **event})
 
-        ctx = JobContext(send=send_progress, cancel_event=cancel)
+        ctx = JobContext(send=send_progress, cancel_event=cancel, sandbox=self.sandbox)
         started = time.monotonic()
         try:
             if not isinstance(name, str) or name not in self.jobs:
@@ -166,8 +168,11 @@ def authenticate(sock: socket.socket, token: str) -> bool:
     return True
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, token: str = "", once: bool = False, port_file: str | None = None) -> None:
-    """Serve jobs until a client asks to shut down (or, with ``once``, until the first client leaves)."""
+def serve(
+    host: str = "127.0.0.1", port: int = 0, token: str = "", once: bool = False, port_file: str | None = None, sandbox: Sandbox | None = None
+) -> None:
+    """Serve jobs until a client asks to shut down (or, with ``once``, until the first client leaves). With a
+    ``sandbox`` (a remote worker), jobs read and write files only where it allows."""
     if not token:
         raise SystemExit("a token is required: pass --token, --token-file or set INR_TOKEN")
     from ..jobs import JOBS  # imports torch: done once, before we announce readiness
@@ -188,7 +193,7 @@ def serve(host: str = "127.0.0.1", port: int = 0, token: str = "", once: bool = 
                 if not authenticate(sock, token):
                     print(f"refused a connection from {addr[0]}: bad token", flush=True)
                     continue
-                conn = _Connection(sock, JOBS)
+                conn = _Connection(sock, JOBS, sandbox)
                 conn.serve()
                 if conn.shutdown_requested or once:
                     return
