@@ -62,7 +62,7 @@ def closest_points(
     stats: dict[str, float] = {"box_evaluations": 0, "point_evaluations": 0}
     for start in range(0, len(queries), QUERY_CHUNK):
         ctx.progress(start, len(queries), None, "closest points")
-        parts.append(_chunk(field, queries[start : start + QUERY_CHUNK], mode, tolerance, max_leaves, stats))
+        parts.append(_chunk(field, queries[start : start + QUERY_CHUNK], mode, tolerance, max_leaves, stats, ctx))
     closest, lower, upper = (torch.cat(p) for p in zip(*parts))
     if torch.isinf(lower).all():
         raise JobError("range analysis certifies that the field has no surface (zero level) inside its domain [-1, 1]^3")
@@ -73,7 +73,7 @@ def closest_points(
     return ClosestPoints(closest.float(), distance.float(), lower.float(), upper.float(), stats)
 
 
-def _chunk(field: nn.Module, q: Tensor, mode: str, tolerance: float, max_leaves: int, stats: dict) -> tuple[Tensor, Tensor, Tensor]:
+def _chunk(field: nn.Module, q: Tensor, mode: str, tolerance: float, max_leaves: int, stats: dict, ctx: JobContext) -> tuple[Tensor, Tensor, Tensor]:
     n, device = len(q), q.device
     owner = torch.arange(n, device=device)
     lo, hi = -torch.ones(n, 3, dtype=torch.float64, device=device), torch.ones(n, 3, dtype=torch.float64, device=device)
@@ -84,20 +84,21 @@ def _chunk(field: nn.Module, q: Tensor, mode: str, tolerance: float, max_leaves:
     dropped = torch.full((n,), float("inf"), dtype=torch.float64, device=device)  # nearest box dropped by the cap
     leaves: tuple[Tensor, ...] = (owner[:0], lo[:0], hi[:0])
     while len(owner):
+        ctx.check_cancel()  # a round can take seconds (thousands of boxes per query): the helpers check each chunk too
         near = (q[owner] - q[owner].clamp(lo, hi)).norm(dim=1)  # the box's distance from its query
         keep = near <= upper[owner]
-        keep[keep.clone()] = unknown_boxes(field, lo[keep].float(), hi[keep].float(), mode)
+        keep[keep.clone()] = unknown_boxes(field, lo[keep].float(), hi[keep].float(), mode, ctx=ctx)
         stats["box_evaluations"] += int((near <= upper[owner]).sum())
         owner, lo, hi, near = owner[keep], lo[keep], hi[keep], near[keep]
         centre = (lo + hi) / 2
-        f = field_values(field, centre.float()).double()
+        f = field_values(field, centre.float(), ctx=ctx).double()
         stats["point_evaluations"] += len(f)
         d = (centre - q[owner]).norm(dim=1)
         for row, side in ((0, f > 0), (1, f < 0)):
             best[row].scatter_reduce_(0, owner[side], d[side], "amin")
             at = side & (d == best[row][owner])
             ends[row, owner[at]] = centre[at]
-        _bisect_upper(field, q, ends, best, upper, zero, stats)
+        _bisect_upper(field, q, ends, best, upper, zero, stats, ctx)
         keep = near <= upper[owner]
         owner, lo, hi, near = owner[keep], lo[keep], hi[keep], near[keep]
         owner, lo, hi, near = _cap(owner, lo, hi, near, max_leaves, dropped)
@@ -117,7 +118,9 @@ def _chunk(field: nn.Module, q: Tensor, mode: str, tolerance: float, max_leaves:
     return closest, torch.minimum(lower, dropped), upper
 
 
-def _bisect_upper(field: nn.Module, q: Tensor, ends: Tensor, best: Tensor, upper: Tensor, zero: Tensor, stats: dict, steps: int = 30) -> None:
+def _bisect_upper(
+    field: nn.Module, q: Tensor, ends: Tensor, best: Tensor, upper: Tensor, zero: Tensor, stats: dict, ctx: JobContext, steps: int = 30
+) -> None:
     """Bisect between each query's nearest positive and negative centres; the bracket around their zero bounds
     the distance to the surface from above: lower ``upper`` (and set ``zero``) where it is nearer."""
     both = torch.isfinite(best).all(dim=0).nonzero().squeeze(1)
@@ -126,7 +129,7 @@ def _bisect_upper(field: nn.Module, q: Tensor, ends: Tensor, best: Tensor, upper
     a, b = ends[0, both].clone(), ends[1, both].clone()  # f(a) > 0 > f(b)
     for _ in range(steps):
         mid = (a + b) / 2
-        positive = field_values(field, mid.float()).double() > 0
+        positive = field_values(field, mid.float(), ctx=ctx).double() > 0
         a, b = torch.where(positive[:, None], mid, a), torch.where(positive[:, None], b, mid)
     stats["point_evaluations"] += steps * len(both)
     bound = torch.maximum((a - q[both]).norm(dim=1), (b - q[both]).norm(dim=1))

@@ -102,22 +102,23 @@ def _image_bounds(lo: Tensor, hi: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
     return center - half, center + half
 
 
-def _unknown_images(field: nn.Module, lo: Tensor, hi: Tensor, m: Tensor, mode: str) -> tuple[Tensor, int]:
+def _unknown_images(field: nn.Module, lo: Tensor, hi: Tensor, m: Tensor, mode: str, ctx: JobContext) -> tuple[Tensor, int]:
     """(B,) bool: the boxes ``lo``..``hi`` (first frame; their images reach the cube) where range analysis cannot
     certify ``field`` nonzero over the part of their image under ``m`` inside its cube (module docstring); and the
     number of box evaluations."""
     blo, bhi = _image_bounds(lo, hi, m)
     clo, chi = blo.clamp(-1.0, 1.0), bhi.clamp(-1.0, 1.0)
     if _is_axis_aligned(m):  # each image is its bounding box: the clipped box is all there is
-        return unknown_boxes(field, clo, chi, mode), len(lo)
+        return unknown_boxes(field, clo, chi, mode, ctx=ctx), len(lo)
     unknown = torch.zeros(len(lo), dtype=torch.bool, device=lo.device)
     for start in range(0, len(lo), RANGE_CHUNK):
+        ctx.check_cancel()
         part = slice(start, start + RANGE_CHUNK)
         form = AffineForm.from_box(lo[part], hi[part], RangeContext(mode)).linear(m[:3, :3], m[:3, 3])
         flo, fhi = form_range(field, form)
         unknown[part] = (flo <= 0) & (fhi >= 0)
     reaching_out = unknown & ((blo < -1.0) | (bhi > 1.0)).any(dim=1)  # also bounded over the clipped bounding box
-    unknown[reaching_out] = unknown_boxes(field, clo[reaching_out], chi[reaching_out], mode)
+    unknown[reaching_out] = unknown_boxes(field, clo[reaching_out], chi[reaching_out], mode, ctx=ctx)
     return unknown, len(lo) + int(reaching_out.sum())
 
 
@@ -152,9 +153,9 @@ def fields_intersect(
         ctx.progress(depth, max_depth + 1, None, f"intersection: {len(lo)} boxes")
         blo, bhi = _image_bounds(lo, hi, a_to_b)
         keep = ((blo < 1.0) & (bhi > -1.0)).all(dim=1)  # images that reach the second field's cube
-        keep[keep.clone()] = unknown_boxes(field_a, lo[keep], hi[keep], mode)
+        keep[keep.clone()] = unknown_boxes(field_a, lo[keep], hi[keep], mode, ctx=ctx)
         stats["box_evaluations"] += int(keep.sum())
-        keep[keep.clone()], evaluations = _unknown_images(field_b, lo[keep], hi[keep], a_to_b, mode)
+        keep[keep.clone()], evaluations = _unknown_images(field_b, lo[keep], hi[keep], a_to_b, mode, ctx)
         stats["box_evaluations"] += evaluations
         lo, hi = lo[keep], hi[keep]
         if not len(lo):
@@ -163,31 +164,31 @@ def fields_intersect(
             if 8 * len(lo) > MAX_BOXES:
                 raise JobError(f"the intersection search needs more than {MAX_BOXES} boxes: use a smaller max_depth")
             _, lo, hi = _octants(torch.zeros(len(lo), dtype=torch.long), lo, hi)
-    pair = _field_witness(field_a, field_b, a_to_b, lo, hi, stats)
+    pair = _field_witness(field_a, field_b, a_to_b, lo, hi, stats, ctx)
     stats.update(depth=max_depth, seconds=time.monotonic() - started)
     if pair is None:
         return Intersection("unknown", lo.float(), hi.float(), stats=stats)
     return Intersection("intersecting", lo.float(), hi.float(), pair.mean(dim=0).float(), pair.float(), stats)
 
 
-def _bisect(field: nn.Module, a: Tensor, b: Tensor, fa: Tensor, stats: dict) -> tuple[Tensor, Tensor]:
+def _bisect(field: nn.Module, a: Tensor, b: Tensor, fa: Tensor, stats: dict, ctx: JobContext) -> tuple[Tensor, Tensor]:
     """Shrink segments [a, b] (fa = f(a), f(b) of the other sign) around a zero; returns the final (a, b)."""
     for _ in range(BISECTIONS):
         mid = (a + b) / 2
-        fm = field_values(field, mid.float()).double()
+        fm = field_values(field, mid.float(), ctx=ctx).double()
         same = (fm > 0) == (fa > 0)
         a, b = torch.where(same[:, None], mid, a), torch.where(same[:, None], b, mid)
     stats["point_evaluations"] += BISECTIONS * len(a)
     return a, b
 
 
-def _field_witness(field_a, field_b, a_to_b: Tensor, lo: Tensor, hi: Tensor, stats: dict) -> Tensor | None:
+def _field_witness(field_a, field_b, a_to_b: Tensor, lo: Tensor, hi: Tensor, stats: dict, ctx: JobContext) -> Tensor | None:
     """Two points of surface A in one leaf on opposite sides of surface B (inside B's cube through ``a_to_b``), or None
     (a 3^3 grid per leaf, its edges)."""
     w = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
     grid = torch.cartesian_prod(w, w, w)  # (27, 3)
     pts = lo[:, None] + grid * (hi - lo)[:, None]  # (L, 27, 3)
-    f = field_values(field_a, pts.reshape(-1, 3).float()).double().reshape(len(lo), 27)
+    f = field_values(field_a, pts.reshape(-1, 3).float(), ctx=ctx).double().reshape(len(lo), 27)
     stats["point_evaluations"] += f.numel()
     idx = torch.arange(27).reshape(3, 3, 3)
     edges = torch.cat(
@@ -198,11 +199,11 @@ def _field_witness(field_a, field_b, a_to_b: Tensor, lo: Tensor, hi: Tensor, sta
     leaf, e = ((fa > 0) != (fb > 0)).nonzero(as_tuple=True)
     if not len(leaf):
         return None
-    a, b = _bisect(field_a, pts[leaf, edges[e, 0]], pts[leaf, edges[e, 1]], fa[leaf, e], stats)
+    a, b = _bisect(field_a, pts[leaf, edges[e, 0]], pts[leaf, edges[e, 1]], fa[leaf, e], stats, ctx)
     z = (a + b) / 2
     zb = _map(z, a_to_b)
     inside = (zb.abs() <= 1.0).all(dim=1)
-    g = field_values(field_b, zb.float()).double()
+    g = field_values(field_b, zb.float(), ctx=ctx).double()
     stats["point_evaluations"] += len(g)
     for sign_leaf in torch.unique(leaf[inside]):
         mine = (leaf == sign_leaf) & inside
@@ -225,7 +226,7 @@ def field_mesh_intersect(
     started, ctx = time.monotonic(), ctx or JobContext()
     stats: dict[str, float] = {"box_evaluations": 0, "point_evaluations": 0}
     tri = vertices.double()[faces.long()]  # (T, 3, 3)
-    witness = _mesh_witness(field, tri, stats)
+    witness = _mesh_witness(field, tri, stats, ctx)
     lo, hi = _region(region)
     if witness is not None:
         stats.update(depth=0, seconds=time.monotonic() - started)
@@ -240,7 +241,7 @@ def field_mesh_intersect(
         keep = torch.zeros(len(lo), dtype=torch.bool)
         keep[box] = True
         stats["box_evaluations"] += int(keep.sum())
-        keep[keep.clone()] = unknown_boxes(field, lo[keep].float(), hi[keep].float(), mode)
+        keep[keep.clone()] = unknown_boxes(field, lo[keep].float(), hi[keep].float(), mode, ctx=ctx)
         renumber = torch.cumsum(keep, 0) - 1
         pair_keep = keep[box]
         box, pairs_t, lo, hi = renumber[box[pair_keep]], pairs_t[pair_keep], lo[keep], hi[keep]
@@ -255,14 +256,14 @@ def field_mesh_intersect(
     near = tri[torch.unique(pairs_t)]  # sampled at about half the leaf size
     extent = float((near.amax(dim=1) - near.amin(dim=1)).amax()) if len(near) else 0.0
     samples = int(min(max(2.0 * extent / float((hi - lo).amax()), 8), 64))
-    witness = _mesh_witness(field, near, stats, samples=samples)
+    witness = _mesh_witness(field, near, stats, ctx, samples=samples)
     stats.update(depth=max_depth, seconds=time.monotonic() - started)
     if witness is None:
         return Intersection("unknown", lo.float(), hi.float(), stats=stats)
     return Intersection("intersecting", lo.float(), hi.float(), witness.mean(dim=0).float(), witness.float(), stats)
 
 
-def _mesh_witness(field: nn.Module, tri: Tensor, stats: dict, samples: int = 2) -> Tensor | None:
+def _mesh_witness(field: nn.Module, tri: Tensor, stats: dict, ctx: JobContext, samples: int = 2) -> Tensor | None:
     """A bracket (2, 3) of the field's sign along a segment inside one triangle (inside the cube), or None.
     Samples each triangle on a barycentric grid of ``samples`` steps per edge."""
     if not len(tri):
@@ -273,7 +274,7 @@ def _mesh_witness(field: nn.Module, tri: Tensor, stats: dict, samples: int = 2) 
     bary = torch.stack([i[ok], j[ok], samples - i[ok] - j[ok]], dim=1) / samples  # (S, 3)
     pts = torch.einsum("sk,tkd->tsd", bary, tri)  # (T, S, 3)
     inside = (pts.abs() <= 1.0).all(dim=-1)
-    f = field_values(field, pts.reshape(-1, 3).float()).double().reshape(pts.shape[:2])
+    f = field_values(field, pts.reshape(-1, 3).float(), ctx=ctx).double().reshape(pts.shape[:2])
     stats["point_evaluations"] += f.numel()
     pos, neg = (f > 0) & inside, (f < 0) & inside
     both = (pos.any(dim=1) & neg.any(dim=1)).nonzero().squeeze(1)
@@ -281,5 +282,5 @@ def _mesh_witness(field: nn.Module, tri: Tensor, stats: dict, samples: int = 2) 
         return None
     t = both[0]
     a, b = pts[t, pos[t].nonzero()[0, 0]][None], pts[t, neg[t].nonzero()[0, 0]][None]
-    a, b = _bisect(field, a, b, f[t, pos[t].nonzero()[0, 0]].reshape(1), stats)
+    a, b = _bisect(field, a, b, f[t, pos[t].nonzero()[0, 0]].reshape(1), stats, ctx)
     return torch.cat([a, b])

@@ -138,7 +138,7 @@ def cast_camera(
         lo, hi = lo.clamp_min(-1.0), hi.clamp_max(1.0)
         keep = (lo <= hi).all(dim=1) & (zb > za)
         box_evals += int(keep.sum())
-        keep[keep.clone()] = unknown_boxes(field, lo[keep].float(), hi[keep].float(), mode)
+        keep[keep.clone()] = unknown_boxes(field, lo[keep].float(), hi[keep].float(), mode, ctx=ctx)
         i0, j0, s, za, zb, ray, pix = (t[keep] for t in (i0, j0, s, za, zb, ray, pix))
         # ray cells: values at the ends; where they differ in sign a hit is certain, and later segments can go
         fa = torch.full(za.shape, float("nan"), dtype=torch.float64, device=device)
@@ -146,7 +146,7 @@ def cast_camera(
         if ray.any():
             p = pix[ray]
             ends = torch.cat([origins[p] + za[ray, None] * dirs[p], origins[p] + zb[ray, None] * dirs[p]])
-            values = field_values(field, ends.float()).double()
+            values = field_values(field, ends.float(), ctx=ctx).double()
             point_evals += len(ends)
             fa[ray], fb[ray] = values.chunk(2)
         rows = torch.stack([pix.double(), za, zb, fa, fb], dim=1)
@@ -161,7 +161,7 @@ def cast_camera(
         split = ~done & ~beyond
         i0, j0, s, za, zb, ray = (t[split] for t in (i0, j0, s, za, zb, ray))
         i0, j0, s, za, zb = _split(i0, j0, s, za, zb, ray, focal, width, height)
-    hit, t, normal, stats = _first_hits(field, leaves, origins, dirs, width, height, mode)
+    hit, t, normal, stats = _first_hits(field, leaves, origins, dirs, width, height, mode, ctx)
     hits = RayHits(hit, t, normal, (dirs / dir_len[:, None]).reshape(height, width, 3).float(), stats)
     point_evals += hits.stats.pop("points")
     box_evals += hits.stats.pop("boxes")
@@ -204,7 +204,7 @@ def _split(i0, j0, s, za, zb, ray, focal: float, width: int, height: int):
     )
 
 
-def _first_hits(field: nn.Module, leaves: Tensor, origins: Tensor, dirs: Tensor, width: int, height: int, mode: str):
+def _first_hits(field: nn.Module, leaves: Tensor, origins: Tensor, dirs: Tensor, width: int, height: int, mode: str, ctx: JobContext):
     """(hit, t, normal, stats) from the leaf segments (pixel, za, zb, fa, fb): per pixel the first that holds a
     sign change (at its ends, or among GRAZE_SAMPLES inner samples), skipping leaves whose GRAZE_SAMPLES + 1 pieces
     range analysis certifies one-signed; a leaf with neither is a grazing hit (its sample of least |f|); refined by bisection."""
@@ -214,6 +214,7 @@ def _first_hits(field: nn.Module, leaves: Tensor, origins: Tensor, dirs: Tensor,
     points = boxes = grazing = 0
     w = torch.linspace(0, 1, GRAZE_SAMPLES + 2, dtype=torch.float64, device=device)
     while len(leaves):
+        ctx.check_cancel()
         first = torch.full((n,), float("inf"), dtype=torch.float64, device=device)
         first.scatter_reduce_(0, leaves[:, 0].long(), leaves[:, 1], "amin")
         chosen = leaves[:, 1] == first[leaves[:, 0].long()]
@@ -225,7 +226,7 @@ def _first_hits(field: nn.Module, leaves: Tensor, origins: Tensor, dirs: Tensor,
             pix = cur[:, 0].long()
             zs = cur[:, 1:2] + w * (cur[:, 2:3] - cur[:, 1:2])  # (G, S + 2)
             pts = origins[pix, None] + zs[..., None] * dirs[pix, None]
-            f = field_values(field, pts.reshape(-1, 3).float()).double().reshape(zs.shape)
+            f = field_values(field, pts.reshape(-1, 3).float(), ctx=ctx).double().reshape(zs.shape)
             points += f.numel()
             change = f[:, :-1] * f[:, 1:] <= 0
             has = change.any(dim=1)
@@ -235,7 +236,9 @@ def _first_hits(field: nn.Module, leaves: Tensor, origins: Tensor, dirs: Tensor,
             rest = ~has
             if rest.any():  # certify the pieces between the samples, or call it a grazing hit
                 lo, hi = pts[rest, :-1], pts[rest, 1:]
-                unknown = unknown_boxes(field, torch.minimum(lo, hi).reshape(-1, 3).float(), torch.maximum(lo, hi).reshape(-1, 3).float(), mode)
+                unknown = unknown_boxes(
+                    field, torch.minimum(lo, hi).reshape(-1, 3).float(), torch.maximum(lo, hi).reshape(-1, 3).float(), mode, ctx=ctx
+                )
                 boxes += unknown.numel()
                 graze = unknown.reshape(-1, GRAZE_SAMPLES + 1).any(dim=1)
                 least = f[rest].abs().argmin(dim=1)
@@ -249,7 +252,7 @@ def _first_hits(field: nn.Module, leaves: Tensor, origins: Tensor, dirs: Tensor,
     pix, za, zb, fa = done[:, 0].long(), done[:, 1].clone(), done[:, 2].clone(), done[:, 3].clone()
     for _ in range(BISECTIONS):  # keep [za, zb] around the sign change (fa's sign on the za side)
         mid = (za + zb) / 2
-        fm = field_values(field, (origins[pix] + mid[:, None] * dirs[pix]).float()).double()
+        fm = field_values(field, (origins[pix] + mid[:, None] * dirs[pix]).float(), ctx=ctx).double()
         points += len(fm)
         left = fa * fm <= 0
         zb, za = torch.where(left, mid, zb), torch.where(left, za, mid)
@@ -262,7 +265,7 @@ def _first_hits(field: nn.Module, leaves: Tensor, origins: Tensor, dirs: Tensor,
     normal = torch.zeros(n, 3, dtype=torch.float32, device=device)
     if len(pix):
         p = (origins[pix] + z[:, None] * dirs[pix]).float()
-        g = field_gradients(field, p)
+        g = field_gradients(field, p, ctx=ctx)
         g = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         unit = (dirs[pix] / dir_len[pix, None]).float()
         normal[pix] = torch.where(((g * unit).sum(-1) > 0)[:, None], -g, g)  # facing the camera
@@ -301,7 +304,7 @@ def sphere_trace_camera(
             break
         if step % 32 == 0:
             ctx.progress(step, max_steps, None, f"sphere tracing: {len(idx)} rays")
-        f = field_values(field, (origins[idx] + t[idx, None] * unit[idx]).float()).double()
+        f = field_values(field, (origins[idx] + t[idx, None] * unit[idx]).float(), ctx=ctx).double()
         evals += len(idx)
         close = f.abs() < epsilon
         hit[idx[close]] = True
@@ -310,7 +313,7 @@ def sphere_trace_camera(
     t = torch.where(hit, t, torch.full_like(t, float("inf")))
     normal = torch.zeros(len(t), 3, dtype=torch.float32, device=t.device)
     if hit.any():
-        g = field_gradients(field, (origins[hit] + t[hit, None] * unit[hit]).float())
+        g = field_gradients(field, (origins[hit] + t[hit, None] * unit[hit]).float(), ctx=ctx)
         g = g / g.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         normal[hit] = torch.where(((g * unit[hit].float()).sum(-1) > 0)[:, None], -g, g)
     stats = {
