@@ -4,11 +4,16 @@ Needs only the standard library and numpy (no bpy, no torch), so it is the same
 code in Blender, in tests and in scripts. A local worker is a subprocess of a
 configurable Python interpreter serving on 127.0.0.1 with a random token; a
 remote worker is reached over TCP with the user's token.
+
+What the worker sends is untrusted, as what the client sends is to the worker: frames are read under the
+protocol's limits and each event is checked before a job sees it. A malformed frame, or any failure of the
+connection, closes the connection and ends the running job with one clear line, never a hang.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import queue
 import secrets
@@ -24,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .protocol import (
+    BUSY,
     CANCEL,
     CANCELLED,
     CHECKPOINT,
@@ -37,7 +43,9 @@ from .protocol import (
     RETURN_CHECKPOINT,
     SHUTDOWN,
     WELCOME,
+    ConnectionClosed,
     ProtocolError,
+    one_line,
     recv_frame,
     send_frame,
 )
@@ -163,7 +171,12 @@ class Job:
                 status = "cancelled" if header.get("kind") == CANCELLED else "failed"
                 self.outcome = JobOutcome(status, message=header.get("message", "the backend reported an error"))
             elif kind == LOST:
-                self.outcome = JobOutcome("cancelled" if self._cancel_sent_at else "failed", message=header["message"])
+                status = "cancelled" if self._cancel_sent_at and not header.get("failed") else "failed"
+                self.outcome = JobOutcome(status, message=header["message"])
+        if self.outcome is None and self.backend.reader_done and self.events.empty():
+            # the connection ended without a word for this job (it was submitted as the reader stopped)
+            status = "cancelled" if self._cancel_sent_at else "failed"
+            self.outcome = JobOutcome(status, message=self.backend.lost_reason or "lost the connection to the backend worker")
         if self.outcome is None and self._cancel_sent_at is not None:
             if time.monotonic() - self._cancel_sent_at > CANCEL_GRACE:
                 self.backend.kill("the job did not stop in time after Cancel")
@@ -202,6 +215,8 @@ class Backend:
         self._current: Job | None = None
         self._ids = itertools.count(1)
         self._closed = False
+        self.reader_done = False  # the connection's reader has stopped: no more events will come
+        self.lost_reason = ""  # why, when it was not the worker's ordinary end
         self._log_path = ""
 
     # -- life cycle -----------------------------------------------------------------
@@ -227,7 +242,8 @@ class Backend:
         os.makedirs(self.config.log_dir, exist_ok=True)
         port_file = os.path.join(self.config.log_dir, f"worker-{os.getpid()}-{secrets.token_hex(4)}.port")
         self._log_path = os.path.join(self.config.log_dir, "worker.log")
-        env = dict(os.environ, INR_TOKEN=token, PYTHONUNBUFFERED="1")
+        # a local worker keeps an idle Blender connected as long as it likes (--once: it ends with the connection)
+        env = dict(os.environ, INR_TOKEN=token, INR_IDLE_TIMEOUT="0", PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = ADDON_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         cmd = [python, "-m", "inr_blender", "serve", "--host", "127.0.0.1", "--port", "0", "--once", "--port-file", port_file]
         with open(self._log_path, "w") as log:
@@ -268,19 +284,22 @@ class Backend:
         self.sock.settimeout(START_TIMEOUT)
         try:
             send_frame(self.sock, {"type": HELLO, "token": token})
-            header, _ = recv_frame(self.sock)
+            header, _ = recv_frame(self.sock, deadline=time.monotonic() + START_TIMEOUT)
         except (ProtocolError, OSError) as exc:
             self.close()
-            raise BackendError(f"the backend worker closed the connection during the handshake: {exc}") from None
-        if header.get("type") != WELCOME:
+            raise BackendError(f"the backend worker closed the connection during the handshake: {one_line(exc, 200)}") from None
+        if header["type"] != WELCOME:
             self.close()
-            raise BackendError(f"the backend worker refused the connection: {header.get('message', header.get('type'))}")
+            if header["type"] == ERROR and header.get("kind") == BUSY:
+                raise BackendError("the backend worker is busy with another client: try again when its job is done")
+            reason = header.get("message") if isinstance(header.get("message"), str) else header["type"]
+            raise BackendError(f"the backend worker refused the connection: {one_line(reason, 200)}")
         self.sock.settimeout(None)
         self.info = header
 
     @property
     def alive(self) -> bool:
-        if self._closed or self.sock is None:
+        if self._closed or self.reader_done or self.sock is None:
             return False
         return self.process is None or self.process.poll() is None
 
@@ -345,18 +364,31 @@ class Backend:
     def _read_loop(self) -> None:
         sock = self.sock
         assert sock is not None  # started by start() once the connection is made
+        reason = ""
         try:
             while True:
                 header, arrays = recv_frame(sock)
                 job = self._current
                 if job is not None and str(header.get("job_id")) == job.job_id:
-                    job.events.put((header, arrays))
-        except (ProtocolError, OSError):
+                    event = _checked_event(header)
+                    if event is not None:
+                        job.events.put((event, arrays))
+        except (ConnectionClosed, OSError):
             pass
+        except ProtocolError as exc:
+            reason = f"the backend worker sent a malformed frame ({one_line(exc, 200)}); the connection was closed"
+        except Exception as exc:  # whatever a frame did, the job ends with a line, not with a dead thread
+            reason = f"reading from the backend worker failed ({type(exc).__name__}: {one_line(exc, 200)}); the connection was closed"
+        if reason:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.lost_reason = reason
         job = self._current
         if job is not None and not job.done:
-            job.events.put(({"type": LOST, "message": self._lost_message()}, {}))
-        self._closed = True
+            job.events.put(({"type": LOST, "message": reason or self._lost_message(), "failed": bool(reason)}, {}))
+        self.reader_done = True
 
     def _lost_message(self) -> str:
         if self.process is not None:
@@ -366,6 +398,43 @@ class Backend:
                 code = None
             return f"the backend worker stopped during the job (exit code {code}); see {self._log_path}"
         return "lost the connection to the remote backend worker during the job"
+
+
+def _number(header: dict[str, Any], key: str, optional: bool = False) -> float | None:
+    value = header.get(key)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProtocolError(f"{header['type']} field {key!r} is not a finite number")
+    return value
+
+
+def _checked_event(header: dict[str, Any]) -> dict[str, Any] | None:
+    """A job's event from the worker, checked and reduced to what the job reads (None: a kind the job ignores);
+    ProtocolError when its fields have the wrong types."""
+    kind = header["type"]
+    if kind == PROGRESS:
+        step, total = _number(header, "step"), _number(header, "total")
+        assert step is not None and total is not None
+        if step < 0 or total < 0:
+            raise ProtocolError("progress with a negative step or total")
+        message = header.get("message") or ""
+        if not isinstance(message, str):
+            raise ProtocolError("progress field 'message' is not text")
+        event = {"type": kind, "step": int(step), "total": int(total), "loss": _number(header, "loss", True), "message": one_line(message, 200)}
+        event["psnr"] = _number(header, "psnr", True)
+        return event
+    if kind == RESULT:
+        params = header.get("params") or {}
+        if not isinstance(params, dict):
+            raise ProtocolError("result field 'params' is not an object")
+        return {"type": kind, "params": params}
+    if kind == ERROR:
+        message, reason = header.get("message"), header.get("kind")
+        if not isinstance(message, str) or not isinstance(reason, str | None):
+            raise ProtocolError("error fields 'message' and 'kind' are not text")
+        return {"type": kind, "kind": reason, "message": one_line(message) or "the backend reported an error"}
+    return None
 
 
 _backend: Backend | None = None
