@@ -22,27 +22,48 @@ from .settings.spec import Param, Spec
 
 
 def _serve(args: argparse.Namespace) -> None:
+    from .context import JobError
     from .wire.worker import serve
 
     token = args.token
     if not token and args.token_file:
-        with open(args.token_file) as fh:
-            token = fh.read().strip()
+        try:
+            with open(args.token_file, encoding="utf-8") as fh:
+                token = fh.read().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise JobError(f"cannot read the token file {args.token_file}: {reason}") from None
     token = token or os.environ.get("INR_TOKEN", "")
     sandbox = Sandbox(args.workdir, tuple(args.data_root)) if args.workdir else None
-    serve(host=args.host, port=args.port, token=token, once=args.once, port_file=args.port_file, sandbox=sandbox)
+    serve(
+        host=args.host,
+        port=args.port,
+        token=token,
+        once=args.once,
+        port_file=args.port_file,
+        sandbox=sandbox,
+        auth_timeout=args.auth_timeout,
+        idle_timeout=args.idle_timeout,
+    )
 
 
 def _add_serve(sub: Any) -> None:
     p = sub.add_parser("serve", help="serve jobs over TCP (the worker)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="TCP port (0: any free port)")
-    p.add_argument("--token", default=None, help="shared secret (or --token-file, or the INR_TOKEN variable)")
-    p.add_argument("--token-file", default=None, help="read the token from this file")
+    p.add_argument("--token-file", default=None, help="read the shared token (16 characters or more) from this file")
+    p.add_argument("--token", default=None, help="the shared token; other users see it in ps: prefer --token-file or the INR_TOKEN variable")
     p.add_argument("--port-file", default=None, help="write the bound port to this file once listening")
     p.add_argument("--once", action="store_true", help="exit when the first client disconnects")
     p.add_argument("--workdir", default=None, help="a remote worker's folder: jobs write only inside it (and read their outputs there)")
     p.add_argument("--data-root", action="append", default=[], help="a folder whose datasets jobs may read (repeatable; with --workdir)")
+    p.add_argument("--auth-timeout", type=float, default=None, help="seconds a new connection has to authenticate (default 5; INR_AUTH_TIMEOUT)")
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=None,
+        help="seconds before a connected client that runs no job is dropped (default 600, 0: never; INR_IDLE_TIMEOUT)",
+    )
     p.set_defaults(func=_serve)
 
 
