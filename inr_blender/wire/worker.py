@@ -34,6 +34,7 @@ from typing import Any
 from .. import __version__
 from ..context import Cancelled, JobContext, JobError
 from ..sandbox import Sandbox
+from .gate import AUTH_TIMEOUT, BACKOFF_BASE, BACKOFF_MAX, IDLE_TIMEOUT, MIN_TOKEN_CHARS, STALL_TIMEOUT, Backoff, setting
 from .protocol import (
     AUTH,
     BAD_MESSAGE,
@@ -69,12 +70,6 @@ from .protocol import (
 # A job runner as the worker calls it: (params, arrays, ctx) -> (result params, result arrays).
 Runner = Callable[[dict[str, Any], dict, JobContext], tuple[dict[str, Any], dict]]
 
-MIN_TOKEN_CHARS = 16  # a shorter shared token is refused: guessing it must stay out of reach
-AUTH_TIMEOUT = 5.0  # seconds from connecting to a complete hello (INR_AUTH_TIMEOUT)
-IDLE_TIMEOUT = 600.0  # seconds a connected client may send nothing while no job runs; 0: forever (INR_IDLE_TIMEOUT)
-STALL_TIMEOUT = 120.0  # seconds a client may take no bytes of a frame the worker sends (INR_STALL_TIMEOUT)
-BACKOFF_BASE = 0.5  # seconds an address waits after its first wrong token, doubling per failure (INR_AUTH_BACKOFF)
-BACKOFF_MAX = 30.0  # and at most (INR_AUTH_BACKOFF_MAX)
 MAX_PENDING = 32  # connections authenticating at once; more are closed at once
 MAX_JOB_ID_CHARS = 64
 TICK = 0.25  # seconds between the main loop's looks at the clock
@@ -82,19 +77,6 @@ TICK = 0.25  # seconds between the main loop's looks at the clock
 
 def _log(message: str) -> None:
     print(message, flush=True)
-
-
-def _setting(value: float | None, variable: str, default: float) -> float:
-    """A timeout: the argument, else the environment variable, else the default; never negative."""
-    if value is None:
-        text = os.environ.get(variable, "")
-        try:
-            value = float(text) if text else default
-        except ValueError:
-            raise JobError(f"{variable}={text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise JobError(f"{variable.lower().removeprefix('inr_')} must be a number of seconds >= 0, got {value!r}")
-    return value
 
 
 def _close(sock: socket.socket) -> None:
@@ -293,39 +275,6 @@ def _job_id(header: dict[str, Any]) -> str:
     return str(header.get("job_id", ""))[:MAX_JOB_ID_CHARS]
 
 
-class _Backoff:
-    """Per address: after n wrong tokens in a row, no attempt is heard for base * 2**(n-1) seconds (at most ``cap``)."""
-
-    MAX_ADDRESSES = 4096
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base, self.cap = base, cap
-        self.lock = threading.Lock()
-        self.failures: dict[str, tuple[int, float]] = {}  # address -> (wrong tokens in a row, blocked until)
-
-    def remaining(self, host: str) -> float:
-        with self.lock:
-            _, until = self.failures.get(host, (0, 0.0))
-        return max(0.0, until - time.monotonic())
-
-    def failed(self, host: str) -> float:
-        now = time.monotonic()
-        with self.lock:
-            count = self.failures.get(host, (0, 0.0))[0] + 1
-            delay = min(self.cap, self.base * 2 ** min(count - 1, 30))
-            self.failures[host] = (count, now + delay)
-            if len(self.failures) > self.MAX_ADDRESSES:  # forget the addresses whose wait is long over
-                for old in [h for h, (_, until) in self.failures.items() if until + self.cap < now]:
-                    del self.failures[old]
-                while len(self.failures) > self.MAX_ADDRESSES:
-                    del self.failures[next(iter(self.failures))]
-        return delay
-
-    def succeeded(self, host: str) -> None:
-        with self.lock:
-            self.failures.pop(host, None)
-
-
 class _Server:
     """The listening socket, the acceptor and the one slot for a connected client."""
 
@@ -338,7 +287,7 @@ class _Server:
         auth_timeout: float,
         idle_timeout: float,
         stall_timeout: float,
-        backoff: _Backoff,
+        backoff: Backoff,
         memory: Callable[[], int] | None,
     ) -> None:
         self.listener = listener
@@ -478,11 +427,11 @@ def serve(
         raise JobError(
             f"the token has {len(token)} characters; use at least {MIN_TOKEN_CHARS} (e.g. python -c 'import secrets; print(secrets.token_hex(16))')"
         )
-    auth = _setting(auth_timeout, "INR_AUTH_TIMEOUT", AUTH_TIMEOUT) or AUTH_TIMEOUT
-    idle = _setting(idle_timeout, "INR_IDLE_TIMEOUT", IDLE_TIMEOUT)
-    stall = _setting(stall_timeout, "INR_STALL_TIMEOUT", STALL_TIMEOUT)
+    auth = setting(auth_timeout, "INR_AUTH_TIMEOUT", AUTH_TIMEOUT) or AUTH_TIMEOUT
+    idle = setting(idle_timeout, "INR_IDLE_TIMEOUT", IDLE_TIMEOUT)
+    stall = setting(stall_timeout, "INR_STALL_TIMEOUT", STALL_TIMEOUT)
     base, cap = backoff if backoff is not None else (None, None)
-    waits = _Backoff(_setting(base, "INR_AUTH_BACKOFF", BACKOFF_BASE), _setting(cap, "INR_AUTH_BACKOFF_MAX", BACKOFF_MAX))
+    waits = Backoff(setting(base, "INR_AUTH_BACKOFF", BACKOFF_BASE), setting(cap, "INR_AUTH_BACKOFF_MAX", BACKOFF_MAX))
     from ..device import available_memory_bytes  # imports torch, as the jobs do: once, before we announce readiness
     from ..jobs import JOBS
 
