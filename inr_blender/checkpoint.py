@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -17,28 +16,17 @@ from torch import nn
 
 from .context import JobError
 from .fields import build_field
+from .outputs import atomic_write
 
 
 def save_checkpoint(ckpt: dict[str, Any], path: str) -> str:
-    """Write ``ckpt`` atomically (temporary file, then rename); create parent folders. Returns the absolute path."""
+    """Write ``ckpt`` atomically (:func:`~.outputs.atomic_write`); create parent folders. Returns the absolute path."""
     path = os.path.abspath(os.path.expanduser(path))
-    folder = os.path.dirname(path)
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+        with atomic_write(path) as fh:
+            torch.save(ckpt, fh)
     except OSError as exc:
         raise JobError(f"cannot write the checkpoint to {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(ckpt, fh)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 

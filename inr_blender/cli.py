@@ -5,18 +5,25 @@ Every registered job is a command (its name with dashes or underscores, and the 
 (``--batch-size``) whose help shows the param's help, default, bounds and choices; what a param cannot say (input
 files, output files, the summary printed at the end) is the job's ``Command``. A job without one reads its arrays
 from ``--arrays in.npz``, writes the result arrays to ``-o out.npz`` and prints the result as JSON. ``serve`` runs
-the worker. Bad input prints ``error: ...`` to stderr and exits with 2.
+the worker. Bad input prints ``error: ...`` (one line) to stderr and exits with 2; a traceback means a bug.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+import zipfile
+from collections.abc import Iterator
 from typing import Any
 
+from .context import JobError
 from .jobs.registry import REGISTRY, Job
+from .outputs import atomic_write
 from .sandbox import Sandbox
 from .settings.spec import Param, Spec
 
@@ -130,6 +137,29 @@ def add_job(sub: Any, job: Job) -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _files(action: str, path: str = "") -> Iterator[None]:
+    """Turn what reading or writing the command's files (``path``, when one) raises on bad files, full disks and the
+    like into one line."""
+    try:
+        yield
+    except (JobError, KeyboardInterrupt, SystemExit):
+        raise
+    except OSError as exc:
+        where = f" {exc.filename or path}" if exc.filename or path else ""
+        raise JobError(f"cannot {action}{where}: {exc.strerror or exc}") from None
+    except RecursionError:
+        raise JobError(f"cannot {action} a file nested too deeply") from None
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise JobError(f"cannot {action} a file: {one_line(exc)}") from None
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (a clear message is one line; long ones are cut)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
 def run(job: Job, args: argparse.Namespace) -> None:
     """Run ``job`` with the command line's ``args``: params from the options, arrays from ``read``; then ``write``."""
     import numpy as np
@@ -148,17 +178,20 @@ def run(job: Job, args: argparse.Namespace) -> None:
         params[cli.output_param] = args.output
     params.update(cli.fixed)
     arrays: dict[str, Any] = {}
-    if cli.read is not None:
-        params, arrays = cli.read(args, params)
-    elif getattr(args, "arrays", None):
-        with np.load(args.arrays, allow_pickle=False) as data:
-            arrays = dict(data)
+    with _files("read"):
+        if cli.read is not None:
+            params, arrays = cli.read(args, params)
+        elif getattr(args, "arrays", None):
+            with np.load(args.arrays, allow_pickle=False) as data:
+                arrays = dict(data)
     result, out = job(params, arrays, JobContext(verbose=True))
-    if cli.write is not None:
-        cli.write(args, result, out)
-        return
-    if getattr(args, "output", None) and out:
-        np.savez(args.output, **out)
+    with _files("write", getattr(args, "output", None) or ""):
+        if cli.write is not None:
+            cli.write(args, result, out)
+            return
+        if getattr(args, "output", None) and out:
+            with atomic_write(args.output) as fh:
+                np.savez(fh, **out)
     print(json.dumps(result, default=str))
 
 
@@ -172,15 +205,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``inr-blender`` and ``python -m inr_blender``."""
-    from .context import Cancelled, JobError
+def _terminate(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds: a file being written is removed, the old one stays
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``inr-blender`` and ``python -m inr_blender``. Bad input (a JobError, or an OSError such as a
+    full disk) prints ``error: <one line>`` to stderr and returns 2; anything else is a bug and shows its traceback."""
     args = build_parser().parse_args(argv)
+    previous = None
+    if args.func is not _serve and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)  # a job command: SIGTERM unwinds like Ctrl-C
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .context import Cancelled
+
     try:
         args.func(args)
     except JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a disk that filled up or went read-only while the job wrote
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or one_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: not enough memory for this job: ask for less (smaller sizes or counts)", file=sys.stderr)
         return 2
     except Cancelled:
         print("cancelled", file=sys.stderr)

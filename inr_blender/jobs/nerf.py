@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -86,10 +87,17 @@ def _read_view(args: argparse.Namespace, p: dict[str, Any]) -> tuple[dict[str, A
     return p, {"c2w": views.c2w[args.view].astype(np.float32)}
 
 
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
 def _write_image(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> None:
     from PIL import Image
 
-    Image.fromarray((arrays["rgb"] * 255 + 0.5).astype(np.uint8)).save(args.output)
+    from ..outputs import atomic_write
+
+    image = Image.fromarray((np.clip(arrays["rgb"], 0.0, 1.0) * 255 + 0.5).astype(np.uint8))
+    with atomic_write(args.output) as fh:
+        image.save(fh, format=IMAGE_FORMATS[os.path.splitext(args.output)[1].lower()])
     print(f"rendered view {args.view} ({args.view_name}) in {result['seconds']:.1f} s: {args.output}")
 
 
