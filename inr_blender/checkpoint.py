@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,17 @@ def checkpoint_bytes(ckpt: dict[str, Any]) -> bytes:
 
 
 Source = str | bytes | np.ndarray  # a path, or the file's bytes (raw or as a uint8 array)
+
+
+def is_checkpoint(path: str) -> bool:
+    """Whether the file ``path`` is a field checkpoint (one this project may write over)."""
+    if not zipfile.is_zipfile(path):  # what torch.save writes; anything else is refused without loading it
+        return False
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # not a torch file, a foreign one, unreadable
+        return False
+    return isinstance(ckpt, dict) and "config" in ckpt and "state_dict" in ckpt
 
 
 def read_checkpoint(source: Source, device: torch.device | str = "cpu") -> dict[str, Any]:

@@ -83,7 +83,7 @@ def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     started = time.monotonic()
     method, level = p["method"], p["level"]
     device = resolve_device(p["device"])
-    field, ckpt = load_field(p, arrays, device)
+    field, ckpt = load_field(p, arrays, ctx, device)
     center, scale = ckpt["center"], float(ckpt["scale"])
     if isinstance(field, ShapeSpace):  # one shape of the space: by index, or any code
         field, center, scale = space_member(field, ckpt, p["shape"], arrays.get("code"))

@@ -47,7 +47,7 @@ def sample_isopoints(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resu
     """
     started = time.monotonic()
     device = resolve_device(p["device"])
-    field, ckpt = load_sdf(p, arrays, device, "iso-points")
+    field, ckpt = load_sdf(p, arrays, ctx, device, "iso-points")
     result = isopoints.sample_isopoints(field, device, p, ctx)
     center, scale = ckpt["center"], float(ckpt["scale"])
     points = to_world(result.points, center, scale) if p["space"] == "world" else result.points

@@ -19,7 +19,20 @@ from ..render.dataset import load_transforms, views_from_arrays
 from ..render.renderer import RenderSettings, render_image
 from ..settings.spec import Param, Spec, params
 from .registry import Arrays, Command, Positional, Result, job
-from .shared import BACKGROUND, CAMERA, CHECKPOINT, OUTPUT, RETURN_CHECKPOINT, camera, checkpoint_target, deliver, is_radiance, load_field, summary
+from .shared import (
+    BACKGROUND,
+    CAMERA,
+    CHECKPOINT,
+    OUTPUT,
+    RETURN_CHECKPOINT,
+    camera,
+    checkpoint_target,
+    deliver,
+    is_radiance,
+    load_field,
+    reader,
+    summary,
+)
 
 VIEWS = Param("transforms_path", "", "transforms.json (or its folder) on the worker's machine; or send the arrays images, c2w and intrinsics")
 JOB_PARAMS = (OUTPUT, RETURN_CHECKPOINT, VIEWS)
@@ -60,10 +73,10 @@ def fit_nerf(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     the optional param ``aabb``. See :mod:`inr_blender.fitting.nerf` for the other settings.
     """
     started = time.monotonic()
-    path, send_back = checkpoint_target(p, "fit_nerf")
+    path, send_back = checkpoint_target(p, "fit_nerf", ctx)
     if p["transforms_path"]:
         ctx.progress(0, 1, None, "reading the views")
-        views = load_transforms(p["transforms_path"], p["background"], p["downscale"])
+        views = load_transforms(p["transforms_path"], p["background"], p["downscale"], resolve=reader(ctx))
     elif "images" in arrays:
         missing = [k for k in ("c2w", "intrinsics") if k not in arrays]
         if missing:
@@ -131,7 +144,7 @@ def render_nerf_view(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resu
     started = time.monotonic()
     width, height, c2w, intrinsics = camera(p, arrays, "render_nerf_view", 16384)
     device = resolve_device(p["device"])
-    field, ckpt = load_field(p, arrays, device)
+    field, ckpt = load_field(p, arrays, ctx, device)
     if not is_radiance(ckpt):
         raise JobError("this field is not a radiance field (NeRF): render views of radiance fields only")
     background = p["background"] or BACKGROUND.coerce(ckpt.get("background", BACKGROUND.default))

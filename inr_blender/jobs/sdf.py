@@ -92,7 +92,7 @@ def fit_sdf(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     """Fit an SDF to the arrays ``points`` (+ ``normals``) and/or a mesh (``vertices``, ``faces``); write its
     checkpoint to ``checkpoint_path`` (or, with ``return_checkpoint``, send its bytes back as ``checkpoint``)."""
     started = time.monotonic()
-    path, send_back = checkpoint_target(p, "fit_sdf")
+    path, send_back = checkpoint_target(p, "fit_sdf", ctx)
     points, normals = surface_points(p, arrays)
     names = {q.name for q in JOB_PARAMS}
     ckpt = sdf_fitting.fit_sdf(points, normals, {k: v for k, v in p.items() if k not in names}, ctx)

@@ -85,7 +85,7 @@ def fit_shape_space(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resul
     resolution against the input mesh, Chamfer-L1 in world units (``errors``; None for a shape whose decoded field
     has no surface yet). Runs data-parallel under torchrun (see fitting/shape_space.py); only rank 0 writes.
     """
-    path, send_back = checkpoint_target(p, "fit_shape_space")
+    path, send_back = checkpoint_target(p, "fit_shape_space", ctx)
     names = p.get("names") or [f"shape {k}" for k in range(len(np.asarray(arrays.get("vertex_counts", []))))]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise JobError("names must be a list of strings, one per shape")
@@ -180,9 +180,9 @@ def reconstruct_shape(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Res
     started = time.monotonic()
     if "points" not in arrays or not len(np.asarray(arrays["points"]).reshape(-1)):
         raise JobError("the scan has no points: select a point cloud or a mesh with vertices")
-    out_path, send_back = checkpoint_target(p, "reconstruct_shape", "output_checkpoint_path", required=False)
+    out_path, send_back = checkpoint_target(p, "reconstruct_shape", ctx, "output_checkpoint_path", required=False)
     device = resolve_device(p["device"])
-    space, ckpt = load_space(p, arrays, device)
+    space, ckpt = load_space(p, arrays, ctx, device)
     normals = None
     if "normals" in arrays:
         normals = check_normals(arrays["normals"], len(np.asarray(arrays["points"]).reshape(-1, 3)), "scan normals")
@@ -260,7 +260,7 @@ def interpolate_shapes(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Re
     through them (``key_vertices``, ``key_error``, ``shape_keys_ok``; see geometry/interpolation.py)."""
     started = time.monotonic()
     device = resolve_device(p["device"])
-    space, ckpt = load_space(p, arrays, device)
+    space, ckpt = load_space(p, arrays, ctx, device)
     ends, frames, picked = [], [], []
     for key in ("a", "b"):
         if f"code_{key}" in arrays:

@@ -49,7 +49,7 @@ def extract_skeleton(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resu
     """
     started = time.monotonic()
     device = resolve_device(p["device"])
-    field, ckpt = load_sdf(p, arrays, device, "skeletons")
+    field, ckpt = load_sdf(p, arrays, ctx, device, "skeletons")
     result = skeleton.skeletonize(field, device, p, ctx)
     center, scale = ckpt["center"], float(ckpt["scale"])
     vertices, radius, surface = result.vertices, result.radii, result.surface
