@@ -5,7 +5,8 @@ Every registered job is a command (its name with dashes or underscores, and the 
 (``--batch-size``) whose help shows the param's help, default, bounds and choices; what a param cannot say (input
 files, output files, the summary printed at the end) is the job's ``Command``. A job without one reads its arrays
 from ``--arrays in.npz``, writes the result arrays to ``-o out.npz`` and prints the result as JSON. ``serve`` runs
-the worker. Bad input prints ``error: ...`` (one line) to stderr and exits with 2; a traceback means a bug.
+the worker. Bad input prints ``error: ...`` (one line) to stderr and exits with 2, before any computation where the
+input allows (outputs and their extensions are checked first); a traceback means a bug.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import sys
 import threading
 import zipfile
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from .context import JobError
 from .jobs.registry import REGISTRY, Job
-from .outputs import atomic_write
+from .outputs import atomic_write, check_output
 from .sandbox import Sandbox
-from .settings.spec import Param, Spec
+from .settings.spec import Param, Spec, number
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -77,9 +78,9 @@ def param_help(param: Param, spec: Spec) -> str:
     if param.positive:
         notes.append("positive")
     if param.minimum is not None:
-        notes.append(f"at least {param.minimum:g}")
+        notes.append(f"at least {number(param.minimum)}")
     if param.maximum is not None:
-        notes.append(f"at most {param.maximum:g}")
+        notes.append(f"at most {number(param.maximum)}")
     if param.choices:
         notes.append(f"one of {', '.join(param.choices)}")
     text = f"{param.help} ({'; '.join(notes)})" if notes else param.help
@@ -160,6 +161,18 @@ def one_line(exc: BaseException) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
+def check_outputs(job: Job, args: argparse.Namespace) -> None:
+    """Refuse, before anything is computed, an output the command could not write afterwards: its extension, a
+    folder, a missing folder that cannot be made, a read-only one. (A job checks its own checkpoint output.)"""
+    cli, output = job.cli, getattr(args, "output", None)
+    if not output or cli.output_param:
+        return
+    if cli.write is None:
+        check_output(output, (".npz",), "the arrays")
+    else:
+        check_output(output, cli.output_formats, "the output", cli.output_default)
+
+
 def run(job: Job, args: argparse.Namespace) -> None:
     """Run ``job`` with the command line's ``args``: params from the options, arrays from ``read``; then ``write``."""
     import numpy as np
@@ -167,6 +180,7 @@ def run(job: Job, args: argparse.Namespace) -> None:
     from .context import JobContext
 
     cli = job.cli
+    check_outputs(job, args)
     params: dict[str, Any] = {p.name: getattr(args, p.name) for p in _offered(job) if getattr(args, p.name) is not None}
     if job.spec.variants is not None and getattr(args, job.spec.variants.key) is not None:
         params[job.spec.variants.key] = getattr(args, job.spec.variants.key)
@@ -195,9 +209,16 @@ def run(job: Job, args: argparse.Namespace) -> None:
     print(json.dumps(result, default=str))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other error of the command line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command: ``serve`` and one per registered job."""
-    parser = argparse.ArgumentParser(prog="inr-blender", description="Neural implicit fields backend for Blender.")
+    parser = _Parser(prog="inr-blender", description="Neural implicit fields backend for Blender.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(sub)
     for _name, job in sorted(REGISTRY.items()):

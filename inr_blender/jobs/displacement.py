@@ -40,7 +40,7 @@ def transfer_detail(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resul
     """A new field checkpoint: ``target_checkpoint``'s base displaced by ``source_checkpoint``'s detail, written to
     ``checkpoint_path`` (or sent back), with the transfer's settings (settings/transfer.py)."""
     path, send_back = checkpoint_target(p, "transfer_detail", ctx)
-    source, target = (read_checkpoint(checkpoint_source(p, arrays, ctx, role.name, role.name)) for role in ROLES)
+    source, target = (read_checkpoint(checkpoint_source(p, arrays, ctx, role.name, role.name), frame=True) for role in ROLES)
     ckpt = transfer.transfer_detail(source, target, {q.name: p[q.name] for q in settings.PARAMS})
     path, out = deliver(ckpt, path, send_back)
     return {**summary(ckpt), **ckpt["params"], "checkpoint_path": path}, out

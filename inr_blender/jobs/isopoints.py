@@ -10,6 +10,7 @@ import numpy as np
 
 from ..context import JobContext
 from ..device import resolve_device
+from ..fileio import WRITE_FORMATS
 from ..geometry import isopoints
 from ..geometry.sampling import to_world
 from ..settings import isopoints as settings
@@ -32,6 +33,7 @@ CLI = Command(
     names=("isopoints",),
     positionals=(FIELD_ARGUMENT,),
     output="point cloud to write (.ply or .obj)",
+    output_formats=WRITE_FORMATS,
     fixed={"space": "world"},
     write=_write,
 )

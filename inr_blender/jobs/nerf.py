@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..context import JobContext, JobError
-from ..device import resolve_device
+from ..device import check_training_memory, resolve_device
 from ..fitting import nerf as nerf_fitting
 from ..render.cameras import to_local_cameras
 from ..render.dataset import load_transforms, views_from_arrays
@@ -74,6 +74,11 @@ def fit_nerf(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     """
     started = time.monotonic()
     path, send_back = checkpoint_target(p, "fit_nerf", ctx)
+    if p["model"] == "classic":
+        points, width, depth, table = p["batch_rays"] * (p["coarse_samples"] + p["fine_samples"]), p["width"], p["depth"], 0
+    else:  # the fast model: a hash table and two small MLPs
+        points, width, depth, table = p["samples_per_step"], p["width"], 2, p["levels"] * 2 << p["log2_table_size"]
+    check_training_memory(points, width, depth, resolve_device(p["device"]), "fit_nerf", weights=table)
     if p["transforms_path"]:
         ctx.progress(0, 1, None, "reading the views")
         views = load_transforms(p["transforms_path"], p["background"], p["downscale"], resolve=reader(ctx))
@@ -121,7 +126,8 @@ RENDER = Spec(
 )
 RENDER_CLI = Command(
     names=("render-view",),
-    output="image to write (.png)",
+    output="image to write (.png or .jpg)",
+    output_formats=tuple(IMAGE_FORMATS),
     read=_read_view,
     write=_write_image,
     positionals=(

@@ -65,15 +65,20 @@ def source(p: dict[str, Any], arrays: Arrays, ctx: JobContext, key: str = "check
 def load_field(
     p: dict[str, Any], arrays: Arrays, ctx: JobContext, device: torch.device, key: str = "checkpoint"
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """(field, checkpoint dict) of the checkpoint a job names (see :func:`source`)."""
+    """(field, checkpoint dict) of the checkpoint a job names (see :func:`source`), checked (checkpoint.check_frame)."""
     return load_checkpoint(source(p, arrays, ctx, key), device)
 
 
 def load_sdf(p: dict[str, Any], arrays: Arrays, ctx: JobContext, device: torch.device, what: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """:func:`load_field`, refusing a radiance field for ``what``."""
+    """:func:`load_field`, refusing a radiance field and a shape space for ``what``."""
     field, ckpt = load_field(p, arrays, ctx, device)
     if is_radiance(ckpt):
         raise JobError(f"this field is a radiance field (NeRF): {what} need a signed distance field")
+    if isinstance(field, ShapeSpace):
+        raise JobError(
+            f"this field is a shape space of {field.num_shapes} shapes: {what} need one signed distance field "
+            "(write one shape's field with reconstruct_shape's output_checkpoint_path)"
+        )
     return field, ckpt
 
 
