@@ -5,20 +5,28 @@ Every registered job is a command (its name with dashes or underscores, and the 
 (``--batch-size``) whose help shows the param's help, default, bounds and choices; what a param cannot say (input
 files, output files, the summary printed at the end) is the job's ``Command``. A job without one reads its arrays
 from ``--arrays in.npz``, writes the result arrays to ``-o out.npz`` and prints the result as JSON. ``serve`` runs
-the worker. Bad input prints ``error: ...`` to stderr and exits with 2.
+the worker. Bad input prints ``error: ...`` (one line) to stderr and exits with 2, before any computation where the
+input allows (outputs and their extensions are checked first); a traceback means a bug.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
-from typing import Any
+import threading
+import zipfile
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
+from .context import JobError
 from .jobs.registry import REGISTRY, Job
+from .outputs import atomic_write, check_output
 from .sandbox import Sandbox
-from .settings.spec import Param, Spec
+from .settings.spec import Param, Spec, number
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -91,9 +99,9 @@ def param_help(param: Param, spec: Spec) -> str:
     if param.positive:
         notes.append("positive")
     if param.minimum is not None:
-        notes.append(f"at least {param.minimum:g}")
+        notes.append(f"at least {number(param.minimum)}")
     if param.maximum is not None:
-        notes.append(f"at most {param.maximum:g}")
+        notes.append(f"at most {number(param.maximum)}")
     if param.choices:
         notes.append(f"one of {', '.join(param.choices)}")
     text = f"{param.help} ({'; '.join(notes)})" if notes else param.help
@@ -151,6 +159,41 @@ def add_job(sub: Any, job: Job) -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _files(action: str, path: str = "") -> Iterator[None]:
+    """Turn what reading or writing the command's files (``path``, when one) raises on bad files, full disks and the
+    like into one line."""
+    try:
+        yield
+    except (JobError, KeyboardInterrupt, SystemExit):
+        raise
+    except OSError as exc:
+        where = f" {exc.filename or path}" if exc.filename or path else ""
+        raise JobError(f"cannot {action}{where}: {exc.strerror or exc}") from None
+    except RecursionError:
+        raise JobError(f"cannot {action} a file nested too deeply") from None
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise JobError(f"cannot {action} a file: {one_line(exc)}") from None
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (a clear message is one line; long ones are cut)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def check_outputs(job: Job, args: argparse.Namespace) -> None:
+    """Refuse, before anything is computed, an output the command could not write afterwards: its extension, a
+    folder, a missing folder that cannot be made, a read-only one. (A job checks its own checkpoint output.)"""
+    cli, output = job.cli, getattr(args, "output", None)
+    if not output or cli.output_param:
+        return
+    if cli.write is None:
+        check_output(output, (".npz",), "the arrays")
+    else:
+        check_output(output, cli.output_formats, "the output", cli.output_default)
+
+
 def run(job: Job, args: argparse.Namespace) -> None:
     """Run ``job`` with the command line's ``args``: params from the options, arrays from ``read``; then ``write``."""
     import numpy as np
@@ -158,6 +201,7 @@ def run(job: Job, args: argparse.Namespace) -> None:
     from .context import JobContext
 
     cli = job.cli
+    check_outputs(job, args)
     params: dict[str, Any] = {p.name: getattr(args, p.name) for p in _offered(job) if getattr(args, p.name) is not None}
     if job.spec.variants is not None and getattr(args, job.spec.variants.key) is not None:
         params[job.spec.variants.key] = getattr(args, job.spec.variants.key)
@@ -169,23 +213,33 @@ def run(job: Job, args: argparse.Namespace) -> None:
         params[cli.output_param] = args.output
     params.update(cli.fixed)
     arrays: dict[str, Any] = {}
-    if cli.read is not None:
-        params, arrays = cli.read(args, params)
-    elif getattr(args, "arrays", None):
-        with np.load(args.arrays, allow_pickle=False) as data:
-            arrays = dict(data)
+    with _files("read"):
+        if cli.read is not None:
+            params, arrays = cli.read(args, params)
+        elif getattr(args, "arrays", None):
+            with np.load(args.arrays, allow_pickle=False) as data:
+                arrays = dict(data)
     result, out = job(params, arrays, JobContext(verbose=True))
-    if cli.write is not None:
-        cli.write(args, result, out)
-        return
-    if getattr(args, "output", None) and out:
-        np.savez(args.output, **out)
+    with _files("write", getattr(args, "output", None) or ""):
+        if cli.write is not None:
+            cli.write(args, result, out)
+            return
+        if getattr(args, "output", None) and out:
+            with atomic_write(args.output) as fh:
+                np.savez(fh, **out)
     print(json.dumps(result, default=str))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other error of the command line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command: ``serve`` and one per registered job."""
-    parser = argparse.ArgumentParser(prog="inr-blender", description="Neural implicit fields backend for Blender.")
+    parser = _Parser(prog="inr-blender", description="Neural implicit fields backend for Blender.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(sub)
     for _name, job in sorted(REGISTRY.items()):
@@ -193,15 +247,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``inr-blender`` and ``python -m inr_blender``."""
-    from .context import Cancelled, JobError
+def _terminate(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds: a file being written is removed, the old one stays
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``inr-blender`` and ``python -m inr_blender``. Bad input (a JobError, or an OSError such as a
+    full disk) prints ``error: <one line>`` to stderr and returns 2; anything else is a bug and shows its traceback."""
     args = build_parser().parse_args(argv)
+    previous = None
+    if args.func is not _serve and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)  # a job command: SIGTERM unwinds like Ctrl-C
+    try:
+        return _run(args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .context import Cancelled
+
     try:
         args.func(args)
     except JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a disk that filled up or went read-only while the job wrote
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or one_line(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: not enough memory for this job: ask for less (smaller sizes or counts)", file=sys.stderr)
         return 2
     except Cancelled:
         print("cancelled", file=sys.stderr)

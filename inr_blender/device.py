@@ -83,6 +83,20 @@ def available_memory_bytes() -> int:
         return 0
 
 
+def check_training_memory(points: int, width: int, depth: int, device: torch.device, what: str, weights: int = 0) -> None:
+    """JobError (one line) when a training step of ``points`` through ``depth`` layers of ``width`` units (and
+    ``weights`` other weights, e.g. a hash table) cannot fit in the memory ``device`` has: a lower bound (one float per
+    point, unit and layer, and Adam's four copies of the weights), so that it refuses only what could never run there."""
+    needed = 4 * points * width * (depth + 1) + 16 * (width * width * depth + weights)
+    free = device_free_memory_bytes(device)
+    available = free if free is not None else available_memory_bytes()
+    if available and needed > available:
+        raise JobError(
+            f"{what}: a step of {points:,} points through {depth} layers of {width} units needs at least {needed / 1e9:.1f} GB, "
+            f"{available / 1e9:.1f} GB are available: ask for fewer points per step or a smaller network"
+        )
+
+
 def device_free_memory_bytes(device: torch.device) -> int | None:
     """Free memory on an accelerator, or None for the CPU / when unknown."""
     if device.type == "cuda":

@@ -4,6 +4,7 @@ Readers return a dict of arrays named like the job inputs:
 ``points`` (N, 3) with optional ``normals`` for point clouds, and
 ``vertices`` (V, 3) + ``faces`` (F, 3) with optional ``vertex_normals`` for
 meshes. Polygons are fan-triangulated. ``.npz`` files are read without pickle.
+Writers write atomically (:func:`~.outputs.atomic_write`): an interrupted write leaves the old file.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import Any
 import numpy as np
 
 from .context import JobError
+from .outputs import atomic_write
 
 READ_FORMATS = (".obj", ".ply", ".off", ".npz")
 WRITE_FORMATS = (".obj", ".ply")
+SKELETON_FORMATS = (".ma", ".obj")
 
 _PLY_TYPES = {
     "char": "i1",
@@ -126,7 +129,7 @@ def read_obj(path: str) -> dict[str, np.ndarray]:
 
 def write_obj(path: str, vertices: np.ndarray, faces: np.ndarray | None = None, normals: np.ndarray | None = None) -> None:
     """Write vertices, optional per-vertex normals and triangles as OBJ (1-based indices)."""
-    with open(path, "w") as fh:
+    with atomic_write(path, "w", encoding="utf-8") as fh:
         fh.write("# written by inr_blender\n")
         np.savetxt(fh, np.asarray(vertices), fmt="v %.9g %.9g %.9g")
         if normals is not None:
@@ -309,7 +312,7 @@ def write_ply(
     if nfaces:
         header += [f"element face {nfaces}", "property list uchar int vertex_indices"]
     header.append("end_header")
-    with open(path, "wb") as fh:
+    with atomic_write(path) as fh:
         fh.write(("\n".join(header) + "\n").encode("ascii"))
         fh.write(vrec.tobytes())
         if nfaces:
@@ -394,9 +397,8 @@ def read_ma(path: str) -> dict[str, np.ndarray]:
 
 def write_skeleton(path: str, vertices: np.ndarray, radius: np.ndarray, edges: np.ndarray, triangles: np.ndarray) -> None:
     """Write a skeletal complex: .ma (with radii) or .obj (``v``, ``l`` for the edges outside triangles, ``f``)."""
-    ext = _extension(path, (".ma", ".obj"), "write")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
+    ext = _extension(path, SKELETON_FORMATS, "write")
+    with atomic_write(path, "w", encoding="utf-8") as fh:
         if ext == ".ma":
             fh.write(f"{len(vertices)} {len(edges)} {len(triangles)}\n")
             fh.writelines(f"v {x:.8g} {y:.8g} {z:.8g} {r:.8g}\n" for (x, y, z), r in zip(vertices, radius))
@@ -441,8 +443,6 @@ def write_mesh(
 
     Vertex ``colors`` (V, 3) in [0, 1] are written to PLY only."""
     ext = _extension(path, WRITE_FORMATS, "write")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
     if ext == ".ply":
         write_ply(path, vertices, faces, normals, colors)
     else:

@@ -15,7 +15,21 @@ from .context import JobError
 
 
 def _inside(path: str, root: str) -> bool:
-    return os.path.commonpath([path, root]) == root
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # another drive (Windows)
+        return False
+
+
+def _resolve(root: str, path: str) -> str | None:
+    """The real path of ``path`` (relative: to ``root``), symbolic links followed; None for what is not a path a
+    client may name (not a string, a NUL byte, ``~``)."""
+    if not isinstance(path, str) or path.startswith("~"):
+        return None
+    try:
+        return os.path.realpath(os.path.join(root, path))
+    except (ValueError, OSError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -32,14 +46,14 @@ class Sandbox:
 
     def output(self, path: str) -> str:
         """The real path to write for a client's ``path`` (relative: inside the working folder), or JobError."""
-        real = os.path.realpath(os.path.join(self.workdir, path))
-        if not _inside(real, self.workdir):
+        real = _resolve(self.workdir, path)
+        if real is None or not _inside(real, self.workdir):
             raise JobError("this worker writes only inside its working folder: give a path relative to it")
         return real
 
     def input(self, path: str) -> str:
         """The real path to read for a client's ``path``: inside the working folder or a data folder, or JobError."""
-        real = os.path.realpath(os.path.join(self.workdir, path))
-        if not any(_inside(real, root) for root in (self.workdir, *self.read_roots)):
+        real = _resolve(self.workdir, path)
+        if real is None or not any(_inside(real, root) for root in (self.workdir, *self.read_roots)):
             raise JobError("this worker reads only inside its working folder and its data folders")
         return real

@@ -34,6 +34,7 @@ import numpy as np
 import bpy
 from bpy.props import BoolProperty, StringProperty
 
+from ..inr_blender.outputs import atomic_write
 from ..preferences import user_dir
 from .common.bridge import InputError
 from .common.cameras import angle_x, camera_to_world, check_perspective, intrinsics
@@ -154,9 +155,8 @@ class _Render:
         for name in self.files:
             os.replace(os.path.join(self.tmp, name), os.path.join(self.folder, name))
         path = os.path.join(self.folder, TRANSFORMS)
-        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        with atomic_write(path, "w", encoding="utf-8") as fh:
             json.dump(doc, fh, indent=2)
-        os.replace(path + ".tmp", path)
         self.discard()
         self.rig["inr_views"] = self.stored
         return path

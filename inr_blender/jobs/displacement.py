@@ -11,7 +11,7 @@ from ..fitting import transfer
 from ..settings import transfer as settings
 from ..settings.spec import Param, Spec, params
 from .registry import Arrays, Command, Positional, Result, job
-from .shared import OUTPUT, RETURN_CHECKPOINT, checkpoint_target, deliver, summary
+from .shared import OUTPUT, RETURN_CHECKPOINT, checkpoint_target, deliver, source as checkpoint_source, summary
 
 ROLES = (
     Param("source_checkpoint", "", "The displacement field whose detail is taken (path; or the array of that name)"),
@@ -39,8 +39,8 @@ CLI = Command(
 def transfer_detail(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     """A new field checkpoint: ``target_checkpoint``'s base displaced by ``source_checkpoint``'s detail, written to
     ``checkpoint_path`` (or sent back), with the transfer's settings (settings/transfer.py)."""
-    path, send_back = checkpoint_target(p, "transfer_detail")
-    source, target = (read_checkpoint(arrays.get(role.name, p[role.name])) for role in ROLES)
+    path, send_back = checkpoint_target(p, "transfer_detail", ctx)
+    source, target = (read_checkpoint(checkpoint_source(p, arrays, ctx, role.name, role.name), frame=True) for role in ROLES)
     ckpt = transfer.transfer_detail(source, target, {q.name: p[q.name] for q in settings.PARAMS})
     path, out = deliver(ckpt, path, send_back)
     return {**summary(ckpt), **ckpt["params"], "checkpoint_path": path}, out

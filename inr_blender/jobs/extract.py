@@ -13,13 +13,14 @@ from ..context import JobContext, JobError
 from ..device import resolve_device
 from ..fields import is_distance_field, smooth_base
 from ..fields.deepsdf import ShapeSpace
+from ..fileio import WRITE_FORMATS
 from ..geometry.extraction import extract_mesh as dense_mesh
 from ..geometry.metrics import compare_meshes
 from ..geometry.sampling import to_world
 from ..geometry.sparse_extraction import DEFAULT_SAFETY, extract_mesh_sparse
 from ..geometry.validation import check_mesh
 from ..render.surface import DensitySurface, vertex_colours
-from ..settings.spec import Param, Spec, params
+from ..settings.spec import MAX_SAMPLES, Param, Spec, params
 from .registry import DEVICE, Arrays, Command, Positional, Result, job
 from .shared import CHECKPOINT, FIELD_ARGUMENT, RANGE_MODE, RESOLUTION, SPACE, THRESHOLD, density_threshold, is_radiance, load_field, space_member
 
@@ -49,7 +50,7 @@ EXTRACT = Spec(
     help="Extract a mesh from a fitted field (marching cubes)",
 )
 METRICS = (
-    Param("num_samples", 100_000, "Area-uniform samples per surface", positive=True),
+    Param("num_samples", 100_000, "Area-uniform samples per surface", positive=True, maximum=MAX_SAMPLES),
     Param("seed", 0, "Random seed of the samples", minimum=0),
 )
 
@@ -67,6 +68,7 @@ def _write_mesh(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays
         names=("extract",),
         positionals=(FIELD_ARGUMENT,),
         output="mesh to write (.ply or .obj)",
+        output_formats=WRITE_FORMATS,
         fixed={"space": "world"},
         write=_write_mesh,
     ),
@@ -83,7 +85,7 @@ def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     started = time.monotonic()
     method, level = p["method"], p["level"]
     device = resolve_device(p["device"])
-    field, ckpt = load_field(p, arrays, device)
+    field, ckpt = load_field(p, arrays, ctx, device)
     center, scale = ckpt["center"], float(ckpt["scale"])
     if isinstance(field, ShapeSpace):  # one shape of the space: by index, or any code
         field, center, scale = space_member(field, ckpt, p["shape"], arrays.get("code"))

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..context import JobContext
 from ..device import resolve_device
+from ..fileio import WRITE_FORMATS
 from ..geometry import isopoints
 from ..geometry.sampling import to_world
 from ..settings import isopoints as settings
@@ -32,6 +33,7 @@ CLI = Command(
     names=("isopoints",),
     positionals=(FIELD_ARGUMENT,),
     output="point cloud to write (.ply or .obj)",
+    output_formats=WRITE_FORMATS,
     fixed={"space": "world"},
     write=_write,
 )
@@ -47,7 +49,7 @@ def sample_isopoints(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resu
     """
     started = time.monotonic()
     device = resolve_device(p["device"])
-    field, ckpt = load_sdf(p, arrays, device, "iso-points")
+    field, ckpt = load_sdf(p, arrays, ctx, device, "iso-points")
     result = isopoints.sample_isopoints(field, device, p, ctx)
     center, scale = ckpt["center"], float(ckpt["scale"])
     points = to_world(result.points, center, scale) if p["space"] == "world" else result.points

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -11,14 +12,27 @@ import numpy as np
 import torch
 
 from ..context import JobContext, JobError
-from ..device import resolve_device
+from ..device import check_training_memory, resolve_device
 from ..fitting import nerf as nerf_fitting
 from ..render.cameras import to_local_cameras
 from ..render.dataset import load_transforms, views_from_arrays
 from ..render.renderer import RenderSettings, render_image
 from ..settings.spec import Param, Spec, params
 from .registry import Arrays, Command, Positional, Result, job
-from .shared import BACKGROUND, CAMERA, CHECKPOINT, OUTPUT, RETURN_CHECKPOINT, camera, checkpoint_target, deliver, is_radiance, load_field, summary
+from .shared import (
+    BACKGROUND,
+    CAMERA,
+    CHECKPOINT,
+    OUTPUT,
+    RETURN_CHECKPOINT,
+    camera,
+    checkpoint_target,
+    deliver,
+    is_radiance,
+    load_field,
+    reader,
+    summary,
+)
 
 VIEWS = Param("transforms_path", "", "transforms.json (or its folder) on the worker's machine; or send the arrays images, c2w and intrinsics")
 JOB_PARAMS = (OUTPUT, RETURN_CHECKPOINT, VIEWS)
@@ -59,10 +73,15 @@ def fit_nerf(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     the optional param ``aabb``. See :mod:`inr_blender.fitting.nerf` for the other settings.
     """
     started = time.monotonic()
-    path, send_back = checkpoint_target(p, "fit_nerf")
+    path, send_back = checkpoint_target(p, "fit_nerf", ctx)
+    if p["model"] == "classic":
+        points, width, depth, table = p["batch_rays"] * (p["coarse_samples"] + p["fine_samples"]), p["width"], p["depth"], 0
+    else:  # the fast model: a hash table and two small MLPs
+        points, width, depth, table = p["samples_per_step"], p["width"], 2, p["levels"] * 2 << p["log2_table_size"]
+    check_training_memory(points, width, depth, resolve_device(p["device"]), "fit_nerf", weights=table)
     if p["transforms_path"]:
         ctx.progress(0, 1, None, "reading the views")
-        views = load_transforms(p["transforms_path"], p["background"], p["downscale"])
+        views = load_transforms(p["transforms_path"], p["background"], p["downscale"], resolve=reader(ctx))
     elif "images" in arrays:
         missing = [k for k in ("c2w", "intrinsics") if k not in arrays]
         if missing:
@@ -86,10 +105,17 @@ def _read_view(args: argparse.Namespace, p: dict[str, Any]) -> tuple[dict[str, A
     return p, {"c2w": views.c2w[args.view].astype(np.float32)}
 
 
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+
+
 def _write_image(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> None:
     from PIL import Image
 
-    Image.fromarray((arrays["rgb"] * 255 + 0.5).astype(np.uint8)).save(args.output)
+    from ..outputs import atomic_write
+
+    image = Image.fromarray((np.clip(arrays["rgb"], 0.0, 1.0) * 255 + 0.5).astype(np.uint8))
+    with atomic_write(args.output) as fh:
+        image.save(fh, format=IMAGE_FORMATS[os.path.splitext(args.output)[1].lower()])
     print(f"rendered view {args.view} ({args.view_name}) in {result['seconds']:.1f} s: {args.output}")
 
 
@@ -100,7 +126,8 @@ RENDER = Spec(
 )
 RENDER_CLI = Command(
     names=("render-view",),
-    output="image to write (.png)",
+    output="image to write (.png or .jpg)",
+    output_formats=tuple(IMAGE_FORMATS),
     read=_read_view,
     write=_write_image,
     positionals=(
@@ -123,7 +150,7 @@ def render_nerf_view(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resu
     started = time.monotonic()
     width, height, c2w, intrinsics = camera(p, arrays, "render_nerf_view", 16384)
     device = resolve_device(p["device"])
-    field, ckpt = load_field(p, arrays, device)
+    field, ckpt = load_field(p, arrays, ctx, device)
     if not is_radiance(ckpt):
         raise JobError("this field is not a radiance field (NeRF): render views of radiance fields only")
     background = p["background"] or BACKGROUND.coerce(ckpt.get("background", BACKGROUND.default))

@@ -23,9 +23,11 @@ from .shared import BACKGROUND, CAMERA, CHECKPOINT, RANGE_MODE, SPACE, THRESHOLD
 QUERY = (CHECKPOINT, RANGE_MODE, THRESHOLD)
 
 
-def query_field(p: dict[str, Any], arrays: Arrays, device: torch.device, key: str = "checkpoint") -> tuple[torch.nn.Module, dict[str, Any]]:
+def query_field(
+    p: dict[str, Any], arrays: Arrays, ctx: JobContext, device: torch.device, key: str = "checkpoint"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """A field whose zero level the queries search: an SDF as is, a radiance field's density surface."""
-    field, ckpt = load_field(p, arrays, device, key)
+    field, ckpt = load_field(p, arrays, ctx, device, key)
     if is_radiance(ckpt):
         field = DensitySurface(field, density_threshold(p, ckpt))
     return field, ckpt
@@ -63,7 +65,7 @@ def raycast_view(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     """
     width, height, c2w, intrinsics = camera(p, arrays, "raycast_view", 8192)
     device = resolve_device(p["device"])
-    field, ckpt = query_field(p, arrays, device)
+    field, ckpt = query_field(p, arrays, ctx, device)
     center, scale = np.asarray(ckpt["center"], dtype=np.float64), float(ckpt["scale"])
     if p["space"] == "local":  # the camera is already in the field's frame, and depths stay in its units
         local, scale = np.array(c2w, dtype=np.float64), 1.0
@@ -127,7 +129,7 @@ def closest_points(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result
     if not np.isfinite(points).all():
         raise JobError("the query points contain NaN or Inf")
     device = resolve_device(p["device"])
-    field, ckpt = query_field(p, arrays, device)
+    field, ckpt = query_field(p, arrays, ctx, device)
     center, scale = np.asarray(ckpt["center"], dtype=np.float64), float(ckpt["scale"])
     world = p["space"] == "world"
     factor = scale if world else 1.0
@@ -183,7 +185,7 @@ def check_intersection(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Re
     if bool(has_other) == bool(has_mesh):
         raise JobError("check_intersection needs exactly one second surface: other_checkpoint(_path), or a mesh (vertices + faces)")
     device = resolve_device(p["device"])
-    field, ckpt = query_field(p, arrays, device)
+    field, ckpt = query_field(p, arrays, ctx, device)
     center, scale = np.asarray(ckpt["center"], dtype=np.float64), float(ckpt["scale"])
     to_local = (lambda x: (np.asarray(x, dtype=np.float64) - center) / scale) if space == "world" else (lambda x: np.asarray(x, dtype=np.float64))
     region: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -201,7 +203,7 @@ def check_intersection(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Re
             field, torch.as_tensor(to_local(vertices)), torch.as_tensor(faces.astype(np.int64)), region, mode=mode, max_depth=max_depth, ctx=ctx
         )
     else:
-        other, other_ckpt = query_field(p, arrays, device, "other_checkpoint")
+        other, other_ckpt = query_field(p, arrays, ctx, device, "other_checkpoint")
         if p.get("other_matrix") is None:
             frames: list[intersection.Frame] = [
                 (torch.as_tensor(np.asarray(c["center"], dtype=np.float64)), float(c["scale"])) for c in (ckpt, other_ckpt)

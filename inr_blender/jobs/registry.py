@@ -48,6 +48,8 @@ class Command:
 
     ``names``: the command's other names (``extract`` for ``extract_mesh``). ``positionals``: positional
     arguments. ``output``: help of ``-o/--output`` (required when given); ``output_param`` sends it as that param.
+    ``output_formats``: the extensions ``write`` can write (``output_default`` stands for none); the CLI refuses any
+    other, and an output it could not write, before the job runs.
     ``options``: other spellings of params (``{"lr": "learning_rate"}``) and flags that set params (``{"base-only":
     ({"phase_base": 1.0, "phase_detail": 1.0}, help)}``). ``fixed``: params the command always sends
     (``{"space": "world"}``); ``hidden``: params it does not offer (``read`` sets them). ``extra``: argparse
@@ -59,6 +61,8 @@ class Command:
     positionals: tuple[Positional, ...] = ()
     output: str = ""
     output_param: str = ""
+    output_formats: tuple[str, ...] = ()
+    output_default: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     hidden: tuple[str, ...] = ()

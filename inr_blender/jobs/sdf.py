@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..context import JobContext, JobError
+from ..device import check_training_memory, resolve_device
 from ..fitting import sdf as sdf_fitting
 from ..geometry.sampling import sample_surface
 from ..geometry.validation import check_mesh, check_normals, check_points
@@ -59,6 +60,14 @@ def surface_points(p: dict[str, Any], arrays: Arrays) -> tuple[np.ndarray, np.nd
     return np.concatenate(points), np.concatenate(given)
 
 
+def check_memory(p: dict[str, Any]) -> None:
+    """Refuse up front a fit whose steps cannot fit in the device's memory (see device.check_training_memory)."""
+    width = max(p.get(k) or 0 for k in ("width", "base_width", "detail_width"))
+    depth = max(p.get(k) or 0 for k in ("depth", "base_depth", "detail_depth"))
+    table = p["levels"] * p["features_per_level"] << p["log2_table_size"] if "log2_table_size" in p else 0
+    check_training_memory(p["batch_size"], width, depth, resolve_device(p["device"]), "fit_sdf", weights=table)
+
+
 def _read(args: argparse.Namespace, p: dict[str, Any]) -> tuple[dict[str, Any], Arrays]:
     from ..fileio import read_geometry
 
@@ -92,7 +101,8 @@ def fit_sdf(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     """Fit an SDF to the arrays ``points`` (+ ``normals``) and/or a mesh (``vertices``, ``faces``); write its
     checkpoint to ``checkpoint_path`` (or, with ``return_checkpoint``, send its bytes back as ``checkpoint``)."""
     started = time.monotonic()
-    path, send_back = checkpoint_target(p, "fit_sdf")
+    path, send_back = checkpoint_target(p, "fit_sdf", ctx)
+    check_memory(p)
     points, normals = surface_points(p, arrays)
     names = {q.name for q in JOB_PARAMS}
     ckpt = sdf_fitting.fit_sdf(points, normals, {k: v for k, v in p.items() if k not in names}, ctx)

@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 from ..context import JobContext, JobError
-from ..device import resolve_device
+from ..device import check_training_memory, resolve_device
 from ..fields import build_field
 from ..fields.deepsdf import ShapeSpace
+from ..fileio import WRITE_FORMATS
 from ..fitting import completion, shape_space
 from ..fitting.loop import downsample_history
 from ..geometry import interpolation
@@ -85,7 +86,9 @@ def fit_shape_space(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resul
     resolution against the input mesh, Chamfer-L1 in world units (``errors``; None for a shape whose decoded field
     has no surface yet). Runs data-parallel under torchrun (see fitting/shape_space.py); only rank 0 writes.
     """
-    path, send_back = checkpoint_target(p, "fit_shape_space")
+    path, send_back = checkpoint_target(p, "fit_shape_space", ctx)
+    points = p["shapes_per_step"] * p["samples_per_shape"]
+    check_training_memory(points, max(p["width"], p["latent_size"]), p["depth"], resolve_device(p["device"]), "fit_shape_space")
     names = p.get("names") or [f"shape {k}" for k in range(len(np.asarray(arrays.get("vertex_counts", []))))]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise JobError("names must be a list of strings, one per shape")
@@ -124,11 +127,13 @@ def _errors(ckpt: dict[str, Any], meshes: list[tuple[np.ndarray, np.ndarray]], r
 def _read_scan(args: argparse.Namespace, p: dict[str, Any]) -> tuple[dict[str, Any], Arrays]:
     from ..fileio import read_geometry
 
-    scan = read_geometry(args.scan)
-    arrays = {"points": scan["vertices"]}
-    args.num_points = len(scan["vertices"])
-    if scan.get("normals") is not None:
-        arrays["normals"] = scan["normals"]
+    scan = read_geometry(args.scan)  # a point cloud (points, normals) or a mesh (vertices, vertex_normals)
+    points = scan["points"] if "points" in scan else scan["vertices"]
+    normals = scan.get("normals", scan.get("vertex_normals"))
+    arrays = {"points": points}
+    args.num_points = len(points)
+    if normals is not None:
+        arrays["normals"] = normals
     return p, arrays
 
 
@@ -160,6 +165,7 @@ RECONSTRUCT = Spec(
     cli=Command(
         names=("reconstruct",),
         output="completed mesh to write (.ply or .obj)",
+        output_formats=WRITE_FORMATS,
         read=_read_scan,
         write=_write_completed,
         positionals=(
@@ -180,9 +186,9 @@ def reconstruct_shape(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Res
     started = time.monotonic()
     if "points" not in arrays or not len(np.asarray(arrays["points"]).reshape(-1)):
         raise JobError("the scan has no points: select a point cloud or a mesh with vertices")
-    out_path, send_back = checkpoint_target(p, "reconstruct_shape", "output_checkpoint_path", required=False)
+    out_path, send_back = checkpoint_target(p, "reconstruct_shape", ctx, "output_checkpoint_path", required=False)
     device = resolve_device(p["device"])
-    space, ckpt = load_space(p, arrays, device)
+    space, ckpt = load_space(p, arrays, ctx, device)
     normals = None
     if "normals" in arrays:
         normals = check_normals(arrays["normals"], len(np.asarray(arrays["points"]).reshape(-1, 3)), "scan normals")
@@ -232,7 +238,7 @@ INTERPOLATE = Spec(
         CHECKPOINT,
         Param("a", None, "Index of the first shape (or send the array code_a)", kind=int),
         Param("b", None, "Index of the second shape (or send the array code_b)", kind=int),
-        Param("count", 5, "Meshes on the segment, both ends included", minimum=2),
+        Param("count", 5, "Meshes on the segment, both ends included", minimum=2, maximum=1000),
         RESOLUTION.with_default(96),
         Param("correspond", True, "Also carry the first mesh through the others (shape keys)"),
     ),
@@ -244,7 +250,9 @@ INTERPOLATE = Spec(
     INTERPOLATE,
     cli=Command(
         names=("interpolate",),
-        output="mesh path; _00, _01, ... are appended per step",
+        output="mesh path (.ply or .obj); _00, _01, ... are appended per step",
+        output_formats=WRITE_FORMATS,
+        output_default=".ply",
         write=_write_steps,
         fixed={"correspond": False},
         positionals=(
@@ -260,7 +268,7 @@ def interpolate_shapes(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Re
     through them (``key_vertices``, ``key_error``, ``shape_keys_ok``; see geometry/interpolation.py)."""
     started = time.monotonic()
     device = resolve_device(p["device"])
-    space, ckpt = load_space(p, arrays, device)
+    space, ckpt = load_space(p, arrays, ctx, device)
     ends, frames, picked = [], [], []
     for key in ("a", "b"):
         if f"code_{key}" in arrays:

@@ -4,16 +4,18 @@ members of a shape space. One home each; the jobs import them."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..checkpoint import checkpoint_bytes, load_checkpoint, save_checkpoint
-from ..context import JobError
+from ..checkpoint import checkpoint_bytes, is_checkpoint, load_checkpoint, save_checkpoint
+from ..context import JobContext, JobError
 from ..fields.deepsdf import LatentShape, ShapeSpace
 from ..fitting import nerf as nerf_fitting
 from ..geometry.extraction import MIN_RESOLUTION
+from ..outputs import check_output
 from ..ranges import MODES as RANGE_MODES
 from ..settings.spec import Param
 from .registry import Arrays, Positional
@@ -40,21 +42,43 @@ def is_radiance(ckpt: dict[str, Any]) -> bool:
     return ckpt.get("format") == nerf_fitting.CHECKPOINT_FORMAT
 
 
-def source(p: dict[str, Any], arrays: Arrays, key: str = "checkpoint") -> Any:
-    """The checkpoint named ``key``: its bytes in ``arrays[key]``, else the path ``p[key + '_path']``."""
-    return arrays[key] if key in arrays else p.get(f"{key}_path") or ""
+def reader(ctx: JobContext) -> Callable[[str], str] | None:
+    """What a job passes to readers of files that name other files (transforms.json): the sandbox's check of each
+    path it reads (a remote worker), or None (anywhere)."""
+    return None if ctx.sandbox is None else ctx.sandbox.input
 
 
-def load_field(p: dict[str, Any], arrays: Arrays, device: torch.device, key: str = "checkpoint") -> tuple[torch.nn.Module, dict[str, Any]]:
-    """(field, checkpoint dict) of the checkpoint a job names (see :func:`source`)."""
-    return load_checkpoint(source(p, arrays, key), device)
+def input_path(ctx: JobContext, path: str) -> str:
+    """The file a job reads for a client's ``path``: inside a remote worker's sandbox (JobError, without saying
+    whether it exists, when outside), or as given."""
+    return ctx.sandbox.input(path) if ctx.sandbox is not None and path else path
 
 
-def load_sdf(p: dict[str, Any], arrays: Arrays, device: torch.device, what: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """:func:`load_field`, refusing a radiance field for ``what``."""
-    field, ckpt = load_field(p, arrays, device)
+def source(p: dict[str, Any], arrays: Arrays, ctx: JobContext, key: str = "checkpoint", param: str = "") -> Any:
+    """The checkpoint named ``key``: its bytes in ``arrays[key]``, else the path ``p[param]`` (default
+    ``key + '_path'``), through the sandbox (:func:`input_path`)."""
+    if key in arrays:
+        return arrays[key]
+    return input_path(ctx, p.get(param or f"{key}_path") or "")
+
+
+def load_field(
+    p: dict[str, Any], arrays: Arrays, ctx: JobContext, device: torch.device, key: str = "checkpoint"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(field, checkpoint dict) of the checkpoint a job names (see :func:`source`), checked (checkpoint.check_frame)."""
+    return load_checkpoint(source(p, arrays, ctx, key), device)
+
+
+def load_sdf(p: dict[str, Any], arrays: Arrays, ctx: JobContext, device: torch.device, what: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """:func:`load_field`, refusing a radiance field and a shape space for ``what``."""
+    field, ckpt = load_field(p, arrays, ctx, device)
     if is_radiance(ckpt):
         raise JobError(f"this field is a radiance field (NeRF): {what} need a signed distance field")
+    if isinstance(field, ShapeSpace):
+        raise JobError(
+            f"this field is a shape space of {field.num_shapes} shapes: {what} need one signed distance field "
+            "(write one shape's field with reconstruct_shape's output_checkpoint_path)"
+        )
     return field, ckpt
 
 
@@ -65,27 +89,27 @@ def density_threshold(p: dict[str, Any], ckpt: dict[str, Any]) -> float:
     return p["threshold"] if p.get("threshold") is not None else float(ckpt.get("density_threshold", DEFAULT_THRESHOLD))
 
 
-def _check_writable(path: str) -> None:
-    """Refuse, before training, a checkpoint path that could not be written afterwards."""
-    folder = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
-    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
-        if os.path.exists(folder):
-            raise JobError(f"cannot write the checkpoint to {path}: {folder} is not a folder")
-        folder = os.path.dirname(folder)
-    if not os.access(folder, os.W_OK):
-        raise JobError(f"cannot write the checkpoint to {path}: {folder} is not writable")
+def checkpoint_output(path: str, ctx: JobContext) -> str:
+    """The file to write a new checkpoint to for a client's ``path`` (inside a remote worker's sandbox), refused
+    before the work if it could not be written afterwards or would replace something that is not a checkpoint: a
+    folder, another kind of file."""
+    full = check_output(ctx.sandbox.output(path) if ctx.sandbox is not None else path, what="the checkpoint")
+    if os.path.isfile(full) and not is_checkpoint(full):
+        raise JobError(f"cannot write the checkpoint to {path}: a file that is not a field checkpoint is there (choose another name)")
+    return full
 
 
-def checkpoint_target(p: dict[str, Any], job: str, key: str = "checkpoint_path", required: bool = True) -> tuple[str, bool]:
-    """(path, send_back): where a job's checkpoint goes (``p[key]``), refused before the work if it could not be
-    written. With ``return_checkpoint`` (a remote worker) nothing is written here: the bytes come back instead.
-    ``required`` False: no path and no send-back means no checkpoint (path '')."""
+def checkpoint_target(p: dict[str, Any], job: str, ctx: JobContext, key: str = "checkpoint_path", required: bool = True) -> tuple[str, bool]:
+    """(path, send_back): where a job's checkpoint goes (``p[key]``, see :func:`checkpoint_output`), refused before
+    the work if it could not be written. With ``return_checkpoint`` (a remote worker) nothing is written here: the
+    bytes come back instead (and the path, the client's, only labels them). ``required`` False: no path and no
+    send-back means no checkpoint (path '')."""
     send_back = bool(p.get("return_checkpoint"))
     path = p.get(key) or ""
     if required and not (path or send_back):
         raise JobError(f"{job} needs a {key} to write the field to")
     if path and not send_back:
-        _check_writable(path)
+        path = checkpoint_output(path, ctx)
     return path, send_back
 
 
@@ -148,9 +172,9 @@ def space_member(space: ShapeSpace, ckpt: dict[str, Any], shape: int | None, cod
     return space.shape(k).eval(), ckpt["centers"][k], float(ckpt["scales"][k])
 
 
-def load_space(p: dict[str, Any], arrays: Arrays, device: torch.device) -> tuple[ShapeSpace, dict[str, Any]]:
+def load_space(p: dict[str, Any], arrays: Arrays, ctx: JobContext, device: torch.device) -> tuple[ShapeSpace, dict[str, Any]]:
     """The shape space a job names (as :func:`load_field`), or JobError."""
-    space, ckpt = load_field(p, arrays, device)
+    space, ckpt = load_field(p, arrays, ctx, device)
     if not isinstance(space, ShapeSpace):
         raise JobError("the checkpoint is not a shape space: fit one with Fit Shape Space (fit_shape_space)")
     return space, ckpt

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..context import JobContext
 from ..device import resolve_device
+from ..fileio import SKELETON_FORMATS
 from ..geometry import skeleton
 from ..geometry.sampling import to_world
 from ..settings import skeleton as settings
@@ -32,6 +33,7 @@ CLI = Command(
     names=("skeleton",),
     positionals=(FIELD_ARGUMENT,),
     output="skeleton to write: .ma (vertices with radii, edges, faces) or .obj",
+    output_formats=SKELETON_FORMATS,
     fixed={"space": "world"},
     options={"surface-samples": "num_surface_samples"},
     write=_write,
@@ -49,7 +51,7 @@ def extract_skeleton(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Resu
     """
     started = time.monotonic()
     device = resolve_device(p["device"])
-    field, ckpt = load_sdf(p, arrays, device, "skeletons")
+    field, ckpt = load_sdf(p, arrays, ctx, device, "skeletons")
     result = skeleton.skeletonize(field, device, p, ctx)
     center, scale = ckpt["center"], float(ckpt["scale"])
     vertices, radius, surface = result.vertices, result.radii, result.surface

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..context import JobError
-from .transforms import camera_matrix, frame_intrinsics, read_transforms, scene_box
+from .transforms import Resolve, camera_matrix, frame_intrinsics, read_transforms, scene_box
 
 
 @dataclass
@@ -87,11 +87,12 @@ def downsample(image: np.ndarray, factor: int) -> np.ndarray:
     return image[:h, :w].reshape(h // factor, factor, w // factor, factor, c).mean(axis=(1, 3))
 
 
-def load_transforms(path: str, background: Sequence[float] = (1.0, 1.0, 1.0), downscale: int = 1) -> Views:
-    """Read a transforms.json file (or the folder holding one) and its images; see :mod:`.transforms`."""
+def load_transforms(path: str, background: Sequence[float] = (1.0, 1.0, 1.0), downscale: int = 1, resolve: Resolve | None = None) -> Views:
+    """Read a transforms.json file (or the folder holding one) and its images; see :mod:`.transforms` (``resolve``:
+    a remote worker's check of each path read)."""
     if downscale < 1:
         raise JobError(f"downscale must be at least 1, got {downscale}")
-    scene = read_transforms(path)
+    scene = read_transforms(path, resolve)
     images: list[np.ndarray] = []
     intrinsics: list[np.ndarray] = []
     names: list[str] = []

@@ -16,7 +16,12 @@ Read here:
   the file's coordinates), else NeRF-synthetic's [-1.5, 1.5]^3.
 
 Refused with a reason (JobError): a file without frames, distortion coefficients other than zero,
-camera models other than pinhole, missing images, malformed matrices or focal lengths.
+camera models other than pinhole, missing images, malformed matrices or focal lengths, JSON nested deeper than
+:data:`MAX_DEPTH`.
+
+``resolve`` (a remote worker's sandbox, :meth:`inr_blender.sandbox.Sandbox.input`) maps every path read, the
+file's and each image's, to the real path it may read, or raises JobError: frames cannot name images outside the
+folders the worker reads.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +41,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG")
 PINHOLE_MODELS = {"PINHOLE", "SIMPLE_PINHOLE", "OPENCV", "SIMPLE_RADIAL", "RADIAL"}  # accepted when undistorted
 DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
 SYNTHETIC_HALF_EXTENT = 1.5  # NeRF-synthetic scenes lie in [-1.5, 1.5]^3 (instant-ngp's unit cube at scale 0.33)
+MAX_DEPTH = 32  # nesting of arrays and objects in a transforms file (its own structure needs 5)
+Resolve = Callable[[str], str]  # a path to read -> the real path, or JobError
 
 
 @dataclass
@@ -52,13 +60,18 @@ class TransformsFile:
     aabb: np.ndarray  # (2, 3)
 
 
-def find_transforms(path: str) -> str:
+def _as_is(path: str) -> str:
+    return path
+
+
+def find_transforms(path: str, resolve: Resolve | None = None) -> str:
     """The transforms file at ``path``, or in the folder ``path`` (transforms.json, else transforms_train.json)."""
-    path = os.path.expanduser(path or "")
+    path = resolve(path or "") if resolve else os.path.expanduser(path or "")
     if os.path.isdir(path):
         for name in ("transforms.json", "transforms_train.json"):
-            if os.path.isfile(os.path.join(path, name)):
-                return os.path.join(path, name)
+            candidate = resolve(os.path.join(path, name)) if resolve else os.path.join(path, name)
+            if os.path.isfile(candidate):
+                return candidate
         raise JobError(f"no transforms.json in {path}")
     if not os.path.isfile(path):
         raise JobError(f"transforms file not found: {path or '(none)'}")
@@ -89,15 +102,17 @@ def _check_camera(meta: dict[str, Any], where: str) -> None:
             )
 
 
-def _image_file(folder: str, file_path: Any, where: str) -> str:
+def _image_file(folder: str, file_path: Any, where: str, resolve: Resolve) -> str:
     if not isinstance(file_path, str) or not file_path:
         raise JobError(f"{where} has no file_path")
     path = os.path.normpath(os.path.join(folder, file_path))
-    if os.path.isfile(path):
-        return path
-    for ext in IMAGE_EXTENSIONS:
-        if os.path.isfile(path + ext):
-            return path + ext
+    for candidate in (path, *(path + ext for ext in IMAGE_EXTENSIONS)):
+        try:
+            real = resolve(candidate)
+        except JobError as exc:  # outside what may be read: the same words whether it exists or not
+            raise JobError(f"{where}: {exc}") from None
+        if os.path.isfile(real):
+            return real
     raise JobError(f"{where}: image not found: {path}")
 
 
@@ -166,15 +181,33 @@ def scene_box(meta: dict[str, Any], where: str) -> np.ndarray:
     return np.stack([center - half, center + half])
 
 
-def read_transforms(path: str) -> TransformsFile:
-    """Parse the transforms file at ``path`` (or in the folder ``path``): frames, their cameras, the scene box."""
-    path = find_transforms(path)
+def _depth(value: Any, limit: int) -> int:
+    """The nesting depth of a JSON value, counted up to ``limit`` + 1 (without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                break
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def read_transforms(path: str, resolve: Resolve | None = None) -> TransformsFile:
+    """Parse the transforms file at ``path`` (or in the folder ``path``): frames, their cameras, the scene box.
+    ``resolve``: the check of each path read (see the module's docstring)."""
+    path = find_transforms(path, resolve)
     where = os.path.basename(path)
     try:
         with open(path, encoding="utf-8") as fh:
             meta = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise JobError(f"cannot read {path}: {exc}") from None
+    except RecursionError:
+        raise JobError(f"cannot read {path}: its JSON is nested too deeply") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, and numbers too long to convert
+        raise JobError(f"cannot read {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if _depth(meta, MAX_DEPTH) > MAX_DEPTH:
+        raise JobError(f"cannot read {path}: its JSON is nested deeper than {MAX_DEPTH} levels")
     if not isinstance(meta, dict):
         raise JobError(f"{where} is not a transforms file (a JSON object with frames)")
     frames = meta.get("frames")
@@ -192,7 +225,7 @@ def read_transforms(path: str) -> TransformsFile:
         _check_camera(frame, fwhere)
         parsed.append(
             Frame(
-                _image_file(folder, frame.get("file_path"), fwhere),
+                _image_file(folder, frame.get("file_path"), fwhere, resolve or _as_is),
                 camera_matrix(frame.get("transform_matrix"), fwhere),
                 {**meta, **frame},
                 fwhere,

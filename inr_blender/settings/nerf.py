@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..context import JobError
-from .spec import Declared, Param, params
+from .spec import MAX_BATCH, MAX_DEPTH, MAX_WIDTH, Declared, Param, params
 
 COMMON = params(
     Param(
@@ -36,7 +36,7 @@ COMMON = params(
     Param("convergence_window", 200, "Steps per mean loss of the convergence test", positive=True, cli=False),
     Param("eval_every", 0, "Measure the held-out PSNR every this many steps (0: only at the end)", minimum=0),
     Param("eval_dense_start", False, "Measure ten times as often before the first eval_every steps"),
-    Param("eval_pixels", 4096, "Held-out pixels of the periodic PSNR", positive=True),
+    Param("eval_pixels", 4096, "Held-out pixels of the periodic PSNR", positive=True, maximum=MAX_BATCH),
     Param("eval_views", 0, "Held-out views rendered whole at the end (0: all)", minimum=0),
     Param("final_eval", True, "Render the held-out views at the end (PSNR, SSIM)"),
     Param("lr_decay_interval", 0, "Steps between two learning-rate decays (0: constant)", minimum=0),
@@ -70,13 +70,13 @@ CLASSIC = ModelSettings(
     "NeRF as published (Mildenhall 2020): positional encoding, 8 x 256 MLPs, coarse and fine samples; slow",
     params(
         run(2000, 5e-4, 1e-8),
-        Param("batch_rays", 1024, "Rays per step", positive=True, label="Rays per Step"),
-        Param("coarse_samples", 64, "Stratified samples per ray", positive=True, label="Coarse Samples"),
-        Param("fine_samples", 128, "Importance samples per ray", positive=True, label="Fine Samples"),
+        Param("batch_rays", 1024, "Rays per step", positive=True, maximum=MAX_BATCH, label="Rays per Step"),
+        Param("coarse_samples", 64, "Stratified samples per ray", positive=True, maximum=4096, label="Coarse Samples"),
+        Param("fine_samples", 128, "Importance samples per ray", positive=True, maximum=4096, label="Fine Samples"),
         Param("precrop_iterations", 500, "Steps that draw rays from the images' centres only", minimum=0),
         Param("precrop_fraction", 0.5, "The central fraction of each image drawn from then", positive=True, maximum=1.0),
-        Param("width", 256, "Hidden units per layer", positive=True, label="Width"),
-        Param("depth", 8, "Hidden layers (the input again after half of them)", positive=True, label="Depth"),
+        Param("width", 256, "Hidden units per layer", positive=True, maximum=MAX_WIDTH, label="Width"),
+        Param("depth", 8, "Hidden layers (the input again after half of them)", positive=True, maximum=MAX_DEPTH, label="Depth"),
         Param("position_frequencies", 10, "Frequencies of the position's encoding", minimum=0),
         Param("direction_frequencies", 4, "Frequencies of the direction's encoding", minimum=0),
     ),
@@ -90,16 +90,16 @@ FAST = ModelSettings(
     "Hash-grid density with a small colour MLP and an occupancy grid (in the spirit of Instant-NGP, Müller 2022)",
     params(
         run(1000, 1e-2, 1e-15),
-        Param("samples_per_step", 1 << 16, "Samples per step: the number of rays adapts to keep it", positive=True),
-        Param("initial_rays", 2048, "Rays of the first step", positive=True),
-        Param("max_rays", 8192, "The most rays per step", positive=True),
-        Param("march_steps", 512, "Marching steps across the cube's diagonal", positive=True, label="March Steps"),
+        Param("samples_per_step", 1 << 16, "Samples per step: the number of rays adapts to keep it", positive=True, maximum=16 * MAX_BATCH),
+        Param("initial_rays", 2048, "Rays of the first step", positive=True, maximum=MAX_BATCH),
+        Param("max_rays", 8192, "The most rays per step", positive=True, maximum=MAX_BATCH),
+        Param("march_steps", 512, "Marching steps across the cube's diagonal", positive=True, maximum=65536, label="March Steps"),
         Param("levels", 16, "Hash-grid levels", positive=True, label="Levels"),
         Param("log2_table_size", 19, "Entries per level: 2^n", positive=True, maximum=26, label="Table Size (log2)"),
         Param("base_resolution", 16, "Grid of the coarsest level", positive=True),
         Param("finest_resolution", 1024, "Grid of the finest level (published 2048)", positive=True),
-        Param("width", 64, "Hidden units of the MLPs", positive=True, label="Width"),
-        Param("occupancy_resolution", 64, "Cells per axis of the occupancy grid (published 128)", positive=True),
+        Param("width", 64, "Hidden units of the MLPs", positive=True, maximum=MAX_WIDTH, label="Width"),
+        Param("occupancy_resolution", 64, "Cells per axis of the occupancy grid (published 128)", positive=True, maximum=1024),
         Param("occupancy_interval", 16, "Steps between two occupancy-grid updates", positive=True),
         Param("occupancy_warmup", 256, "Steps that update every cell of the grid", minimum=0),
         Param("prune", False, "Drop samples behind opaque matter before the gradient pass (slower on a CPU)"),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..context import JobError
-from .spec import Declared, Param, params
+from .spec import MAX_BATCH, MAX_DEPTH, MAX_SAMPLES, MAX_WIDTH, Declared, Param, params
 
 # Stopping (every method): at ``iterations``, at ``max_seconds`` (0: no limit), or once the mean loss of
 # ``convergence_window`` steps improves by less than ``convergence_tolerance`` twice in a row (0: never), but
@@ -35,6 +35,7 @@ ISOPOINTS = (
         0,
         "Train with this many iso-points too (refreshed every isopoints_refresh steps after the warm-up; 0: off)",
         minimum=0,
+        maximum=MAX_SAMPLES,
         label="Iso-points",
     ),
     Param("isopoints_warmup", 300, "Steps before the first iso-points are extracted", minimum=0, label="Warm-up"),
@@ -45,7 +46,7 @@ ISOPOINTS = (
     ),
 )
 COMMON = params(
-    Param("num_samples", 100_000, "Surface points sampled on a mesh input", positive=True, label="Surface Samples"),
+    Param("num_samples", 100_000, "Surface points sampled on a mesh input", positive=True, maximum=MAX_SAMPLES, label="Surface Samples"),
     Param("seed", 0, "Random seed", minimum=0, label="Seed"),
     Param("device", "auto", "Where to train", choices=("auto", "cpu", "cuda", "mps")),
     STOPPING,
@@ -65,7 +66,7 @@ def run(
     """A method's optimiser and run settings, with its own defaults."""
     return (
         Param("iterations", iterations, "The most steps to train", positive=True, label="Iterations"),
-        Param("batch_size", batch_size, "Surface points per step", positive=True, label="Batch Size"),
+        Param("batch_size", batch_size, "Surface points per step", positive=True, maximum=MAX_BATCH, label="Batch Size"),
         Param("learning_rate", learning_rate, "Adam's learning rate", positive=True, label="Learning Rate"),
         Param(
             "lr_decay_interval",
@@ -82,8 +83,8 @@ def run(
 
 def network(width: int, depth: int) -> tuple[Param, ...]:
     return (
-        Param("width", width, "Hidden units per layer", positive=True, label="Width"),
-        Param("depth", depth, "Hidden layers", positive=True, label="Depth"),
+        Param("width", width, "Hidden units per layer", positive=True, maximum=MAX_WIDTH, label="Width"),
+        Param("depth", depth, "Hidden layers", positive=True, maximum=MAX_DEPTH, label="Depth"),
     )
 
 
@@ -95,7 +96,7 @@ IGR_LOSS = (
     Param("init_radius", 0.5, "Radius of the sphere the geometric initialisation starts from", positive=True, cli=False),
     Param("lambda_eikonal", 0.1, "Weight of the eikonal term", minimum=0.0, label="Eikonal λ"),
     Param("tau_normals", 1.0, "Weight of the normal term", minimum=0.0, label="Normals τ"),
-    Param("knn_sigma", 50, "σ of near-surface samples: the distance to this neighbour", positive=True, label="σ Neighbour"),
+    Param("knn_sigma", 50, "σ of near-surface samples: the distance to this neighbour", positive=True, maximum=1000, label="σ Neighbour"),
     Param("global_sigma", 1.0, "Half-width of the uniform off-surface samples' box", positive=True, cli=False),
 )
 # SIREN's loss weights 3e3 / 1e2 / 5e1 / 1e2 (value, normal, eikonal, off-surface), alpha 100.
@@ -235,6 +236,7 @@ NEURAL_SKELETON = MethodSettings(
             1000,
             "Uniform points of known signed distance, used for the first hint_fraction of the run",
             minimum=0,
+            maximum=MAX_SAMPLES,
             label="Learning Points",
         ),
         Param("hint_fraction", 0.4, "Fraction of the run that uses the learning points", minimum=0.0),
@@ -265,11 +267,11 @@ IDF = MethodSettings(
     "Implicit displacement field (Wang Yifan 2022): a smooth SIREN base plus a high-frequency SIREN detail along its normals",
     params(
         SIREN_RUN,
-        Param("base_width", 128, "Hidden units per layer of the base (published 256)", positive=True, label="Base Width"),
-        Param("base_depth", 3, "Hidden layers of the base", positive=True, label="Base Depth"),
+        Param("base_width", 128, "Hidden units per layer of the base (published 256)", positive=True, maximum=MAX_WIDTH, label="Base Width"),
+        Param("base_depth", 3, "Hidden layers of the base", positive=True, maximum=MAX_DEPTH, label="Base Depth"),
         Param("base_omega", 15.0, "ω0 of the base", positive=True, label="Base ω0"),
-        Param("detail_width", 128, "Hidden units per layer of the detail (published 256)", positive=True, label="Detail Width"),
-        Param("detail_depth", 3, "Hidden layers of the detail", positive=True, label="Detail Depth"),
+        Param("detail_width", 128, "Hidden units per layer of the detail (published 256)", positive=True, maximum=MAX_WIDTH, label="Detail Width"),
+        Param("detail_depth", 3, "Hidden layers of the detail", positive=True, maximum=MAX_DEPTH, label="Detail Depth"),
         Param("detail_omega", 60.0, "ω0 of the detail", positive=True, label="Detail ω0"),
         Param("nu", 0.05, "Width of the band around the base where the detail acts, in local units", positive=True, label="ν"),
         Param("max_offset", 0.05, "Largest displacement along the base's normals, in local units", positive=True, label="Max Offset"),

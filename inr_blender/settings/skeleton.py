@@ -16,9 +16,9 @@ from .spec import Param, Spec
 
 PARAMS = (
     Param("delta", 0.02, "Coverage dilation, a fraction of the shape's longest half-extent", positive=True, label="Delta"),
-    Param("num_surface_samples", 2000, "Surface samples (iso-points) the skeleton must cover", minimum=4, label="Surface Samples"),
+    Param("num_surface_samples", 2000, "Surface samples (iso-points) the skeleton must cover", minimum=4, maximum=1_000_000, label="Surface Samples"),
     Param("repulsion_steps", 10, "Repulsion steps that spread the surface samples", minimum=0),
-    Param("trace_samples", 50, "Samples per inward ray when tracing skeletal points", minimum=2),
+    Param("trace_samples", 50, "Samples per inward ray when tracing skeletal points", minimum=2, maximum=10_000),
     Param("trace_length", 1.25, "Length of an inward ray, a fraction of the longest half-extent", positive=True),
     Param("merge_tolerance", 0.0125, "Skeletal candidates closer than this merge", minimum=0.0),
     Param("time_limit", 60.0, "Seconds for the set-cover MILP", positive=True, label="Time Limit"),

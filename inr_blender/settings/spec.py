@@ -14,6 +14,13 @@ from typing import Any, Generic, TypeVar
 
 from ..context import JobError
 
+# Sizes no machine has the memory (or the user the patience) for, refused up front by the params that declare them
+# as their maximum; what fits one machine and not another is checked against its memory where the work is planned.
+MAX_SAMPLES = 10_000_000  # points drawn on a surface, samples of a metric
+MAX_BATCH = 1 << 20  # points, rays or samples per training step
+MAX_WIDTH = 4096  # hidden units of a layer
+MAX_DEPTH = 64  # hidden layers
+
 _KIND_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list"}
 
 
@@ -103,9 +110,14 @@ class Param:
             if self.minimum == 0 and value < 0:
                 raise JobError(f"parameter {self.name} must be non-negative, got {value!r}")
             if self.minimum is not None and value < self.minimum:
-                raise JobError(f"parameter {self.name} must be at least {self.minimum:g}, got {value!r}")
+                raise JobError(f"parameter {self.name} must be at least {number(self.minimum)}, got {value!r}")
             if self.maximum is not None and value > self.maximum:
-                raise JobError(f"parameter {self.name} must be at most {self.maximum:g}, got {value!r}")
+                raise JobError(f"parameter {self.name} must be at most {number(self.maximum)}, got {value!r}")
+
+
+def number(value: float) -> str:
+    """A bound as people write it: 1048576 rather than 1.04858e+06, 0.5 as 0.5."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
 def alternatives(choices: Iterable[str]) -> str:

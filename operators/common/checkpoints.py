@@ -13,6 +13,8 @@ import shutil
 import bpy
 from bpy.app.handlers import persistent
 
+from ...inr_blender.outputs import atomic_write
+
 
 def relocate_checkpoints(blend_path: str) -> int:
     """Copy every field checkpoint that is not beside ``blend_path`` there; return how many moved."""
@@ -30,8 +32,9 @@ def relocate_checkpoints(blend_path: str) -> int:
         if os.path.normcase(current) != os.path.normcase(target):
             if not os.path.isfile(current):
                 continue  # a missing checkpoint stays named as it was; Extract reports it
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copy2(current, target)
+            with open(current, "rb") as src, atomic_write(target) as dst:  # never a half-copied checkpoint
+                shutil.copyfileobj(src, dst)
+            shutil.copystat(current, target)
             moved += 1
         settings.checkpoint = "//" + os.path.relpath(target, blend_dir).replace(os.sep, "/")
     return moved

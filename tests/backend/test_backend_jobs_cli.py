@@ -65,7 +65,7 @@ def test_help_shows_each_params_help_default_and_bounds():
         if any(q.name == "width" for q in ps)
     }
     assert len(set(widths.values())) > 1  # a default per method, each named
-    assert f"--width INT Hidden units per layer (default {', '.join(f'{m} {w}' for m, w in widths.items())}; positive)" in fit
+    assert f"--width INT Hidden units per layer (default {', '.join(f'{m} {w}' for m, w in widths.items())}; positive; at most 4096)" in fit
     assert "--preset STR" in fit and "one of fast, detailed, smooth, skeleton, custom" in fit
 
 
