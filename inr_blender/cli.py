@@ -28,6 +28,8 @@ from .outputs import atomic_write, check_output
 from .sandbox import Sandbox
 from .settings.spec import Param, Spec, number
 
+DEFAULT_WORKDIR = "~/.inr_blender/work"  # a remote worker's working folder unless --workdir names one
+
 
 def _serve(args: argparse.Namespace) -> None:
     from .context import JobError
@@ -42,7 +44,12 @@ def _serve(args: argparse.Namespace) -> None:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
             raise JobError(f"cannot read the token file {args.token_file}: {reason}") from None
     token = token or os.environ.get("INR_TOKEN", "")
-    sandbox = Sandbox(args.workdir, tuple(args.data_root)) if args.workdir else None
+    sandbox = None
+    if not args.local:  # a worker for clients elsewhere: files only inside its working folder
+        workdir = os.path.abspath(os.path.expanduser(args.workdir or DEFAULT_WORKDIR))
+        os.makedirs(workdir, exist_ok=True)
+        sandbox = Sandbox(workdir, tuple(args.data_root))
+        print(f"working folder {workdir}" + "".join(f"; data folder {r}" for r in sandbox.read_roots), flush=True)
     serve(
         host=args.host,
         port=args.port,
@@ -63,8 +70,17 @@ def _add_serve(sub: Any) -> None:
     p.add_argument("--token", default=None, help="the shared token; other users see it in ps: prefer --token-file or the INR_TOKEN variable")
     p.add_argument("--port-file", default=None, help="write the bound port to this file once listening")
     p.add_argument("--once", action="store_true", help="exit when the first client disconnects")
-    p.add_argument("--workdir", default=None, help="a remote worker's folder: jobs write only inside it (and read their outputs there)")
-    p.add_argument("--data-root", action="append", default=[], help="a folder whose datasets jobs may read (repeatable; with --workdir)")
+    p.add_argument(
+        "--workdir",
+        default=None,
+        help=f"the folder jobs write in, and read their outputs from (default {DEFAULT_WORKDIR}); paths outside are refused",
+    )
+    p.add_argument("--data-root", action="append", default=[], help="a folder whose datasets jobs may also read (repeatable)")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="the worker Blender starts for its own user on this machine: no working folder, jobs read and write where the client says",
+    )
     p.add_argument("--auth-timeout", type=float, default=None, help="seconds a new connection has to authenticate (default 5; INR_AUTH_TIMEOUT)")
     p.add_argument(
         "--idle-timeout",

@@ -145,7 +145,22 @@ def remote_worker(tmp_path):
     token = secrets.token_hex(8)
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "inr_blender", "serve", "--host", "127.0.0.1", "--port", "0", "--token", token, "--port-file", str(port_file)],
+        [
+            sys.executable,
+            "-m",
+            "inr_blender",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--token",
+            token,
+            "--port-file",
+            str(port_file),
+            "--workdir",
+            str(tmp_path),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -245,7 +245,7 @@ class Backend:
         # a local worker keeps an idle Blender connected as long as it likes (--once: it ends with the connection)
         env = dict(os.environ, INR_TOKEN=token, INR_IDLE_TIMEOUT="0", PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = ADDON_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        cmd = [python, "-m", "inr_blender", "serve", "--host", "127.0.0.1", "--port", "0", "--once", "--port-file", port_file]
+        cmd = [python, "-m", "inr_blender", "serve", "--local", "--host", "127.0.0.1", "--port", "0", "--once", "--port-file", port_file]
         with open(self._log_path, "w") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=ADDON_ROOT)
         deadline = time.monotonic() + START_TIMEOUT

@@ -39,7 +39,7 @@ def _start_worker(log_path, token: str, **env: str) -> tuple[subprocess.Popen, i
     environ = dict(os.environ, INR_TOKEN=token, PYTHONUNBUFFERED="1", **env)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "inr_blender", "serve", "--port-file", str(port_file)],
+            [sys.executable, "-m", "inr_blender", "serve", "--port-file", str(port_file), "--workdir", str(log_path.parent)],
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -98,9 +98,10 @@ def worker(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def field_path(worker, tmp_path_factory):
-    """A small IGR field (its geometric initialisation: about a sphere), fitted through the worker."""
-    path = tmp_path_factory.mktemp("field") / "sphere.pt"
+def field_path(worker):
+    """A small IGR field (its geometric initialisation: about a sphere), fitted through the worker into its
+    working folder."""
+    path = worker.log_path.parent / "sphere.pt"
     pts, nrm = sphere_points(500, radius=0.5)
     backend = worker.backend()
     try:
@@ -399,7 +400,12 @@ def test_serve_refuses_short_or_missing_tokens(tmp_path, how):
     elif how == "missing --token-file":
         args = ["--token-file", str(tmp_path / "no-such-file")]
     done = subprocess.run(
-        [sys.executable, "-m", "inr_blender", "serve", "--port", "0", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "inr_blender", "serve", "--port", "0", "--workdir", str(tmp_path), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()

@@ -5,16 +5,18 @@ from __future__ import annotations
 import io
 import json
 import os
+import secrets
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import sphere_points
+from conftest import REPO, sphere_points
 
 
 @pytest.fixture
@@ -176,3 +178,39 @@ def test_checkpoints_cross_as_paths_to_a_local_worker_and_as_bytes_to_a_remote_o
     assert remote.result(sent, str(target)).job_input()[1]["checkpoint"].tobytes() == b"trained"
     assert local.result(client.JobOutcome("finished"), str(target)).job_input() == ({"checkpoint_path": str(target)}, {})
     assert not local.store(client.JobOutcome("finished"), str(tmp_path / "missing.pt"))
+
+
+def test_a_remote_worker_writes_only_in_its_default_working_folder(tmp_path):
+    """``serve`` without --workdir (and without --local, which Blender's own worker passes) works in
+    ~/.inr_blender/work: a relative checkpoint path lands there, an absolute one elsewhere is refused."""
+    from inr_blender.wire import client
+
+    token, port_file = secrets.token_hex(16), tmp_path / "port"
+    env = dict(os.environ, HOME=str(tmp_path / "home"), INR_TOKEN=token)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inr_blender", "serve", "--port", "0", "--port-file", str(port_file)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not port_file.exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, "the worker exited"
+            time.sleep(0.1)
+        backend = client.Backend(client.BackendConfig(mode="REMOTE", port=int(port_file.read_text()), token=token)).start()
+        try:
+            pts, nrm = sphere_points(200)
+            fit = {"method": "igr", "iterations": 1, "width": 16, "depth": 2, "batch_size": 64, "device": "cpu"}
+            backend.run("fit_sdf", {**fit, "checkpoint_path": "fields/a.pt"}, {"points": pts, "normals": nrm})
+            assert (tmp_path / "home" / ".inr_blender" / "work" / "fields" / "a.pt").is_file()
+            outside = tmp_path / "outside.pt"
+            with pytest.raises(client.BackendError, match="only inside its working folder"):
+                backend.run("fit_sdf", {**fit, "checkpoint_path": str(outside)}, {"points": pts, "normals": nrm})
+            assert not outside.exists()
+        finally:
+            backend.close()
+    finally:
+        proc.kill()
+        proc.wait()
