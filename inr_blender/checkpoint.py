@@ -62,9 +62,20 @@ def is_checkpoint(path: str) -> bool:
     return isinstance(ckpt, dict) and "config" in ckpt and "state_dict" in ckpt
 
 
+# torch before 2.6 could run code while loading with weights_only=True (CVE-2025-32434): no checkpoint is read there.
+SAFE_TORCH = (2, 6)
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = (int(part) for part in re.findall(r"\d+", torch.__version__)[:2])
+    return major, minor
+
+
 def read_checkpoint(source: Source, device: torch.device | str = "cpu", frame: bool = False) -> dict[str, Any]:
     """The checkpoint dict at a path or in bytes (tensors mapped to ``device``), or JobError; with ``frame`` (a job
     that places the field), its frame checked too (:func:`check_frame`)."""
+    if _torch_version() < SAFE_TORCH:
+        raise JobError(f"torch {torch.__version__} cannot load checkpoints safely: install torch 2.6 or newer")
     fh: str | io.BytesIO
     if isinstance(source, (bytes, np.ndarray)):
         name, fh = "(sent with the job)", io.BytesIO(np.asarray(source, dtype=np.uint8).tobytes() if isinstance(source, np.ndarray) else source)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..outputs import atomic_write
 from .protocol import (
     BUSY,
     CANCEL,
@@ -127,8 +128,8 @@ class CheckpointTransport:
         """Write the checkpoint bytes a remote worker sent back to ``path``; True when the file is there."""
         data = outcome.arrays.get(CHECKPOINT)
         if data is not None:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            np.asarray(data, dtype=np.uint8).tofile(path)
+            with atomic_write(path) as fh:
+                fh.write(np.asarray(data, dtype=np.uint8).tobytes())
         return os.path.isfile(path)
 
 
