@@ -125,13 +125,20 @@ def _frame(header: dict | bytes | str, payload: bytes = b"") -> bytes:
     return struct.pack("!I", len(raw)) + raw + payload
 
 
-def _hello(worker: Worker) -> socket.socket:
-    """A raw connection that passed the handshake."""
-    sock = worker.connect()
-    sock.sendall(_frame({"type": "hello", "token": worker.token}))
-    reply, _ = recv_frame(sock)
-    assert reply["type"] == "welcome", reply
-    return sock
+def _hello(worker: Worker, within: float = 3.0) -> socket.socket:
+    """A raw connection that passed the handshake (a worker still finishing the previous client answers busy for
+    a moment: retried, as :meth:`Worker.backend` does)."""
+    deadline = time.monotonic() + within
+    while True:
+        sock = worker.connect()
+        sock.sendall(_frame({"type": "hello", "token": worker.token}))
+        reply, _ = recv_frame(sock)
+        if reply.get("kind") == "busy" and time.monotonic() < deadline:
+            sock.close()
+            time.sleep(0.05)
+            continue
+        assert reply["type"] == "welcome", reply
+        return sock
 
 
 def _closed_after(sock: socket.socket, timeout: float = 5.0) -> list[dict]:
