@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -117,6 +118,27 @@ def train(
                 break
     field.eval()
     return TrainResult(losses, reason)
+
+
+def train_with(field: nn.Module, step_loss: Callable[[int], torch.Tensor], p: dict[str, Any], ctx: JobContext, **options: Any) -> TrainResult:
+    """:func:`train` with the run settings a fit declares (``iterations``, ``learning_rate``, ``lr_decay_interval``,
+    ``lr_decay_factor``, ``adam_eps``, and the stop rule's ``convergence_tolerance``, ``convergence_window``,
+    ``max_seconds``: see ``settings.sdf.run``); ``options`` are :func:`train`'s others."""
+    stop = StopRule(
+        tolerance=p["convergence_tolerance"], window=p["convergence_window"], min_iterations=p["iterations"] // 4, max_seconds=p["max_seconds"]
+    )
+    return train(
+        field,
+        step_loss,
+        p["iterations"],
+        p["learning_rate"],
+        ctx,
+        lr_decay_interval=p["lr_decay_interval"],
+        lr_decay_factor=p["lr_decay_factor"],
+        adam_eps=p["adam_eps"],
+        stop=stop,
+        **options,
+    )
 
 
 def downsample_history(losses: list[float], max_points: int = 200) -> list[list[float]]:

@@ -47,7 +47,7 @@ from ..render.image_metrics import psnr, psnr_of_mse, ssim
 from ..render.renderer import render_image, render_rays
 from ..render.surface import surface_density
 from ..settings import nerf as nerf_settings
-from .loop import StopRule, downsample_history, train
+from .loop import downsample_history, train_with
 from .radiance import MODELS
 from .variant import variant_spec
 
@@ -158,20 +158,12 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         model.after_step(out)
         return loss
 
-    stop = StopRule(
-        tolerance=p["convergence_tolerance"], window=p["convergence_window"], min_iterations=p["iterations"] // 4, max_seconds=p["max_seconds"]
-    )
-    run = train(
+    run = train_with(
         field,
         step_loss,
-        p["iterations"],
-        p["learning_rate"],
+        p,
         ctx,
-        lr_decay_interval=p["lr_decay_interval"],
-        lr_decay_factor=p["lr_decay_factor"],
         message=f"fitting NeRF ({p['model']})",
-        adam_eps=p["adam_eps"],
-        stop=stop,
         betas=kind.betas,
         progress_psnr=lambda: None if state["mse"] is None else psnr_of_mse(state["mse"]),
     )

@@ -27,7 +27,7 @@ from ..geometry.sampling import normalization, to_local
 from ..geometry.validation import check_normals, check_points
 from ..settings import sdf as sdf_settings
 from .isopoint_term import IsoPointTerm
-from .loop import StopRule, downsample_history, train
+from .loop import downsample_history, train_with
 from .methods import METHODS, Batch, FitData
 from .variant import variant_spec
 
@@ -90,25 +90,14 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, p: dict[str, Any], c
             on, n, weights = iso_term.extend(on, n, idx, max(1, batch // 2))
         return method.loss(field, Batch(on, n, weights, idx, batch), i)
 
-    stop = StopRule(
-        tolerance=p["convergence_tolerance"],
-        window=p["convergence_window"],
-        min_iterations=p["iterations"] // 4,
-        max_seconds=p["max_seconds"],
-    )
     groups = method.param_groups(field)
-    run = train(
+    run = train_with(
         field,
         step_loss,
-        p["iterations"],
-        p["learning_rate"],
+        p,
         ctx,
-        lr_decay_interval=p["lr_decay_interval"],
-        lr_decay_factor=p["lr_decay_factor"],
         grad_clip=p["grad_clip"],
         message=f"fitting {p['method'].upper()}",
-        adam_eps=p["adam_eps"],
-        stop=stop,
         param_groups=None if groups is None else groups[0],
         lr_scale=None if groups is None else groups[1],
     )
