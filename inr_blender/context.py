@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 
 class Cancelled(Exception):
@@ -18,6 +18,8 @@ class JobError(Exception):
 
 if TYPE_CHECKING:
     from .sandbox import Sandbox
+
+T = TypeVar("T")
 
 
 class JobContext:
@@ -50,6 +52,27 @@ class JobContext:
         """Raise :class:`Cancelled` if cancellation was requested."""
         if self._cancel.is_set():
             raise Cancelled("cancelled by the user")
+
+    def run_cancellable(self, fn: Callable[[], T], poll: float = 0.1) -> T:
+        """``fn()`` (a call that cannot look at Cancel itself, e.g. a solver) in a thread, checking Cancel every
+        ``poll`` seconds meanwhile: a cancel (or the client's disconnect) raises :class:`Cancelled` at once, and the
+        thread ends on its own in the background."""
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # handed to the caller's thread
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(poll)
+            self.check_cancel()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
 
     def progress(self, step: int, total: int, loss: float | None = None, message: str = "", psnr: float | None = None) -> None:
         """Report progress (step of total, current loss, a short message, a radiance field's PSNR) and honour cancel."""

@@ -278,7 +278,8 @@ def finish(candidates: np.ndarray, surface: np.ndarray, p: dict[str, Any], ctx: 
         raise JobError("no skeletal point was found inside the field: is the surface closed?")
     radii = cKDTree(surface).query(candidates, workers=-1)[0]
     ctx.progress(0, 1, None, f"selecting a cover of {len(candidates)} candidates")
-    cover = select_cover(candidates, radii, surface, delta, p["time_limit"], p["mip_rel_gap"], p["drop_uncovered"])
+    # HiGHS cannot look at Cancel: it runs in a thread while Cancel is watched
+    cover = ctx.run_cancellable(lambda: select_cover(candidates, radii, surface, delta, p["time_limit"], p["mip_rel_gap"], p["drop_uncovered"]))
     stats["seconds_cover"] = time.monotonic() - started
     started = time.monotonic()
     vertices, vertex_radii = candidates[cover.selected], radii[cover.selected]

@@ -64,3 +64,22 @@ def test_bad_stopping_parameters(bad):
 
     with pytest.raises(JobError, match="must be"):
         resolve_params({"method": "igr", **bad})
+
+
+def test_a_call_that_cannot_see_cancel_is_left_at_once_on_cancel():
+    """run_cancellable (the skeleton's MILP runs through it): Cancel raises within a poll, however long the call."""
+    import threading
+    import time
+
+    from inr_blender.context import Cancelled
+
+    cancel = threading.Event()
+    ctx = JobContext(cancel_event=cancel)
+    assert ctx.run_cancellable(lambda: 6 * 7) == 42
+    with pytest.raises(ZeroDivisionError):  # the call's own error reaches the caller
+        ctx.run_cancellable(lambda: 1 / 0)
+    threading.Timer(0.2, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        ctx.run_cancellable(lambda: time.sleep(5.0))
+    assert time.monotonic() - started < 1.0
