@@ -91,20 +91,25 @@ def test_client_reports_wrong_token(client, remote_worker):
         client.Backend(client.BackendConfig(mode="REMOTE", port=port, token="not-the-token")).start()
 
 
+def _long_fit(tmp_path) -> dict:
+    """A small IGR fit that runs until something stops it."""
+    return {
+        "method": "igr",
+        "iterations": 100000,
+        "width": 32,
+        "depth": 2,
+        "batch_size": 256,
+        "device": "cpu",
+        "checkpoint_path": str(tmp_path / "f.pt"),
+    }
+
+
 @pytest.mark.slow
 def test_local_worker_streams_progress_and_honours_cancel(client, tmp_path):
     backend = client.Backend(client.BackendConfig(python=sys.executable, log_dir=str(tmp_path))).start()
     try:
         pts, nrm = sphere_points(2000)
-        params = {
-            "method": "igr",
-            "iterations": 100000,
-            "width": 32,
-            "depth": 2,
-            "batch_size": 256,
-            "device": "cpu",
-            "checkpoint_path": str(tmp_path / "f.pt"),
-        }
+        params = _long_fit(tmp_path)
         job = backend.submit("fit_sdf", params, {"points": pts, "normals": nrm})
         events = []
         deadline = time.monotonic() + 120
@@ -130,15 +135,7 @@ def test_local_worker_streams_progress_and_honours_cancel(client, tmp_path):
 def test_worker_killed_mid_job_is_reported(client, tmp_path):
     backend = client.Backend(client.BackendConfig(python=sys.executable, log_dir=str(tmp_path))).start()
     pts, nrm = sphere_points(2000)
-    params = {
-        "method": "igr",
-        "iterations": 100000,
-        "width": 32,
-        "depth": 2,
-        "batch_size": 256,
-        "device": "cpu",
-        "checkpoint_path": str(tmp_path / "f.pt"),
-    }
+    params = _long_fit(tmp_path)
     job = backend.submit("fit_sdf", params, {"points": pts, "normals": nrm})
     while not job.poll():
         time.sleep(0.02)
