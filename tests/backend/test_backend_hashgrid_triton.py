@@ -13,12 +13,17 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
+from inr_blender.context import JobContext
 from inr_blender.fields import HashGridEncoding, hashgrid, value_and_gradient
 from inr_blender.fields.grad import finite_difference_gradient
 from inr_blender.fitting.losses import igr_loss
+from inr_blender.jobs import JOBS
+
+from test_backend_fit import sphere_cloud
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (pip install -r requirements-dev.txt)")
@@ -204,3 +209,30 @@ def test_the_backend_imports_without_triton():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=repo)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+@needs_triton
+def test_a_tiny_fit_through_the_fused_path_follows_the_torch_path(kernels, use, tmp_path):
+    """fit_sdf with the fused encoding: the hash-grid method switches to finite differences (its default is
+    autograd, which would need a double backward) and the loss follows the torch path's with the same differences."""
+    points, _ = sphere_cloud(1000)
+    params = {
+        "method": "hashgrid",
+        "iterations": 10,
+        "levels": 2,
+        "log2_table_size": 10,
+        "base_resolution": 4,
+        "finest_resolution": 32,
+        "batch_size": 128,
+        "convergence_tolerance": 0,
+        "device": DEVICE.type,
+    }
+    histories = {}
+    for name, gradient in (("torch", "finite_difference"), ("triton", "autograd")):
+        use(name)
+        settings = {**params, "gradient": gradient, "checkpoint_path": str(tmp_path / f"{name}.pt")}
+        result, _ = JOBS["fit_sdf"](settings, {"points": points}, JobContext())
+        histories[name] = np.array([loss for _, loss in result["loss_history"]])
+    torch_losses, fused_losses = histories["torch"], histories["triton"]
+    assert fused_losses[-1] < 0.1 * fused_losses[0]  # it fits
+    np.testing.assert_allclose(fused_losses, torch_losses, rtol=1e-3)
