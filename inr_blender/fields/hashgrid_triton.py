@@ -233,6 +233,8 @@ class Grid:
             F=features,
             FP=triton.next_power_of_2(features),
             BLOCK_N=block,
+            # no fused multiply-adds: frac = u * N - cell rounds u * N first, as the torch path does (and floor saw)
+            enable_fp_fusion=False,
             **flags,
         )
 
