@@ -15,7 +15,10 @@ lr 1e-2, eps 1e-15.
 Written with ordinary torch ops (no custom kernel), so it runs on CPU, CUDA and
 MPS and supports double backward: the corner indices are piecewise constant in
 x, and the interpolation weights are polynomials in x, so df/dx flows through
-the weights and stays differentiable for the eikonal loss.
+the weights and stays differentiable for the eikonal loss. This is the reference
+and the path on the CPU and MPS; on CUDA, where Triton imports, the same encoding
+runs as fused kernels (:mod:`.hashgrid_triton`: first-order gradients only, see
+:func:`implementation`).
 
 Departures, for SDF fitting with the shared IGR losses:
 
@@ -34,6 +37,8 @@ Departures, for SDF fitting with the shared IGR losses:
 from __future__ import annotations
 
 import math
+import os
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -43,6 +48,38 @@ from .base import Field
 from .factory import Config, field_kind
 
 PRIMES = (1, 2654435761, 805459861)
+
+IMPLEMENTATIONS = ("auto", "torch", "triton")
+ENVIRONMENT = "INR_HASHGRID"
+implementation_override: str | None = None
+"""The encoding's implementation, over the environment variable ``INR_HASHGRID``: 'auto' (the fused Triton kernels on
+CUDA tensors when Triton imports, the torch ops elsewhere), 'torch' (always the torch ops) or 'triton' (always the
+kernels: on CPU tensors only in Triton's interpreter, ``TRITON_INTERPRET=1``; for the tests). None: the variable's."""
+
+_kernels: ModuleType | None = None
+_kernels_error: str | None = None
+
+
+def implementation() -> str:
+    """The implementation asked for: :data:`implementation_override`, else ``INR_HASHGRID``, else 'auto'."""
+    name = implementation_override if implementation_override is not None else os.environ.get(ENVIRONMENT, "auto")
+    name = (name or "auto").strip().lower()
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(f"{ENVIRONMENT}={name!r}: choose one of {', '.join(IMPLEMENTATIONS)}")
+    return name
+
+
+def fused_kernels() -> ModuleType | None:
+    """The fused kernels' module (:mod:`.hashgrid_triton`), or None where Triton does not import (tried once)."""
+    global _kernels, _kernels_error
+    if _kernels is None and _kernels_error is None:
+        try:
+            from . import hashgrid_triton
+
+            _kernels = hashgrid_triton
+        except Exception as exc:  # no Triton, or one that fails on this machine: the torch path it is
+            _kernels_error = f"{type(exc).__name__}: {exc}"
+    return _kernels
 
 
 def level_resolutions(levels: int, base_resolution: int, finest_resolution: int) -> list[int]:
@@ -100,6 +137,22 @@ class HashGridEncoding(nn.Module):
         self.dense_levels = sum(dense)  # a prefix: resolutions grow with the level
         self.register_buffer("_primes", torch.tensor(PRIMES, dtype=torch.int64), persistent=False)
 
+    def fused(self, device: torch.device | str, dtype: torch.dtype = torch.float32) -> bool:
+        """Whether :meth:`forward` runs the fused Triton kernels for points on ``device`` (of ``dtype``); they have
+        no double backward, so callers needing d/dx differentiable (the eikonal term) take finite differences."""
+        device = torch.device(device)
+        name = implementation()
+        if name == "torch" or (name == "auto" and device.type != "cuda"):
+            return False  # (without importing Triton)
+        kernels = fused_kernels()
+        if name == "triton":
+            if kernels is None:
+                raise RuntimeError(f"{ENVIRONMENT}=triton, but the fused hash-grid kernels do not import ({_kernels_error})")
+            if not kernels.runs_on(device):
+                raise RuntimeError(f"{ENVIRONMENT}=triton on {device.type} tensors needs Triton's interpreter (TRITON_INTERPRET=1 before it loads)")
+            return True
+        return kernels is not None and dtype == torch.float32 and self.table.dtype == torch.float32
+
     def positions(self, x: torch.Tensor) -> torch.Tensor:
         """Points (B, 3) of [-1, 1]^3 in cell units of every level (B, L, 3)."""
         u = ((x + 1.0) * 0.5).clamp(0.0, 1.0)  # [-1, 1] -> [0, 1]
@@ -118,6 +171,13 @@ class HashGridEncoding(nn.Module):
         return torch.cat([dense_index, hashed], dim=1) + self._offset[None, :, None]
 
     def forward(self, x: Points) -> Features:
+        if self.fused(x.device, x.dtype):
+            kernels = fused_kernels()
+            assert kernels is not None  # fused() said they import
+            if x.dtype != torch.float32 or self.table.dtype != torch.float32:
+                raise RuntimeError(f"the fused hash-grid encoding takes float32 points and table, not {x.dtype} and {self.table.dtype}")
+            grid = kernels.Grid(self._resolution, self._offset, self.dense_levels, self.table_size)
+            return kernels.encode(x, self.table, grid)
         pos = self.positions(x)  # (B, L, 3), in cell units
         cell = pos.detach().floor().long()
         cell = torch.minimum(cell, (self._resolution - 1)[None, :, None])  # u == 1 falls in the last cell

@@ -161,9 +161,10 @@ SIREN = MethodSettings(
 # 16 levels up to ~2048, 2^19), batch 2048 and at most 500 steps: on stanford-bunny (100k points) Chamfer-L1 0.0040
 # in 36 s against 0.0039 for 1000 steps (70 s). Decoder: 64 x 2 softplus (see fields/hashgrid.py). Gradients by
 # autograd (double backward): 7.4 s per 100 steps against 11.9 s for Neuralangelo's central differences, same
-# Chamfer-L1 (fandisk). Added, with normals: far-field samples (w_far: L1 to the signed distance estimated from the
-# cloud at uniform points >= far_distance from it; fandisk, 300 steps: Chamfer-L1 0.022 -> 0.0037) and a sign hinge
-# on near-surface samples at least sign_distance from the cloud (w_sign; dragon precision 0.986 -> 0.997).
+# Chamfer-L1 (fandisk), on the CPU; on CUDA the fused encoding (no double backward) always takes the differences.
+# Added, with normals: far-field samples (w_far: L1 to the signed distance estimated from the cloud at uniform points
+# >= far_distance from it; fandisk, 300 steps: Chamfer-L1 0.022 -> 0.0037) and a sign hinge on near-surface samples
+# at least sign_distance from the cloud (w_sign; dragon precision 0.986 -> 0.997).
 HASHGRID_ENCODING = (
     Param("levels", 12, "Grid levels (published 16)", positive=True, maximum=32, label="Levels"),
     Param("features_per_level", 2, "Features per level", positive=True, cli=False),
@@ -192,7 +193,12 @@ HASHGRID = MethodSettings(
         Param("far_distance", 0.05, "Far samples lie at least this far from the points", positive=True),
         Param("w_sign", 100.0, "Penalise the wrong sign just off the surface, from the points' normals", minimum=0.0, label="Sign Weight"),
         Param("sign_distance", 0.01, "The sign hinge acts at least this far from the points", positive=True),
-        Param("gradient", "autograd", "Input gradients by autograd or by central finite differences", choices=("autograd", "finite_difference")),
+        Param(
+            "gradient",
+            "autograd",
+            "Input gradients by autograd or by central finite differences (always the latter on CUDA: the fused kernels)",
+            choices=("autograd", "finite_difference"),
+        ),
     ),
     check=_check_hashgrid,
 )

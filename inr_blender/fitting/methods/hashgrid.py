@@ -5,7 +5,10 @@ With normals, two terms from the signed distance to the cloud (sign from the nea
 SignedDistanceEstimate) join IGR's: an L1 term at uniform points far from the cloud (``w_far``) and a sign hinge
 on near-surface samples (``w_sign``). The grid's features are local, so without them the inside keeps shells of
 the initial sphere and small blobs appear just outside the surface. ``gradient`` 'finite_difference' takes the
-input gradients by central differences of one cell of the finest level.
+input gradients by central differences of one cell of the finest level. Where the encoding runs as fused Triton
+kernels (CUDA, see :meth:`...fields.hashgrid.HashGridEncoding.fused`) it always does: the kernels have no double
+backward, and the eikonal term through autograd would need one (Neuralangelo's numerical gradients, 7 evaluations
+per point, every term first order in the parameters).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from torch import Tensor, nn
 
 from ...fields import field_config
 from ...fields.base import linear_layers
-from ...fields.hashgrid import HashGridSDF
+from ...fields.hashgrid import HashGridEncoding, HashGridSDF
 from ...geometry.sampling import SignedDistanceEstimate, far_samples
 from ...ranges.activations import activate
 from ...ranges.affine import AffineForm, concat
@@ -51,7 +54,13 @@ class HashGrid(Igr):
             far, far_sd = far_samples(self.estimate, FAR_POOL, p["far_distance"], p["seed"])
             self.far = torch.as_tensor(far, dtype=torch.float32, device=self.device)
             self.far_sd = torch.as_tensor(far_sd, dtype=torch.float32, device=self.device)
-        self.fd_step = 2.0 / p["finest_resolution"] if p["gradient"] == "finite_difference" else 0.0
+        numerical = p["gradient"] == "finite_difference" or self.fused(field)
+        self.fd_step = 2.0 / p["finest_resolution"] if numerical else 0.0
+
+    def fused(self, field: nn.Module) -> bool:
+        """Whether the field's encoding runs the fused kernels on this fit's device (then: finite differences)."""
+        encoding = getattr(field, "encoding", None)
+        return isinstance(encoding, HashGridEncoding) and encoding.fused(self.device)
 
     def loss(self, field: nn.Module, batch: Batch, step: int) -> Tensor:
         p, size = self.p, batch.size
