@@ -16,6 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Without CUDA (CI), Triton's kernels run in its interpreter; the flag is read when a kernel module is first
+# imported, so it is set before any test imports one.
+if "TRITON_INTERPRET" not in os.environ:
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
+
 REPO = Path(__file__).resolve().parent.parent
 ADDON_ID = "neural_fields"
 SHARED_DATA = REPO.parent / "shared" / "data"
