@@ -242,7 +242,7 @@ def check_index(url: str, timeout: float = 15.0) -> None:
 # What pip says when it cannot reach an index, and what it says for each package.
 _NETWORK = re.compile(r"(NewConnectionError|Failed to establish a new connection|Name or service not known|ConnectTimeout|ReadTimeout|"
                       r"getaddrinfo failed|Temporary failure in name resolution|Network is unreachable|SSLError|ProxyError)")  # fmt: skip
-_STEP = re.compile(r"^\s*(Collecting|Downloading|Installing collected packages|Successfully installed|Requirement already satisfied)\b")
+_STEP = re.compile(r"^\s*(Collecting|Processing|Downloading|Installing collected packages|Successfully installed|Requirement already satisfied)\b")
 
 
 @dataclass
