@@ -8,6 +8,7 @@ import sys
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
+from .inr_blender import install
 from .inr_blender.wire.client import BackendConfig, BackendError
 
 ADDON_ID = __package__
@@ -31,10 +32,30 @@ def user_dir(*parts: str) -> str:
     return path
 
 
+def managed_venv() -> str:
+    """The folder of the managed backend environment (may not exist yet)."""
+    return os.path.join(user_dir(), "backend-venv")
+
+
 def managed_python() -> str:
     """The interpreter of the managed backend environment (may not exist yet)."""
-    venv = os.path.join(user_dir(), "backend-venv")
-    return os.path.join(venv, "Scripts", "python.exe") if sys.platform == "win32" else os.path.join(venv, "bin", "python")
+    return install.venv_python(managed_venv(), windows=sys.platform == "win32")
+
+
+_TARGET: list[install.Target] = []
+
+
+def this_machine() -> install.Target:
+    """The platform and NVIDIA GPU the set-up chooses for (nvidia-smi asked once a session)."""
+    if not _TARGET:
+        _TARGET.append(install.detect())
+    return _TARGET[0]
+
+
+def install_plan(context: bpy.types.Context | None = None) -> install.Plan:
+    """What Set up Backend will install here, by the preference's torch build (raises install.SetupError where none)."""
+    prefs = addon_prefs(context)
+    return install.plan_install(this_machine(), prefs.torch_build if prefs is not None else "AUTO")
 
 
 def backend_config(context: bpy.types.Context | None = None) -> BackendConfig:
@@ -71,6 +92,16 @@ class INR_AddonPreferences(bpy.types.AddonPreferences):
         ],
         default="MANAGED",
     )
+    torch_build: EnumProperty(
+        name="Torch Build",
+        items=[
+            ("AUTO", "Auto", "CUDA for an NVIDIA GPU (the newest build its driver supports), PyPI's build on a Mac (MPS), else CPU"),
+            ("CPU", "CPU", "The CPU build, even with an NVIDIA GPU (a smaller download)"),
+            *((o, f"CUDA {o[2:-1]}.{o[-1]}", f"torch built with CUDA {o[2:-1]}.{o[-1]} (the driver must support it)") for o in install.OVERRIDES[2:]),
+        ],
+        default="AUTO",
+        description="Which torch Set up Backend installs",
+    )
     python_path: StringProperty(name="Python", subtype="FILE_PATH", description="Interpreter with torch, numpy, scipy and scikit-image")
     remote_host: StringProperty(name="Host", default="127.0.0.1")
     remote_port: IntProperty(name="Port", default=5555, min=1, max=65535)
@@ -90,9 +121,14 @@ class INR_AddonPreferences(bpy.types.AddonPreferences):
         layout = self.layout
         layout.prop(self, "backend_mode")
         if self.backend_mode == "MANAGED":
+            layout.label(text=managed_python())
             row = layout.row()
-            row.label(text=managed_python())
+            row.prop(self, "torch_build")
             row.operator("inr.setup_backend", icon="IMPORT")
+            try:
+                layout.label(text=install_plan(context).explanation, icon="INFO")
+            except install.SetupError as exc:
+                layout.label(text=str(exc), icon="ERROR")
             if not bpy.app.online_access:
                 layout.label(text="Online access is off (Preferences > System > Network): set-up cannot download", icon="ERROR")
         elif self.backend_mode == "PYTHON":
@@ -108,4 +144,6 @@ class INR_AddonPreferences(bpy.types.AddonPreferences):
         row.label(text=state.status or "Backend not checked yet", icon="CHECKMARK" if state.ready else "INFO")
         row.operator("inr.check_backend", icon="FILE_REFRESH")
         if state.setup_running:
-            layout.progress(factor=state.setup_progress, type="BAR", text=state.setup_message)
+            row = layout.row()
+            row.progress(factor=state.setup_progress, type="BAR", text=state.setup_message)
+            row.operator("inr.cancel_job", text="", icon="CANCEL")

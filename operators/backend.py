@@ -3,32 +3,41 @@
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
 import threading
 
 import bpy
 
-from ..inr_blender.wire.client import ADDON_ROOT, BackendError, get_backend
-from ..preferences import addon_prefs, backend_config, device_choice, managed_python, user_dir
+from ..inr_blender import install
+from ..inr_blender.wire.client import BackendError, get_backend, shutdown_backend
+from ..preferences import addon_prefs, backend_config, device_choice, install_plan, managed_venv, user_dir
 from .common.job import job_running
-
-REQUIREMENTS = os.path.join(ADDON_ROOT, "inr_blender", "requirements.txt")
 
 
 def check_backend(context: bpy.types.Context) -> dict:
     """Start (or reach) the worker, ask what it runs on, and record it for the UI."""
     state = context.window_manager.inr_backend
     try:
-        info = get_backend(backend_config(context)).run("info", {"device": device_choice(context)}).params
+        params = {"device": device_choice(context), "throughput": True}
+        info = get_backend(backend_config(context)).run("info", params).params
     except BackendError as exc:
         state.ready, state.status = False, f"Backend not ready: {exc}"
         raise
     state.ready = True
     state.torch_version, state.device = info["torch_version"], info["device"]
-    state.status = f"Backend ready: torch {info['torch_version']} on {info['device']} (Python {info['python']})"
+    state.status = backend_summary(info)
     return info
+
+
+def backend_summary(info: dict) -> str:
+    """One line: torch, the device (name, memory) and the Fast preset's measured steps per second."""
+    memory = info.get("device_memory_bytes", 0) / 2**30
+    rate = info.get("fast_steps_per_second")
+    name = info.get("device_name", info["device"])
+    return (
+        f"Backend ready: torch {info['torch_version']} on {info['device']} ({name}, {memory:.1f} GiB)"
+        + (f", Fast preset {rate:g} steps/s" if rate else "")
+        + f" (Python {info['python']})"
+    )
 
 
 class INR_OT_check_backend(bpy.types.Operator):
@@ -60,24 +69,19 @@ class INR_OT_cancel_job(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return context.window_manager.inr_job.running
+        return context.window_manager.inr_job.running or context.window_manager.inr_backend.setup_running
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        context.window_manager.inr_job.cancel_requested = True
+        if context.window_manager.inr_backend.setup_running:
+            context.window_manager.inr_backend.setup_cancel = True
+        else:
+            context.window_manager.inr_job.cancel_requested = True
         return {"FINISHED"}
 
 
-def setup_commands(venv: str, python: str) -> list[list[str]]:
-    """The commands that create the managed environment and install the backend's requirements."""
-    return [
-        [sys.executable, "-m", "venv", venv],
-        [python, "-m", "pip", "install", "--upgrade", "pip"],
-        [python, "-m", "pip", "install", "-r", REQUIREMENTS],
-    ]
-
-
 class INR_OT_setup_backend(bpy.types.Operator):
-    """Create a virtual environment under the extension's user folder and install the backend into it"""
+    """Create a virtual environment under the extension's user folder and install the torch build that suits this
+    machine (CUDA for an NVIDIA GPU, MPS on Apple silicon, else CPU) and the backend's other packages into it"""
 
     bl_idname = "inr.setup_backend"
     bl_label = "Set up Backend"
@@ -86,46 +90,63 @@ class INR_OT_setup_backend(bpy.types.Operator):
     _thread = None
 
     def execute(self, context: bpy.types.Context) -> set[str]:
+        if job_running():
+            self.report({"ERROR"}, "a job is running; set up the backend when it is done")
+            return {"CANCELLED"}
+        try:
+            plan = install_plan(context)
+        except install.SetupError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         if not bpy.app.online_access:
             self.report({"ERROR"}, "online access is disabled (Preferences > System > Network): the backend's packages cannot be downloaded")
             return {"CANCELLED"}
-        python = managed_python()
-        venv = os.path.dirname(os.path.dirname(python))
-        self._commands = setup_commands(venv, python)
-        self._log = os.path.join(user_dir("logs"), "setup.log")
-        self._status = {"step": 0, "line": "creating the environment", "error": "", "done": False}
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self.report({"INFO"}, plan.explanation)  # said before the download starts
+        print(f"Set up Backend: {plan.explanation}", flush=True)
+        shutdown_backend()  # a worker of the old environment would hold it open while it is replaced
+        venv, log = managed_venv(), os.path.join(user_dir("logs"), "setup.log")
         state = context.window_manager.inr_backend
-        state.setup_running, state.setup_progress, state.setup_message = True, 0.0, "starting"
-        if bpy.app.background or context.window is None:
+        state.setup_running, state.setup_cancel, state.setup_progress, state.setup_message = True, False, 0.0, plan.explanation
+        self._status: dict = {"fraction": 0.0, "message": plan.explanation, "error": "", "done": False, "cancel": False}
+        self._background = bpy.app.background or context.window is None
+
+        def progress(p: install.Progress) -> None:
+            if self._background and p.message != self._status["message"]:
+                print(f"Set up Backend [{p.fraction:4.0%}] {p.message}", flush=True)
+            self._status["fraction"], self._status["message"] = p.fraction, p.message
+
+        def run() -> None:
+            try:
+                install.setup_environment(
+                    venv,
+                    plan,
+                    online_access=bpy.app.online_access,
+                    on_progress=progress,
+                    cancelled=lambda: self._status["cancel"],
+                    log_path=log,
+                )
+            except install.SetupError as exc:
+                self._status["error"] = str(exc)
+            except Exception as exc:  # anything else still ends the set-up with one line, never a hung modal
+                self._status["error"] = f"set-up failed: {exc}; see {log}"
+            self._status["done"] = True
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        if self._background:
             self._thread.join()
             return self._done(context)
         self._timer = context.window_manager.event_timer_add(0.25, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def _run(self) -> None:
-        with open(self._log, "w") as log:
-            for i, cmd in enumerate(self._commands):
-                self._status["step"] = i
-                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
-                for line in proc.stdout:
-                    log.write(line)
-                    m = re.match(r"\s*(Collecting|Downloading|Installing|Successfully)\b.*", line)
-                    if m:
-                        self._status["line"] = line.strip()[:80]
-                if proc.wait() != 0:
-                    self._status["error"] = f"'{' '.join(cmd[:4])} ...' failed; see {self._log}"
-                    break
-        self._status["done"] = True
-
     def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        state = context.window_manager.inr_backend
+        if event.type == "ESC" or state.setup_cancel:
+            self._status["cancel"] = True
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        state = context.window_manager.inr_backend
-        state.setup_progress = (self._status["step"] + 0.5) / len(self._commands)
-        state.setup_message = self._status["line"]
+        state.setup_progress, state.setup_message = self._status["fraction"], self._status["message"]
         for area in context.screen.areas if context.screen else []:
             area.tag_redraw()
         if not self._status["done"]:
@@ -135,8 +156,9 @@ class INR_OT_setup_backend(bpy.types.Operator):
 
     def _done(self, context: bpy.types.Context) -> set[str]:
         state = context.window_manager.inr_backend
-        state.setup_running = False
+        state.setup_running, state.setup_cancel = False, False
         if self._status["error"]:
+            state.setup_message = self._status["error"]
             self.report({"ERROR"}, self._status["error"])
             return {"CANCELLED"}
         prefs = addon_prefs(context)

@@ -32,3 +32,4 @@ class INR_PG_backend(bpy.types.PropertyGroup):
     setup_running: BoolProperty(default=False)
     setup_progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
     setup_message: StringProperty()
+    setup_cancel: BoolProperty(default=False)

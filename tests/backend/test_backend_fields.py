@@ -116,7 +116,13 @@ def test_info_job():
     json.dumps(params, allow_nan=False)
     assert params["torch_version"] == torch.__version__
     assert params["memory_bytes"] > 0
-    assert set(params) == {"backend_version", "torch_version", "python", "device", "cuda_available", "mps_available", "memory_bytes"}
+    assert set(params) == {
+        *("backend_version", "torch_version", "torch_cuda", "python", "device", "device_name", "device_memory_bytes"),
+        *("cuda_available", "mps_available", "memory_bytes"),
+    }
+    assert params["device_name"] and params["device_memory_bytes"] > 0
+    measured, _ = JOBS["info"]({"device": "cpu", "throughput": True}, {}, JobContext())
+    assert measured["fast_steps_per_second"] > 0  # a Fast-preset fit timed for about a second
     with pytest.raises(JobError, match="device"):
         JOBS["info"]({"device": "tpu"}, {}, JobContext())
 

@@ -120,7 +120,8 @@ def test_check_backend_reports_torch_and_device(scene):
     assert bpy.ops.inr.check_backend() == {"FINISHED"}
     state = bpy.context.window_manager.inr_backend
     assert state.ready and state.device == "cpu" and state.torch_version.startswith("2.")
-    assert f"torch {state.torch_version} on cpu" in state.status
+    assert f"torch {state.torch_version} on cpu (" in state.status
+    assert " GiB)" in state.status and " steps/s" in state.status  # the device's name and memory, the measured rate
 
 
 def test_loss_curve_picture_follows_the_history(scene):
