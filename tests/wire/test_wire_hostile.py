@@ -28,6 +28,9 @@ from inr_blender.wire.protocol import ConnectionClosed, ProtocolError, encode_fr
 
 from conftest import REPO, sphere_points
 
+# 78 cases, about 30 s: the full run's (make test); make test-fast samples the wire through test_worker.py
+pytestmark = pytest.mark.slow
+
 AUTH_TIMEOUT = 1.0
 IDLE_TIMEOUT = 1.5
 BACKOFF = 0.5  # seconds after the first wrong token, doubling
