@@ -63,6 +63,36 @@ def _row(cx, cy, cz, res, offset, dense, table_mask):
 
 
 @triton.jit
+def _points(x_ptr, n_points, BLOCK_N: tl.constexpr):
+    """This program's block of points: which are real (``live``), their int64 indices and coordinates."""
+    points = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    live = points < n_points
+    p64 = points.to(tl.int64)
+    px = tl.load(x_ptr + p64 * 3, mask=live, other=0.0)
+    py = tl.load(x_ptr + p64 * 3 + 1, mask=live, other=0.0)
+    pz = tl.load(x_ptr + p64 * 3 + 2, mask=live, other=0.0)
+    return live, p64, px, py, pz
+
+
+@triton.jit
+def _corner_weights(corner: tl.constexpr, fx, fy, fz):
+    """The trilinear weights per axis of cell corner ``corner`` (bit 0: x, bit 1: y, bit 2: z)."""
+    if corner & 1:
+        wx = fx
+    else:
+        wx = 1.0 - fx
+    if corner & 2:
+        wy = fy
+    else:
+        wy = 1.0 - fy
+    if corner & 4:
+        wz = fz
+    else:
+        wz = 1.0 - fz
+    return wx, wy, wz
+
+
+@triton.jit
 def _encode_forward(
     x_ptr,
     table_ptr,
@@ -77,12 +107,7 @@ def _encode_forward(
     FP: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    points = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    live = points < n_points
-    p64 = points.to(tl.int64)
-    px = tl.load(x_ptr + p64 * 3, mask=live, other=0.0)
-    py = tl.load(x_ptr + p64 * 3 + 1, mask=live, other=0.0)
-    pz = tl.load(x_ptr + p64 * 3 + 2, mask=live, other=0.0)
+    live, p64, px, py, pz = _points(x_ptr, n_points, BLOCK_N)
     feature = tl.arange(0, FP)
     both = live[:, None] & (feature < F)[None, :]
     for level in range(n_levels):
@@ -92,18 +117,7 @@ def _encode_forward(
         cx, cy, cz, fx, fy, fz = _cell(px, py, pz, res)
         acc = tl.zeros((BLOCK_N, FP), dtype=tl.float32)
         for corner in tl.static_range(8):
-            if corner & 1:
-                wx = fx
-            else:
-                wx = 1.0 - fx
-            if corner & 2:
-                wy = fy
-            else:
-                wy = 1.0 - fy
-            if corner & 4:
-                wz = fz
-            else:
-                wz = 1.0 - fz
+            wx, wy, wz = _corner_weights(corner, fx, fy, fz)
             row = _row(cx + (corner & 1), cy + ((corner >> 1) & 1), cz + (corner >> 2), res, offset, dense, table_mask)
             values = tl.load(table_ptr + row[:, None] * F + feature[None, :], mask=both, other=0.0)
             acc += ((wz * wy) * wx)[:, None] * values
@@ -129,12 +143,7 @@ def _encode_backward(
     TABLE_GRAD: tl.constexpr,
     INPUT_GRAD: tl.constexpr,
 ):
-    points = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    live = points < n_points
-    p64 = points.to(tl.int64)
-    px = tl.load(x_ptr + p64 * 3, mask=live, other=0.0)
-    py = tl.load(x_ptr + p64 * 3 + 1, mask=live, other=0.0)
-    pz = tl.load(x_ptr + p64 * 3 + 2, mask=live, other=0.0)
+    live, p64, px, py, pz = _points(x_ptr, n_points, BLOCK_N)
     feature = tl.arange(0, FP)
     both = live[:, None] & (feature < F)[None, :]
     # d encoding / d u, summed over the levels (u = (x + 1) / 2 before the clamp)
@@ -152,18 +161,7 @@ def _encode_backward(
         ly = tl.zeros((BLOCK_N,), dtype=tl.float32)
         lz = tl.zeros((BLOCK_N,), dtype=tl.float32)
         for corner in tl.static_range(8):
-            if corner & 1:
-                wx = fx
-            else:
-                wx = 1.0 - fx
-            if corner & 2:
-                wy = fy
-            else:
-                wy = 1.0 - fy
-            if corner & 4:
-                wz = fz
-            else:
-                wz = 1.0 - fz
+            wx, wy, wz = _corner_weights(corner, fx, fy, fz)
             row = _row(cx + (corner & 1), cy + ((corner >> 1) & 1), cz + (corner >> 2), res, offset, dense, table_mask)
             where = row[:, None] * F + feature[None, :]
             if TABLE_GRAD:
