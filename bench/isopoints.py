@@ -34,20 +34,13 @@ from inr_blender.fileio import read_geometry
 from inr_blender.geometry.metrics import bounding_sphere
 from inr_blender.geometry.sampling import sample_surface
 from inr_blender.jobs import JOBS
+from inr_blender.settings import presets
 
 MESHES = os.path.join(REPO, "..", "shared", "data", "meshes")
 RESULTS = os.path.join(REPO, "bench", "results")
 UNIFORMITY_SHAPES = ("spot.obj", "fandisk.obj", "kitten.obj")
 FITTING_SHAPES = ("armadillo.obj", "dragon-10k.obj", "fertility.off", "rocker-arm.obj", "screwdriver.off")
-FAST = {
-    "method": "hashgrid",
-    "iterations": 500,
-    "batch_size": 2048,
-    "levels": 12,
-    "log2_table_size": 18,
-    "finest_resolution": 256,
-    "convergence_tolerance": 0.0,
-}
+FAST = {**presets.SDF["fast"].values, "convergence_tolerance": 0.0}  # the Fast preset, run to its last step
 SIREN = {"method": "siren", "iterations": 500, "convergence_tolerance": 0.0}
 ISO = {"isopoints": 2000}  # with the defaults' warm-up (300) and refresh (1000)
 

@@ -68,7 +68,7 @@ SPEC = variant_spec(
     passthrough=JOB_KEYS,
 )
 resolve_params = SPEC.resolve
-__all__ = ["CHECKPOINT_FORMAT", "SPEC", "fit_nerf", "local_frame", "resolve_params", "to_local_cameras"]
+__all__ = ["CHECKPOINT_FORMAT", "SPEC", "fit_nerf", "resolve_params"]
 
 
 class _Pixels:

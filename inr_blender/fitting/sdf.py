@@ -48,11 +48,6 @@ SPEC = variant_spec(
 resolve_params = SPEC.resolve
 
 
-def field_config_for(p: dict[str, Any]) -> dict[str, Any]:
-    """The network config of resolved parameters ``p``."""
-    return METHODS.get(p["method"]).field_config(p)
-
-
 def fit_sdf(points: np.ndarray, normals: np.ndarray | None, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Fit an SDF to world-space ``points`` (N, 3) with optional unit ``normals`` (N, 3); return the checkpoint dict.
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from .. import __version__
 from ..context import Cancelled, JobContext, JobError
+from ..outputs import atomic_write
 from ..sandbox import Sandbox
 from .gate import AUTH_TIMEOUT, BACKOFF_BASE, BACKOFF_MAX, IDLE_TIMEOUT, MIN_TOKEN_CHARS, STALL_TIMEOUT, Backoff, setting
 from .protocol import (
@@ -438,10 +439,8 @@ def serve(
     listener = socket.create_server((host, port))
     bound_port = listener.getsockname()[1]
     if port_file:
-        tmp = port_file + ".tmp"
-        with open(tmp, "w") as fh:
+        with atomic_write(port_file, "w") as fh:
             fh.write(str(bound_port))
-        os.replace(tmp, port_file)
     print(f"inr_blender worker {__version__} listening on {host}:{bound_port}", flush=True)
     server = _Server(listener, JOBS, token, sandbox, auth, idle, stall, waits, available_memory_bytes)
     threading.Thread(target=server.accept_loop, daemon=True).start()
