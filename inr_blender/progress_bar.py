@@ -64,7 +64,7 @@ class ProgressBar:
         step, total, message = int(event["step"]), int(event["total"]), str(event.get("message") or "")
         now = self.clock()
         phase = (_NUMBERS.sub("#", message), total)
-        new = phase != self._phase
+        new = phase != self._phase or bool(self._recent) and step < self._recent[-1][1]  # another phase, or a restart
         if new:
             self._end_line()
             self._phase, self._started, self._printed = phase, now, now

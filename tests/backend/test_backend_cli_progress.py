@@ -59,6 +59,8 @@ def test_plain_lines_when_not_a_terminal_say_step_rate_eta_and_loss():
     assert len(lines) == 1 + 5  # the message, then the phase: its start, at 5, 10 and 15 s, its end at 20 s
     assert lines[3] == "fitting IGR: 500/1000 (50%), 50.0 steps/s, ETA 0:10, loss 0.002"
     assert lines[-1] == "fitting IGR: 1000/1000 (100%), 50.0 steps/s, took 0:20, loss 0.001"
+    bar(event(0, 1000, "fitting IGR"))  # the same phase again from its start (a second training): a new phase
+    assert out.getvalue().splitlines()[-1] == "fitting IGR: 0/1000 (0%)"
 
 
 def test_on_a_terminal_one_line_per_phase_is_redrawn_in_place_within_its_width():
