@@ -20,11 +20,13 @@ import sys
 import threading
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any, NoReturn
 
-from .context import JobError
+from .context import JobContext, JobError
 from .jobs.registry import REGISTRY, Job
 from .outputs import atomic_write, check_output
+from .progress_bar import ProgressBar
 from .sandbox import Sandbox
 from .settings.spec import Param, Spec, number
 
@@ -99,18 +101,21 @@ def _text(value: Any) -> str:
     )
 
 
-def param_help(param: Param, spec: Spec) -> str:
-    """A param's help line: its help, then its default (per variant where they differ), bounds and choices."""
+def param_help(param: Param, spec: Spec, defaults: dict[str, dict[str, Any]] | None = None) -> str:
+    """A param's help line: its help, then its default (per variant where they differ), bounds and choices.
+    ``defaults``: ``{variant: {param: value}}`` as the command runs them (:func:`command_defaults`); without it, the
+    declared ones."""
     notes = []
-    if spec.variants is not None and any(param.name in {q.name for q in s} for s in spec.variants.sets().values()):
-        by_variant = {k: q.default for k, s in spec.variants.sets().items() for q in s if q.name == param.name}
-        values = set(map(repr, by_variant.values()))
-        notes.append(
-            f"default {_text(next(iter(by_variant.values())))}"
-            if len(values) == 1 and len(by_variant) == len(spec.variants.sets())
-            else "default " + ", ".join(f"{k} {_text(v)}" for k, v in by_variant.items())
-        )
-    elif param.default is not None:
+    defaults = spec_defaults(spec) if defaults is None else defaults
+    by_variant = {k: d[param.name] for k, d in defaults.items() if param.name in d}
+    values = {repr(v) for v in by_variant.values()}
+    if len(values) == 1 and len(by_variant) == len(defaults):  # one default whatever the variant
+        default = next(iter(by_variant.values()))
+        if default is not None and default != "":
+            notes.append(f"default {_text(default)}")
+    elif by_variant:
+        notes.append("default " + ", ".join(f"{k} {_text(v)}" for k, v in by_variant.items()))
+    elif param.default is not None and param.default != "":
         notes.append(f"default {_text(param.default)}")
     if param.positive:
         notes.append("positive")
@@ -124,9 +129,49 @@ def param_help(param: Param, spec: Spec) -> str:
     return text.replace("%", "%%")
 
 
-def _option(parser: argparse.ArgumentParser, param: Param, spec: Spec, spellings: list[str]) -> None:
+def spec_defaults(spec: Spec) -> dict[str, dict[str, Any]]:
+    """``{variant: {param: default}}`` of a spec (``{"": {...}}`` without variants), as :meth:`Spec.resolve` fills
+    them in: a variant's own value, else the common one's."""
+    if spec.variants is None:
+        return {"": spec.defaults()}
+    return {k: {n: v for n, v in spec.defaults(k).items() if n != spec.variants.key} for k in spec.variants.sets()}
+
+
+def command_defaults(job: Job) -> dict[str, dict[str, Any]]:
+    """:func:`spec_defaults` as the command runs them when only the variant is named: the command's preset's values
+    (see :func:`default_preset`) over the declared defaults. ``preset`` itself is left out (its option says it)."""
+    out = spec_defaults(job.spec)
+    for choice, values in out.items():
+        values.pop("preset", None)
+        given = {job.spec.variants.key: choice} if job.spec.variants is not None else {}
+        name = default_preset(job, given)
+        if name and job.presets is not None:
+            values.update({k: v for k, v in job.presets(given)[name].values.items() if k in values})
+    return out
+
+
+def default_preset(job: Job, params: dict[str, Any]) -> str | None:
+    """The preset the command runs with the options ``params``: the one named, else the command's (unless the
+    variant named, e.g. ``--method``, is not the one that preset runs); None: none."""
+    name = job.cli.preset
+    if params.get("preset") is not None or not name or job.presets is None:
+        return params.get("preset")
+    runs = _preset_variant(job, params)
+    chosen = params.get(job.spec.variants.key) if job.spec.variants is not None else None
+    return None if chosen is not None and runs is not None and str(chosen).lower() != runs else name
+
+
+def _preset_variant(job: Job, given: dict[str, Any]) -> str | None:
+    """The variant (an SDF method) the command's preset runs, for the options ``given``; None when it runs any."""
+    variants = job.spec.variants
+    if variants is None or job.presets is None or not job.cli.preset:
+        return None
+    return job.presets(given)[job.cli.preset].values.get(variants.key)
+
+
+def _option(parser: argparse.ArgumentParser, param: Param, spec: Spec, spellings: list[str], defaults: dict[str, dict[str, Any]]) -> None:
     flags = [f"--{name.replace('_', '-')}" for name in (param.name, *spellings)]
-    kwargs: dict[str, Any] = {"dest": param.name, "default": None, "help": param_help(param, spec)}
+    kwargs: dict[str, Any] = {"dest": param.name, "default": None, "help": param_help(param, spec, defaults)}
     if param.type is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
     elif param.type is list:
@@ -137,10 +182,23 @@ def _option(parser: argparse.ArgumentParser, param: Param, spec: Spec, spellings
 
 
 def _offered(job: Job) -> list[Param]:
-    """The params of ``job`` that are options: all that the command's positionals, output or fixed values do not set."""
+    """The params of ``job`` that are options: all that the command's positionals, output or fixed values do not set
+    (``preset`` with the command's default preset as its default)."""
     cli = job.cli
     taken = {p.param for p in cli.positionals} | {cli.output_param} | set(cli.fixed) | set(cli.hidden)
-    return [p for p in job.spec.all_params() if p.cli and p.name not in taken]
+    return [_command_preset(job, p) if p.name == "preset" else p for p in job.spec.all_params() if p.cli and p.name not in taken]
+
+
+def _command_preset(job: Job, param: Param) -> Param:
+    """The ``preset`` param as the command offers it: the command's preset as its default, and when that preset
+    picks the variant (an SDF method), the help says that naming another variant runs none."""
+    name, runs = job.cli.preset, _preset_variant(job, {})
+    if not name:
+        return param
+    if runs is not None and job.spec.variants is not None:
+        v = job.spec.variants
+        param = replace(param, help=f"{param.help}; a --{v.key} other than {runs} runs no preset unless one is named")
+    return param.with_default(name)
 
 
 def add_job(sub: Any, job: Job) -> argparse.ArgumentParser:
@@ -148,7 +206,12 @@ def add_job(sub: Any, job: Job) -> argparse.ArgumentParser:
     cli, spec = job.cli, job.spec
     command = job.name.replace("_", "-")
     aliases = [name for name in dict.fromkeys((job.name, *cli.names)) if name != command]
-    parser = sub.add_parser(command, aliases=aliases, help=spec.help, description=spec.help)
+    description = spec.help
+    if cli.preset and job.presets is not None:
+        runs = _preset_variant(job, {})
+        unless = f" or --{spec.variants.key} another {spec.variants.what or spec.variants.key}" if runs and spec.variants else ""
+        description += f". It runs the {cli.preset} preset ({job.presets({})[cli.preset].help}) unless --preset names another{unless}"
+    parser = sub.add_parser(command, aliases=aliases, help=spec.help, description=description.replace("%", "%%"))
     for pos in cli.positionals:
         parser.add_argument(pos.name, help=pos.help, nargs=pos.nargs, type=pos.kind)
     if cli.output:
@@ -158,19 +221,25 @@ def add_job(sub: Any, job: Job) -> argparse.ArgumentParser:
         parser.add_argument("-o", "--output", help="write the result arrays to this .npz")
     if spec.variants is not None:
         v = spec.variants
-        parser.add_argument(f"--{v.key}", default=None, help=f"{v.help or v.what} (default {v.default}; one of {', '.join(v.sets())})")
+        runs = _preset_variant(job, {})
+        default = f"{runs} (the {cli.preset} preset's; {v.default} with --preset custom)" if runs else v.default
+        parser.add_argument(f"--{v.key}", default=None, help=f"{v.help or v.what} (default {default}; one of {', '.join(v.sets())})")
     spellings: dict[str, list[str]] = {}
     for name, target in cli.options.items():
         if isinstance(target, str):
             spellings.setdefault(target, []).append(name)
+    defaults = command_defaults(job)
     for param in _offered(job):
-        _option(parser, param, spec, spellings.get(param.name, []))
+        _option(parser, param, spec, spellings.get(param.name, []), defaults)
     for name, target in cli.options.items():
         if not isinstance(target, str):
             values, text = target
             parser.add_argument(f"--{name}", dest=f"flag:{name}", action="store_true", help=text)
     for name, kwargs in cli.extra.items():
+        if kwargs.get("default") is not None and "help" in kwargs:
+            kwargs = {**kwargs, "help": f"{kwargs['help']} (default {_text(kwargs['default'])})"}
         parser.add_argument(f"--{name}", **kwargs)
+    parser.add_argument("-q", "--quiet", action="store_true", help="print the result and errors only, no progress")
     parser.set_defaults(func=lambda args: run(job, args))
     return parser
 
@@ -214,8 +283,6 @@ def run(job: Job, args: argparse.Namespace) -> None:
     """Run ``job`` with the command line's ``args``: params from the options, arrays from ``read``; then ``write``."""
     import numpy as np
 
-    from .context import JobContext
-
     cli = job.cli
     check_outputs(job, args)
     params: dict[str, Any] = {p.name: getattr(args, p.name) for p in _offered(job) if getattr(args, p.name) is not None}
@@ -228,6 +295,8 @@ def run(job: Job, args: argparse.Namespace) -> None:
     if cli.output_param:
         params[cli.output_param] = args.output
     params.update(cli.fixed)
+    if job.presets is not None:
+        params["preset"] = default_preset(job, params)
     arrays: dict[str, Any] = {}
     with _files("read"):
         if cli.read is not None:
@@ -235,7 +304,14 @@ def run(job: Job, args: argparse.Namespace) -> None:
         elif getattr(args, "arrays", None):
             with np.load(args.arrays, allow_pickle=False) as data:
                 arrays = dict(data)
-    result, out = job(params, arrays, JobContext(verbose=True))
+    bar = None if args.quiet else ProgressBar()
+    ctx = JobContext(send=bar)
+    try:
+        with _ctrl_c_keeps_the_fit(ctx, bar):
+            result, out = job(params, arrays, ctx)
+    finally:
+        if bar is not None:
+            bar.close()
     with _files("write", getattr(args, "output", None) or ""):
         if cli.write is not None:
             cli.write(args, result, out)
@@ -244,6 +320,34 @@ def run(job: Job, args: argparse.Namespace) -> None:
             with atomic_write(args.output) as fh:
                 np.savez(fh, **out)
     print(json.dumps(result, default=str))
+
+
+STOPPING = "stopping: the training ends at this step and the fit is written (Ctrl-C again to abort)"
+
+
+@contextlib.contextmanager
+def _ctrl_c_keeps_the_fit(ctx: JobContext, bar: ProgressBar | None) -> Iterator[None]:
+    """While a job runs: the first Ctrl-C during a training loop (``ctx.stoppable``) ends it at the current step and
+    the job writes what it has (``ctx.request_stop``); a Ctrl-C before any training, or a second one, aborts. Not
+    under torchrun, whose ranks must stop at the same step."""
+    if threading.current_thread() is not threading.main_thread() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        if not ctx.stoppable or ctx.stop_requested():
+            raise KeyboardInterrupt
+        ctx.request_stop()
+        if bar is not None:
+            bar.note(STOPPING, sys.stderr)
+        else:
+            print(STOPPING, file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Parser(argparse.ArgumentParser):

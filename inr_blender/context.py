@@ -1,4 +1,4 @@
-"""What a running job sees of the worker: progress reporting and cancellation."""
+"""What a running job sees of the worker: progress reporting, cancellation, and a request to stop early."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ class JobContext:
 
     ``send`` receives progress dicts (the worker turns them into frames). Progress
     is rate-limited to ``min_interval`` seconds, except the first and last step.
+    A stop request (:meth:`request_stop`: the command line's first Ctrl-C) is not a cancel: a training loop
+    that asks :meth:`stop_requested` ends at that step and the job goes on to keep what it has.
     """
 
     def __init__(
@@ -43,6 +45,8 @@ class JobContext:
         self._min_interval = min_interval
         self._last = 0.0
         self._verbose = verbose
+        self._stop = threading.Event()
+        self.stoppable = False  # a training loop asked stop_requested(): a stop request now keeps a fit
 
     @property
     def cancelled(self) -> bool:
@@ -52,6 +56,15 @@ class JobContext:
         """Raise :class:`Cancelled` if cancellation was requested."""
         if self._cancel.is_set():
             raise Cancelled("cancelled by the user")
+
+    def request_stop(self) -> None:
+        """Ask the job to end its training at the next step and keep the fit (unlike a cancel, which discards it)."""
+        self._stop.set()
+
+    def stop_requested(self) -> bool:
+        """Whether a stop was requested; a training loop asks once per step, which makes the job :attr:`stoppable`."""
+        self.stoppable = True
+        return self._stop.is_set()
 
     def run_cancellable(self, fn: Callable[[], T], poll: float = 0.1) -> T:
         """``fn()`` (a call that cannot look at Cancel itself, e.g. a solver) in a thread, checking Cancel every

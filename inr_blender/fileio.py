@@ -22,6 +22,16 @@ READ_FORMATS = (".obj", ".ply", ".off", ".npz")
 WRITE_FORMATS = (".obj", ".ply")
 SKELETON_FORMATS = (".ma", ".obj")
 
+
+def formats(extensions: tuple[str, ...]) -> str:
+    """How help texts name a list of formats: '.obj, .ply, .off or .npz'."""
+    return extensions[0] if len(extensions) == 1 else f"{', '.join(extensions[:-1])} or {extensions[-1]}"
+
+
+# The files every command that reads geometry reads, as its help names them.
+READ_TEXT = f"{formats(READ_FORMATS)}; a .npz holds the arrays points (and normals) or vertices and faces"
+WRITE_TEXT = formats(WRITE_FORMATS)  # the files every command that writes a mesh or points writes
+
 _PLY_TYPES = {
     "char": "i1",
     "int8": "i1",

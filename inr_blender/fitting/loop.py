@@ -61,7 +61,7 @@ def train(
     learning rate is multiplied by ``lr_decay_factor`` every ``lr_decay_interval``
     steps (0: constant). ``grad_clip`` > 0 clips the gradient norm. Progress is
     reported every step (``ctx`` rate-limits it), and ``ctx`` raises
-    ``Cancelled`` when the user cancels. ``adam_eps`` is Adam's epsilon
+    ``Cancelled`` when the user cancels (a stop request ends the run, keeping it). ``adam_eps`` is Adam's epsilon
     (PyTorch's default 1e-8; Instant-NGP trains its hash tables with 1e-15).
     ``stop`` may end the run early (see :class:`StopRule`). ``betas`` are
     Adam's; ``progress_psnr`` (radiance fields) adds a PSNR to each progress report.
@@ -85,6 +85,9 @@ def train(
     started = time.monotonic()
     ctx.progress(0, iterations, None, message)
     for i in range(iterations):
+        if ctx.stop_requested() and i:  # the command line's first Ctrl-C: end here and keep the fit
+            reason = f"interrupted after {i} steps"
+            break
         if lr_scale is not None:
             for group, factor in zip(optimizer.param_groups, lr_scale(i)):
                 group["lr"] = learning_rate * factor

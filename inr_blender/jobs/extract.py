@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ from ..context import JobContext, JobError
 from ..device import resolve_device
 from ..fields import is_distance_field, smooth_base
 from ..fields.deepsdf import ShapeSpace
-from ..fileio import WRITE_FORMATS
+from ..fileio import READ_TEXT, WRITE_FORMATS, WRITE_TEXT
 from ..geometry.extraction import extract_mesh as dense_mesh
 from ..geometry.metrics import compare_meshes
 from ..geometry.sampling import to_world
@@ -67,7 +68,7 @@ def _write_mesh(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays
     cli=Command(
         names=("extract",),
         positionals=(FIELD_ARGUMENT,),
-        output="mesh to write (.ply or .obj)",
+        output=f"mesh to write ({WRITE_TEXT})",
         output_formats=WRITE_FORMATS,
         fixed={"space": "world"},
         write=_write_mesh,
@@ -154,15 +155,34 @@ def _read_pair(args: argparse.Namespace, p: dict[str, Any]) -> tuple[dict[str, A
     return p, arrays
 
 
+# How the metrics command prints a result (geometry/metrics.py: distances in world units, and normalised by r, the
+# radius of the reference's bounding sphere); each line shows when its keys are in the result.
+_METRIC_LINES = (
+    ("reference radius r", "{radius:.6g} world units (its bounding sphere: centre of its box, farthest vertex)"),
+    ("Chamfer-L1", "{chamfer_l1:.6g} world units ({chamfer_l1_normalized:.6g} of the reference's radius r)"),
+    ("Chamfer-L2", "{chamfer_l2:.6g} world units squared ({chamfer_l2_normalized:.6g} of r squared)"),
+    ("Hausdorff", "{hausdorff_world:.6g} world units ({hausdorff:.6g} of r)"),
+    ("F-score", "{fscore:.6g} (precision {precision:.6g}, recall {recall:.6g}) within {fscore_threshold:g} of r ({fscore_world:.6g} world units)"),
+    ("normal consistency", "{normal_consistency:.6g} (mean |cos| of nearest samples' normals; 1: parallel)"),
+    ("normal angle", "{normal_angle:.6g} degrees"),
+)
+
+
 def _print_metrics(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> None:
-    for key, value in result.items():
-        print(f"{key}: {value:.6g}")
+    values = dict(result)
+    if "radius" in values:
+        values.update(
+            {f"{k}_world": values[n] * values["radius"] for k, n in (("hausdorff", "hausdorff"), ("fscore", "fscore_threshold")) if n in values}
+        )
+    for label, text in _METRIC_LINES:
+        with contextlib.suppress(KeyError):
+            print(f"{label}: {text.format(**values)}")
 
 
 @job(
     Spec("metrics", METRICS, help="Chamfer distances, normal consistency, F-score and Hausdorff of a mesh against a reference"),
     cli=Command(
-        positionals=(Positional("reference", "reference mesh (.obj or .ply)"), Positional("candidate", "mesh to evaluate (.obj or .ply)")),
+        positionals=(Positional("reference", f"reference mesh ({READ_TEXT})"), Positional("candidate", f"mesh to evaluate ({READ_TEXT})")),
         read=_read_pair,
         write=_print_metrics,
     ),

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..context import JobContext
 from ..device import resolve_device
-from ..fileio import WRITE_FORMATS
+from ..fileio import WRITE_FORMATS, WRITE_TEXT
 from ..geometry import isopoints
 from ..geometry.sampling import to_world
 from ..settings import isopoints as settings
@@ -32,7 +32,7 @@ def _write(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> 
 CLI = Command(
     names=("isopoints",),
     positionals=(FIELD_ARGUMENT,),
-    output="point cloud to write (.ply or .obj)",
+    output=f"point cloud to write ({WRITE_TEXT})",
     output_formats=WRITE_FORMATS,
     fixed={"space": "world"},
     write=_write,

@@ -13,6 +13,7 @@ import torch
 
 from ..context import JobContext, JobError
 from ..device import check_training_memory, resolve_device
+from ..fileio import formats
 from ..fitting import nerf as nerf_fitting
 from ..render.cameras import to_local_cameras
 from ..render.dataset import load_transforms, views_from_arrays
@@ -126,7 +127,7 @@ RENDER = Spec(
 )
 RENDER_CLI = Command(
     names=("render-view",),
-    output="image to write (.png or .jpg)",
+    output=f"image to write ({formats(tuple(IMAGE_FORMATS))})",
     output_formats=tuple(IMAGE_FORMATS),
     read=_read_view,
     write=_write_image,

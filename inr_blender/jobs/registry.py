@@ -54,7 +54,9 @@ class Command:
     ({"phase_base": 1.0, "phase_detail": 1.0}, help)}``). ``fixed``: params the command always sends
     (``{"space": "world"}``); ``hidden``: params it does not offer (``read`` sets them). ``extra``: argparse
     options that ``read``/``write`` use (name -> argparse keywords). ``read(args, params) -> (params, arrays)`` reads the input files;
-    ``write(args, result, arrays)`` writes the output files and prints the summary line.
+    ``write(args, result, arrays)`` writes the output files and prints the summary line. ``preset``: the preset the
+    command runs when ``--preset`` is not given (a job called without one runs its params' defaults), unless the
+    variant chosen (``--method``) is not the one that preset runs.
     """
 
     names: tuple[str, ...] = ()
@@ -63,6 +65,7 @@ class Command:
     output_param: str = ""
     output_formats: tuple[str, ...] = ()
     output_default: str = ""
+    preset: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
     hidden: tuple[str, ...] = ()

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..context import JobContext, JobError
 from ..device import check_training_memory, resolve_device
+from ..fileio import READ_TEXT
 from ..fitting import sdf as sdf_fitting
 from ..geometry.sampling import sample_surface
 from ..geometry.validation import check_mesh, check_normals, check_points
@@ -83,11 +84,12 @@ def _write(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> 
 
 
 CLI = Command(
-    positionals=(Positional("input", "input .ply, .obj or .npz"),),
+    positionals=(Positional("input", f"point cloud or mesh to fit ({READ_TEXT})"),),
     output="checkpoint to write (.pt)",
     output_param="checkpoint_path",
     read=_read,
     write=_write,
+    preset=presets.SDF_DEFAULT,
     options={
         "lr": "learning_rate",
         "tolerance": "convergence_tolerance",

@@ -15,7 +15,7 @@ from ..context import JobContext, JobError
 from ..device import check_training_memory, resolve_device
 from ..fields import build_field
 from ..fields.deepsdf import ShapeSpace
-from ..fileio import WRITE_FORMATS
+from ..fileio import READ_TEXT, WRITE_FORMATS, WRITE_TEXT
 from ..fitting import completion, shape_space
 from ..fitting.loop import downsample_history
 from ..geometry import interpolation
@@ -64,18 +64,20 @@ def _fit_summary(args: argparse.Namespace, result: dict[str, Any], arrays: Array
         f"{result['world_size']} process(es) ({result['device']}), final loss {result['final_loss']:.5g}: {result['checkpoint_path']}"
     )
     for name, error in zip(result["names"], result["errors"]):
-        print(f"  {name}: Chamfer-L1 {error:.5f}")
+        print(f"  {name}: " + ("no surface yet" if error is None else f"Chamfer-L1 {error:.5f} (world units)"))
+    print(f"stopped: {result['stop_reason']}")
 
 
 @job(
     FIT,
     presets=lambda given: presets.SHAPE_SPACE,
     cli=Command(
-        positionals=(Positional("inputs", "meshes (.obj or .ply), one per shape", nargs="+"),),
+        positionals=(Positional("inputs", f"meshes, one per shape ({READ_TEXT})", nargs="+"),),
         output="checkpoint to write (.pt)",
         output_param="checkpoint_path",
         read=_read_meshes,
         write=_fit_summary,
+        preset=presets.SHAPE_SPACE_DEFAULT,
     ),
 )
 def fit_shape_space(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
@@ -164,13 +166,13 @@ RECONSTRUCT = Spec(
     RECONSTRUCT,
     cli=Command(
         names=("reconstruct",),
-        output="completed mesh to write (.ply or .obj)",
+        output=f"completed mesh to write ({WRITE_TEXT})",
         output_formats=WRITE_FORMATS,
         read=_read_scan,
         write=_write_completed,
         positionals=(
             Positional("space", "shape-space checkpoint (.pt)", "checkpoint_path"),
-            Positional("scan", "partial scan: point cloud or mesh (.ply, .obj or .npz), normals used when present"),
+            Positional("scan", f"partial scan: point cloud or mesh ({READ_TEXT}); normals used when present"),
         ),
         options={"field": "output_checkpoint_path"},
     ),
@@ -250,7 +252,7 @@ INTERPOLATE = Spec(
     INTERPOLATE,
     cli=Command(
         names=("interpolate",),
-        output="mesh path (.ply or .obj); _00, _01, ... are appended per step",
+        output=f"mesh path ({WRITE_TEXT}); _00, _01, ... are appended per step",
         output_formats=WRITE_FORMATS,
         output_default=".ply",
         write=_write_steps,

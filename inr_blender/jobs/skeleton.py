@@ -10,7 +10,7 @@ import numpy as np
 
 from ..context import JobContext
 from ..device import resolve_device
-from ..fileio import SKELETON_FORMATS
+from ..fileio import SKELETON_FORMATS, formats
 from ..geometry import skeleton
 from ..geometry.sampling import to_world
 from ..settings import skeleton as settings
@@ -32,7 +32,7 @@ def _write(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays) -> 
 CLI = Command(
     names=("skeleton",),
     positionals=(FIELD_ARGUMENT,),
-    output="skeleton to write: .ma (vertices with radii, edges, faces) or .obj",
+    output=f"skeleton to write ({formats(SKELETON_FORMATS)}): .ma holds the vertices with their radii, the edges and the faces",
     output_formats=SKELETON_FORMATS,
     fixed={"space": "world"},
     options={"surface-samples": "num_surface_samples"},

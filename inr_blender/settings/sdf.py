@@ -16,16 +16,17 @@ from .spec import MAX_BATCH, MAX_DEPTH, MAX_SAMPLES, MAX_WIDTH, Declared, Param,
 # Stopping (every method): at ``iterations``, at ``max_seconds`` (0: no limit), or once the mean loss of
 # ``convergence_window`` steps improves by less than ``convergence_tolerance`` twice in a row (0: never), but
 # not before a quarter of ``iterations``.
+WINDOW = Param("convergence_window", 100, "Steps per mean loss of the convergence test", positive=True, cli=False)
 STOPPING = (
     Param(
         "convergence_tolerance",
         0.005,
-        "Stop once the mean loss of 100 steps improves by less than this fraction twice in a row (0: never)",
+        f"Stop once the mean loss of {WINDOW.default} steps improves by less than this fraction twice in a row (0: never)",
         minimum=0.0,
         maximum=1.0,
         label="Stop Below",
     ),
-    Param("convergence_window", 100, "Steps per mean loss of the convergence test", positive=True, cli=False),
+    WINDOW,
     Param("max_seconds", 0.0, "Stop after this long (0: no limit)", minimum=0.0, label="Time Limit"),
 )
 # Iso-points (Wang Yifan 2021), for every method; 0 iso-points: off (see fitting/isopoint_term.py).

@@ -33,6 +33,8 @@ def test_fit_extract_metrics_end_to_end(tmp_path):
         "cloud.ply",
         "-o",
         "out/field.pt",
+        "--method",
+        "igr",
         "--iterations",
         "150",
         "--width",
@@ -46,7 +48,7 @@ def test_fit_extract_metrics_end_to_end(tmp_path):
         cwd=tmp_path,
     )
     assert fit.returncode == 0, fit.stderr
-    assert "[150/150] loss" in fit.stdout  # progress printed through JobContext(verbose=True)
+    assert "fitting IGR: 150/150 (100%)" in fit.stdout and " steps/s, took " in fit.stdout  # the progress's last line
     assert "stopped: reached the iteration limit (150 steps)" in fit.stdout
     assert (tmp_path / "out" / "field.pt").is_file()
 
@@ -61,9 +63,10 @@ def test_fit_extract_metrics_end_to_end(tmp_path):
     write_mesh(str(tmp_path / "ref.ply"), sv, sf)
     met = cli("metrics", "ref.ply", "mesh.obj", "--num-samples", "5000", cwd=tmp_path)
     assert met.returncode == 0, met.stderr
-    values = dict(line.split(": ") for line in met.stdout.splitlines() if not line.startswith("["))
-    assert set(values) >= {"chamfer_l1", "chamfer_l2", "chamfer_l1_normalized", "chamfer_l2_normalized", "radius"}
-    assert float(values["radius"]) == pytest.approx(radius, rel=1e-3)
+    values = dict(line.split(": ", 1) for line in met.stdout.splitlines() if ": " in line)
+    assert {"Chamfer-L1", "Chamfer-L2", "Hausdorff", "F-score"} <= set(values)
+    assert "world units" in values["Chamfer-L1"] and "of the reference's radius r" in values["Chamfer-L1"]
+    assert float(values["reference radius r"].split()[0]) == pytest.approx(radius, rel=1e-3)
 
 
 def test_cli_errors_exit_2(tmp_path):

@@ -66,8 +66,8 @@ def refused(out, *words) -> str:
     """The one error line of a refused command (checked: exit 2, one line, no traceback, nothing computed)."""
     assert out.returncode == 2, (out.returncode, out.stdout[-2000:], out.stderr[-2000:])
     assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
-    work = [line for line in out.stdout.splitlines() if line.startswith("[") and "reading" not in line]
-    assert not work, out.stdout  # no progress line (but reading the input): refused before the computation
+    work = [line for line in out.stdout.splitlines() if "reading" not in line]
+    assert not work, out.stdout  # no progress line (but reading the input), no result: refused before the computation
     for word in words:
         assert word in out.stderr, (word, out.stderr)
     return out.stderr.strip()

@@ -131,11 +131,11 @@ def test_presets_fill_in_what_the_caller_does_not_set():
     assert space["latent_size"] == presets.SHAPE_SPACE["fast"].values["latent_size"]
 
 
-def test_preset_fast_on_the_command_line(tmp_path):
+def test_fit_sdf_runs_the_fast_preset_when_none_is_named(tmp_path):
     d = np.random.default_rng(0).normal(size=(2000, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     write_mesh(str(tmp_path / "cloud.ply"), 0.5 * d, None, d)
-    fit = cli("fit-sdf", "cloud.ply", "-o", "f.pt", "--preset", "fast", "--iterations", "5", "--batch-size", "256", "--device", "cpu", cwd=tmp_path)
+    fit = cli("fit-sdf", "cloud.ply", "-o", "f.pt", "--iterations", "5", "--batch-size", "256", "--device", "cpu", cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr
     assert "fitted HASHGRID" in fit.stdout
     ckpt = torch.load(tmp_path / "f.pt", weights_only=True)
