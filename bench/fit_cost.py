@@ -4,7 +4,7 @@ For each configuration, fit the same shape for the same number of steps through 
 backend's own jobs, extract at a fixed grid and measure Chamfer-L1 against the input.
 Writes a Markdown table (default ``bench/results/fit_cost.md``).
 
-    .venv/bin/python bench/fit_cost.py [--steps 300] [--shape ../shared/data/meshes/spot.obj]
+    .venv/bin/python bench/fit_cost.py [--steps 300] [--shape ../shared/data/meshes/spot.obj] [--only "Hash grid" "IGR 128x4"]
 """
 
 from __future__ import annotations
@@ -32,11 +32,15 @@ def main() -> int:
     parser.add_argument("--resolution", type=int, default=128)
     parser.add_argument("--shape", default=DEFAULT_SHAPE)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--only", nargs="+", default=[], metavar="TEXT", help="only the configurations whose label contains one of these")
     parser.add_argument("--output", default=os.path.join(REPO, "bench", "results", "fit_cost.md"))
     args = parser.parse_args()
+    configs = [c for c in CONFIGS if not args.only or any(text in c[0] for text in args.only)]
+    if not configs:
+        parser.error(f"--only matches no configuration; the labels: {', '.join(c[0] for c in CONFIGS)}")
     name, mesh = load_shape(args.shape)
     rows = []
-    for label, method, width, depth, batch in CONFIGS:
+    for label, method, width, depth, batch in configs:
         params = dict(method=method, iterations=args.steps, width=width, depth=depth, batch_size=batch, num_samples=50000)
         fit, fit_s, m = fit_and_measure(mesh, params, args.resolution, args.device)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -12,8 +12,9 @@
 # Steps: the environment; the kernel equality tests (pytest, on CUDA); the same comparison as a plain script at
 # the presets' grids (bench/hashgrid_check.py, which needs no pytest); the encoding throughput
 # (bench/encoding.py); the backend tests on CUDA (pytest, tests not marked slow unless BACKEND_TESTS_MARK says
-# otherwise); a Fast-preset SDF fit and 512^3 extraction through the CLI; the lego curve of the fast radiance field
-# (bench/nerf_lego.py). Shared data (meshes, lego) is looked for in ../shared/data, else in $INR_SHARED_DATA, else
+# otherwise); a Fast-preset SDF fit (the preset's GPU values) and 512^3 extraction through the CLI; the hash grid
+# against the CPU's Poisson rows on SDF_SHAPES (bench/sdf_vs_poisson.py); the lego curve of the fast radiance
+# field (bench/nerf_lego.py). Shared data (meshes, lego) is looked for in ../shared/data, else in $INR_SHARED_DATA, else
 # in .gpu_data/ (ignored by git: copy the data there and carry it, e.g.
 #   mkdir -p .gpu_data/meshes .gpu_data/nerf && cp ../../shared/data/meshes/{stanford-bunny,armadillo,dragon-10k,fandisk,nefertiti}.obj .gpu_data/meshes/
 #   cp -r ../../shared/data/nerf/lego .gpu_data/nerf/      # 42 MB: the 64 MiB a call carries just holds it
@@ -21,8 +22,9 @@
 #
 # Settings (environment): PYTHON (default python3), GPU_CHECK_SECONDS (total budget, default 480),
 # GPU_CHECK_DEVICE (cuda; cpu only for a dry run of this script), LEGO_SECONDS (training budget, default 120),
-# LEGO_SIZE (image size, default 800), BACKEND_TESTS (default "tests/backend tests/wire") and BACKEND_TESTS_MARK
-# (pytest -m expression, default "not slow").
+# LEGO_SIZE (image size, default 800), SDF_SHAPES (meshes of the SDF benchmark, default "stanford-bunny fandisk";
+# all five: "stanford-bunny armadillo dragon-10k fandisk nefertiti", a fresh process each: time unmeasured on a GPU),
+# BACKEND_TESTS (default "tests/backend tests/wire") and BACKEND_TESTS_MARK (pytest -m expression, default "not slow").
 set -u
 
 OUTDIR=${1:?usage: bash bench/gpu_check.sh OUTDIR [PACK.tgz]}
@@ -34,6 +36,7 @@ BUDGET=${GPU_CHECK_SECONDS:-480}
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
 LEGO_SECONDS=${LEGO_SECONDS:-120}
 LEGO_SIZE=${LEGO_SIZE:-800}
+SDF_SHAPES=${SDF_SHAPES:-stanford-bunny fandisk}
 BACKEND_TESTS=${BACKEND_TESTS:-tests/backend tests/wire}
 BACKEND_TESTS_MARK=${BACKEND_TESTS_MARK:-not slow}
 START=$(date +%s)
@@ -149,12 +152,8 @@ else
 fi
 
 # -- SDF presets on the shared meshes -----------------------------------------------------------------------------
-# TODO(issue 19): bench/sdf_vs_poisson.py fits on the CPU only (its workers pass device "cpu") and its Poisson
-# baseline needs Open3D; give it a --device option and a way to reuse the CPU Poisson rows, then run here:
-#   "$PY" bench/sdf_vs_poisson.py --device cuda --methods hashgrid --noise 0 --no-render --output "$OUTDIR/sdf_vs_poisson.md"
-skip sdf_vs_poisson "TODO: bench/sdf_vs_poisson.py has no --device (CPU only); see the script"
-# Meanwhile the Fast preset through the CLI on one mesh: fit, then sparse extraction at 512^3 (each a fresh process,
-# so the times include Python's start and imports).
+# The Fast preset through the CLI on one mesh: fit, then sparse extraction at 512^3 (each a fresh process, so the
+# times include Python's start and imports).
 if [ -f "$MESHES/stanford-bunny.obj" ]; then
     step sdf_fast_fit 120 "$PY" -m inr_blender fit-sdf "$MESHES/stanford-bunny.obj" --preset fast --device "$DEVICE" -o "$OUTDIR/bunny_fast.pt"
     if [ -f "$OUTDIR/bunny_fast.pt" ]; then
@@ -163,6 +162,16 @@ if [ -f "$MESHES/stanford-bunny.obj" ]; then
     fi
 else
     skip sdf_fast_fit "no shared meshes ($MESHES)"
+fi
+# The hash grid (method defaults, clean points) on the GPU beside the Poisson rows of the committed CPU run (Open3D is
+# not needed): Chamfer-L1 and time per shape, in a fresh process each.
+if [ -f "$MESHES/stanford-bunny.obj" ]; then
+    # shellcheck disable=SC2086 # SDF_SHAPES: several names
+    step sdf_vs_poisson 150 "$PY" bench/sdf_vs_poisson.py --device "$DEVICE" --methods hashgrid --noise 0 --shapes $SDF_SHAPES \
+        --no-render --poisson-from bench/results/sdf_vs_poisson.json --output "$OUTDIR/sdf_vs_poisson.md" --mesh-dir "$OUTDIR/sdf_meshes"
+    rm -rf "$OUTDIR/sdf_meshes" # the meshes: not worth carrying back
+else
+    skip sdf_vs_poisson "no shared meshes ($MESHES)"
 fi
 
 # -- the lego curve of the fast radiance field (whole views at 800x800, every 8th held out) ------------------------
@@ -184,7 +193,7 @@ fi
         echo "SDF Fast preset on stanford-bunny ($DEVICE):"
         grep -h -E "^(fitted|stopped|wrote)" "$OUTDIR/sdf_fast_fit.log" "$OUTDIR/sdf_fast_extract.log" 2>/dev/null | sed 's/^/- /'
     fi
-    for table in hashgrid_check encoding nerf_lego; do
+    for table in hashgrid_check encoding sdf_vs_poisson nerf_lego; do
         if [ -f "$OUTDIR/$table.md" ]; then
             echo
             sed 's/^# /## /' "$OUTDIR/$table.md"

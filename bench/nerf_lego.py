@@ -42,6 +42,7 @@ def run_worker(model: str, size: int, args: argparse.Namespace) -> dict[str, Any
     from inr_blender.context import JobContext
     from inr_blender.fields import build_field
     from inr_blender.fitting import nerf
+    from inr_blender.jobs.info import device_details
     from inr_blender.render.cameras import to_local_cameras
     from inr_blender.render.dataset import holdout_split, load_transforms
     from inr_blender.render.renderer import RenderSettings, render_image
@@ -71,6 +72,7 @@ def run_worker(model: str, size: int, args: argparse.Namespace) -> dict[str, Any
         "model": model,
         "size": size,
         "device": ckpt["device"],
+        "device_name": device_details(torch.device(ckpt["device"]))[0],
         "budget_s": seconds,
         "wall_s": wall,
         "train_s": ckpt["train_seconds"],
@@ -263,9 +265,11 @@ def main() -> int:
                 str(r["views_scored"]),
             ]
         )
+    ran = [results[k] for k in (f"{m}|{s}" for m, s in todo) if k in results and "error" not in results[k]]
+    names = sorted({r.get("device_name", r.get("device", args.device)) for r in ran})
     write_table(
         args.output,
-        f"lego, held-out views (every {HOLDOUT_EVERY}th), white background, device {args.device}",
+        f"lego, held-out views (every {HOLDOUT_EVERY}th), white background, device {args.device} ({', '.join(names) or 'none ran'})",
         ["model", "size", "training s", "steps", "PSNR, 4096 px (dB)", "PSNR, whole views (dB)", "SSIM", "views"],
         rows,
     )

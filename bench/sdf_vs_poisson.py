@@ -7,15 +7,20 @@ process of its own (for a fair peak memory), and is measured against the clean m
 the project's metrics. Results accumulate in ``bench/results/sdf_vs_poisson.json`` (resume
 an interrupted run with --resume); the table, and a check of the issue's targets, go to
 ``bench/results/sdf_vs_poisson.md``, the meshes and one Cycles picture per shape to
-``bench/results/sdf_vs_poisson/``. Needs the bench venv (``make bench-venv``, adds open3d).
+``bench/results/sdf_vs_poisson/``. Needs the bench venv (``make bench-venv``, adds open3d) for Poisson.
 
     .venv-bench/bin/python bench/sdf_vs_poisson.py [--resume] [--shapes fandisk] [--noise 0 0.01]
         [--methods poisson hashgrid] [--iterations-scale 0.02] [--resolution 128]
+
+On a GPU (``--device cuda``) the neural fits and extraction run there (the metrics stay on the CPU); Open3D's Poisson
+runs on the CPU only, so there ``--poisson-from bench/results/sdf_vs_poisson.json`` reuses the Poisson rows of an
+earlier run (same points: the input is seeded) instead of needing Open3D. The table names each row's device.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -28,11 +33,13 @@ import numpy as np
 
 from common import REPO, append_lines, load_results, run_worker_process, save_results, worker_entry, write_table
 from inr_blender.context import JobContext
+from inr_blender.device import resolve_device
 from inr_blender.fileio import read_geometry, write_mesh
 from inr_blender.fitting.sdf import SPEC
 from inr_blender.geometry.metrics import bounding_sphere, compare_meshes
 from inr_blender.geometry.sampling import sample_surface
 from inr_blender.jobs import JOBS
+from inr_blender.jobs.info import device_details
 
 MESHES = os.path.join(REPO, "..", "shared", "data", "meshes")
 SHAPES = ["stanford-bunny", "armadillo", "dragon-10k", "fandisk", "nefertiti"]
@@ -86,6 +93,7 @@ def run_worker(shape: str, noise: float, method: str, args: argparse.Namespace) 
     ref = read_geometry(os.path.join(MESHES, f"{shape}.obj"))
     points, normals = noisy_points(ref["vertices"], ref["faces"], noise)
     result: dict[str, Any] = {"shape": shape, "noise": noise, "method": method, "baseline_mb": baseline_mb}
+    result["device"] = device_details(resolve_device("cpu" if method == "poisson" else args.device))[0]
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         if method == "poisson":
@@ -98,14 +106,14 @@ def run_worker(shape: str, noise: float, method: str, args: argparse.Namespace) 
         else:
             ctx = JobContext(min_interval=30.0, verbose=True)
             ckpt = os.path.join(tmp, "field.pt")
-            params = {"method": method, "checkpoint_path": ckpt, "device": "cpu", "seed": SEED, **METHODS[method]}
+            params = {"method": method, "checkpoint_path": ckpt, "device": args.device, "seed": SEED, **METHODS[method]}
             iterations = params.get("iterations", SPEC.defaults(method)["iterations"])
             params["iterations"] = max(1, round(iterations * args.iterations_scale))
             fit, _ = JOBS["fit_sdf"](params, {"points": points, "normals": normals}, ctx)
             result.update(
                 iterations=fit["iterations_run"], final_loss=fit["final_loss"], fit_s=time.perf_counter() - started, stop_reason=fit["stop_reason"]
             )
-            extract = {"checkpoint_path": ckpt, "resolution": args.resolution, "method": "sparse", "space": "world", "device": "cpu"}
+            extract = {"checkpoint_path": ckpt, "resolution": args.resolution, "method": "sparse", "space": "world", "device": args.device}
             _, out = JOBS["extract_mesh"](extract, {}, JobContext())
             vertices, faces = out["vertices"], out["faces"]
         result["seconds"] = time.perf_counter() - started
@@ -119,6 +127,14 @@ def run_worker(shape: str, noise: float, method: str, args: argparse.Namespace) 
 
 
 # -- driver -----------------------------------------------------------------------------
+
+
+def reused_poisson(path: str, shapes: list[str], noises: list[float]) -> dict[str, dict[str, Any]]:
+    """The Poisson entries of an earlier results file for these shapes and noise levels, marked as reused."""
+    with open(path) as fh:
+        saved = json.load(fh)["results"]
+    keys = [entry_key(s, n, "poisson") for s in shapes for n in noises]
+    return {k: {**saved[k], "reused": True} for k in keys if k in saved and "error" not in saved[k]}
 
 
 def launch(shape: str, noise: float, method: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -139,6 +155,8 @@ def launch(shape: str, noise: float, method: str, args: argparse.Namespace) -> d
             str(args.iterations_scale),
             "--mesh-dir",
             args.mesh_dir,
+            "--device",
+            args.device,
         ],
     )
     return {"shape": shape, "noise": noise, "method": method, **result}
@@ -252,6 +270,8 @@ def main() -> int:
     parser.add_argument("--resume", action="store_true", help="keep the entries already in the JSON file")
     parser.add_argument("--render-noise", type=float, default=0.0, help="noise level of the pictures")
     parser.add_argument("--no-render", action="store_true")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps", "auto"), help="where the neural fits run")
+    parser.add_argument("--poisson-from", metavar="JSON", help="reuse the Poisson rows of this earlier results file (no Open3D)")
     parser.add_argument("--output", default=os.path.join(RESULTS, "sdf_vs_poisson.md"))
     parser.add_argument("--mesh-dir", default=os.path.join(RESULTS, "sdf_vs_poisson"), help=argparse.SUPPRESS)
     parser.add_argument("--worker", nargs=3, metavar=("SHAPE", "NOISE", "METHOD"), help=argparse.SUPPRESS)
@@ -273,11 +293,15 @@ def main() -> int:
     if not shapes:
         print("No shape to run.")
         return 1
-    methods = [m for m in ALL_METHODS if m in args.methods]
+    methods = [m for m in ALL_METHODS if m in args.methods or (m == "poisson" and args.poisson_from)]
     noises = sorted(set(args.noise))
     settings = {"resolution": args.resolution, "iterations_scale": args.iterations_scale, "methods": METHODS}
+    if args.device != "cpu":  # (so that the CPU runs' files resume as before)
+        settings["device"] = args.device
     json_path = os.path.splitext(args.output)[0] + ".json"
     results = load_results(json_path, settings, args.resume)
+    if args.poisson_from:
+        results.update(reused_poisson(args.poisson_from, shapes, noises))
     todo = [(s, n, m) for s in shapes for n in noises for m in methods]
     for i, (shape, noise, method) in enumerate(todo, 1):
         key = entry_key(shape, noise, method)
@@ -301,7 +325,7 @@ def main() -> int:
     for shape, noise, method in todo:
         r = results.get(entry_key(shape, noise, method), {"error": "not run"})
         if "error" in r:
-            rows.append([shape, pct(noise), LABELS[method], f"failed: {r['error']}", "", "", "", "", ""])
+            rows.append([shape, pct(noise), LABELS[method], f"failed: {r['error']}", "", "", "", "", "", ""])
             continue
         rows.append(
             [
@@ -314,6 +338,7 @@ def main() -> int:
                 f"{r['seconds']:.1f}",
                 f"{r['peak_mb']:.0f}",
                 str(r.get("iterations", "-")),
+                r.get("device", "cpu") + (" (earlier run)" if r.get("reused") else ""),  # earlier runs: all on the CPU
             ]
         )
     neural = "; ".join(f"{LABELS[m]} " + (", ".join(f"{k} {v}" for k, v in o.items()) or "method defaults") for m, o in METHODS.items())
@@ -321,7 +346,7 @@ def main() -> int:
         args.output,
         f"Neural SDF fits against screened Poisson ({NUM_POINTS:,} oriented points, neural grid {args.resolution}, "
         f"iterations x{args.iterations_scale:g})",
-        ["shape", "noise", "method", "Chamfer-L1 (/ radius)", "normal consistency", "F-score (1%)", "time s", "peak MB", "steps"],
+        ["shape", "noise", "method", "Chamfer-L1 (/ radius)", "normal consistency", "F-score (1%)", "time s", "peak MB", "steps", "device"],
         rows,
     )
     selected = {k: results[k] for k in (entry_key(*t) for t in todo) if k in results and "error" not in results[k]}
@@ -329,7 +354,8 @@ def main() -> int:
     notes = [
         "Noise: each point displaced along a random unit direction by the given fraction of the clean mesh's "
         "bounding-sphere radius, normals unchanged; every method gets the same points. Metrics against the clean mesh.",
-        f"Neural fits (CPU): {neural}; time is fit + sparse extraction. Poisson: Open3D, depth {POISSON_DEPTH}, "
+        f"Neural fits ({args.device}): {neural}; time is fit + sparse extraction (in a fresh process: on a GPU with the "
+        f"kernels' compilation unless cached). Poisson: Open3D, depth {POISSON_DEPTH}, "
         f"vertices below the {POISSON_TRIM_QUANTILE:.0%} density quantile removed; time includes the point cloud set-up and the trim.",
         "Peak MB: the worker process's maximum RSS (one fresh process per row), of which the imports alone take "
         + ", ".join(f"{LABELS[m]} {b:.0f}" for m, b in base.items())

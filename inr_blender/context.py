@@ -87,13 +87,17 @@ class JobContext:
             raise box["error"]
         return box["value"]
 
+    def report_due(self, step: int, total: int) -> bool:
+        """Whether :meth:`progress` would send a report of ``step`` of ``total`` now (the first and last step, or
+        ``min_interval`` since the last): ask it before reading a value back from a GPU just to report it."""
+        return step in (0, total) or time.monotonic() - self._last >= self._min_interval
+
     def progress(self, step: int, total: int, loss: float | None = None, message: str = "", psnr: float | None = None) -> None:
         """Report progress (step of total, current loss, a short message, a radiance field's PSNR) and honour cancel."""
         self.check_cancel()
-        now = time.monotonic()
-        if step not in (0, total) and now - self._last < self._min_interval:
+        if not self.report_due(step, total):
             return
-        self._last = now
+        self._last = time.monotonic()
         event = {"step": int(step), "total": int(total), "loss": None if loss is None else float(loss), "message": message}
         if psnr is not None:
             event["psnr"] = float(psnr)

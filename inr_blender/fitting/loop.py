@@ -14,6 +14,8 @@ from torch import nn
 
 from ..context import JobContext, JobError
 
+READBACK_EVERY = 1024  # at most this many step losses wait on the device for their read-back
+
 
 @dataclass
 class StopRule:
@@ -68,6 +70,10 @@ def train(
     ``param_groups`` splits the parameters into groups whose rates are
     ``learning_rate`` times the factors ``lr_scale(i)`` gives at step i (phased
     training; then without the step decay).
+
+    The step losses stay on the device and are read back in one transfer (a read waits for a GPU) only when a
+    progress report is due (``ctx.report_due``), at the stop rule's window ends and time limit, every
+    ``READBACK_EVERY`` steps and at the end; a non-finite loss then names the first step that had one.
     """
     stop = stop or StopRule()
     groups = [{"params": g} for g in param_groups] if param_groups is not None else field.parameters()
@@ -79,6 +85,7 @@ def train(
     )
     field.train()
     losses: list[float] = []
+    pending: list[torch.Tensor] = []  # the step losses not read back yet
     windows: list[float] = []
     calm = 0
     reason = f"reached the iteration limit ({iterations} steps)"
@@ -99,15 +106,20 @@ def train(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise JobError(f"training diverged at step {i + 1} (the loss is {value}); lower the learning rate")
-        losses.append(value)
-        ctx.progress(i + 1, iterations, value, message, None if progress_psnr is None else progress_psnr())
-        if stop.max_seconds > 0 and time.monotonic() - started >= stop.max_seconds and i + 1 < iterations:
+        pending.append(loss.detach())
+        due = ctx.report_due(i + 1, iterations)
+        timed_out = stop.max_seconds > 0 and time.monotonic() - started >= stop.max_seconds and i + 1 < iterations
+        window_end = stop.tolerance > 0 and (i + 1) % stop.window == 0
+        if due or timed_out or window_end or len(pending) >= READBACK_EVERY:
+            read_back(pending, losses)
+        if due:
+            ctx.progress(i + 1, iterations, losses[-1], message, None if progress_psnr is None else progress_psnr())
+        else:
+            ctx.check_cancel()
+        if timed_out:
             reason = f"reached the time limit ({stop.max_seconds:g} s) after {i + 1} steps"
             break
-        if stop.tolerance > 0 and (i + 1) % stop.window == 0:
+        if window_end:
             windows.append(float(np.mean(losses[-stop.window :])))
             if len(windows) > 1:
                 previous = windows[-2]
@@ -119,8 +131,22 @@ def train(
                     f"{stop.tolerance:.1%} {stop.patience} times in a row)"
                 )
                 break
+    read_back(pending, losses)
     field.eval()
     return TrainResult(losses, reason)
+
+
+def read_back(pending: list[torch.Tensor], losses: list[float]) -> None:
+    """Append the step losses ``pending`` (scalar tensors) to ``losses`` in one transfer and empty it; JobError
+    naming the first step (1-based, counting ``losses``) whose loss is not finite."""
+    if not pending:
+        return
+    values = torch.cat([t.reshape(1) for t in pending]).tolist()
+    pending.clear()
+    for k, value in enumerate(values):
+        if not math.isfinite(value):
+            raise JobError(f"training diverged at step {len(losses) + k + 1} (the loss is {value}); lower the learning rate")
+    losses.extend(values)
 
 
 def train_with(field: nn.Module, step_loss: Callable[[int], torch.Tensor], p: dict[str, Any], ctx: JobContext, **options: Any) -> TrainResult:

@@ -52,10 +52,9 @@ def igr_loss(
     }
     if normals is not None and tau_normals > 0:
         parts["normals"] = tau_normals * (w_normal * (g[:m] - normals).norm(dim=-1)).mean()
-    if off_sign is not None and w_sign > 0:
-        known = off_sign != 0
-        if bool(known.any()):
-            parts["sign"] = w_sign * torch.relu(-off_sign[known] * f[m:][known]).mean()
+    if off_sign is not None and w_sign > 0:  # the mean over the points of known sign (0 elsewhere), without a sync
+        known = (off_sign != 0).sum().clamp_min(1)
+        parts["sign"] = w_sign * torch.relu(-off_sign * f[m:]).sum() / known
     return sum(parts.values()), parts
 
 

@@ -100,7 +100,7 @@ class _Pixels:
 
 
 class _FitState(TypedDict):
-    mse: float | None  # the last training step's colour MSE
+    mse: torch.Tensor | None  # the last training step's colour MSE, on the device (read back only when reported)
     eval_seconds: float  # time spent evaluating on the held-out views
 
 
@@ -154,7 +154,7 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         origins, directions, target = training.rays(training.random(model.rays(), model.crop(i)))
         out = render_rays(field, settings, origins, directions, background, perturb=True)
         loss, mse = model.loss(out, target)
-        state["mse"] = float(mse.detach())
+        state["mse"] = mse.detach()
         model.after_step(out)
         return loss
 
@@ -165,7 +165,7 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         ctx,
         message=f"fitting NeRF ({p['model']})",
         betas=kind.betas,
-        progress_psnr=lambda: None if state["mse"] is None else psnr_of_mse(state["mse"]),
+        progress_psnr=lambda: None if state["mse"] is None else psnr_of_mse(float(state["mse"])),
     )
     train_seconds = time.monotonic() - started - state["eval_seconds"]
     if p["eval_every"]:
@@ -185,8 +185,8 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     field.eval()
     origins, directions, _ = training.rays(training.random(4096))
     threshold = surface_density(field, settings, origins, directions, background)
-    last_mse = state["mse"]
-    assert last_mse is not None  # every step sets it, and a fit runs at least one
+    assert state["mse"] is not None  # every step sets it, and a fit runs at least one
+    last_mse = float(state["mse"])
     return {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,

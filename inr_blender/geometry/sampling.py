@@ -125,3 +125,16 @@ def far_samples(estimate: SignedDistanceEstimate, count: int, min_distance: floa
     sd = estimate(queries)
     keep = np.abs(sd) >= min_distance
     return queries[keep], sd[keep]
+
+
+def near_surface_signs(
+    estimate: SignedDistanceEstimate, sigma: np.ndarray, count: int, min_distance: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` near-surface samples drawn as a fit draws them (a random point of the cloud plus a Gaussian of
+    that point's ``sigma``, see :func:`near_surface_samples`) and their sign from ``estimate`` (one k-d tree
+    query): +1 outside, -1 inside, 0 (unknown) closer than ``min_distance`` to the cloud."""
+    rng = np.random.default_rng(seed)
+    index = rng.integers(len(estimate.points), size=int(count))
+    queries = estimate.points[index] + rng.normal(size=(int(count), 3)) * np.asarray(sigma, dtype=np.float64)[index, None]
+    sd = estimate(queries)
+    return queries, np.where(np.abs(sd) >= min_distance, np.sign(sd), 0.0)

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..context import JobContext
+from ..context import JobContext, JobError
 from ..settings import presets as preset_tables
 from ..settings.spec import Param, Registry, Spec, params
 
@@ -89,12 +89,24 @@ class Job:
         given = dict(given)
         if self.presets is not None:
             name = given.pop("preset", None)
-            given = preset_tables.apply(self.presets(given), name, given)
+            device = preset_device(given.get("device")) if name and name != preset_tables.CUSTOM else "cpu"
+            given = preset_tables.apply(self.presets(given), name, given, device)
             given["preset"] = name
         return self.spec.resolve(given)
 
     def __call__(self, params: Mapping[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
         return self.fn(self.resolve(params), arrays, ctx)
+
+
+def preset_device(name: Any) -> str:
+    """The type of the device a job's ``device`` setting resolves to ('auto': what is here), for its preset's values
+    there (settings.presets.ON_DEVICE); a device name that does not resolve leaves the error to the job."""
+    from ..device import resolve_device  # torch: only where a preset is applied
+
+    try:
+        return resolve_device(None if name is None else str(name)).type
+    except JobError:
+        return "cpu"
 
 
 REGISTRY: Registry[Job] = Registry("job")

@@ -137,12 +137,41 @@ BY_JOB: dict[str, dict[str, Preset]] = {"fit_sdf": SDF, "fit_shape_space": SHAPE
 CUSTOM = "custom"
 
 
-def apply(table: dict[str, Preset], name: str | None, given: dict[str, Any]) -> dict[str, Any]:
-    """``given`` with preset ``name``'s values in place of the settings it does not set (None: not set)."""
+def apply(table: dict[str, Preset], name: str | None, given: dict[str, Any], device: str = "cpu") -> dict[str, Any]:
+    """``given`` with preset ``name``'s values in place of the settings it does not set (None: not set); on a
+    ``device`` of a type in :data:`ON_DEVICE` ('cuda', 'cuda:1'), the preset's values there."""
     if not name or name == CUSTOM:
         return dict(given)
     if name not in table:
         raise JobError(f"unknown preset {name!r}; choose one of {', '.join(table)} or {CUSTOM}")
     out = dict(table[name].values)
+    out.update(on_device(table, name, device))
     out.update({k: v for k, v in given.items() if v is not None})
     return out
+
+
+@dataclass(frozen=True)
+class DeviceValues:
+    """Values that preset ``preset`` of ``table`` takes on a device of type ``device`` in place of its row's."""
+
+    device: str
+    table: dict[str, Preset]
+    preset: str
+    values: dict[str, Any]
+
+
+def on_device(table: dict[str, Preset], name: str, device: str) -> dict[str, Any]:
+    """What :data:`ON_DEVICE` says preset ``name`` of ``table`` takes on ``device`` (a type, or 'cuda:1'), beyond its row."""
+    kind = device.split(":", 1)[0].strip().lower()
+    return {k: v for d in ON_DEVICE if d.table is table and d.preset == name and d.device == kind for k, v in d.values.items()}
+
+
+# The presets on a CUDA device, where a step of 64k points costs little more than one of 2k (the fused kernels):
+# the SDF presets take batches and tables nearer Instant-NGP's SDF settings (16 levels of 2 features, 2^19 entries
+# per level, finest resolution 2048, batches of about 2^18 points), keeping their iterations. Unmeasured so far:
+# bench/gpu_check.sh fits the Fast preset on a GPU. Applied by the worker once it knows the device (Job.resolve);
+# a setting the caller gives wins, and Custom gets none.
+ON_DEVICE: tuple[DeviceValues, ...] = (
+    DeviceValues("cuda", SDF, "fast", {"batch_size": 32768, "levels": 16, "log2_table_size": 19, "finest_resolution": 512}),
+    DeviceValues("cuda", SDF, "detailed", {"batch_size": 65536, "levels": 16, "log2_table_size": 21, "finest_resolution": 1024}),
+)

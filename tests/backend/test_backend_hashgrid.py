@@ -13,7 +13,9 @@ from inr_blender.fields.grad import finite_difference_gradient
 from inr_blender.fileio import read_geometry
 from inr_blender.fitting import resolve_params
 from inr_blender.fitting.losses import igr_loss
-from inr_blender.geometry.sampling import SignedDistanceEstimate, far_samples
+from inr_blender.fitting.methods import METHODS, Batch, FitData
+from inr_blender.fitting.methods.hashgrid import SIGN_POOL
+from inr_blender.geometry.sampling import SignedDistanceEstimate, far_samples, knn_sigma, near_surface_signs
 from inr_blender.jobs import JOBS
 
 from conftest import needs_shared_data
@@ -177,6 +179,47 @@ def test_far_samples_are_signed_distances_of_the_cloud():
     assert np.all(np.sign(sd) == np.sign(exact)) and np.abs(sd - exact).max() < 0.02
 
 
+def unit_sphere_cloud(n=20_000, radius=0.5):
+    d = np.random.default_rng(0).normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    return radius * d, d
+
+
+def test_near_surface_signs_agree_with_the_sphere():
+    points, normals = unit_sphere_cloud()
+    sigma = knn_sigma(points, 50)
+    queries, sign = near_surface_signs(SignedDistanceEstimate(points, normals), sigma, 20_000, 0.01, seed=3)
+    exact = np.linalg.norm(queries, axis=1) - 0.5
+    known = sign != 0
+    assert 0.3 < known.mean() < 0.95 and (sign[known] == np.sign(exact[known])).mean() > 0.999
+    clear = known & (np.abs(exact) > 0.005)  # (a few wrong ones sit on the surface, in gaps of the random cloud)
+    assert np.all(sign[clear] == np.sign(exact[clear]))
+    assert np.abs(exact[~known]).max() < 0.01  # unknown only within the hinge's distance of the cloud
+    assert 0.7 < exact.std() / np.median(sigma) < 1.3  # offsets of each point's own scale, as the fits draw them
+
+
+def test_hashgrid_steps_draw_signs_from_a_pool_made_once():
+    """prepare() estimates the signs of a pool of near-surface samples; the steps only draw from it on the device
+    (here with the k-d tree gone)."""
+    points, normals = unit_sphere_cloud(4000)
+    p = resolve_params({"method": "hashgrid", "levels": 4, "log2_table_size": 10, "finest_resolution": 32, "batch_size": 256, "device": "cpu"})
+    as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    method = METHODS.get("hashgrid")(p, FitData(points, normals, as_tensor(points), as_tensor(normals), torch.device("cpu"), JobContext()))
+    field = method.build_field(method.field_config(p))
+    method.prepare(field)
+    assert method.sign_points is not None and len(method.sign_points) == len(method.signs) == SIGN_POOL
+    exact = method.sign_points.norm(dim=1) - 0.5
+    known = method.signs != 0
+    assert known.float().mean() > 0.3 and (method.signs[known] == torch.sign(exact[known])).float().mean() > 0.99
+    clear = known & (exact.abs() > 0.02)  # beyond the cloud's gaps (4000 points: spacing ~0.014)
+    assert torch.equal(method.signs[clear], torch.sign(exact[clear]))
+    method.estimate = None  # a step that still asked the k-d tree would fail
+    idx = torch.randint(len(points), (256,))
+    loss = method.loss(field, Batch(as_tensor(points)[idx], as_tensor(normals)[idx], None, idx, 256), 0)
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in field.parameters())
+
+
 @pytest.mark.slow  # ~20 s each on 2 cores
 @pytest.mark.parametrize("guided", [False, True])
 def test_sign_terms_leave_one_surface_on_fandisk(tmp_path, guided):
@@ -244,4 +287,6 @@ def test_sign_term_penalises_only_the_wrong_sign():
     _, wrong = igr_loss(net, surface, None, off, off_sign=-torch.sign(f), w_sign=10.0)
     assert torch.isclose(wrong["sign"], 10.0 * f.abs().mean())
     _, unknown = igr_loss(net, surface, None, off, off_sign=torch.zeros(3, dtype=torch.float64), w_sign=10.0)
-    assert "sign" not in unknown
+    assert unknown["sign"] == 0
+    _, some = igr_loss(net, surface, None, off, off_sign=torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64) * torch.sign(f), w_sign=10.0)
+    assert torch.isclose(some["sign"], 10.0 * f[2].abs())  # the mean over the points of known sign only

@@ -122,13 +122,42 @@ def test_a_job_without_a_command_adapter_prints_its_result_as_json():
 
 def test_presets_fill_in_what_the_caller_does_not_set():
     fit = REGISTRY.get("fit_sdf")
-    fast = fit.resolve({"preset": "fast", "iterations": 7})
+    fast = fit.resolve({"preset": "fast", "iterations": 7, "device": "cpu"})  # (a GPU's Fast preset: the test below)
     assert (fast["method"], fast["iterations"], fast["levels"]) == ("hashgrid", 7, presets.SDF["fast"].values["levels"])
     idf = fit.resolve({"method": "idf", "preset": "detailed"})  # a displacement field's presets
     assert (idf["iterations"], idf["detail_width"]) == (2000, presets.DISPLACEMENT["detailed"].values["detail_width"])
     assert fit.resolve({"preset": "custom", "method": "igr"})["iterations"] == fit.resolve({"method": "igr"})["iterations"]
     space = REGISTRY.get("fit_shape_space").resolve({"preset": "fast"})
     assert space["latent_size"] == presets.SHAPE_SPACE["fast"].values["latent_size"]
+
+
+@pytest.mark.parametrize("name", ["fast", "detailed"])
+def test_sdf_presets_scale_on_a_cuda_device_only(name):
+    row = presets.SDF[name].values
+    cuda = presets.apply(presets.SDF, name, {}, "cuda")
+    assert cuda == presets.apply(presets.SDF, name, {}, "cuda:1") and cuda["method"] == "hashgrid"
+    assert cuda["batch_size"] >= 8 * row["batch_size"] and cuda["log2_table_size"] > row["log2_table_size"]
+    assert cuda["finest_resolution"] > row["finest_resolution"] and cuda["iterations"] == row["iterations"]
+    for device in ("cpu", "mps"):
+        assert presets.apply(presets.SDF, name, {}, device) == row
+    given = {"batch_size": 1000, "levels": 8, "learning_rate": None}  # None: not set
+    mine = presets.apply(presets.SDF, name, given, "cuda")
+    assert (mine["batch_size"], mine["levels"], mine["log2_table_size"]) == (1000, 8, cuda["log2_table_size"])
+    assert presets.apply(presets.SDF, "custom", given, "cuda") == given  # custom: no preset, no scaling
+    assert presets.apply(presets.DISPLACEMENT, name, {}, "cuda") == presets.DISPLACEMENT[name].values  # SDF rows only
+
+
+def test_the_worker_scales_presets_for_the_device_it_resolves():
+    from inr_blender.jobs.registry import preset_device
+
+    assert preset_device("cpu") == "cpu" and preset_device("auto") == preset_device(None)
+    fit = REGISTRY.get("fit_sdf")
+    on_cpu = fit.resolve({"preset": "detailed", "device": "cpu"})
+    assert on_cpu["batch_size"] == presets.SDF["detailed"].values["batch_size"]
+    here = fit.resolve({"preset": "detailed", "batch_size": 300})  # device auto: whatever this machine has
+    assert here["batch_size"] == 300 and here["preset"] == "detailed"
+    expected = presets.apply(presets.SDF, "detailed", {}, preset_device("auto"))
+    assert here["log2_table_size"] == expected["log2_table_size"]
 
 
 def test_fit_sdf_runs_the_fast_preset_when_none_is_named(tmp_path):

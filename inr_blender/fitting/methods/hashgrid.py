@@ -3,7 +3,9 @@
 The field is hash-grid features plus a small softplus MLP over a fixed sphere SDF (see :mod:`...fields.hashgrid`).
 With normals, two terms from the signed distance to the cloud (sign from the nearest normals, see
 SignedDistanceEstimate) join IGR's: an L1 term at uniform points far from the cloud (``w_far``) and a sign hinge
-on near-surface samples (``w_sign``). The grid's features are local, so without them the inside keeps shells of
+on near-surface samples (``w_sign``). Both draw from pools prepared once on the device (one k-d tree query each),
+so a step does no host work: a quarter of each step's near-surface samples come from the sign pool, drawn as IGR
+draws them. The grid's features are local, so without them the inside keeps shells of
 the initial sphere and small blobs appear just outside the surface. ``gradient`` 'finite_difference' takes the
 input gradients by central differences of one cell of the finest level. Where the encoding runs as fused Triton
 kernels (CUDA, see :meth:`...fields.hashgrid.HashGridEncoding.fused`) it always does: the kernels have no double
@@ -21,7 +23,7 @@ from torch import Tensor, nn
 from ...fields import field_config
 from ...fields.base import linear_layers
 from ...fields.hashgrid import HashGridEncoding, HashGridSDF
-from ...geometry.sampling import SignedDistanceEstimate, far_samples
+from ...geometry.sampling import SignedDistanceEstimate, far_samples, near_surface_signs
 from ...ranges.activations import activate
 from ...ranges.affine import AffineForm, concat
 from ...ranges.encodings import norm
@@ -32,6 +34,8 @@ from .base import Batch, register
 from .igr import Igr
 
 FAR_POOL = 50_000  # uniform candidates for the far-field samples (a pool of 200k took 2.4 s of k-d tree queries)
+SIGN_POOL = 1 << 16  # near-surface samples of known sign, at least; and at least SIGN_POOL_STEPS steps' worth
+SIGN_POOL_STEPS = 16
 
 
 @register
@@ -48,7 +52,13 @@ class HashGrid(Igr):
         p, data = self.p, self.data
         wanted = p["w_far"] > 0 or p["w_sign"] > 0
         self.estimate = SignedDistanceEstimate(data.local, data.normals) if data.normals is not None and wanted else None
-        self.far = None
+        self.far = self.sign_points = None
+        if self.estimate is not None and p["w_sign"] > 0:
+            data.ctx.progress(0, 1, None, "estimating the sign of near-surface samples")
+            count = max(SIGN_POOL, SIGN_POOL_STEPS * self.sign_count(p["batch_size"]))
+            points, signs = near_surface_signs(self.estimate, self.sigma.cpu().numpy(), count, p["sign_distance"], p["seed"])
+            self.sign_points = torch.as_tensor(points, dtype=torch.float32, device=self.device)
+            self.signs = torch.as_tensor(signs, dtype=torch.float32, device=self.device)
         if self.estimate is not None and p["w_far"] > 0:
             data.ctx.progress(0, 1, None, "estimating signed distances away from the points")
             far, far_sd = far_samples(self.estimate, FAR_POOL, p["far_distance"], p["seed"])
@@ -56,6 +66,11 @@ class HashGrid(Igr):
             self.far_sd = torch.as_tensor(far_sd, dtype=torch.float32, device=self.device)
         numerical = p["gradient"] == "finite_difference" or self.fused(field)
         self.fd_step = 2.0 / p["finest_resolution"] if numerical else 0.0
+
+    @staticmethod
+    def sign_count(size: int) -> int:
+        """How many of a step's near-surface samples come from the sign pool."""
+        return max(1, size // 4)
 
     def fused(self, field: nn.Module) -> bool:
         """Whether the field's encoding runs the fused kernels on this fit's device (then: finite differences)."""
@@ -66,11 +81,11 @@ class HashGrid(Igr):
         p, size = self.p, batch.size
         off = self.off_surface(batch)
         off_sign = None
-        if self.estimate is not None and p["w_sign"] > 0:  # the sign of a quarter of the near-surface samples
-            k = max(1, size // 4)
-            sd = torch.as_tensor(self.estimate(off[:k].detach().cpu().numpy()), dtype=torch.float32, device=self.device)
-            off_sign = torch.zeros(len(off), device=self.device)
-            off_sign[:k] = torch.where(sd.abs() >= p["sign_distance"], torch.sign(sd), 0.0)
+        if self.sign_points is not None:  # a quarter of the near-surface samples: from the pool, with their sign
+            k = min(self.sign_count(size), len(off))
+            j = torch.randint(len(self.sign_points), (k,), device=self.device)
+            off = torch.cat([self.sign_points[j], off[k:]])
+            off_sign = torch.cat([self.signs[j], off.new_zeros(len(off) - k)])
         loss, _ = igr_loss(
             field, batch.on, batch.normals, off, p["tau_normals"], p["lambda_eikonal"], self.fd_step, off_sign, p["w_sign"], batch.weights
         )
