@@ -21,7 +21,8 @@ from .registry import Arrays, Command, Positional, Result, job, preset_param
 from .shared import OUTPUT, RETURN_CHECKPOINT, checkpoint_target, deliver, summary
 
 PRESET = preset_param(
-    f"Settings by purpose, filled in where not set: {', '.join(presets.SDF)} (method idf: {', '.join(presets.DISPLACEMENT)}); custom: none",
+    f"Settings by purpose, filled in where not set: {', '.join(presets.SDF)} (method idf: {', '.join(presets.DISPLACEMENT)}); custom: none. "
+    "On a CUDA device, fast and detailed take larger batches and tables",
     presets.SDF,
     presets.DISPLACEMENT,
 )

@@ -23,10 +23,13 @@ def options(job_name):
 
 
 def runs(job, **given):
-    """The settings a command runs with the options ``given``: its default preset, then the job's resolution."""
+    """The settings a command runs with the options ``given``: its default preset, then the job's resolution (on the
+    CPU: a CUDA device scales the presets, and the help says so)."""
     if job.presets is not None:
         given["preset"] = default_preset(job, given)
-    return job.resolve(given)
+    if "device" in given:
+        return job.resolve(given)
+    return {**job.resolve({**given, "device": "cpu"}), "device": job.resolve(given)["device"]}
 
 
 def shown_default(help_text, variants=()):
