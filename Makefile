@@ -6,6 +6,7 @@
 #   make test-backend  # the backend and wire tests only (these need no bpy)
 #   make lint          # ruff check, ruff format --check, mypy on inr_blender/ (configured in pyproject.toml)
 #   make format        # ruff format, then ruff check --fix
+#   make gallery       # the README's pictures in docs/gallery/ (docs/gallery/make_gallery.py)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -53,6 +54,16 @@ extension: $(STAMP)
 	mkdir -p dist
 	$(PY) $(BLENDER_EXT) validate .
 	$(PY) $(BLENDER_EXT) build --source-dir . --output-dir dist
+
+# The README's pictures (docs/gallery/make_gallery.py; needs ../shared/data): the NeRF view and the iso-points
+# are regenerated, the others reused from bench/results. GALLERY_ARGS="--reuse sdf shape-space" regenerates the
+# skeleton and the transfer too; the Poisson comparison needs open3d, the shape space an hour of training.
+GALLERY_ARGS ?= --reuse sdf skeleton transfer shape-space
+
+.PHONY: gallery
+
+gallery: $(STAMP)
+	$(PY) docs/gallery/make_gallery.py $(GALLERY_ARGS)
 
 clean:
 	rm -rf $(VENV) dist demo_out .pytest_cache .mypy_cache .ruff_cache

@@ -62,6 +62,14 @@ def test_zip_holds_the_extension_and_the_backend_but_no_tests(built_zip):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_zip_leaves_out_the_docs_and_the_gallery(built_zip):
+    names = zipfile.ZipFile(built_zip).namelist()
+    assert (REPO / "docs" / "gallery" / "make_gallery.py").exists(), "the gallery moved: update this test"
+    shipped = [n for n in names if n.startswith(("docs/", "bench/")) or n.endswith(".png") or n == "README.md"]
+    assert shipped == [], shipped  # the README's pictures and links point into docs/, which stays out
+    assert "__init__.py" in names and "inr_blender/jobs/isopoints.py" in names
+
+
 INSTALLED_RUN = textwrap.dedent(
     """
     import sys
