@@ -28,8 +28,9 @@ ORIENTATION_SAMPLES = 64  # faces whose sides are compared to wind a preview sur
 class PreviewClock:
     """Decides when a fit makes a preview; counts what they cost (``count``, ``seconds``)."""
 
-    def __init__(self, every: float, ctx: JobContext, share: float = settings.MAX_SHARE) -> None:
-        self.every, self.ctx, self.share = float(every), ctx, share
+    def __init__(self, every: float, ctx: JobContext, share: float | None = None) -> None:
+        self.every, self.ctx = float(every), ctx
+        self.share = settings.MAX_SHARE if share is None else share
         self.active = self.every > 0 and ctx.wants_preview
         self.next_at = time.monotonic() + self.every
         self.count, self.seconds = 0, 0.0
