@@ -47,8 +47,9 @@ from ..render.image_metrics import psnr, psnr_of_mse, ssim
 from ..render.renderer import render_image, render_rays
 from ..render.surface import surface_density
 from ..settings import nerf as nerf_settings
+from ..settings.preview import preview_size
 from .loop import downsample_history, train_with
-from .preview import Preview, PreviewCamera, PreviewClock, image_preview, preview_size
+from .preview import Preview, PreviewCamera, PreviewClock, image_preview
 from .radiance import MODELS
 from .variant import variant_spec
 

@@ -2,7 +2,7 @@
 
 The fits call :meth:`PreviewClock.tick` once a step; it makes a preview when ``preview_every`` seconds have passed
 since the last one ended and the context wants previews (:attr:`.JobContext.wants_preview`), and spaces them
-further apart when one takes more than :data:`~..settings.preview.MAX_SHARE` of the time between two. A preview is
+further apart when one takes more than :func:`~..settings.preview.max_share` of the time between two. A preview is
 made under ``no_grad`` in eval mode and leaves the field in train mode, as the loop expects.
 """
 
@@ -30,7 +30,7 @@ class PreviewClock:
 
     def __init__(self, every: float, ctx: JobContext, share: float | None = None) -> None:
         self.every, self.ctx = float(every), ctx
-        self.share = settings.MAX_SHARE if share is None else share
+        self.share = settings.max_share() if share is None else share
         self.active = self.every > 0 and ctx.wants_preview
         self.next_at = time.monotonic() + self.every
         self.count, self.seconds = 0, 0.0
@@ -114,9 +114,3 @@ def preview_camera(arrays: dict[str, np.ndarray]) -> PreviewCamera | None:
     if not (k[0] > 0 and k[1] > 0):
         raise JobError("the preview camera's focal lengths must be positive")
     return c2w, k[:4].astype(np.float32), width, height
-
-
-def preview_size(width: int, height: int, side: int = settings.IMAGE_SIDE) -> tuple[int, int, float]:
-    """A view of ``width`` x ``height`` shrunk to ``side`` pixels on its long side (never enlarged): (w, h, factor)."""
-    factor = min(1.0, side / max(width, height))
-    return max(1, round(width * factor)), max(1, round(height * factor)), factor

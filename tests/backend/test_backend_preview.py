@@ -26,7 +26,7 @@ TINY_IGR = {"method": "igr", "iterations": 150, "width": 32, "depth": 2, "batch_
 def generous(monkeypatch):
     """Previews may take half the time, at 32^3: a few seconds of fitting make several (the default 5% would space
     them out to one every few seconds on a loaded 2-core machine)."""
-    monkeypatch.setattr(preview_settings, "MAX_SHARE", 0.5)
+    monkeypatch.setenv("INR_PREVIEW_SHARE", "0.5")
     monkeypatch.setattr(preview_settings, "MESH_RESOLUTION", 32)
 
 
