@@ -7,6 +7,7 @@ import _thread
 import signal
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -40,9 +41,11 @@ def shown(addon, monkeypatch):
 
     def look(context, name, event, arrays):
         real(context, name, event, arrays)
-        obj = bpy.data.objects.get(name)
+        obj, image = bpy.data.objects.get(name), bpy.data.images.get(name)
         seen.append(
             {
+                "image": tuple(image.size) if image is not None else None,
+                "pixels": round(float(np.asarray(image.pixels[:]).sum()), 3) if image is not None else None,
                 "name": name,
                 "exists": obj is not None and bool(obj.get(module.MARK)),
                 "step": event["info"]["step"],
@@ -124,3 +127,66 @@ def test_cancel_removes_the_preview(scene, shown, addon):
     assert shown and shown[0]["exists"]  # there was a preview
     assert bpy.data.objects.get("Scan_SDF preview") is None and bpy.data.meshes.get("Scan_SDF preview") is None
     assert scene_state() == before
+
+
+class _Layout:
+    """A stand-in for bpy.types.UILayout (the bpy module draws no panels): records the icons drawn."""
+
+    def __init__(self, icons: list) -> None:
+        self.icons = icons
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: _Layout(self.icons)
+
+    def panel(self, idname, **kwargs):
+        return _Layout(self.icons), _Layout(self.icons)
+
+    def template_icon(self, icon_value, **kwargs):
+        self.icons.append(icon_value)
+
+
+def test_radiance_preview_image_psnr_curve_and_panel(scene, addon):
+    """Fit NeRF's preview camera is the scene camera shrunk to 128 px, which the backend accepts; its views land in
+    an Image the Job panel draws with the PSNR curve; the image goes when the job ends. (A radiance fit through a
+    worker takes minutes here: tests/backend/test_backend_preview.py fits one with previews.)"""
+    from inr_blender.fitting.preview import preview_camera
+
+    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(camera)
+    camera.location = (0.0, 0.0, 2.5)
+    scene.camera = camera
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 480, 320, 100
+    bpy.context.view_layer.update()  # the camera's matrix_world
+    arrays = addon.operators.fit_nerf.preview_camera(scene)
+    c2w, k, width, height = preview_camera(arrays)  # the backend's checks
+    assert (width, height) == (128, 85) and np.allclose(c2w[:3, 3], (0, 0, 2.5))
+    fx, fy, cx, cy, w, h = addon.operators.common.cameras.intrinsics(scene, camera)
+    assert np.allclose(k, np.array([fx, fy, cx, cy]) * 128 / 480)
+
+    module, job = addon.operators.common.preview, bpy.context.window_manager.inr_job
+    name = module.preview_name("views_NeRF")
+    rgb = np.zeros((85, 128, 3), np.uint8)
+    rgb[:10] = 255  # the top rows white
+    module.show(bpy.context, name, {"kind": "image", "info": {"step": 5, "total": 100}}, {"rgb": rgb})
+    image = bpy.data.images[name]
+    pixels = np.asarray(image.pixels[:]).reshape(85, 128, 4)
+    assert tuple(image.size) == (128, 85) and job.preview_image == name
+    assert pixels[-1, :, :3].min() == 1.0 and pixels[0, :, :3].max() == 0.0  # Blender's rows run bottom to top
+    module.show(bpy.context, name, {"kind": "image", "info": {"step": 9, "total": 100}}, {"rgb": 255 - rgb})
+    assert bpy.data.images[name] == image and image.pixels[0] == 1.0  # updated in place
+    for step, value in ((1, 10.0), (2, 12.5), (2, 99.0), (3, 14.0)):
+        module.record_psnr(bpy.context, step, value)
+    assert [(h.step, h.value) for h in job.psnr_history] == [(1, 10.0), (2, 12.5), (3, 14.0)]
+
+    job.running = True
+    try:
+        icons: list = []
+        panel = addon.panels.job.VIEW3D_PT_inr_job
+        panel.draw(types.SimpleNamespace(layout=_Layout(icons)), bpy.context)
+        previews = addon.panels.loss_plot._previews
+        assert len(icons) == 2 and tuple(previews["live:image"].image_size) == (128, 85)
+        assert tuple(previews["live:psnr"].image_size) == addon.panels.loss_plot.SIZE
+    finally:
+        job.running = False
+    module.remove(name)
+    assert bpy.data.images.get(name) is None and job.preview_image == ""
