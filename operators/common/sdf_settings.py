@@ -124,6 +124,7 @@ class SdfFitOperator(SdfFitSettings, FitJobOperator):
         self._preview_name = preview_name(self._plan.field_name)
         self._fit: JobOutcome | None = None
         self._stages = 2 if params["preview_every"] > 0 else 1
+        self._stage_label = "fitting"
         return self._plan.params, arrays
 
     def next_job(self, context: bpy.types.Context, outcome: JobOutcome) -> JobSpec | None:
