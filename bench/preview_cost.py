@@ -1,7 +1,7 @@
 """What live previews cost a fit (issue 20): the same SDF fit through a real local worker with previews off, every
 2 s (the UI's default) and every 0.5 s, the configurations interleaved round by round; the median of the rounds.
 
-    python bench/preview_cost.py [--shape mesh.obj] [--steps 400] [--rounds 3]
+    python bench/preview_cost.py [--shape mesh.obj] [--steps 400] [--rounds 3] [--width 256] [--batch 4096]
 
 The fit runs a fixed number of steps (no convergence stop), so every configuration does the same training work; the
 client takes every preview as Blender's operator does. Writes bench/results/preview_cost.md.
@@ -21,14 +21,14 @@ from inr_blender.wire.client import Backend, BackendConfig
 CONFIGS = (("off", 0.0), ("every 2 s", 2.0), ("every 0.5 s", 0.5))
 
 
-def fit_once(backend: Backend, mesh: dict, steps: int, every: float, folder: str) -> tuple[float, int, float, int]:
+def fit_once(backend: Backend, mesh: dict, args: argparse.Namespace, every: float, folder: str, steps: int = 0) -> tuple[float, int, float, int]:
     """(fit seconds, previews made, seconds they took in the worker, previews the client received)."""
     params = {
         "method": "igr",
-        "iterations": steps,
-        "width": 256,
+        "iterations": steps or args.steps,
+        "width": args.width,
         "depth": 4,
-        "batch_size": 4096,
+        "batch_size": args.batch,
         "num_samples": 30000,
         "convergence_tolerance": 0.0,
         "device": "cpu",
@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--shape", default=DEFAULT_SHAPE)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--width", type=int, default=256, help="hidden units of the 4 layers (Fit SDF's default 256)")
+    parser.add_argument("--batch", type=int, default=4096, help="points per step (IGR's default 4096)")
     parser.add_argument("--output", default=os.path.join(REPO, "bench", "results", "preview_cost.md"))
     args = parser.parse_args()
     name, mesh = load_shape(args.shape)
@@ -55,10 +57,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         backend = Backend(BackendConfig(python=sys.executable, log_dir=folder)).start()
         try:
-            fit_once(backend, mesh, 5, 0.0, folder)  # warm-up: the worker's first fit imports what Adam needs (seconds)
+            fit_once(backend, mesh, args, 0.0, folder, steps=5)  # warm-up: the worker's first fit imports what Adam needs (seconds)
             for k in range(args.rounds):
                 for label, every in CONFIGS:
-                    runs[label].append(fit_once(backend, mesh, args.steps, every, folder))
+                    runs[label].append(fit_once(backend, mesh, args, every, folder))
                     print(f"round {k + 1}, previews {label}: {runs[label][-1]}", flush=True)
         finally:
             backend.close()
@@ -75,11 +77,12 @@ def main() -> None:
                 f"{(median / base - 1) * 100:+.1f}%",
                 f"{statistics.median(r[1] for r in runs[label]):.0f}",
                 f"{statistics.median(r[2] for r in runs[label]):.2f}",
+                f"{statistics.median(r[2] / r[0] for r in runs[label]) * 100:.1f}%",
                 f"{statistics.median(r[3] for r in runs[label]):.0f}",
             ]
         )
-    header = ["previews", "fit seconds (rounds)", "median", "slowdown", "previews made", "seconds in previews", "received"]
-    title = f"Preview cost: IGR 4x256, {args.steps} steps of 4096 points on {name}, 64^3 preview surfaces, local worker, 2 CPU cores"
+    header = ["previews", "fit seconds (rounds)", "median", "slowdown", "previews made", "seconds in previews", "share", "received"]
+    title = f"Preview cost: IGR {args.width}x4, {args.steps} steps of {args.batch} points on {name}, 64^3 preview surfaces, local worker, 2 CPU cores"
     write_table(args.output, title, header, rows)
 
 

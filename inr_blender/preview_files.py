@@ -5,6 +5,7 @@ newer preview, so a viewer that reloads the file never reads half of one."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,10 +22,10 @@ def preview_path(output: str, kind: str) -> str:
     return os.path.splitext(output)[0] + SUFFIXES[kind]
 
 
-def file_sink(output: str | None, every: Any) -> PreviewSink | None:
-    """A preview sink that writes each preview beside ``output`` (see :func:`preview_path`) and says so once; None
-    when previews are off (``every``: the ``preview_every`` the command line was given, or None) or nothing is
-    written."""
+def file_sink(output: str | None, every: Any, say: Callable[[str], None] = print) -> PreviewSink | None:
+    """A preview sink that writes each preview beside ``output`` (see :func:`preview_path`) and says so once
+    (``say``: e.g. the progress bar's ``note``); None when previews are off (``every``: the ``preview_every`` the
+    command line was given, or None) or nothing is written."""
     seconds = PREVIEW_EVERY.coerce(every)
     if not output or not seconds:
         return None
@@ -44,6 +45,6 @@ def file_sink(output: str | None, every: Any) -> PreviewSink | None:
                 Image.fromarray(np.asarray(arrays["rgb"], dtype=np.uint8)).save(fh, format="PNG")
         if path not in told:
             told.add(path)
-            print(f"preview at step {info['step']}: {path} (replaced by each newer one)", flush=True)
+            say(f"preview at step {info['step']}: {path} (replaced by each newer one)")
 
     return write
