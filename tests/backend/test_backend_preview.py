@@ -119,6 +119,10 @@ def test_radiance_fit_previews_the_given_camera(tmp_path, generous):
     bad = dict(camera, preview_intrinsics=np.array([20.0, 20.0, 12.0, 8.0, 24.5, 16]))
     with pytest.raises(JobError, match="whole pixels"):
         JOBS["fit_nerf"](params, bad, JobContext())
+    # without a camera: the first held-out view, at its own size (16 px: never enlarged)
+    ctx, got = _collect()
+    JOBS["fit_nerf"](dict(params, iterations=5, preview_every=1e-3), {}, ctx)
+    assert got and all(arrays["rgb"].shape == (16, 16, 3) for _, arrays, _ in got)
 
 
 @pytest.mark.slow  # a fit of 40 steps: seconds on 2 idle cores, minutes on loaded ones
