@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 from .context import JobContext, JobError
 from .jobs.registry import REGISTRY, Job
 from .outputs import atomic_write, check_output
+from .preview_files import file_sink
 from .progress_bar import ProgressBar
 from .sandbox import Sandbox
 from .settings.spec import Param, Spec, number
@@ -305,7 +306,8 @@ def run(job: Job, args: argparse.Namespace) -> None:
             with np.load(args.arrays, allow_pickle=False) as data:
                 arrays = dict(data)
     bar = None if args.quiet else ProgressBar()
-    ctx = JobContext(send=bar)
+    sink = file_sink(getattr(args, "output", None), params.get("preview_every"), print if bar is None else bar.note)  # --preview-every
+    ctx = JobContext(send=bar, preview=sink)
     try:
         with _ctrl_c_keeps_the_fit(ctx, bar):
             result, out = job(params, arrays, ctx)

@@ -1,4 +1,4 @@
-"""What a running job sees of the worker: progress reporting, cancellation, and a request to stop early."""
+"""What a running job sees of the worker: progress reporting, previews, cancellation, and a request to stop early."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+# A preview as a job hands it over: its kind ("mesh", "image"), arrays and a small JSON-able dict of facts.
+PreviewSink = Callable[[str, dict[str, Any], dict[str, Any]], None]
+
+
 class JobContext:
     """Passed to every job: ``progress()`` reports and is also the cancellation point.
 
@@ -29,6 +33,8 @@ class JobContext:
     is rate-limited to ``min_interval`` seconds, except the first and last step.
     A stop request (:meth:`request_stop`: the command line's first Ctrl-C) is not a cancel: a training loop
     that asks :meth:`stop_requested` ends at that step and the job goes on to keep what it has.
+    ``preview`` receives a fit's previews (the worker's drops them when the client is slow;
+    the CLI's writes files); without one, fits skip making them (:attr:`wants_preview`).
     """
 
     def __init__(
@@ -38,9 +44,11 @@ class JobContext:
         min_interval: float = 0.1,
         verbose: bool = False,
         sandbox: Sandbox | None = None,
+        preview: PreviewSink | None = None,
     ) -> None:
         self.sandbox = sandbox  # where a remote worker's jobs may read and write (None: anywhere)
         self._send = send
+        self._preview = preview
         self._cancel = cancel_event or threading.Event()
         self._min_interval = min_interval
         self._last = 0.0
@@ -51,6 +59,23 @@ class JobContext:
     @property
     def cancelled(self) -> bool:
         return self._cancel.is_set()
+
+    @property
+    def wants_preview(self) -> bool:
+        """Whether previews go anywhere (a fit makes none otherwise)."""
+        return self._preview is not None
+
+    def preview(self, kind: str, arrays: dict[str, Any], info: dict[str, Any]) -> None:
+        """Hand over a preview (``kind`` "mesh": local-frame ``vertices``, ``faces``; "image": ``rgb``) with ``info``
+        (step, total, the field's centre and scale, ...); honours cancel."""
+        self.check_cancel()
+        if self._preview is not None:
+            self._preview(kind, arrays, info)
+
+    def quiet(self) -> JobContext:
+        """A context that shares this one's cancellation and sandbox but reports nothing: for work done on the side
+        (a preview's extraction), whose progress would read as the job's."""
+        return JobContext(cancel_event=self._cancel, sandbox=self.sandbox)
 
     def check_cancel(self) -> None:
         """Raise :class:`Cancelled` if cancellation was requested."""

@@ -34,6 +34,7 @@ class INR_OT_fit_displacement(DisplacementSettings, SdfFitOperator, bpy.types.Op
 
     def draw(self, context: bpy.types.Context) -> None:
         self.draw_displacement(self.layout)
+        self.layout.prop(self, "preview_every")
 
     def field_method(self, values: dict[str, Any]) -> str:
         return "IDF"

@@ -21,12 +21,15 @@ from bpy.props import EnumProperty, FloatProperty, FloatVectorProperty, IntPrope
 from ..inr_blender.context import JobError
 from ..inr_blender.render import transforms
 from ..inr_blender.settings import nerf
+from ..inr_blender.settings.preview import preview_size
 from ..inr_blender.wire.client import JobOutcome
 from ..properties import NERF_MODELS
 from ..properties.defaults import backend_name, enum_item
 from .common.bridge import InputError, make_active
+from .common.cameras import camera_to_world, check_perspective, intrinsics
 from .common.field import checkpoints, new_checkpoint_path, new_field
-from .common.job import FitJobOperator
+from .common.job import FitJobOperator, preview_property
+from .common.preview import preview_name
 from .common.rig import TRANSFORMS, find_rig
 
 SOURCES = [
@@ -88,6 +91,23 @@ def read_views(path: str) -> tuple[dict[str, np.ndarray], list[list[float]]]:
     return arrays, scene.aabb.tolist()
 
 
+def preview_camera(scene: bpy.types.Scene) -> dict[str, np.ndarray]:
+    """The scene camera as the live preview's view (the arrays ``preview_c2w`` and ``preview_intrinsics``: fx, fy,
+    cx, cy, width, height, shrunk to the preview's size); none when the scene has no perspective camera (the
+    backend then previews its first held-out view)."""
+    cam = scene.camera
+    try:
+        if cam is None:
+            return {}
+        check_perspective(cam)
+        fx, fy, cx, cy, width, height = intrinsics(scene, cam)
+    except InputError:
+        return {}
+    w, h, factor = preview_size(width, height)
+    k = np.array([fx * factor, fy * factor, cx * factor, cy * factor, w, h], dtype=np.float32)
+    return {"preview_c2w": camera_to_world(cam).astype(np.float32), "preview_intrinsics": k}
+
+
 class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
     """Fit a radiance field (NeRF) to the rendered views of the camera rig, or to a transforms.json on disk"""
 
@@ -122,6 +142,7 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
         name="Background", subtype="COLOR", size=3, min=0.0, max=1.0, default=(1.0, 1.0, 1.0), description="The colour behind transparent pixels"
     )
     seed: IntProperty(name="Seed", default=0, min=0)
+    preview_every: preview_property()
     # the models' own settings; 0 keeps the model's default (inr_blender/fitting/nerf.py)
     width: IntProperty(name="Width", default=0, min=0, max=1024, description="Hidden units per layer (0: Fast 64, Classic 256)")
     depth: IntProperty(name="Depth", default=0, min=0, max=16, description="Hidden layers of the classic MLP (0: 8)")
@@ -153,7 +174,7 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
         layout.prop(self, "source")
         if self.source == "FILE":
             layout.prop(self, "transforms_path")
-        for name in ("model", "iterations", "max_seconds", "learning_rate", "downscale", "holdout_every", "background", "seed"):
+        for name in ("model", "iterations", "max_seconds", "learning_rate", "downscale", "holdout_every", "background", "seed", "preview_every"):
             layout.prop(self, name)
         box = layout.box()
         box.label(text=f"{nerf.BUILTIN[backend_name(self.model)].label} model (0: its default)")
@@ -193,6 +214,10 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
             arrays, params["aabb"] = read_views(path)
         else:
             params["transforms_path"] = path
+        params["preview_every"] = self.preview_seconds()
+        if params["preview_every"] > 0:
+            arrays.update(preview_camera(context.scene))
+        self._preview_name = preview_name(self._field_name)
         params.update(transport.output(checkpoint))
         self._sources = [self._views_stored]
         return params, arrays

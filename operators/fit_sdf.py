@@ -124,6 +124,7 @@ class INR_OT_fit_sdf(SdfFitOperator, bpy.types.Operator):
                 names = ", ".join(f"{self.properties.bl_rna.properties[n].name} {values[n]}" for n in unset)
                 box.label(text=f"Unless changed: {names}", icon="INFO")
         self.draw_isopoints(layout)
+        layout.prop(self, "preview_every")
 
     def field_method(self, values: dict[str, Any]) -> str:
         return values["method"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from .base import INRPanel
+from .loss_plot import image_icon, psnr_icon
 
 
 class VIEW3D_PT_inr_job(INRPanel, bpy.types.Panel):
@@ -27,6 +28,16 @@ class VIEW3D_PT_inr_job(INRPanel, bpy.types.Panel):
             layout.label(text=f"PSNR {job.psnr:.2f} dB")
         if job.message:
             layout.label(text=job.message)
+        image = bpy.data.images.get(job.preview_image) if job.preview_image else None
+        if image is not None or len(job.psnr_history) > 1:  # a fit's live preview, collapsible
+            header, body = layout.panel("inr_job_preview")
+            header.label(text="Preview")
+            if body is not None:
+                if image is not None:
+                    body.template_icon(icon_value=image_icon(image), scale=6.0)
+                if len(job.psnr_history) > 1:
+                    body.label(text=f"PSNR {job.psnr_history[0].value:.1f} → {job.psnr_history[-1].value:.1f} dB")
+                    body.template_icon(icon_value=psnr_icon(job), scale=4.0)
         layout.operator("inr.cancel_job", icon="CANCEL")
 
 

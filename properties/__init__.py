@@ -10,7 +10,7 @@ from . import displacement, field, isopoints, migrate, nerf, ranges, session as 
 from .field import DISPLACEMENT_METHODS, FIELD_KINDS, FIELD_METHODS, LATENT_SHAPE_METHODS, SDF_METHODS, SHAPE_SPACE_METHODS, INR_PG_field
 from .nerf import NERF_MODELS
 from .ranges import INTERSECTION_VERDICTS, RANGE_MODES, RAYCAST_METHODS
-from .session import INR_PG_backend, INR_PG_job
+from .session import INR_PG_backend, INR_PG_job, INR_PG_psnr_sample
 from .shape_space import INTERPOLATE_OUTPUTS
 from .transfer import TRANSFER_MODES
 
@@ -40,6 +40,7 @@ classes = (
     nerf.INR_PG_nerf,
     field.INR_PG_loss_sample,
     INR_PG_field,
+    INR_PG_psnr_sample,
     INR_PG_job,
     INR_PG_backend,
 )

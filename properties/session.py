@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, FloatProperty, IntProperty, StringProperty
+
+
+class INR_PG_psnr_sample(bpy.types.PropertyGroup):
+    step: IntProperty()
+    value: FloatProperty()
 
 
 class INR_PG_job(bpy.types.PropertyGroup):
@@ -20,6 +25,9 @@ class INR_PG_job(bpy.types.PropertyGroup):
     has_psnr: BoolProperty()
     message: StringProperty()
     cancel_requested: BoolProperty(default=False)
+    # a fit's live preview (operators/common/preview.py): its image's name, and a radiance field's training PSNR
+    preview_image: StringProperty()
+    psnr_history: CollectionProperty(type=INR_PG_psnr_sample)
 
 
 class INR_PG_backend(bpy.types.PropertyGroup):

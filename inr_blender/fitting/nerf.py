@@ -47,7 +47,9 @@ from ..render.image_metrics import psnr, psnr_of_mse, ssim
 from ..render.renderer import render_image, render_rays
 from ..render.surface import surface_density
 from ..settings import nerf as nerf_settings
+from ..settings.preview import preview_size
 from .loop import downsample_history, train_with
+from .preview import Preview, PreviewCamera, PreviewClock, image_preview
 from .radiance import MODELS
 from .variant import variant_spec
 
@@ -104,10 +106,28 @@ class _FitState(TypedDict):
     eval_seconds: float  # time spent evaluating on the held-out views
 
 
-def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+def _preview_view(
+    camera: PreviewCamera | None, views: Views, c2w_local: np.ndarray, index: int, center: np.ndarray, scale: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """The local-frame camera (c2w, intrinsics, width, height) of the previews: ``camera`` (world frame) when given,
+    else the view ``index`` shrunk to the preview size."""
+    if camera is not None:
+        c2w, intrinsics, width, height = camera
+        local = to_local_cameras(c2w, center, scale)
+        local[:3, :3] /= np.linalg.norm(local[:3, :3], axis=0)
+    else:
+        width, height, factor = preview_size(views.width, views.height)
+        local, intrinsics = c2w_local[index], np.asarray(views.intrinsics[index], dtype=np.float32) * factor
+    as_tensor = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32, device=device)  # noqa: E731
+    return as_tensor(local), as_tensor(intrinsics), width, height
+
+
+def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext, preview_camera: PreviewCamera | None = None) -> dict[str, Any]:
     """Train a radiance field on ``views``; return the checkpoint dict (plain data, loads with weights_only).
 
     ``p`` are the fit's settings as :data:`SPEC` resolved them (the job resolves them once; this does not again).
+    With ``preview_every`` > 0 a step hands the context a small view every that many seconds (:mod:`.preview`), from
+    ``preview_camera`` (world frame) or else the first held-out view (the first training view when none is held out).
     """
     kind = MODELS.get(p["model"])
     model = kind(p)
@@ -129,6 +149,14 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]
     if held_out is not None:
         eval_index = torch.randint(len(held_out), (min(p["eval_pixels"], len(held_out)),), generator=generator).to(device)
     started = time.monotonic()
+    clock = PreviewClock(p["preview_every"], ctx)
+    view = _preview_view(preview_camera, views, c2w_local, (test_ids or train_ids)[0], center, scale, device) if clock.active else None
+
+    def preview() -> Preview:
+        assert view is not None  # the clock asks only when active
+        c2w, intrinsics, width, height = view
+        info = {"psnr": None if state["mse"] is None else psnr_of_mse(state["mse"]), "width": width, "height": height}
+        return image_preview(lambda: render_image(field, settings, c2w, intrinsics, width, height, background)["rgb"], field, info)
 
     def evaluate(step: int) -> None:
         if eval_index is None:
@@ -147,6 +175,7 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         eval_history.append([step, time.monotonic() - started - state["eval_seconds"], psnr_of_mse(mse)])
 
     def step_loss(i: int) -> torch.Tensor:
+        clock.tick(i, p["iterations"], preview)
         every = p["eval_every"]
         if every and i and (i % every == 0 or p["eval_dense_start"] and i < every and i % max(1, every // 10) == 0):
             evaluate(i)
@@ -216,6 +245,8 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]
         "height": views.height,
         "device": str(device),
         "occupancy": None,
+        "previews": clock.count,
+        "preview_seconds": clock.seconds,
         "density_threshold": threshold,
         **model.summary(field),
     }

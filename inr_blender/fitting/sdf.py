@@ -8,6 +8,9 @@ Every method stops at its iteration limit, at an optional time limit, or once
 its loss stops improving (see :class:`.loop.StopRule`); the checkpoint says
 which (``stop_reason``).
 
+With ``preview_every`` > 0 a step hands the context a coarse surface of the field every that many seconds
+(:mod:`.preview`).
+
 The points are first mapped to the field's local frame (see
 :mod:`..geometry.sampling`), where the data spans [-0.8, 0.8] on its longest
 axis and the domain is [-1, 1]^3.
@@ -29,6 +32,7 @@ from ..settings import sdf as sdf_settings
 from .isopoint_term import IsoPointTerm
 from .loop import downsample_history, train_with
 from .methods import METHODS, Batch, FitData
+from .preview import PreviewClock, surface_preview
 from .variant import variant_spec
 
 CHECKPOINT_FORMAT = "inr_blender.sdf"
@@ -74,8 +78,10 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, p: dict[str, Any], c
     method.prepare(field)
     batch = p["batch_size"]
     iso_term = IsoPointTerm(local, normals, p, device) if p["isopoints"] > 0 else None
+    clock = PreviewClock(p["preview_every"], ctx)
 
     def step_loss(i: int) -> torch.Tensor:
+        clock.tick(i, p["iterations"], lambda: surface_preview(field, device, ctx, center, scale))
         idx = torch.randint(len(surface), (batch,), device=device)
         on = surface[idx]
         n = None if surface_normals is None else surface_normals[idx]
@@ -114,5 +120,7 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, p: dict[str, Any], c
         "num_points": int(len(points)),
         "has_normals": normals is not None,
         "isopoint_refreshes": 0 if iso_term is None else iso_term.refreshes,
+        "previews": clock.count,
+        "preview_seconds": clock.seconds,
         "device": str(device),
     }

@@ -262,6 +262,7 @@ def extract_mesh_sparse(
     block: int = DEFAULT_BLOCK,
     safety: float = DEFAULT_SAFETY,
     ranges: str | None = None,
+    gradient_normals: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """The dense :func:`extract_mesh`'s mesh (same grid, same vertices), evaluating only near the surface.
 
@@ -270,7 +271,8 @@ def extract_mesh_sparse(
     (range evaluations of blocks, with ``ranges``), ``blocks_evaluated`` and
     ``blocks_crossed`` (leaf blocks evaluated, crossed by the surface) and
     ``block`` (their size in cells). ``ranges``: cull by range analysis in this
-    mode (see the module docstring) instead of the distance-field test.
+    mode (see the module docstring) instead of the distance-field test. ``gradient_normals`` off (a preview) skips
+    the gradient pass: the normals are the grid's and the faces keep scikit-image's winding.
     """
     n = int(resolution)
     if n < MIN_RESOLUTION:
@@ -364,7 +366,9 @@ def extract_mesh_sparse(
     if not used.all():  # vertices of degenerate faces only
         verts, mc_normals, faces = verts[used], mc_normals[used], (np.cumsum(used) - 1)[faces]
     faces = faces.astype(np.int32)
-    verts, faces, normals = finish_mesh(field, verts, faces, mc_normals, device, ctx)
+    normals = mc_normals.astype(np.float32)
+    if gradient_normals:
+        verts, faces, normals = finish_mesh(field, verts, faces, mc_normals, device, ctx)
     return (
         verts,
         faces,

@@ -15,6 +15,7 @@ from ..context import JobContext, JobError
 from ..device import check_training_memory, resolve_device
 from ..fileio import formats
 from ..fitting import nerf as nerf_fitting
+from ..fitting.preview import preview_camera
 from ..render.cameras import to_local_cameras
 from ..render.dataset import load_transforms, views_from_arrays
 from ..render.renderer import RenderSettings, render_image
@@ -71,7 +72,8 @@ def fit_nerf(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
 
     The views come from ``transforms_path`` (a transforms.json file or its folder, read on the worker's machine)
     or from the arrays ``images`` (N, H, W, 3|4), ``c2w`` (N, 4, 4) and ``intrinsics`` (N, 4: fx, fy, cx, cy) with
-    the optional param ``aabb``. See :mod:`inr_blender.fitting.nerf` for the other settings.
+    the optional param ``aabb``; the previews' camera from the arrays ``preview_c2w`` (4, 4) and ``preview_intrinsics``
+    (fx, fy, cx, cy, width, height). See :mod:`inr_blender.fitting.nerf` for the other settings.
     """
     started = time.monotonic()
     path, send_back = checkpoint_target(p, "fit_nerf", ctx)
@@ -91,7 +93,7 @@ def fit_nerf(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     else:
         raise JobError("fit_nerf needs views: a transforms_path, or images with c2w and intrinsics")
     names = {q.name for q in JOB_PARAMS} | {"aabb"}
-    ckpt = nerf_fitting.fit_nerf(views, {k: v for k, v in p.items() if k not in names}, ctx)
+    ckpt = nerf_fitting.fit_nerf(views, {k: v for k, v in p.items() if k not in names}, ctx, preview_camera(arrays))
     ckpt["seconds"] = time.monotonic() - started
     path, out = deliver(ckpt, path, send_back)
     return {**summary(ckpt), "checkpoint_path": path}, out

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..context import JobError
+from .preview import PREVIEW_EVERY
 from .spec import MAX_BATCH, MAX_DEPTH, MAX_WIDTH, Declared, Param, params
 
 COMMON = params(
@@ -25,6 +26,7 @@ COMMON = params(
     Param("holdout_every", 8, "Hold out every n-th view for evaluation (0: none)", minimum=0, label="Hold Out Every"),
     Param("seed", 0, "Random seed", minimum=0, label="Seed"),
     Param("device", "auto", "Where to train", choices=("auto", "cpu", "cuda", "mps")),
+    PREVIEW_EVERY,
     Param("max_seconds", 0.0, "Stop after this long (0: no limit)", minimum=0.0, label="Time Limit"),
     Param(
         "convergence_tolerance",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..context import JobError
+from .preview import PREVIEW_EVERY
 from .spec import MAX_BATCH, MAX_DEPTH, MAX_SAMPLES, MAX_WIDTH, Declared, Param, params
 
 # Stopping (every method): at ``iterations``, at ``max_seconds`` (0: no limit), or once the mean loss of
@@ -50,6 +51,7 @@ COMMON = params(
     Param("num_samples", 100_000, "Surface points sampled on a mesh input", positive=True, maximum=MAX_SAMPLES, label="Surface Samples"),
     Param("seed", 0, "Random seed", minimum=0, label="Seed"),
     Param("device", "auto", "Where to train", choices=("auto", "cpu", "cuda", "mps")),
+    PREVIEW_EVERY,
     STOPPING,
     ISOPOINTS,
 )

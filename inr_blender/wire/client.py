@@ -39,6 +39,10 @@ from .protocol import (
     HELLO,
     JOB,
     LOST,
+    MAX_PREVIEW_BYTES,
+    MAX_PREVIEW_SIDE,
+    PREVIEW,
+    PREVIEW_KINDS,
     PROGRESS,
     RESULT,
     RETURN_CHECKPOINT,
@@ -46,8 +50,11 @@ from .protocol import (
     WELCOME,
     ConnectionClosed,
     ProtocolError,
+    array_bytes,
     one_line,
+    recv_arrays,
     recv_frame,
+    recv_header,
     send_frame,
 )
 
@@ -143,6 +150,8 @@ class Job:
         self.events: queue.Queue = queue.Queue()
         self.progress: dict[str, Any] = {"step": 0, "total": 0, "loss": None, "message": "starting"}
         self.outcome: JobOutcome | None = None
+        self.previews = 0  # preview frames received (each replaces the one before it)
+        self._preview: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None
         self._cancel_sent_at: float | None = None
 
     @property
@@ -153,6 +162,16 @@ class Job:
     def fraction(self) -> float:
         total = self.progress.get("total") or 0
         return min(1.0, self.progress.get("step", 0) / total) if total else 0.0
+
+    def offer_preview(self, event: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Keep a checked preview until it is taken; a newer one replaces it (a slow client drops previews)."""
+        self._preview = (event, arrays)
+        self.previews += 1
+
+    def take_preview(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """The latest preview not taken yet (event: ``kind``, ``info``; arrays), or None."""
+        preview, self._preview = self._preview, None
+        return preview
 
     def poll(self) -> list[dict[str, Any]]:
         """Drain pending events; return the progress events seen. Sets ``outcome`` when done."""
@@ -193,12 +212,22 @@ class Job:
         except BackendError:
             pass
 
-    def wait(self, on_progress: Callable[[dict[str, Any]], None] | None = None, interval: float = 0.05) -> JobOutcome:
-        """Block until the job ends, calling ``on_progress`` for each progress event."""
+    def wait(
+        self,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        interval: float = 0.05,
+        on_preview: Callable[[dict[str, Any], dict[str, np.ndarray]], None] | None = None,
+    ) -> JobOutcome:
+        """Block until the job ends, calling ``on_progress`` for each progress event and ``on_preview`` with the
+        latest preview, when one came."""
         while True:
             for event in self.poll():
                 if on_progress is not None:
                     on_progress(event)
+            if on_preview is not None and self.outcome is None:
+                preview = self.take_preview()
+                if preview is not None:
+                    on_preview(*preview)
             if self.outcome is not None:
                 return self.outcome
             time.sleep(interval)
@@ -368,11 +397,16 @@ class Backend:
         reason = ""
         try:
             while True:
-                header, arrays = recv_frame(sock)
+                header = recv_header(sock)
+                if header["type"] == PREVIEW and array_bytes(header) > MAX_PREVIEW_BYTES:
+                    raise ProtocolError(f"a preview of {array_bytes(header)} bytes (the limit is {MAX_PREVIEW_BYTES})")
+                arrays = recv_arrays(sock, header)
                 job = self._current
                 if job is not None and str(header.get("job_id")) == job.job_id:
                     event = _checked_event(header)
-                    if event is not None:
+                    if event is not None and event["type"] == PREVIEW:
+                        job.offer_preview(event, _checked_preview(event["kind"], arrays))
+                    elif event is not None:
                         job.events.put((event, arrays))
         except (ConnectionClosed, OSError):
             pass
@@ -425,6 +459,8 @@ def _checked_event(header: dict[str, Any]) -> dict[str, Any] | None:
         event = {"type": kind, "step": int(step), "total": int(total), "loss": _number(header, "loss", True), "message": one_line(message, 200)}
         event["psnr"] = _number(header, "psnr", True)
         return event
+    if kind == PREVIEW:
+        return _checked_preview_event(header)
     if kind == RESULT:
         params = header.get("params") or {}
         if not isinstance(params, dict):
@@ -436,6 +472,50 @@ def _checked_event(header: dict[str, Any]) -> dict[str, Any] | None:
             raise ProtocolError("error fields 'message' and 'kind' are not text")
         return {"type": kind, "kind": reason, "message": one_line(message) or "the backend reported an error"}
     return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checked_preview_event(header: dict[str, Any]) -> dict[str, Any]:
+    """A PREVIEW frame's kind and info, reduced to the facts a client reads (numbers, and a mesh's frame)."""
+    kind, info = header.get("kind"), header.get("info")
+    if kind not in PREVIEW_KINDS or not isinstance(info, dict):
+        raise ProtocolError(f"a preview of unknown kind {one_line(kind, 40)!r}, or without info")
+    facts: dict[str, Any] = {}
+    for key, required in (("step", True), ("total", True), ("psnr", False), ("seconds", False)):
+        value = info.get(key)
+        if not _finite(value) and (required or value is not None):
+            raise ProtocolError(f"preview info {key!r} is not a finite number")
+        facts[key] = value
+    facts["step"], facts["total"] = int(facts["step"]), int(facts["total"])
+    if kind == "mesh":
+        center: Any = info.get("center")
+        scale: Any = info.get("scale")
+        if not (isinstance(center, list) and len(center) == 3 and all(map(_finite, center)) and _finite(scale) and scale > 0):
+            raise ProtocolError("a mesh preview needs its field's centre (3 finite numbers) and a positive scale")
+        facts["center"], facts["scale"] = [float(c) for c in center], float(scale)
+    return {"type": PREVIEW, "kind": kind, "info": facts}
+
+
+def _checked_preview(kind: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A preview's arrays (PREVIEW_KINDS), checked: shapes, dtypes, finite vertices, faces that index them, image
+    sizes; ProtocolError otherwise."""
+    missing = [name for name in PREVIEW_KINDS[kind] if name not in arrays]
+    if missing:
+        raise ProtocolError(f"a {kind} preview without {', '.join(missing)}")
+    if kind == "image":
+        rgb = arrays["rgb"]
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or not 0 < max(rgb.shape[:2]) <= MAX_PREVIEW_SIDE or not min(rgb.shape[:2]):
+            raise ProtocolError(f"an image preview must be uint8 (H, W, 3) of at most {MAX_PREVIEW_SIDE} pixels a side")
+        return {"rgb": rgb}
+    vertices, faces = arrays["vertices"], arrays["faces"]
+    if vertices.dtype.kind != "f" or vertices.ndim != 2 or vertices.shape[1] != 3 or not np.isfinite(vertices).all():
+        raise ProtocolError("a mesh preview's vertices must be finite floats (V, 3)")
+    if faces.dtype.kind not in "iu" or faces.ndim != 2 or faces.shape[1] != 3 or (faces.size and not 0 <= faces.min() <= faces.max() < len(vertices)):
+        raise ProtocolError("a mesh preview's faces must be integers (F, 3) indexing its vertices")
+    return {"vertices": vertices.astype(np.float32, copy=False), "faces": faces.astype(np.int32, copy=False)}
 
 
 _backend: Backend | None = None

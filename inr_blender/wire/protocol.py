@@ -47,12 +47,13 @@ _LEN = struct.Struct("!I")
 _CHUNK = 1 << 20  # bytes per recv/send call
 
 # Message kinds: a frame header's "type". The client sends HELLO (with the token), JOB, CANCEL, PING and
-# SHUTDOWN; the worker answers WELCOME, PROGRESS, RESULT, ERROR, PONG and BYE. LOST never crosses the wire:
-# the client queues it for a job whose connection went away.
+# SHUTDOWN; the worker answers WELCOME, PROGRESS, PREVIEW, RESULT, ERROR, PONG and BYE. LOST never crosses the
+# wire: the client queues it for a job whose connection went away.
 HELLO = "hello"
 WELCOME = "welcome"
 JOB = "job"
 PROGRESS = "progress"
+PREVIEW = "preview"  # a fit's live preview: "kind" (PREVIEW_KINDS), "info" and the kind's arrays
 RESULT = "result"
 ERROR = "error"
 CANCEL = "cancel"
@@ -69,6 +70,12 @@ INTERNAL = "internal"  # a bug in the backend: one line (type and message); the 
 BAD_MESSAGE = "protocol"  # a malformed frame, or one of an unknown type
 AUTH = "auth"  # the token was wrong (or too many wrong tokens came from this address)
 BUSY = "busy"  # another client is connected: try again when its job is done
+
+# A PREVIEW frame's "kind" and the arrays it carries: a surface in the field's local frame (float vertices (V, 3),
+# integer faces (F, 3)) or a view (uint8 rgb (H, W, 3)); at most MAX_PREVIEW_BYTES of arrays, MAX_PREVIEW_SIDE pixels.
+PREVIEW_KINDS = {"mesh": ("vertices", "faces"), "image": ("rgb",)}
+MAX_PREVIEW_BYTES = 64 << 20
+MAX_PREVIEW_SIDE = 4096
 
 # What a checkpoint is called on the wire: the job param of its path (a worker on this machine reads or writes the
 # file) or the uint8 array of its bytes (a remote worker); RETURN_CHECKPOINT asks a fit to send its bytes back.

@@ -3,7 +3,8 @@
 Each connection starts with a ``hello`` frame carrying the shared token. A wrong
 token is refused before any payload is read. After that the client sends
 ``job`` frames and may send ``cancel`` at any time; the worker answers with
-``progress`` frames and one ``result`` or ``error`` frame per job.
+``progress`` frames, ``preview`` frames (a fit's live preview, sent by a thread of its own and dropped, never
+queued, while the client is slow to read) and one ``result`` or ``error`` frame per job.
 
 The same server is the local worker (a subprocess on 127.0.0.1 with a random
 token) and the remote worker (``python -m inr_blender serve``).
@@ -52,6 +53,7 @@ from .protocol import (
     LIMITS,
     PING,
     PONG,
+    PREVIEW,
     PROGRESS,
     PROTOCOL_VERSION,
     RESULT,
@@ -116,6 +118,51 @@ class _Peer:
         raise AssertionError("the reader reads without a deadline: the socket's timeout bounds sends")
 
 
+class _LatestPreview:
+    """The running job's latest preview, sent by a thread of its own: a newer one replaces one not sent yet, so a
+    slow client costs the job nothing (previews are dropped, never queued)."""
+
+    def __init__(self, send: Callable[[dict[str, Any], dict], None]) -> None:
+        self._send = send
+        self._ready = threading.Condition()
+        self._item: tuple[dict[str, Any], dict] | None = None
+        self._closed = False
+        self.dropped = 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def offer(self, header: dict[str, Any], arrays: dict) -> None:
+        with self._ready:
+            if self._item is not None:
+                self.dropped += 1
+            self._item = (header, arrays)
+            self._ready.notify()
+
+    def clear(self) -> None:
+        """Forget a preview not sent yet (its job is over)."""
+        with self._ready:
+            self._item = None
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed, self._item = True, None
+            self._ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while self._item is None and not self._closed:
+                    self._ready.wait()
+                if self._closed:
+                    return
+                item, self._item = self._item, None
+            assert item is not None  # the wait ends on an item or on close
+            header, arrays = item
+            try:
+                self._send(header, arrays)
+            except (_ClientGone, ProtocolError, ValueError):  # gone (the job's own sends notice) or not encodable
+                pass
+
+
 class _Connection:
     """One authenticated client: a reader thread feeds jobs, the caller runs them."""
 
@@ -138,6 +185,7 @@ class _Connection:
         self.cancel_events: dict[str, threading.Event] = {}
         self.gone = False
         self.shutdown_requested = False
+        self.previews = _LatestPreview(self.send)  # closed when serve() ends
 
     def send(self, header: dict[str, Any], arrays: dict | None = None) -> None:
         data = encode_frame(header, arrays)  # a result that cannot be encoded is the job's error, raised here
@@ -219,6 +267,7 @@ class _Connection:
         except _ClientGone:
             pass
         finally:
+            self.previews.close()
             self.peer.closing = True
             try:
                 self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader up
@@ -235,7 +284,10 @@ class _Connection:
         def send_progress(event: dict[str, Any]) -> None:
             self.send({"type": PROGRESS, "job_id": job_id, **event})
 
-        ctx = JobContext(send=send_progress, cancel_event=cancel, sandbox=self.sandbox)
+        def send_preview(kind: str, arrays: dict[str, Any], info: dict[str, Any]) -> None:
+            self.previews.offer({"type": PREVIEW, "job_id": job_id, "kind": kind, "info": info}, arrays)
+
+        ctx = JobContext(send=send_progress, cancel_event=cancel, sandbox=self.sandbox, preview=send_preview)
         started = time.monotonic()
         try:
             if not isinstance(name, str) or name not in self.jobs:
@@ -245,6 +297,7 @@ class _Connection:
             if not isinstance(params, dict):
                 raise JobError(f"a job's params must be a JSON object, got {type(params).__name__}")
             result_params, result_arrays = self.jobs[name](params, arrays, ctx)
+            self.previews.clear()
             result_params = dict(result_params or {})
             result_params.setdefault("seconds", time.monotonic() - started)
             self.send({"type": RESULT, "job_id": job_id, "params": result_params}, result_arrays or {})
@@ -263,6 +316,7 @@ class _Connection:
             print(traceback.format_exc(), file=sys.stderr, flush=True)
             self._send_error(job_id, INTERNAL, f"{type(exc).__name__}: {exc}")
         finally:
+            self.previews.clear()
             self.cancel_events.pop(job_id, None)
 
     def _send_error(self, job_id: str, kind: str, message: str) -> None:

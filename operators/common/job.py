@@ -6,6 +6,10 @@ Cancel button stops it. In background mode (``bpy.app.background``) the same
 operator blocks and prints progress to stdout. Nothing touches the scene until
 the result is in, so a cancelled or failed job leaves the scene as it was.
 
+A fit whose job sends live previews (``preview_every``) shows them while it runs (``_preview_name``:
+``common/preview.py``); they are removed when the job ends, before the result lands, or on Cancel or failure.
+Headless, previews are off unless the caller sets ``preview_every``.
+
 An operator may chain several jobs (``next_job``): one progress bar runs over
 the chain, Cancel stops whichever job is in flight, and the scene is written
 once, after the last job.
@@ -21,8 +25,11 @@ import numpy as np
 
 import bpy
 
+from ...inr_blender.settings.preview import PREVIEW_EVERY, UI_EVERY
 from ...inr_blender.wire.client import BackendError, Job, JobOutcome, get_backend
 from ...preferences import backend_config, device_choice
+from ...properties.defaults import prop_from_param
+from . import preview
 from .bridge import InputError, remove_objects
 
 _running: list[JobOperator] = []  # the operator whose job is in flight (one at a time)
@@ -46,6 +53,7 @@ class JobOperator:
     _stages = 1
     _stage = 0
     _stage_label = ""
+    _preview_name = ""  # the live preview's object or image (set by operators whose jobs send previews)
 
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Read the scene; return the job's params and arrays, or raise :class:`InputError`."""
@@ -91,7 +99,22 @@ class JobOperator:
         if _running:
             raise InputError("another neural-field job is running: wait for it or cancel it")
         self._stage = 0
+        state = context.window_manager.inr_job
+        state.psnr_history.clear()
+        state.preview_image = ""
         return self._send(context, self.first_job(context))
+
+    def _show_preview(self, context: bpy.types.Context, event: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        if self._preview_name:
+            preview.show(context, self._preview_name, event, arrays)
+
+    def _progressed(self, context: bpy.types.Context, event: dict[str, Any]) -> None:
+        if event.get("psnr") is not None:
+            preview.record_psnr(context, int(event.get("step") or 0), float(event["psnr"]))
+
+    def _end_preview(self) -> None:
+        if self._preview_name:
+            preview.remove(self._preview_name)
 
     def _send(self, context: bpy.types.Context, spec: JobSpec) -> Job:
         name, params, arrays = spec
@@ -112,11 +135,13 @@ class JobOperator:
         return (self._stage + job.fraction) / max(1, self._stages)
 
     def _fail(self, message: str) -> set[str]:
+        self._end_preview()
         self.discard()
         self.report({"ERROR"}, message)
         return {"CANCELLED"}
 
     def _complete(self, context: bpy.types.Context, outcome: JobOutcome) -> set[str]:
+        self._end_preview()  # the result takes its place
         if outcome.status == "cancelled":
             self.discard()
             self.report({"WARNING"}, f"{self.bl_label}: cancelled")
@@ -147,6 +172,7 @@ class JobOperator:
         last = [0.0]
 
         def echo(event: dict[str, Any]) -> None:
+            self._progressed(context, event)
             now = time.monotonic()
             if now - last[0] >= 1.0 or event["step"] == event["total"]:
                 last[0] = now
@@ -157,7 +183,7 @@ class JobOperator:
 
         while True:
             try:
-                outcome = job.wait(echo)
+                outcome = job.wait(echo, on_preview=lambda event, arrays: self._show_preview(context, event, arrays))
             except KeyboardInterrupt:
                 job.cancel()
                 outcome = job.wait()
@@ -189,10 +215,14 @@ class JobOperator:
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         try:
-            self._job.poll()
+            for progressed in self._job.poll():
+                self._progressed(context, progressed)
         except BackendError as exc:
             self._end_modal(context)
             return self._fail(str(exc))
+        shown = self._job.take_preview() if not self._job.done else None
+        if shown is not None:
+            self._show_preview(context, *shown)
         p = self._job.progress
         state.progress, state.step, state.total = self._fraction(self._job), p.get("step") or 0, p.get("total") or 0
         state.has_loss = p.get("loss") is not None
@@ -226,6 +256,7 @@ class JobOperator:
         """Blender ends the modal operator (a file is loaded, the window closes): stop the job too."""
         self._job.cancel()
         self._end_modal(context)
+        self._end_preview()
         self.discard()
 
 
@@ -233,6 +264,12 @@ class FitJobOperator(JobOperator):
     """A fit: Object Mode only; in the UI its settings open in a dialog first, headless it runs at once."""
 
     dialog_width = 320
+
+    def preview_seconds(self) -> float:
+        """The job's ``preview_every``: the operator's (2 s by default in the UI), 0 headless unless set."""
+        if bpy.app.background and not self.properties.is_property_set("preview_every"):
+            return 0.0
+        return float(getattr(self, "preview_every", 0.0))
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -242,6 +279,12 @@ class FitJobOperator(JobOperator):
         if bpy.app.background:
             return self.execute(context)
         return context.window_manager.invoke_props_dialog(self, width=self.dialog_width)
+
+
+def preview_property():
+    """The fits' Preview Every setting: the backend's ``preview_every``, on by default in the UI."""
+    text = "Seconds between two live previews while fitting: a coarse surface, or a small view from the scene camera (0: off)"
+    return prop_from_param(PREVIEW_EVERY, default=UI_EVERY, soft_max=60.0, subtype="TIME_ABSOLUTE", unit="TIME_ABSOLUTE", description=text)
 
 
 def start_modal(op: bpy.types.Operator, context: bpy.types.Context, message: str, interval: float, total: int = 0) -> None:

@@ -15,9 +15,10 @@ from ...inr_blender.settings import sdf
 from ...inr_blender.settings.spec import params
 from ...inr_blender.wire.client import JobOutcome
 from ...properties.defaults import find_param, prop_from_param
-from .bridge import make_active, selected_geometry
-from .field import FitPlan, fitted_field, plan_fit
-from .job import FitJobOperator
+from .bridge import create_mesh_object, make_active, selected_geometry
+from .field import FitPlan, checkpoints, fitted_field, plan_fit
+from .job import FitJobOperator, JobSpec, preview_property
+from .preview import preview_name
 
 # The run settings' defaults are those of the operators' default method (IGR) and every method's common ones.
 _RUN = params(sdf.COMMON, sdf.IGR.params)
@@ -96,10 +97,16 @@ class SdfFitSettings:
 
 class SdfFitOperator(SdfFitSettings, FitJobOperator):
     """A fit of a new signed distance field to the selected meshes and point clouds: the field object
-    ``<first source>_<field_suffix>`` with its checkpoint and training record."""
+    ``<first source>_<field_suffix>`` with its checkpoint and training record.
+
+    With live previews on (Preview Every > 0: the UI's default) the scene shows the field's coarse surface while it
+    trains, and the fit ends by extracting its surface (Extract Mesh's defaults) as ``<field>_mesh``, which replaces
+    the preview.
+    """
 
     job_name = "fit_sdf"
     field_suffix = "SDF"
+    preview_every: preview_property()
 
     def field_method(self, values: dict[str, Any]) -> str:
         """The new field's method (an ``INR_PG_field.method`` item)."""
@@ -112,11 +119,30 @@ class SdfFitOperator(SdfFitSettings, FitJobOperator):
         arrays, names = selected_geometry(context)
         values = self.settings()
         self.check_input(arrays, values)
-        self._plan: FitPlan = plan_fit(context, arrays, names, self.field_suffix, self.field_method(values), self.preset, self.job_params(values))
+        params = dict(self.job_params(values), preview_every=self.preview_seconds())
+        self._plan: FitPlan = plan_fit(context, arrays, names, self.field_suffix, self.field_method(values), self.preset, params)
+        self._preview_name = preview_name(self._plan.field_name)
+        self._fit: JobOutcome | None = None
+        self._stages = 2 if params["preview_every"] > 0 else 1
+        self._stage_label = "fitting"
         return self._plan.params, arrays
 
+    def next_job(self, context: bpy.types.Context, outcome: JobOutcome) -> JobSpec | None:
+        """With previews on, the fitted field's surface follows (it replaces the preview)."""
+        if self._stages == 1 or self._fit is not None:
+            return None
+        self._fit, self._stage_label = outcome, "extracting the surface"
+        given, arrays = checkpoints(context).result(outcome, self._plan.path).job_input()
+        return "extract_mesh", dict(given, space="local"), arrays
+
     def finish(self, context: bpy.types.Context, outcome: JobOutcome, created: list) -> None:
+        surface = outcome if self._fit is not None else None
+        outcome = self._fit or outcome
         field = self.make_field(context, self._plan, outcome, created)
+        if surface is not None:
+            context.view_layer.update()  # the new field's matrix_world
+            a = surface.arrays
+            created.append(create_mesh_object(context, f"{field.name}_mesh", a["vertices"], a["faces"], a.get("normals"), field.matrix_world.copy()))
         make_active(context, field)
         s = field.inr_field
         refreshes = outcome.params.get("isopoint_refreshes")

@@ -17,6 +17,7 @@ NOT_SETTINGS = {
     "depth": "0 stands for the method's published size; 4 x 256 is the operator's CPU-sized default",
     "use_isopoints": "switches the iso-points on; the backend's isopoints=0 means off",
     "isopoints": "how many when switched on; the backend's 0 means off",
+    "preview_every": "live previews are on in the UI (2 s); headless they keep the backend's 0 (off) unless set",
 }
 # The neural skeleton's weights are ns_<name> on Fit SDF, apart from SIREN's of the same names.
 NEURAL_SKELETON = {f"ns_{n}": n for n in ("w_surface", "w_normal", "w_eikonal", "w_hint", "w_hint_normal", "num_hints")}
@@ -131,6 +132,7 @@ def test_every_job_operators_defaults_are_its_jobs(addon):
         if "preset" in props and job.presets is not None:  # the default preset's values over the job's defaults
             defaults |= job.presets({})[props["preset"].default.lower()].values
         backend_of = {name: (name, defaults) for name in props if name in defaults and defaults[name] is not None}
+        backend_of.pop("preview_every", None)  # see NOT_SETTINGS
         if cls.bl_idname in ZERO_IS_THE_MODELS:
             backend_of = {name: v for name, v in backend_of.items() if props[name].type not in ("INT", "FLOAT") or props[name].default != 0}
         skip = set(props) - set(backend_of)

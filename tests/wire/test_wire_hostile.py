@@ -480,6 +480,7 @@ class FakeWorker:
         self.listener.close()
 
 
+_PREVIEW_INFO = {"step": 1, "total": 10, "center": [0, 0, 0], "scale": 1.0}
 MALFORMED = {
     "bad JSON": _frame(b'{"type": "result", "job_id": "1", '),
     "not UTF-8": _frame(b'{"type": "result", "job_id": "1", "params": {"a": "\xff"}}'),
@@ -496,6 +497,24 @@ MALFORMED = {
     "oversized header": struct.pack("!I", 0xFFFFFFFF),
     "deep nesting": _frame('{"type": "result", "job_id": "1", "params": ' + "[" * 50_000 + "]" * 50_000 + "}"),
     "huge int literal": _frame('{"type": "result", "job_id": "1", "params": {"n": ' + "7" * 5000 + "}}"),
+    # previews (issue 20): checked like every frame, their size before their payload is read
+    "preview of an unknown kind": encode_frame({"type": "preview", "job_id": "1", "kind": "script", "info": _PREVIEW_INFO}),
+    "preview faces beyond its vertices": encode_frame(
+        {"type": "preview", "job_id": "1", "kind": "mesh", "info": _PREVIEW_INFO},
+        {"vertices": np.zeros((3, 3), np.float32), "faces": np.array([[0, 1, 5]], np.int32)},
+    ),
+    "preview vertices not finite": encode_frame(
+        {"type": "preview", "job_id": "1", "kind": "mesh", "info": _PREVIEW_INFO},
+        {"vertices": np.full((3, 3), np.inf, np.float32), "faces": np.array([[0, 1, 2]], np.int32)},
+    ),
+    "preview mesh without its frame": encode_frame(
+        {"type": "preview", "job_id": "1", "kind": "mesh", "info": {"step": 1, "total": 10}},
+        {"vertices": np.zeros((3, 3), np.float32), "faces": np.array([[0, 1, 2]], np.int32)},
+    ),
+    "preview image as floats": encode_frame({"type": "preview", "job_id": "1", "kind": "image", "info": _PREVIEW_INFO}, {"rgb": np.zeros((4, 4, 3))}),
+    "preview larger than previews are": _frame(
+        {"type": "preview", "job_id": "1", "kind": "image", "info": _PREVIEW_INFO, "arrays": [["rgb", 1 << 30]]}
+    ),
 }
 
 

@@ -132,6 +132,31 @@ def test_local_worker_streams_progress_and_honours_cancel(client, tmp_path):
 
 
 @pytest.mark.slow
+def test_previews_cross_a_real_worker(client, tmp_path):
+    backend = client.Backend(client.BackendConfig(python=sys.executable, log_dir=str(tmp_path))).start()
+    try:
+        pts, nrm = sphere_points(2000)
+        job = backend.submit("fit_sdf", {**_long_fit(tmp_path), "preview_every": 0.2}, {"points": pts, "normals": nrm})
+        preview, deadline = None, time.monotonic() + 120
+        while preview is None:
+            job.poll()
+            preview = job.take_preview()
+            assert not job.done, job.outcome
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        event, arrays = preview
+        v, f = arrays["vertices"], arrays["faces"]
+        assert event["kind"] == "mesh" and event["info"]["total"] == 100000 and event["info"]["scale"] > 0
+        assert v.dtype == np.float32 and v.shape[1] == 3 and len(f) > 100 and f.max() < len(v) and np.abs(v).max() <= 1.0
+        assert job.take_preview() is None  # taken once; a newer one replaces an untaken one
+        job.cancel()
+        assert job.wait().status == "cancelled"
+        assert backend.run("info", {"device": "cpu"}).params["device"] == "cpu"  # and the worker serves on
+    finally:
+        backend.close()
+
+
+@pytest.mark.slow
 def test_worker_killed_mid_job_is_reported(client, tmp_path):
     backend = client.Backend(client.BackendConfig(python=sys.executable, log_dir=str(tmp_path))).start()
     pts, nrm = sphere_points(2000)
