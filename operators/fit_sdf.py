@@ -126,6 +126,18 @@ class INR_OT_fit_sdf(SdfFitOperator, bpy.types.Operator):
         self.draw_isopoints(layout)
         layout.prop(self, "preview_every")
 
+    def job_params(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The job's params, leaving to the worker what the preset takes for its device (larger batches and tables on
+        CUDA: ``presets.ON_DEVICE``) where the caller did not set it and the preset's method runs."""
+        params = super().job_params(values)
+        if self.preset == CUSTOM or values["method"] != PRESETS[self.preset]["method"]:
+            return params
+        name = backend_name(self.preset)
+        left = [k for k in presets.device_settings(presets.SDF, name) if k in params and not self.properties.is_property_set(k)]
+        if left:
+            params = {k: v for k, v in params.items() if k not in left} | {"preset": name}
+        return params
+
     def field_method(self, values: dict[str, Any]) -> str:
         return values["method"]
 

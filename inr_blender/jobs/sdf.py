@@ -111,4 +111,5 @@ def fit_sdf(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     ckpt = sdf_fitting.fit_sdf(points, normals, {k: v for k, v in p.items() if k not in names}, ctx)
     ckpt["seconds"] = time.monotonic() - started
     path, out = deliver(ckpt, path, send_back)
-    return {**summary(ckpt), "checkpoint_path": path}, out
+    scaled = sorted(presets.device_settings(preset_table(p), p["preset"]))  # what the preset took for this device
+    return {**summary(ckpt), "checkpoint_path": path, "device_settings": {k: p[k] for k in scaled}}, out

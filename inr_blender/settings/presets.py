@@ -166,6 +166,12 @@ def on_device(table: dict[str, Preset], name: str, device: str) -> dict[str, Any
     return {k: v for d in ON_DEVICE if d.table is table and d.preset == name and d.device == kind for k, v in d.values.items()}
 
 
+def device_settings(table: dict[str, Preset], name: str | None) -> set[str]:
+    """The settings preset ``name`` of ``table`` takes from the device it runs on (:data:`ON_DEVICE`): a caller that
+    fills in a preset itself (the Blender operators) leaves these to the worker, which knows the device."""
+    return {k for d in ON_DEVICE if d.table is table and d.preset == name for k in d.values}
+
+
 # The presets on a CUDA device, where a step of 64k points costs little more than one of 2k (the fused kernels):
 # the SDF presets take batches and tables nearer Instant-NGP's SDF settings (16 levels of 2 features, 2^19 entries
 # per level, finest resolution 2048, batches of about 2^18 points), keeping their iterations. Unmeasured so far:

@@ -64,7 +64,8 @@ def new_field(
     settings.stop_reason = str(result.get("stop_reason") or "")
     settings.sources = ", ".join(sources)
     settings.sources_json = json.dumps(sources)
-    settings.settings_json = json.dumps({k: v for k, v in params.items() if k != "checkpoint_path"})
+    chosen = {k: v for k, v in params.items() if k != "checkpoint_path"}
+    settings.settings_json = json.dumps({**(result.get("device_settings") or {}), **chosen})  # + the worker's for its device
     history = result.get("loss_history") or []
     stride = max(1, int(np.ceil(len(history) / MAX_HISTORY)))
     for step, loss in history[::stride]:
