@@ -84,12 +84,12 @@ def _write_mesh(args: argparse.Namespace, result: dict[str, Any], arrays: Arrays
 def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     """Marching cubes of a fitted field, in its local frame or in world space.
 
-        ``method`` 'sparse' (the default) evaluates the field near the surface only, with the margin ``safety``;
-        'dense' the whole grid; 'guaranteed' culls by range analysis in ``range_mode``, so on any field, distance field
-        or not, nothing that crosses the grid is lost (``box_evaluations`` counts its range evaluations). ``part``
-        'base' extracts a displacement field's smooth base. A shape space's member is the shape ``shape`` or the array
-        ``code``. Unless ``keep_debris``, the components of the mesh that lie away from the points the field was fitted
-    to (a sample of them is in the checkpoint; geometry.components) are dropped. The result reports
+    ``method`` 'sparse' (the default) evaluates the field near the surface only, with the margin ``safety``;
+    'dense' the whole grid; 'guaranteed' culls by range analysis in ``range_mode``, so on any field, distance field
+    or not, nothing that crosses the grid is lost (``box_evaluations`` counts its range evaluations). ``part``
+    'base' extracts a displacement field's smooth base. A shape space's member is the shape ``shape`` or the array
+    ``code``. Unless ``keep_debris``, the mesh's components that are not part of the input (of the sample of its
+    points a fit keeps in the checkpoint; see geometry.components) are dropped. The result reports
     ``evaluations``, the field evaluations made, and ``debris_removed``, the components dropped.
     """
     started = time.monotonic()
@@ -123,7 +123,7 @@ def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     debris = 0
     sample = None if p["keep_debris"] or radiance or p["part"] == "base" else surface_sample(ckpt)
     if sample is not None:  # parts of the surface away from the points the field was fitted to
-        vertices, faces, normals, debris = drop_debris(vertices, faces, normals, sample, debris_tolerance(sample, p["resolution"]))
+        vertices, faces, normals, debris = drop_debris(vertices, faces, normals, sample, debris_tolerance(sample, p["resolution"]) + abs(level))
     out = {"vertices": vertices, "faces": faces, "normals": normals}
     if radiance:
         out["colors"] = vertex_colours(radiance_field, vertices, normals, device, ctx)
