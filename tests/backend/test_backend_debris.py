@@ -50,7 +50,7 @@ def test_components_and_what_drop_debris_keeps():
     assert drop_debris(vertices, faces, normals, points + 5.0, tolerance)[3] == 0
 
 
-@pytest.mark.slow  # ~10 s on 2 cores
+@pytest.mark.slow  # a fit of 300 steps
 def test_extraction_drops_what_the_input_does_not_hold_unless_kept(tmp_path):
     """A field fitted to two balls; the checkpoint's sample of the input then holds one of them only, so the
     other is debris to the extraction: dropped by default, kept with keep_debris and for a checkpoint written
@@ -71,15 +71,16 @@ def test_extraction_drops_what_the_input_does_not_hold_unless_kept(tmp_path):
         result, mesh = JOBS["extract_mesh"]({"checkpoint_path": path, "resolution": 64, "space": "world", "device": "cpu", **extra}, {}, JobContext())
         return result["debris_removed"], vertex_components(len(mesh["vertices"]), mesh["faces"])[0], mesh["vertices"]
 
-    assert extract()[:2] == (0, 2)
+    everything = extract(keep_debris=True)[1]  # the two balls, and what else the short fit left
+    assert everything >= 2 and extract()[:2] == (everything - 2, 2)
     ckpt["surface_sample"] = sample[sample[:, 0] < 0]  # local frame: ball a only
     save_checkpoint(ckpt, path)
     dropped, count, vertices = extract()
-    assert (dropped, count) == (1, 1) and vertices[:, 0].max() < 0
-    assert extract(keep_debris=True)[:2] == (0, 2)
+    assert (dropped, count) == (everything - 1, 1) and vertices[:, 0].max() < 0
+    assert extract(keep_debris=True)[:2] == (0, everything)
     del ckpt["surface_sample"]
     save_checkpoint(ckpt, path)
-    assert extract()[:2] == (0, 2)
+    assert extract()[:2] == (0, everything)
 
 
 def fit_fast(points, normals, path, iterations):
