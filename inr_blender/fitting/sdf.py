@@ -37,6 +37,7 @@ from .variant import variant_spec
 
 CHECKPOINT_FORMAT = "inr_blender.sdf"
 CHECKPOINT_VERSION = 1
+SURFACE_SAMPLE = 16_384  # input points kept with the field (local frame, ~200 kB): extraction drops what lies away from them
 
 
 # The settings of a fit: the common ones plus the chosen method's, read from the method registry when resolved
@@ -50,6 +51,13 @@ SPEC = variant_spec(
     help="Fit a signed distance field to a mesh or a point cloud",
 )
 resolve_params = SPEC.resolve
+
+
+def surface_sample(local: np.ndarray, seed: int) -> torch.Tensor:
+    """At most :data:`SURFACE_SAMPLE` of the points (local frame, float32): what extraction measures debris against."""
+    if len(local) > SURFACE_SAMPLE:
+        local = local[np.random.default_rng(seed).choice(len(local), SURFACE_SAMPLE, replace=False)]
+    return torch.as_tensor(local, dtype=torch.float32).contiguous()
 
 
 def fit_sdf(points: np.ndarray, normals: np.ndarray | None, p: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -118,6 +126,7 @@ def fit_sdf(points: np.ndarray, normals: np.ndarray | None, p: dict[str, Any], c
         "iterations_run": len(losses),
         "stop_reason": run.stop_reason,
         "num_points": int(len(points)),
+        "surface_sample": surface_sample(local, p["seed"]),
         "has_normals": normals is not None,
         "isopoint_refreshes": 0 if iso_term is None else iso_term.refreshes,
         "previews": clock.count,

@@ -9,12 +9,14 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..context import JobContext, JobError
 from ..device import resolve_device
 from ..fields import is_distance_field, smooth_base
 from ..fields.deepsdf import ShapeSpace
 from ..fileio import READ_TEXT, WRITE_FORMATS, WRITE_TEXT
+from ..geometry.components import debris_tolerance, drop_debris
 from ..geometry.extraction import extract_mesh as dense_mesh
 from ..geometry.metrics import compare_meshes
 from ..geometry.sampling import to_world
@@ -36,6 +38,12 @@ SURFACE = (
         choices=("sparse", "dense", "guaranteed"),
     ),
     Param("safety", DEFAULT_SAFETY, "sparse: margin of the culling (1: exact for a true distance field)", positive=True),
+    Param(
+        "keep_debris",
+        False,
+        "Keep the surface's parts that lie away from the input points (floating blobs, specks); by default they are dropped",
+        label="Keep Debris",
+    ),
     DEVICE,
 )
 EXTRACT = Spec(
@@ -81,7 +89,9 @@ def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     'dense' the whole grid; 'guaranteed' culls by range analysis in ``range_mode``, so on any field, distance field
     or not, nothing that crosses the grid is lost (``box_evaluations`` counts its range evaluations). ``part``
     'base' extracts a displacement field's smooth base. A shape space's member is the shape ``shape`` or the array
-    ``code``. The result reports ``evaluations``, the field evaluations made.
+    ``code``. Unless ``keep_debris``, the mesh's components that are not part of the input (of the sample of its
+    points a fit keeps in the checkpoint; see geometry.components) are dropped. The result reports
+    ``evaluations``, the field evaluations made, and ``debris_removed``, the components dropped.
     """
     started = time.monotonic()
     method, level = p["method"], p["level"]
@@ -111,6 +121,10 @@ def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
         no_surface = _density_range_error(threshold) if radiance else None
         vertices, faces, normals = dense_mesh(field, p["resolution"], device, ctx, level=level, no_surface=no_surface)
         evaluations = p["resolution"] ** 3
+    debris = 0
+    sample = None if p["keep_debris"] or radiance or p["part"] == "base" else surface_sample(ckpt)
+    if sample is not None:  # parts of the surface away from the points the field was fitted to
+        vertices, faces, normals, debris = drop_debris(vertices, faces, normals, sample, debris_tolerance(sample, p["resolution"]) + abs(level))
     out = {"vertices": vertices, "faces": faces, "normals": normals}
     if radiance:
         out["colors"] = vertex_colours(radiance_field, vertices, normals, device, ctx)
@@ -125,10 +139,21 @@ def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
             "method": method,
             "evaluations": int(evaluations),
             "box_evaluations": int(box_evaluations),
+            "debris_removed": debris,
             "seconds": time.monotonic() - started,
         },
         out,
     )
+
+
+def surface_sample(ckpt: dict[str, Any]) -> np.ndarray | None:
+    """The input points a fit kept with its field (local frame; fitting.sdf.surface_sample), or None (older
+    checkpoints, other fields, or an entry that is not (N, 3) finite numbers)."""
+    sample = ckpt.get("surface_sample")
+    if not isinstance(sample, torch.Tensor) or sample.ndim != 2 or sample.shape[1] != 3 or len(sample) < 2:
+        return None
+    points = sample.detach().cpu().double().numpy()
+    return points if np.isfinite(points).all() else None
 
 
 def _density_range_error(threshold: float):

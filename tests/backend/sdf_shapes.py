@@ -103,3 +103,86 @@ def bumpy_sphere(count: int, radius: float = 0.5, amplitude: float = 0.02, frequ
     implicit = x.norm(dim=1) - radius - amplitude * torch.sin(frequency * d[:, 0]) * torch.sin(frequency * d[:, 1]) * torch.sin(frequency * d[:, 2])
     (g,) = torch.autograd.grad(implicit.sum(), x)
     return x.detach().numpy(), (g / g.norm(dim=1, keepdim=True)).numpy(), bumps
+
+
+def _capsule_surface(a, b, radius: float, count: int, rng):
+    """``count`` points uniform by area on the capsule of ``radius`` around the segment a-b, and their unit normals."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    axis = b - a
+    length = float(np.linalg.norm(axis))
+    side, caps = 2 * np.pi * radius * length, 4 * np.pi * radius**2
+    on_side = rng.random(count) < side / (side + caps)
+    n = rng.normal(size=(count, 3))
+    t = np.where(on_side, rng.random(count), 0.0)
+    n[on_side] -= np.outer(n[on_side] @ axis / length**2, axis)  # perpendicular to the axis on the side
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    caps_end = ~on_side & (n @ axis > 0)  # a cap's hemisphere faces away from the segment
+    t[caps_end] = 1.0
+    return a + t[:, None] * axis + radius * n, n
+
+
+def _segment_distance(x, a, b):
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ab = b - a
+    t = np.clip((x - a) @ ab / ab.dot(ab), 0.0, 1.0)
+    return np.linalg.norm(x - a - t[:, None] * ab, axis=1)
+
+
+# A camel-like animal (local frame, about 1.6 long): a body, a neck and a head, four legs, and a thin tail whose
+# radius (0.02) is two or three cells of the Fast preset's finest grid level (2/256).
+CAMEL = (
+    ((-0.35, 0.0, 0.15), (0.3, 0.0, 0.15), 0.2),  # body
+    ((0.3, 0.0, 0.2), (0.5, 0.0, 0.55), 0.08),  # neck
+    ((0.5, 0.0, 0.55), (0.72, 0.0, 0.5), 0.08),  # head
+    ((-0.3, 0.1, 0.0), (-0.3, 0.1, -0.6), 0.05),  # legs
+    ((-0.3, -0.1, 0.0), (-0.3, -0.1, -0.6), 0.05),
+    ((0.25, 0.1, 0.0), (0.25, 0.1, -0.6), 0.05),
+    ((0.25, -0.1, 0.0), (0.25, -0.1, -0.6), 0.05),
+    ((-0.5, 0.0, 0.2), (-0.75, 0.0, -0.2), 0.02),  # tail
+)
+CAMEL_TAIL = CAMEL[-1]
+
+
+def capsules_cloud(capsules=CAMEL, count: int = 30000, seed: int = 0):
+    """Points (N, 3) uniform by area on the boundary of a union of capsules ((a, b, radius), ...) and their unit
+    normals: each capsule's samples that lie inside no other capsule."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    areas = np.array([2 * np.pi * r * np.linalg.norm(np.subtract(b, a)) + 4 * np.pi * r * r for a, b, r in capsules])
+    points, normals = [], []
+    for i, ((a, b, r), share) in enumerate(zip(capsules, areas / areas.sum(), strict=True)):
+        p, n = _capsule_surface(a, b, r, max(64, int(count * share)), rng)
+        outside = np.ones(len(p), dtype=bool)
+        for j, (a2, b2, r2) in enumerate(capsules):
+            if j != i:
+                outside &= _segment_distance(p, a2, b2) > r2
+        points.append(p[outside])
+        normals.append(n[outside])
+    return np.concatenate(points), np.concatenate(normals)
+
+
+def torus_knot_cloud(count: int = 30000, p: int = 2, q: int = 3, tube: float = 0.08, seed: int = 0):
+    """Points (N, 3) on a tube of radius ``tube`` around the (p, q) torus knot (about 1.6 across), their unit normals,
+    and the knot's curve (M, 3): a surface of genus 1 with holes the field must leave empty."""
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    t = np.linspace(0.0, 2 * np.pi, 20000, endpoint=False)
+    r = 0.5 + 0.25 * np.cos(q * t)
+    curve = np.stack([r * np.cos(p * t), r * np.sin(p * t), -0.25 * np.sin(q * t)], axis=1)
+    tangent = np.roll(curve, -1, axis=0) - np.roll(curve, 1, axis=0)
+    rng = np.random.default_rng(seed)
+    speed = np.linalg.norm(tangent, axis=1)
+    k = rng.choice(len(curve), size=count, p=speed / speed.sum())  # uniform along the curve's length
+    d = rng.normal(size=(count, 3))
+    d -= (d * tangent[k]).sum(1, keepdims=True) * tangent[k] / speed[k, None] ** 2
+    points = curve[k] + tube * d / np.linalg.norm(d, axis=1, keepdims=True)
+    _, nearest = cKDTree(curve).query(points)  # the normal points away from the nearest point of the curve
+    normals = points - curve[nearest]
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    return curve[nearest] + tube * normals, normals, curve

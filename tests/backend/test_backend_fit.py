@@ -23,8 +23,10 @@ def sphere_cloud(n=4000, seed=0):
     return CENTER + RADIUS * d, d
 
 
-def extract_world(path, resolution=48):
-    params, arrays = JOBS["extract_mesh"]({"checkpoint_path": path, "resolution": resolution, "space": "world", "device": "cpu"}, {}, JobContext())
+def extract_world(path, resolution=48, **extra):
+    params, arrays = JOBS["extract_mesh"](
+        {"checkpoint_path": path, "resolution": resolution, "space": "world", "device": "cpu", **extra}, {}, JobContext()
+    )
     assert params["num_vertices"] == len(arrays["vertices"]) and params["num_faces"] == len(arrays["faces"])
     json.dumps(params, allow_nan=False)  # results cross the seam as JSON
     return arrays
