@@ -155,7 +155,7 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext, preview_camera: P
     def preview() -> Preview:
         assert view is not None  # the clock asks only when active
         c2w, intrinsics, width, height = view
-        info = {"psnr": None if state["mse"] is None else psnr_of_mse(state["mse"]), "width": width, "height": height}
+        info = {"psnr": None if state["mse"] is None else psnr_of_mse(float(state["mse"])), "width": width, "height": height}
         return image_preview(lambda: render_image(field, settings, c2w, intrinsics, width, height, background)["rgb"], field, info)
 
     def evaluate(step: int) -> None:
