@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty
 
 from ..inr_blender.wire.client import JobOutcome
 from ..properties.defaults import backend_name
@@ -106,6 +106,12 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         description="Shape spaces: the index of the shape to decode (-1: the one selected in the panel's list)",
     )
 
+    keep_debris: BoolProperty(
+        name="Keep Debris",
+        default=False,  # the job's (jobs/extract.py); tests/blender/test_blender_defaults.py compares them
+        description="Keep the surface's parts that lie away from the fitted points (floating blobs, specks); by default they are dropped",
+    )
+
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         layout.use_property_split = True
@@ -114,6 +120,8 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         obj = context.active_object
         nerf = obj is not None and obj.inr_field.is_field and obj.inr_field.kind == "NERF"
         layout.prop(self, "threshold" if nerf else "level")
+        if not nerf:
+            layout.prop(self, "keep_debris")
         if obj is not None and not nerf and obj.inr_field.method in DISPLACEMENT:
             layout.prop(self, "part", expand=True)
         if obj is not None and obj.inr_field.kind == "SHAPE_SPACE":
@@ -122,6 +130,7 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
     def prepare(self, context: bpy.types.Context) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         field, params, arrays = self.field_job(context)
         params.update(resolution=self.resolution, space="local", method=backend_name(self.method), part=backend_name(self.part))
+        params["keep_debris"] = self.keep_debris
         self._nerf = field.inr_field.kind == "NERF"
         self._shape = -1
         if field.inr_field.kind == "SHAPE_SPACE":  # decode one shape of the space, in its own place
@@ -157,4 +166,6 @@ class INR_OT_extract_mesh(FieldJobOperator, bpy.types.Operator):
         at += "the base, " if self.part == "BASE" else ""
         boxes = outcome.params.get("box_evaluations", 0)
         counts = f"{evaluations:,} field evaluations" + (f", {boxes:,} certified blocks" if boxes else "")
+        debris = outcome.params.get("debris_removed", 0)
+        counts += f"; {debris} stray part{'s' if debris != 1 else ''} dropped" if debris else ""
         self.report({"INFO"}, f"Extracted {len(a['vertices'])} vertices, {len(a['faces'])} triangles at {at}resolution {self.resolution} ({counts})")
