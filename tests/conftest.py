@@ -246,9 +246,10 @@ def refused(operator, match: str, **kwargs) -> None:
     assert sorted(g.name for g in bpy.data.node_groups) == groups
 
 
-def interrupt_during(run, nth_job: int = 1, timeout: float = 120.0) -> tuple[object, list]:
-    """Call ``run()`` while a thread presses Ctrl+C (KeyboardInterrupt in the main thread) once the ``nth_job``-th
-    job of the worker has reported a step; return run's result and what fired: [(job name, its progress)]."""
+def interrupt_during(run, nth_job: int = 1, timeout: float = 120.0, when=None, delay: float = 0.0) -> tuple[object, list]:
+    """Call ``run()`` while a thread presses Ctrl+C (KeyboardInterrupt in the main thread) ``delay`` seconds after the
+    ``nth_job``-th job of the worker has reported a step (or ``when(job)`` holds); return run's result and what
+    fired: [(job name, its progress)]."""
     import _thread
     import signal
     import threading
@@ -266,8 +267,9 @@ def interrupt_during(run, nth_job: int = 1, timeout: float = 120.0) -> tuple[obj
             if job is not None and not job.done:
                 if job.job_id not in seen:
                     seen.append(job.job_id)
-                if len(seen) >= nth_job and job.progress.get("step", 0) > 0:
+                if len(seen) >= nth_job and (when(job) if when is not None else job.progress.get("step", 0) > 0):
                     fired.append((job.name, dict(job.progress)))
+                    time.sleep(delay)
                     _thread.interrupt_main()
                     return
             time.sleep(0.02)

@@ -3,10 +3,6 @@ field will be, changes as the field learns, and is replaced by the fitted surfac
 
 from __future__ import annotations
 
-import _thread
-import signal
-import threading
-import time
 import types
 
 import numpy as np
@@ -14,7 +10,7 @@ import pytest
 
 import bpy
 
-from conftest import add_point_cloud, scene_state, sphere_points
+from conftest import add_point_cloud, interrupt_during, scene_state, sphere_points
 
 pytestmark = pytest.mark.slow  # fits through a real worker: tens of seconds on two cores
 
@@ -101,28 +97,8 @@ def test_cancel_removes_the_preview(scene, shown, addon):
     cloud.select_set(True)
     bpy.context.view_layer.objects.active = cloud
     before = scene_state()
-    client = addon.inr_blender.wire.client
-
-    def cancel_after_a_preview():  # Ctrl+C, as a user's interrupt of a headless run
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            backend = client.current_backend()
-            job = backend._current if backend else None
-            if job is not None and job.previews and not job.done:
-                time.sleep(0.3)  # the operator shows it meanwhile
-                _thread.interrupt_main()
-                return
-            time.sleep(0.02)
-
-    handler = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    thread = threading.Thread(target=cancel_after_a_preview)
-    thread.start()
-    try:
-        result = bpy.ops.inr.fit_sdf(**LIVE_IGR, preview_every=0.2)
-    finally:
-        thread.join()
-        signal.signal(signal.SIGINT, handler)
+    # Ctrl+C, as a user's interrupt of a headless run, once a preview came (and the operator showed it)
+    result, _ = interrupt_during(lambda: bpy.ops.inr.fit_sdf(**LIVE_IGR, preview_every=0.2), when=lambda job: bool(job.previews), delay=0.3)
     assert result == {"CANCELLED"}
     assert shown and shown[0]["exists"]  # there was a preview
     assert bpy.data.objects.get("Scan_SDF preview") is None and bpy.data.meshes.get("Scan_SDF preview") is None
