@@ -55,10 +55,10 @@ extension: $(STAMP)
 	$(PY) $(BLENDER_EXT) validate .
 	$(PY) $(BLENDER_EXT) build --source-dir . --output-dir dist
 
-# The README's pictures (docs/gallery/make_gallery.py; needs ../shared/data): the NeRF view and the iso-points
-# are regenerated, the others reused from bench/results. GALLERY_ARGS="--reuse sdf shape-space" regenerates the
-# skeleton and the transfer too; the Poisson comparison needs open3d, the shape space an hour of training.
-GALLERY_ARGS ?= --reuse sdf skeleton transfer shape-space
+# The README's pictures (docs/gallery/make_gallery.py; needs ../shared/data): the NeRF view, the iso-points
+# and the skeleton are regenerated, the others reused from bench/results. GALLERY_ARGS="--reuse sdf shape-space"
+# regenerates the transfer too; the Poisson comparison needs open3d, the shape space an hour of training.
+GALLERY_ARGS ?= --reuse sdf transfer shape-space
 
 .PHONY: gallery
 
