@@ -37,6 +37,7 @@ from ..context import Cancelled, JobContext, JobError
 from ..outputs import atomic_write
 from ..sandbox import Sandbox
 from .gate import AUTH_TIMEOUT, BACKOFF_BASE, BACKOFF_MAX, IDLE_TIMEOUT, MIN_TOKEN_CHARS, STALL_TIMEOUT, Backoff, setting
+from .latest import LatestSender
 from .protocol import (
     AUTH,
     BAD_MESSAGE,
@@ -118,51 +119,6 @@ class _Peer:
         raise AssertionError("the reader reads without a deadline: the socket's timeout bounds sends")
 
 
-class _LatestPreview:
-    """The running job's latest preview, sent by a thread of its own: a newer one replaces one not sent yet, so a
-    slow client costs the job nothing (previews are dropped, never queued)."""
-
-    def __init__(self, send: Callable[[dict[str, Any], dict], None]) -> None:
-        self._send = send
-        self._ready = threading.Condition()
-        self._item: tuple[dict[str, Any], dict] | None = None
-        self._closed = False
-        self.dropped = 0
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def offer(self, header: dict[str, Any], arrays: dict) -> None:
-        with self._ready:
-            if self._item is not None:
-                self.dropped += 1
-            self._item = (header, arrays)
-            self._ready.notify()
-
-    def clear(self) -> None:
-        """Forget a preview not sent yet (its job is over)."""
-        with self._ready:
-            self._item = None
-
-    def close(self) -> None:
-        with self._ready:
-            self._closed, self._item = True, None
-            self._ready.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._ready:
-                while self._item is None and not self._closed:
-                    self._ready.wait()
-                if self._closed:
-                    return
-                item, self._item = self._item, None
-            assert item is not None  # the wait ends on an item or on close
-            header, arrays = item
-            try:
-                self._send(header, arrays)
-            except (_ClientGone, ProtocolError, ValueError):  # gone (the job's own sends notice) or not encodable
-                pass
-
-
 class _Connection:
     """One authenticated client: a reader thread feeds jobs, the caller runs them."""
 
@@ -185,7 +141,8 @@ class _Connection:
         self.cancel_events: dict[str, threading.Event] = {}
         self.gone = False
         self.shutdown_requested = False
-        self.previews = _LatestPreview(self.send)  # closed when serve() ends
+        # closed when serve() ends; a preview is lost if the client is gone (the job's own sends notice) or it is not encodable
+        self.previews = LatestSender(self.send, ignore=(_ClientGone, ProtocolError, ValueError))
 
     def send(self, header: dict[str, Any], arrays: dict | None = None) -> None:
         data = encode_frame(header, arrays)  # a result that cannot be encoded is the job's error, raised here
