@@ -17,12 +17,10 @@ import torch
 from torch import nn
 
 from ..context import JobContext, JobError
-from ..geometry.sparse_extraction import extract_mesh_sparse
 from ..settings import preview as settings
 
 Preview = tuple[str, dict[str, Any], dict[str, Any]]  # kind, arrays, info
 PreviewCamera = tuple[np.ndarray, np.ndarray, int, int]  # c2w (4, 4, world), intrinsics (fx, fy, cx, cy), width, height
-ORIENTATION_SAMPLES = 64  # faces whose sides are compared to wind a preview surface outward
 
 
 class PreviewClock:
@@ -54,36 +52,19 @@ class PreviewClock:
 
 
 def surface_preview(field: nn.Module, device: torch.device, ctx: JobContext, center: np.ndarray, scale: float) -> Preview | None:
-    """The zero level set of ``field`` at the preview resolution, in the local frame, wound outward; None while the
-    field has no surface in its domain."""
+    """The zero level set of ``field`` at the preview resolution, in the local frame, wound outward (scikit-image's
+    winding, toward larger values); None while the field has no surface in its domain."""
+    # here, not at the top: geometry.sparse_extraction imports ranges, whose rules import fitting (this package)
+    from ..geometry.sparse_extraction import extract_mesh_sparse
+
     try:
         verts, faces, _, _ = extract_mesh_sparse(field, settings.MESH_RESOLUTION, device, ctx.quiet(), gradient_normals=False)
     except JobError:  # no surface yet (or none left): nothing to show
         return None
     finally:
         field.train()
-    faces = _outward(field, verts, faces, device)
     info = {"space": "local", "center": [float(c) for c in center], "scale": float(scale)}
     return "mesh", {"vertices": verts.astype(np.float32), "faces": faces.astype(np.int32)}, info
-
-
-def _outward(field: nn.Module, verts: np.ndarray, faces: np.ndarray, device: torch.device) -> np.ndarray:
-    """``faces`` wound so that their normals point toward larger values: the field compared a little way to each side
-    of some faces (fields are negative inside)."""
-    pick = faces[np.linspace(0, len(faces) - 1, min(len(faces), ORIENTATION_SAMPLES)).astype(np.int64)]
-    tri = verts[pick].astype(np.float64)
-    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
-    centre = tri.mean(axis=1)
-    eps = 1.0 / settings.MESH_RESOLUTION
-    points = torch.as_tensor(np.concatenate([centre + eps * normal, centre - eps * normal]), dtype=torch.float32, device=device)
-    was_training = field.training
-    field.eval()
-    with torch.no_grad():
-        values = field(points).float().reshape(-1).cpu().numpy()
-    field.train(was_training)
-    ahead, behind = values[: len(pick)], values[len(pick) :]
-    return faces if float(np.sum(ahead - behind)) >= 0.0 else np.ascontiguousarray(faces[:, ::-1])
 
 
 def image_preview(render: Callable[[], torch.Tensor], field: nn.Module, info: dict[str, Any]) -> Preview:

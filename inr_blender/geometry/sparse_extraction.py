@@ -272,7 +272,7 @@ def extract_mesh_sparse(
     ``blocks_crossed`` (leaf blocks evaluated, crossed by the surface) and
     ``block`` (their size in cells). ``ranges``: cull by range analysis in this
     mode (see the module docstring) instead of the distance-field test. ``gradient_normals`` off (a preview) skips
-    the gradient pass: the normals are the grid's and the faces keep scikit-image's winding.
+    the gradient pass: the normals are the grid's and the faces keep scikit-image's winding (toward larger values).
     """
     n = int(resolution)
     if n < MIN_RESOLUTION:

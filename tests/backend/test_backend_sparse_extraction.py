@@ -186,3 +186,14 @@ def test_extract_mesh_job_sparse_and_dense(tmp_path):
         JOBS["extract_mesh"]({"checkpoint_path": path, "method": "octree"}, {}, JobContext())
     with pytest.raises(JobError, match="safety must be positive"):
         JOBS["extract_mesh"]({"checkpoint_path": path, "safety": 0}, {}, JobContext())
+
+
+def test_the_module_imports_on_its_own():
+    """A fresh interpreter that imports sparse extraction first (its ranges import fitting, whose previews use it)."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, "-c", "import inr_blender.geometry.sparse_extraction"], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
