@@ -9,21 +9,20 @@
 # steps' tables appended). With PACK, OUTDIR is packed into that tarball after every step, so a run stopped from
 # outside still leaves what it had (the device tool returns at most 8 files: use $OUT/gpu_check.tgz there).
 #
-# Steps: the environment; the kernel equality tests (pytest, on CUDA); the same comparison as a plain script at
-# the presets' grids (bench/hashgrid_check.py, which needs no pytest); the encoding throughput
-# (bench/encoding.py); the backend tests on CUDA (pytest, tests not marked slow unless BACKEND_TESTS_MARK says
-# otherwise); a Fast-preset SDF fit (the preset's GPU values) and 512^3 extraction through the CLI; the hash grid
-# against the CPU's Poisson rows on SDF_SHAPES (bench/sdf_vs_poisson.py); the lego curve of the fast radiance
-# field (bench/nerf_lego.py). Shared data (meshes, lego) is looked for in ../shared/data, else in $INR_SHARED_DATA, else
+# Steps, most wanted first (each gets at most what is left of the budget): the environment; the fused kernels against
+# the torch encoding at the presets' grids (bench/hashgrid_check.py, no pytest needed); the encoding throughput
+# (bench/encoding.py); the Fast SDF preset (its GPU values), fit plus 512^3 extraction on SDF_SHAPES, beside the
+# CPU's Poisson rows (bench/sdf_vs_poisson.py); the lego curve of the fast radiance field with its GPU values
+# (bench/nerf_lego.py); then, with what is left, the kernel equality tests and the backend tests on CUDA (pytest,
+# tests not marked slow unless BACKEND_TESTS_MARK says otherwise). Shared data (meshes, lego) is looked for in ../shared/data, else in $INR_SHARED_DATA, else
 # in .gpu_data/ (ignored by git: copy the data there and carry it, e.g.
 #   mkdir -p .gpu_data/meshes .gpu_data/nerf && cp ../../shared/data/meshes/{stanford-bunny,armadillo,dragon-10k,fandisk,nefertiti}.obj .gpu_data/meshes/
 #   cp -r ../../shared/data/nerf/lego .gpu_data/nerf/      # 42 MB: the 64 MiB a call carries just holds it
 # ) and then linked as ../shared/data, where the benchmarks look.
 #
 # Settings (environment): PYTHON (default python3), GPU_CHECK_SECONDS (total budget, default 480),
-# GPU_CHECK_DEVICE (cuda; cpu only for a dry run of this script), LEGO_SECONDS (training budget, default 120),
-# LEGO_SIZE (image size, default 800), SDF_SHAPES (meshes of the SDF benchmark, default "stanford-bunny fandisk";
-# all five: "stanford-bunny armadillo dragon-10k fandisk nefertiti", a fresh process each: time unmeasured on a GPU),
+# GPU_CHECK_DEVICE (cuda; cpu only for a dry run of this script), LEGO_SECONDS (training budget, default 150),
+# LEGO_SIZE (image size, default 800), SDF_SHAPES (meshes of the SDF benchmark, default all five, a fresh process each),
 # BACKEND_TESTS (default "tests/backend tests/wire") and BACKEND_TESTS_MARK (pytest -m expression, default "not slow").
 set -u
 
@@ -34,9 +33,9 @@ cd "$REPO" || exit 2
 PY=${PYTHON:-python3}
 BUDGET=${GPU_CHECK_SECONDS:-480}
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
-LEGO_SECONDS=${LEGO_SECONDS:-120}
+LEGO_SECONDS=${LEGO_SECONDS:-150}
 LEGO_SIZE=${LEGO_SIZE:-800}
-SDF_SHAPES=${SDF_SHAPES:-stanford-bunny fandisk}
+SDF_SHAPES=${SDF_SHAPES:-stanford-bunny armadillo dragon-10k fandisk nefertiti}
 BACKEND_TESTS=${BACKEND_TESTS:-tests/backend tests/wire}
 BACKEND_TESTS_MARK=${BACKEND_TESTS_MARK:-not slow}
 START=$(date +%s)
@@ -113,6 +112,14 @@ for name in ('pytest', 'matplotlib', 'PIL'):
         print(name, 'present')
     except ImportError:
         print(name, 'absent')
+import os, shutil, sysconfig  # Triton builds its launcher with a C compiler and Python.h on the first launch
+print('C compiler:', shutil.which(os.environ.get('CC', 'gcc')) or shutil.which('cc') or shutil.which('clang'), '| Python.h:', os.path.isfile(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))
+if torch.cuda.is_available():
+    from inr_blender.fields import hashgrid
+    try:
+        print('fused kernels against the torch ops on cuda:', hashgrid.probe(torch.device('cuda')))
+    except Exception as exc:
+        print('the fused kernels fail on cuda (the backend will use the torch encoding):', type(exc).__name__, exc)
 EOF"
 if [ "$DEVICE" = cuda ] && ! "$PY" -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
     record "cuda" 1 0 "failed: this torch sees no CUDA device (GPU_CHECK_DEVICE=cpu for a dry run)"
@@ -131,43 +138,18 @@ fi
 MESHES=$REPO/../shared/data/meshes
 LEGO=$REPO/../shared/data/nerf/lego
 
-# -- the fused kernels against the torch encoding -----------------------------------------------------------------
-if has pytest; then
-    step kernel_tests 150 "$PY" -m pytest tests/backend/test_backend_hashgrid_triton.py -q -rs -p no:cacheprovider
-else
-    skip kernel_tests "pytest is absent (kernel_check compares the same without it)"
-fi
-step kernel_check 120 "$PY" bench/hashgrid_check.py --device "$DEVICE" --output "$OUTDIR/hashgrid_check.md"
+# -- the fused kernels against the torch encoding, at the presets' grids (no pytest needed) ----------------------
+step kernel_check 90 "$PY" bench/hashgrid_check.py --device "$DEVICE" --output "$OUTDIR/hashgrid_check.md"
 
 # -- encoding throughput ------------------------------------------------------------------------------------------
-step encoding 120 "$PY" bench/encoding.py --device "$DEVICE" --output "$OUTDIR/encoding.md"
+step encoding 90 "$PY" bench/encoding.py --device "$DEVICE" --output "$OUTDIR/encoding.md"
 
-# -- the backend tests on CUDA (their device 'auto' picks it) -----------------------------------------------------
-if has pytest; then
-    # shellcheck disable=SC2086 # BACKEND_TESTS: several paths
-    step backend_tests 120 "$PY" -m pytest $BACKEND_TESTS -q -rs -p no:cacheprovider -m "$BACKEND_TESTS_MARK" \
-        --ignore=tests/backend/test_backend_hashgrid_triton.py --junitxml="$OUTDIR/backend_tests.xml"
-else
-    skip backend_tests "pytest is absent"
-fi
-
-# -- SDF presets on the shared meshes -----------------------------------------------------------------------------
-# The Fast preset through the CLI on one mesh: fit, then sparse extraction at 512^3 (each a fresh process, so the
-# times include Python's start and imports).
-if [ -f "$MESHES/stanford-bunny.obj" ]; then
-    step sdf_fast_fit 120 "$PY" -m inr_blender fit-sdf "$MESHES/stanford-bunny.obj" --preset fast --device "$DEVICE" -o "$OUTDIR/bunny_fast.pt"
-    if [ -f "$OUTDIR/bunny_fast.pt" ]; then
-        step sdf_fast_extract 90 "$PY" -m inr_blender extract-mesh "$OUTDIR/bunny_fast.pt" --resolution 512 --device "$DEVICE" -o "$OUTDIR/bunny_fast.ply"
-        rm -f "$OUTDIR/bunny_fast.ply" "$OUTDIR/bunny_fast.pt" # not worth carrying back
-    fi
-else
-    skip sdf_fast_fit "no shared meshes ($MESHES)"
-fi
-# The hash grid (method defaults, clean points) on the GPU beside the Poisson rows of the committed CPU run (Open3D is
-# not needed): Chamfer-L1 and time per shape, in a fresh process each.
+# -- the Fast SDF preset on the shared meshes ---------------------------------------------------------------------
+# Fit plus sparse 512^3 extraction per mesh, in a fresh process each after a warm-up fit (as a worker that ran a job
+# before), beside the Poisson rows of the committed CPU run (Open3D is not needed): Chamfer-L1 and seconds.
 if [ -f "$MESHES/stanford-bunny.obj" ]; then
     # shellcheck disable=SC2086 # SDF_SHAPES: several names
-    step sdf_vs_poisson 150 "$PY" bench/sdf_vs_poisson.py --device "$DEVICE" --methods hashgrid --noise 0 --shapes $SDF_SHAPES \
+    step sdf_vs_poisson 200 "$PY" bench/sdf_vs_poisson.py --device "$DEVICE" --methods hashgrid --noise 0 --shapes $SDF_SHAPES \
         --no-render --poisson-from bench/results/sdf_vs_poisson.json --output "$OUTDIR/sdf_vs_poisson.md" --mesh-dir "$OUTDIR/sdf_meshes"
     rm -rf "$OUTDIR/sdf_meshes" # the meshes: not worth carrying back
 else
@@ -184,15 +166,21 @@ else
         --output "$OUTDIR/nerf_lego.md" --picture-dir "$OUTDIR/nerf_lego"
 fi
 
+# -- with what is left: the kernel equality tests and the backend tests on CUDA (their device 'auto' picks it) ----
+if has pytest; then
+    step kernel_tests 150 "$PY" -m pytest tests/backend/test_backend_hashgrid_triton.py -q -rs -p no:cacheprovider
+    # shellcheck disable=SC2086 # BACKEND_TESTS: several paths
+    step backend_tests 300 "$PY" -m pytest $BACKEND_TESTS -q -rs -p no:cacheprovider -m "$BACKEND_TESTS_MARK" \
+        --ignore=tests/backend/test_backend_hashgrid_triton.py --junitxml="$OUTDIR/backend_tests.xml"
+else
+    skip kernel_tests "pytest is absent (kernel_check compared the same without it)"
+    skip backend_tests "pytest is absent"
+fi
+
 # -- the tables, appended to the summary --------------------------------------------------------------------------
 {
     echo
     echo "Total: $(($(date +%s) - START)) s. Logs: <step>.log beside this file."
-    if [ -f "$OUTDIR/sdf_fast_fit.log" ]; then
-        echo
-        echo "SDF Fast preset on stanford-bunny ($DEVICE):"
-        grep -h -E "^(fitted|stopped|wrote)" "$OUTDIR/sdf_fast_fit.log" "$OUTDIR/sdf_fast_extract.log" 2>/dev/null | sed 's/^/- /'
-    fi
     for table in hashgrid_check encoding sdf_vs_poisson nerf_lego; do
         if [ -f "$OUTDIR/$table.md" ]; then
             echo

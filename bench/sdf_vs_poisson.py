@@ -4,7 +4,8 @@ For each shape and noise level, 100k oriented points are sampled on the clean me
 seed) and displaced along random unit directions by noise x its bounding-sphere radius
 (normals kept). Every method reconstructs a mesh from the same points, in a fresh worker
 process of its own (for a fair peak memory), and is measured against the clean mesh with
-the project's metrics. Results accumulate in ``bench/results/sdf_vs_poisson.json`` (resume
+the project's metrics (on a GPU, after a warm-up fit of 3 steps in the same process, as a
+worker that has run a job before). Results accumulate in ``bench/results/sdf_vs_poisson.json`` (resume
 an interrupted run with --resume); the table, and a check of the issue's targets, go to
 ``bench/results/sdf_vs_poisson.md``, the meshes and one Cycles picture per shape to
 ``bench/results/sdf_vs_poisson/``. Needs the bench venv (``make bench-venv``, adds open3d) for Poisson.
@@ -49,11 +50,12 @@ SEED = 0
 POISSON_DEPTH = 9
 POISSON_TRIM_QUANTILE = 0.02  # vertices with a density below this quantile are removed
 # Fit parameters of the neural methods over the backend's defaults (cut down to keep a full
-# run affordable on 2 CPU cores); the hash grid runs with its method defaults.
+# run affordable on 2 CPU cores); the hash grid runs the Fast preset: its method defaults on a CPU, with the
+# preset's larger batch and table on CUDA (settings.presets.ON_DEVICE), as the Fit SDF operator runs it.
 METHODS: dict[str, dict[str, Any]] = {
     "igr": {"width": 256, "depth": 4, "iterations": 500, "batch_size": 2048},
     "siren": {"width": 256, "depth": 3, "iterations": 500, "batch_size": 2048},
-    "hashgrid": {},
+    "hashgrid": {"preset": "fast"},
 }
 ALL_METHODS = ["poisson", *METHODS]
 RENDER_ROTATION = {"dragon-10k": (90, 0, 90), "fandisk": (90, 0, 45), "nefertiti": (0, 0, 0)}  # degrees; others Y-up: (90, 0, 0)
@@ -85,6 +87,38 @@ def noisy_points(vertices: np.ndarray, faces: np.ndarray, noise: float) -> tuple
 # -- worker: one (shape, noise, method) in its own process ------------------------------
 
 
+def fit_and_extract(
+    points: np.ndarray,
+    normals: np.ndarray,
+    method: str,
+    args: argparse.Namespace,
+    ckpt: str,
+    iterations: int | None = None,
+    resolution: int | None = None,
+    result: dict[str, Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A neural method's fit and sparse extraction through the jobs, as the operators run them; the fit's figures
+    go into ``result`` when given."""
+    started = time.perf_counter()
+    ctx = JobContext(min_interval=30.0, verbose=result is not None)
+    params = {"method": method, "checkpoint_path": ckpt, "device": args.device, "seed": SEED, **METHODS[method]}
+    if iterations is None:
+        iterations = max(1, round(params.get("iterations", SPEC.defaults(method)["iterations"]) * args.iterations_scale))
+    params["iterations"] = iterations
+    fit, _ = JOBS["fit_sdf"](params, {"points": points, "normals": normals}, ctx)
+    if result is not None:
+        result.update(
+            iterations=fit["iterations_run"],
+            final_loss=fit["final_loss"],
+            fit_s=time.perf_counter() - started,
+            stop_reason=fit["stop_reason"],
+            device_settings=fit.get("device_settings", {}),
+        )
+    extract = {"checkpoint_path": ckpt, "resolution": resolution or args.resolution, "method": "sparse", "space": "world", "device": args.device}
+    _, out = JOBS["extract_mesh"](extract, {}, JobContext())
+    return out["vertices"], out["faces"]
+
+
 def run_worker(shape: str, noise: float, method: str, args: argparse.Namespace) -> dict[str, Any]:
     """Reconstruct one shape with one method; time, peak memory, metrics, and the mesh saved."""
     if method == "poisson":
@@ -104,18 +138,10 @@ def run_worker(shape: str, noise: float, method: str, args: argparse.Namespace) 
             mesh.remove_vertices_by_mask(densities < np.quantile(densities, POISSON_TRIM_QUANTILE))
             vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.triangles)
         else:
-            ctx = JobContext(min_interval=30.0, verbose=True)
-            ckpt = os.path.join(tmp, "field.pt")
-            params = {"method": method, "checkpoint_path": ckpt, "device": args.device, "seed": SEED, **METHODS[method]}
-            iterations = params.get("iterations", SPEC.defaults(method)["iterations"])
-            params["iterations"] = max(1, round(iterations * args.iterations_scale))
-            fit, _ = JOBS["fit_sdf"](params, {"points": points, "normals": normals}, ctx)
-            result.update(
-                iterations=fit["iterations_run"], final_loss=fit["final_loss"], fit_s=time.perf_counter() - started, stop_reason=fit["stop_reason"]
-            )
-            extract = {"checkpoint_path": ckpt, "resolution": args.resolution, "method": "sparse", "space": "world", "device": args.device}
-            _, out = JOBS["extract_mesh"](extract, {}, JobContext())
-            vertices, faces = out["vertices"], out["faces"]
+            if resolve_device(args.device).type != "cpu":  # as a warm worker: CUDA's start and the kernels' compiling
+                fit_and_extract(points[:4096], normals[:4096], method, args, os.path.join(tmp, "warm.pt"), iterations=3, resolution=64)
+                started = time.perf_counter()
+            vertices, faces = fit_and_extract(points, normals, method, args, os.path.join(tmp, "field.pt"), result=result)
         result["seconds"] = time.perf_counter() - started
     result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the metrics' own memory
     result.update(num_vertices=len(vertices), num_faces=len(faces))

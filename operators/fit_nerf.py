@@ -24,7 +24,7 @@ from ..inr_blender.settings import nerf
 from ..inr_blender.settings.preview import preview_size
 from ..inr_blender.wire.client import JobOutcome
 from ..properties import NERF_MODELS
-from ..properties.defaults import backend_name, enum_item
+from ..properties.defaults import backend_name, enum_item, find_param, prop_from_param
 from .common.bridge import InputError, make_active
 from .common.cameras import camera_to_world, check_perspective, intrinsics
 from .common.field import checkpoints, new_checkpoint_path, new_field
@@ -141,6 +141,7 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
     background: FloatVectorProperty(
         name="Background", subtype="COLOR", size=3, min=0.0, max=1.0, default=(1.0, 1.0, 1.0), description="The colour behind transparent pixels"
     )
+    random_background: prop_from_param(find_param(nerf.COMMON, "random_background"))
     seed: IntProperty(name="Seed", default=0, min=0)
     preview_every: preview_property()
     # the models' own settings; 0 keeps the model's default (inr_blender/fitting/nerf.py)
@@ -151,15 +152,19 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
     fine_samples: IntProperty(name="Fine Samples", default=0, min=0, max=1024, description="Classic: importance samples per ray (0: 128)")
     levels: IntProperty(name="Levels", default=0, min=0, max=32, description="Fast: hash-grid levels (0: 16)")
     log2_table_size: IntProperty(name="Table Size (log2)", default=0, min=0, max=26, description="Fast: entries per level, 2^n (0: 19)")
-    finest_resolution: IntProperty(name="Finest Resolution", default=0, min=0, max=16384, description="Fast: grid of the finest level (0: 1024)")
+    finest_resolution: IntProperty(
+        name="Finest Resolution", default=0, min=0, max=16384, description="Fast: grid of the finest level (0: 1024 on a CPU, 2048 on CUDA)"
+    )
     samples_per_step: IntProperty(
         name="Samples per Step",
         default=0,
         min=0,
         soft_max=1 << 20,
-        description="Fast: samples along all rays of a step; the rays adapt to keep it (0: 65536)",
+        description="Fast: samples along all rays of a step; the rays adapt to keep it (0: 65536 on a CPU, 262144 on CUDA)",
     )
-    march_steps: IntProperty(name="March Steps", default=0, min=0, max=8192, description="Fast: marching steps across the cube's diagonal (0: 512)")
+    march_steps: IntProperty(
+        name="March Steps", default=0, min=0, max=8192, description="Fast: marching steps across the cube's diagonal (0: 512 on a CPU, 1024 on CUDA)"
+    )
 
     _model_props = {
         "FAST": ("width", "levels", "log2_table_size", "finest_resolution", "samples_per_step", "march_steps"),
@@ -174,7 +179,18 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
         layout.prop(self, "source")
         if self.source == "FILE":
             layout.prop(self, "transforms_path")
-        for name in ("model", "iterations", "max_seconds", "learning_rate", "downscale", "holdout_every", "background", "seed", "preview_every"):
+        for name in (
+            "model",
+            "iterations",
+            "max_seconds",
+            "learning_rate",
+            "downscale",
+            "holdout_every",
+            "background",
+            "random_background",
+            "seed",
+            "preview_every",
+        ):
             layout.prop(self, name)
         box = layout.box()
         box.label(text=f"{nerf.BUILTIN[backend_name(self.model)].label} model (0: its default)")
@@ -199,7 +215,9 @@ class INR_OT_fit_nerf(FitJobOperator, bpy.types.Operator):
         checkpoint, self._stored_path = new_checkpoint_path(self._field_name)
         params: dict[str, Any] = {
             "model": backend_name(self.model),
+            "preset": backend_name(self.model),  # the worker fills in the model's settings for its device
             "background": [float(c) for c in self.background],
+            "random_background": self.random_background,
             "downscale": self.downscale,
             "holdout_every": self.holdout_every,
             "seed": self.seed,

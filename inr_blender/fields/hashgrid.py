@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from types import ModuleType
 
 import torch
@@ -58,6 +59,7 @@ kernels: on CPU tensors only in Triton's interpreter, ``TRITON_INTERPRET=1``; fo
 
 _kernels: ModuleType | None = None
 _kernels_error: str | None = None
+_probed: set[str] = set()  # the devices the kernels ran on once (fused_kernels)
 
 
 def implementation() -> str:
@@ -69,8 +71,10 @@ def implementation() -> str:
     return name
 
 
-def fused_kernels() -> ModuleType | None:
-    """The fused kernels' module (:mod:`.hashgrid_triton`), or None where Triton does not import (tried once)."""
+def fused_kernels(device: torch.device | None = None) -> ModuleType | None:
+    """The fused kernels' module (:mod:`.hashgrid_triton`), or None where Triton does not import (tried once) or,
+    given a CUDA ``device``, where they fail to build, run or agree with the torch ops there (tried once per device:
+    Triton builds its launcher with the machine's C compiler on the first launch, which a machine may lack)."""
     global _kernels, _kernels_error
     if _kernels is None and _kernels_error is None:
         try:
@@ -79,7 +83,40 @@ def fused_kernels() -> ModuleType | None:
             _kernels = hashgrid_triton
         except Exception as exc:  # no Triton, or one that fails on this machine: the torch path it is
             _kernels_error = f"{type(exc).__name__}: {exc}"
+    if _kernels is not None and device is not None and device.type == "cuda" and torch.cuda.is_available() and str(device) not in _probed:
+        _probed.add(str(device))
+        try:
+            probe(device)
+        except Exception as exc:
+            _kernels, _kernels_error = None, f"they fail on {device}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            warnings.warn(f"the fused hash-grid kernels {_kernels_error}; the torch encoding runs instead", RuntimeWarning, stacklevel=2)
     return _kernels
+
+
+def probe(device: torch.device) -> dict[str, float]:
+    """Run the fused kernels once on ``device`` (the forward and both gradients of a small grid with dense and
+    hashed levels) and compare them with the torch ops: their largest differences, or what went wrong raised."""
+    kernels = fused_kernels()
+    if kernels is None:
+        raise RuntimeError(f"the fused kernels do not import ({_kernels_error})")
+    encoding = HashGridEncoding(levels=3, features_per_level=2, log2_table_size=10, base_resolution=4, finest_resolution=32).to(device)
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.rand(257, 3, generator=generator) * 2.2 - 1.1).to(device)  # a partial block; some points outside the cube
+    results: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    for fused in (True, False):
+        points = x.clone().requires_grad_(True)
+        encoding.table.grad = None
+        out = encoding.fused_forward(points) if fused else encoding.torch_forward(points)
+        (out * torch.linspace(-1.0, 1.0, out.shape[1], device=device)).sum().backward()
+        assert points.grad is not None and encoding.table.grad is not None
+        results.append((out.detach(), points.grad, encoding.table.grad))
+    encoding.table.grad = None
+    differences = {}
+    for name, a, b in zip(("values", "input gradients", "table gradients"), *results):
+        differences[name] = float((a - b).abs().max())
+        if not torch.allclose(a, b, rtol=1e-4, atol=1e-5):
+            raise RuntimeError(f"their {name} differ from the torch encoding's by up to {differences[name]:.3g}")
+    return differences
 
 
 def level_resolutions(levels: int, base_resolution: int, finest_resolution: int) -> list[int]:
@@ -144,7 +181,7 @@ class HashGridEncoding(nn.Module):
         name = implementation()
         if name == "torch" or (name == "auto" and device.type != "cuda"):
             return False  # (without importing Triton)
-        kernels = fused_kernels()
+        kernels = fused_kernels(device)
         if name == "triton":
             if kernels is None:
                 raise RuntimeError(f"{ENVIRONMENT}=triton, but the fused hash-grid kernels do not import ({_kernels_error})")
@@ -171,13 +208,20 @@ class HashGridEncoding(nn.Module):
         return torch.cat([dense_index, hashed], dim=1) + self._offset[None, :, None]
 
     def forward(self, x: Points) -> Features:
-        if self.fused(x.device, x.dtype):
-            kernels = fused_kernels()
-            assert kernels is not None  # fused() said they import
-            if x.dtype != torch.float32 or self.table.dtype != torch.float32:
-                raise RuntimeError(f"the fused hash-grid encoding takes float32 points and table, not {x.dtype} and {self.table.dtype}")
-            grid = kernels.Grid(self._resolution, self._offset, self.dense_levels, self.table_size)
-            return kernels.encode(x, self.table, grid)
+        return self.fused_forward(x) if self.fused(x.device, x.dtype) else self.torch_forward(x)
+
+    def fused_forward(self, x: Points) -> Features:
+        """The encoding by the fused kernels (float32 only)."""
+        kernels = fused_kernels()
+        if kernels is None:
+            raise RuntimeError(f"the fused hash-grid kernels do not import ({_kernels_error})")
+        if x.dtype != torch.float32 or self.table.dtype != torch.float32:
+            raise RuntimeError(f"the fused hash-grid encoding takes float32 points and table, not {x.dtype} and {self.table.dtype}")
+        grid = kernels.Grid(self._resolution, self._offset, self.dense_levels, self.table_size)
+        return kernels.encode(x, self.table, grid)
+
+    def torch_forward(self, x: Points) -> Features:
+        """The encoding by torch ops (the reference; differentiable twice)."""
         pos = self.positions(x)  # (B, L, 3), in cell units
         cell = pos.detach().floor().long()
         cell = torch.minimum(cell, (self._resolution - 1)[None, :, None])  # u == 1 falls in the last cell

@@ -21,6 +21,10 @@ Published settings, kept as defaults unless noted:
 The models (``fast``, ``classic``) are registered modules in :mod:`.radiance`; their settings are
 :mod:`..settings.nerf`'s. This module is the loop they share.
 
+With ``random_background`` (both models; off by default, see settings/nerf.py), training pixels of images with an alpha channel are
+composited over a random colour per ray, as Instant-NGP trains on NeRF-synthetic scenes: a field cannot paint the
+background into empty space. Held-out views are scored over ``background``.
+
 Views are split into training and held-out views (every ``holdout_every``-th).
 Held-out PSNR is measured on a fixed random set of ``eval_pixels`` pixels
 every ``eval_every`` steps (with ``eval_dense_start``, every tenth of that
@@ -42,7 +46,7 @@ from ..context import JobContext
 from ..device import resolve_device
 from ..fields import build_field
 from ..render.cameras import local_frame, rays_from_pixels, to_local_cameras
-from ..render.dataset import Views, holdout_split
+from ..render.dataset import Views, holdout_split, recomposite
 from ..render.image_metrics import psnr, psnr_of_mse, ssim
 from ..render.renderer import render_image, render_rays
 from ..render.surface import surface_density
@@ -74,11 +78,13 @@ __all__ = ["CHECKPOINT_FORMAT", "SPEC", "fit_nerf", "resolve_params"]
 
 
 class _Pixels:
-    """Every pixel of a set of views on the device: colours, and rays drawn at random or by index."""
+    """Every pixel of a set of views on the device: colours (and coverage with ``alpha``), and rays drawn at random
+    or by index."""
 
-    def __init__(self, views: Views, c2w_local: np.ndarray, device: torch.device) -> None:
+    def __init__(self, views: Views, c2w_local: np.ndarray, device: torch.device, alpha: bool = False) -> None:
         self.width, self.height = views.width, views.height
         self.colours = torch.as_tensor(views.images.reshape(-1, 3), device=device)
+        self.alpha = torch.as_tensor(views.alpha.reshape(-1), device=device) if alpha and views.alpha is not None else None
         self.c2w = torch.as_tensor(c2w_local, dtype=torch.float32, device=device)
         self.intrinsics = torch.as_tensor(views.intrinsics, dtype=torch.float32, device=device)
         self.device = device
@@ -91,6 +97,14 @@ class _Pixels:
         view, pixel = index // per_view, index % per_view
         origins, directions, _ = rays_from_pixels(self.c2w[view], self.intrinsics[view], pixel % self.width, pixel // self.width)
         return origins, directions, self.colours[index]
+
+    def over_random(self, index: torch.Tensor, colours: torch.Tensor, background: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixels ``index``'s ``colours`` (composited over ``background``) over a random colour each instead, and
+        those colours (N, 3); unchanged without coverage (opaque images)."""
+        if self.alpha is None:
+            return colours, background
+        fresh = torch.rand(len(index), 3, device=self.device)
+        return recomposite(colours, self.alpha[index], background, fresh), fresh
 
     def random(self, count: int, crop: float = 1.0) -> torch.Tensor:
         """``count`` random pixel indices, inside the central ``crop`` fraction of each image when < 1."""
@@ -136,7 +150,7 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext, preview_camera: P
     train_ids, test_ids = holdout_split(len(views.names), p["holdout_every"])
     center, scale = local_frame(views.aabb)
     c2w_local = to_local_cameras(views.c2w, center, scale)
-    training = _Pixels(views.subset(train_ids), c2w_local[train_ids], device)
+    training = _Pixels(views.subset(train_ids), c2w_local[train_ids], device, alpha=p["random_background"])
     held_out = _Pixels(views.subset(test_ids), c2w_local[test_ids], device) if test_ids else None
     background = torch.tensor(p["background"], dtype=torch.float32, device=device)
     settings = kind.render_settings(p)
@@ -180,8 +194,10 @@ def fit_nerf(views: Views, p: dict[str, Any], ctx: JobContext, preview_camera: P
         if every and i and (i % every == 0 or p["eval_dense_start"] and i < every and i % max(1, every // 10) == 0):
             evaluate(i)
         model.before_step(field, settings, i)
-        origins, directions, target = training.rays(training.random(model.rays(), model.crop(i)))
-        out = render_rays(field, settings, origins, directions, background, perturb=True)
+        index = training.random(model.rays(), model.crop(i))
+        origins, directions, target = training.rays(index)
+        target, behind = training.over_random(index, target, background)
+        out = render_rays(field, settings, origins, directions, behind, perturb=True)
         loss, mse = model.loss(out, target)
         state["mse"] = mse.detach()
         model.after_step(out)

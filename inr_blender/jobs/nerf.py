@@ -19,8 +19,9 @@ from ..fitting.preview import preview_camera
 from ..render.cameras import to_local_cameras
 from ..render.dataset import load_transforms, views_from_arrays
 from ..render.renderer import RenderSettings, render_image
+from ..settings import presets
 from ..settings.spec import Param, Spec, params
-from .registry import Arrays, Command, Positional, Result, job
+from .registry import Arrays, Command, Positional, Result, job, preset_param
 from .shared import (
     BACKGROUND,
     CAMERA,
@@ -37,7 +38,12 @@ from .shared import (
 )
 
 VIEWS = Param("transforms_path", "", "transforms.json (or its folder) on the worker's machine; or send the arrays images, c2w and intrinsics")
-JOB_PARAMS = (OUTPUT, RETURN_CHECKPOINT, VIEWS)
+PRESET = preset_param(
+    f"The model's settings for the device it runs on: {', '.join(presets.RADIANCE)} (on a CUDA device, fast takes "
+    "Instant-NGP's batch, grids and marching steps); custom: the model's defaults, which are sized for a CPU",
+    presets.RADIANCE,
+)
+JOB_PARAMS = (OUTPUT, RETURN_CHECKPOINT, VIEWS, PRESET)
 
 
 # The job's settings: where the views come from and the checkpoint goes, then the fit's own (fitting/nerf.py).
@@ -65,7 +71,9 @@ def _summary_line(args: argparse.Namespace, result: dict[str, Any], arrays: Arra
         output_param="checkpoint_path",
         options={"lr": "learning_rate"},
         write=_summary_line,
+        preset=presets.RADIANCE_DEFAULT,
     ),
+    presets=lambda given: presets.RADIANCE,
 )
 def fit_nerf(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     """Fit a radiance field (``model`` 'fast' or 'classic') to posed images; write or send back its checkpoint.

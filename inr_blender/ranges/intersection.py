@@ -39,7 +39,7 @@ from ..context import JobContext, JobError
 from .affine import AffineForm, RangeContext
 from .closest import _octants
 from .evaluate import form_range
-from .search import RANGE_CHUNK, field_values, unknown_boxes
+from .search import field_values, range_chunk, unknown_boxes
 
 DEFAULT_DEPTH = 6
 MAX_BOXES = 2_000_000
@@ -111,9 +111,11 @@ def _unknown_images(field: nn.Module, lo: Tensor, hi: Tensor, m: Tensor, mode: s
     if _is_axis_aligned(m):  # each image is its bounding box: the clipped box is all there is
         return unknown_boxes(field, clo, chi, mode, ctx=ctx), len(lo)
     unknown = torch.zeros(len(lo), dtype=torch.bool, device=lo.device)
-    for start in range(0, len(lo), RANGE_CHUNK):
+    param = next(field.parameters(), None)
+    chunk = range_chunk(field, mode, param.device if param is not None else lo.device)
+    for start in range(0, len(lo), chunk):
         ctx.check_cancel()
-        part = slice(start, start + RANGE_CHUNK)
+        part = slice(start, start + chunk)
         form = AffineForm.from_box(lo[part], hi[part], RangeContext(mode)).linear(m[:3, :3], m[:3, 3])
         flo, fhi = form_range(field, form)
         unknown[part] = (flo <= 0) & (fhi >= 0)

@@ -20,13 +20,15 @@ from .transforms import Resolve, camera_matrix, frame_intrinsics, read_transform
 
 @dataclass
 class Views:
-    """Posed images of one size: ``images`` (N, H, W, 3) float32 in [0, 1], composited over ``background``."""
+    """Posed images of one size: ``images`` (N, H, W, 3) float32 in [0, 1], composited over ``background``; ``alpha``
+    (N, H, W) float32, their coverage, when any image had an alpha channel (1 in the others), else None."""
 
     images: np.ndarray
     c2w: np.ndarray  # (N, 4, 4) float64
     intrinsics: np.ndarray  # (N, 4) float64: fx, fy, cx, cy in pixels
     aabb: np.ndarray  # (2, 3): the scene box
     names: list[str]
+    alpha: np.ndarray | None = None
 
     @property
     def width(self) -> int:
@@ -38,7 +40,8 @@ class Views:
 
     def subset(self, index: Sequence[int]) -> Views:
         index = list(index)
-        return Views(self.images[index], self.c2w[index], self.intrinsics[index], self.aabb, [self.names[i] for i in index])
+        alpha = None if self.alpha is None else self.alpha[index]
+        return Views(self.images[index], self.c2w[index], self.intrinsics[index], self.aabb, [self.names[i] for i in index], alpha)
 
 
 def holdout_split(count: int, every: int) -> tuple[list[int], list[int]]:
@@ -76,6 +79,19 @@ def composite(image: np.ndarray, background: Sequence[float]) -> tuple[np.ndarra
     return (rgb * alpha + bg * (1.0 - alpha)).astype(np.float32), alpha[..., 0].astype(np.float32)
 
 
+def recomposite(colours: Any, alpha: Any, old: Any, new: Any) -> Any:
+    """Colours composited over ``old`` (straight alpha, coverage ``alpha``) composited over ``new`` instead: numpy
+    arrays or torch tensors, (..., 3) colours and backgrounds, (...) coverage."""
+    return colours + (new - old) * (1.0 - alpha)[..., None]
+
+
+def _coverage(alphas: list[np.ndarray | None], shape: tuple[int, ...], downscale: int) -> np.ndarray | None:
+    """(N, H, W) coverage of images whose alpha channels are ``alphas`` (None: opaque), or None if all are opaque."""
+    if all(a is None for a in alphas):
+        return None
+    return np.stack([downsample((np.ones(shape, np.float32) if a is None else a)[..., None], downscale)[..., 0] for a in alphas])
+
+
 def downsample(image: np.ndarray, factor: int) -> np.ndarray:
     """Area (box) downsampling by an integer factor; the image is cropped to a multiple of it."""
     if factor == 1:
@@ -96,9 +112,10 @@ def load_transforms(path: str, background: Sequence[float] = (1.0, 1.0, 1.0), do
     images: list[np.ndarray] = []
     intrinsics: list[np.ndarray] = []
     names: list[str] = []
+    alphas: list[np.ndarray | None] = []
     size = (0, 0)
     for frame in scene.frames:
-        rgb, _alpha = composite(read_image(frame.image_path), background)
+        rgb, alpha = composite(read_image(frame.image_path), background)
         h, w = rgb.shape[:2]
         name = os.path.basename(frame.image_path)
         if names and size != (w, h):
@@ -106,9 +123,11 @@ def load_transforms(path: str, background: Sequence[float] = (1.0, 1.0, 1.0), do
         size = (w, h)
         intrinsics.append(frame_intrinsics(frame.camera, w, h, frame.where) / downscale)
         images.append(downsample(rgb, downscale))
+        alphas.append(alpha)
         names.append(name)
     c2w = np.stack([frame.c2w for frame in scene.frames])
-    return Views(np.stack(images).astype(np.float32), c2w, np.stack(intrinsics), scene.aabb, names)
+    alpha = _coverage(alphas, (size[1], size[0]), downscale)
+    return Views(np.stack(images).astype(np.float32), c2w, np.stack(intrinsics), scene.aabb, names, alpha)
 
 
 def views_from_arrays(
@@ -133,7 +152,7 @@ def views_from_arrays(
         raise JobError("intrinsics must be finite with positive focal lengths")
     data = images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images.astype(np.float32)
     rgb = np.stack([downsample(composite(im, background)[0], downscale) for im in data])
+    alpha = None if data.shape[-1] == 3 else np.stack([downsample(im[..., 3:4], downscale)[..., 0] for im in data])
     box = scene_box({"aabb": aabb} if aabb is not None else {}, "views")
-    return Views(
-        rgb, np.stack([camera_matrix(m, f"view {k}") for k, m in enumerate(c2w)]), intrinsics / downscale, box, [f"view {k}" for k in range(n)]
-    )
+    cameras = np.stack([camera_matrix(m, f"view {k}") for k, m in enumerate(c2w)])
+    return Views(rgb, cameras, intrinsics / downscale, box, [f"view {k}" for k in range(n)], alpha)

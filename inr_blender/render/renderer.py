@@ -58,7 +58,7 @@ def render_fast(
     """March through the occupancy grid; with ``prune``, samples behind opaque matter (T < 1e-4) are dropped
     after a density-only pass without gradients, so the gradient pass only pays for visible samples."""
     near, far = ray_box(origins, directions, -torch.ones(3, device=origins.device), torch.ones(3, device=origins.device))
-    t, mask, deltas = march(origins, directions, near, far, step, field.occupancy, perturb)
+    t, mask, deltas, kept = march(origins, directions, near, far, step, field.occupancy, perturb)
     points = origins[:, None, :] + directions[:, None, :] * t[..., None]
     if prune and mask.any():
         with torch.no_grad():
@@ -69,7 +69,7 @@ def render_fast(
         deltas = deltas * mask
     sigma, rgb = _evaluate(field, points, directions, mask)
     out = composite(sigma, rgb, deltas, t, background)
-    out["samples"] = mask.sum()
+    out["samples"] = mask.sum() if prune else torch.tensor(kept)  # without pruning, no further transfer
     return out
 
 
@@ -150,7 +150,7 @@ def render_rays(
     background: Colours,
     perturb: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Render local-frame rays (N origins, N unit directions; ``background`` (3,)) with the sampler of
+    """Render local-frame rays (N origins, N unit directions; ``background`` (3,) or one per ray (N, 3)) with the sampler of
     ``settings.kind`` (early ray termination when not training): rgb (N, 3), acc (N,), depth (N,), samples."""
     if settings.kind == "classic":
         assert isinstance(field, ClassicNeRF), f"classic rendering needs a ClassicNeRF, got {type(field).__name__}"

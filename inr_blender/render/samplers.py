@@ -52,12 +52,13 @@ def march(
     grid: OccupancyGrid,
     perturb: bool,
     max_steps: int = 1024,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Instant-NGP's marching: fixed steps of ``step`` from ``near`` to ``far`` (local units), kept where the grid is occupied.
 
     Returns ``t`` (R, K) and ``mask`` (R, K), the kept samples packed to the
-    left of each row (K = the most any ray keeps), and the segment length
-    ``step``-filled ``deltas``. Rays that keep nothing have an all-False row.
+    left of each row (K = the most any ray keeps), the segment length
+    ``step``-filled ``deltas``, and the number of samples kept (read back with K,
+    in the one transfer the packing needs). Rays that keep nothing have an all-False row.
     """
     span = (far - near).clamp_min(0.0)
     steps = min(max_steps, max(1, int(torch.ceil(span.max() / step).item()) if len(span) else 1))
@@ -67,7 +68,8 @@ def march(
     points = origins[:, None, :] + directions[:, None, :] * t[..., None]
     keep = inside & grid.occupied(points)
     count = keep.sum(dim=-1)
-    width = max(1, int(count.max().item()) if len(count) else 1)
+    most, kept = torch.stack([count.max(), count.sum()]).tolist() if len(count) else (0, 0)
+    width = max(1, int(most))
     # Pack the kept samples to the left: slot = number of kept samples before it in its row.
     slot = torch.cumsum(keep, dim=-1) - 1
     rows = torch.arange(len(near), device=near.device)[:, None].expand_as(keep)
@@ -75,4 +77,4 @@ def march(
     packed_t[rows[keep], slot[keep]] = t[keep]
     mask = torch.arange(width, device=near.device)[None, :] < count[:, None]
     deltas = torch.where(mask, torch.full_like(packed_t, step), torch.zeros_like(packed_t))
-    return packed_t, mask, deltas
+    return packed_t, mask, deltas, int(kept)

@@ -22,6 +22,13 @@ COMMON = params(
         length=3,
         label="Background",
     ),
+    Param(
+        "random_background",
+        False,
+        "Train transparent pixels over a random colour per ray (Instant-NGP), so the field learns where it is empty; "
+        "held-out views and renders use Background",
+        label="Random Background",
+    ),
     Param("downscale", 1, "Divide the images' size by this", positive=True, label="Downscale"),
     Param("holdout_every", 8, "Hold out every n-th view for evaluation (0: none)", minimum=0, label="Hold Out Every"),
     Param("seed", 0, "Random seed", minimum=0, label="Seed"),

@@ -132,8 +132,15 @@ SHAPE_SPACE: dict[str, Preset] = _table(
     ),
 )
 SHAPE_SPACE_DEFAULT = "fast"
+# Radiance fits (fit_nerf): a preset per model, whose values on a device come from ON_DEVICE (the model's own
+# defaults are the CPU's; settings/nerf.py).
+RADIANCE: dict[str, Preset] = _table(
+    Preset("fast", "Fast", "The hash-grid field; on a CUDA device with Instant-NGP's batch, grids and steps", {"model": "fast"}),
+    Preset("classic", "Classic", "NeRF as published: slow", {"model": "classic"}),
+)
+RADIANCE_DEFAULT = "fast"
 # Which presets each job offers (the CLI's --preset).
-BY_JOB: dict[str, dict[str, Preset]] = {"fit_sdf": SDF, "fit_shape_space": SHAPE_SPACE}
+BY_JOB: dict[str, dict[str, Preset]] = {"fit_sdf": SDF, "fit_shape_space": SHAPE_SPACE, "fit_nerf": RADIANCE}
 CUSTOM = "custom"
 
 
@@ -174,10 +181,25 @@ def device_settings(table: dict[str, Preset], name: str | None) -> set[str]:
 
 # The presets on a CUDA device, where a step of 64k points costs little more than one of 2k (the fused kernels):
 # the SDF presets take batches and tables nearer Instant-NGP's SDF settings (16 levels of 2 features, 2^19 entries
-# per level, finest resolution 2048, batches of about 2^18 points), keeping their iterations. Unmeasured so far:
-# bench/gpu_check.sh fits the Fast preset on a GPU. Applied by the worker once it knows the device (Job.resolve);
-# a setting the caller gives wins, and Custom gets none.
+# per level, finest resolution 2048, batches of about 2^18 points), keeping their iterations; the fast radiance field
+# takes Instant-NGP's NeRF settings in place of the CPU's departures (settings/nerf.py): 2^18 samples per step,
+# 1024 marching steps across the diagonal, a 128^3 occupancy grid, finest level 2048. Unmeasured so far:
+# bench/gpu_check.sh runs both on a GPU. Applied by the worker once it knows the device (Job.resolve); a setting
+# the caller gives wins, and Custom gets none.
 ON_DEVICE: tuple[DeviceValues, ...] = (
     DeviceValues("cuda", SDF, "fast", {"batch_size": 32768, "levels": 16, "log2_table_size": 19, "finest_resolution": 512}),
     DeviceValues("cuda", SDF, "detailed", {"batch_size": 65536, "levels": 16, "log2_table_size": 21, "finest_resolution": 1024}),
+    DeviceValues(
+        "cuda",
+        RADIANCE,
+        "fast",
+        {
+            "samples_per_step": 1 << 18,
+            "initial_rays": 4096,
+            "max_rays": 1 << 16,
+            "march_steps": 1024,
+            "occupancy_resolution": 128,
+            "finest_resolution": 2048,
+        },
+    ),
 )

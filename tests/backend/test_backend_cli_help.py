@@ -40,7 +40,7 @@ def shown_default(help_text, variants=()):
         return None
     text = notes.group(1)[len("default ") :]
     pairs = [p.split(" ", 1) for p in text.split(", ")]
-    return dict(pairs) if pairs[0][0] in variants else text
+    return dict(pairs) if pairs[0][0] in variants and all(len(p) == 2 for p in pairs) else text
 
 
 @pytest.mark.parametrize("name", JOBS)

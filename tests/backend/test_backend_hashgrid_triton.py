@@ -198,6 +198,15 @@ def test_dispatch(use, monkeypatch):
         assert not enc.to(torch.float64).fused("cuda")  # float32 only; the torch path takes the rest
 
 
+@needs_triton
+def test_the_probe_compares_the_kernels_with_the_torch_path(kernels):
+    """What the dispatch runs once per CUDA device before trusting the kernels (a machine without a C compiler fails
+    there, and gets the torch path): here on this test's device."""
+    differences = hashgrid.probe(DEVICE)
+    assert set(differences) == {"values", "input gradients", "table gradients"}
+    assert all(0.0 <= d < 1e-5 for d in differences.values()), differences
+
+
 def test_the_backend_imports_without_triton():
     """Importing the backend (every job) does not import Triton; on the CPU a fit never does."""
     code = (

@@ -147,6 +147,19 @@ def test_sdf_presets_scale_on_a_cuda_device_only(name):
     assert presets.apply(presets.DISPLACEMENT, name, {}, "cuda") == presets.DISPLACEMENT[name].values  # SDF rows only
 
 
+def test_the_fast_radiance_field_takes_instant_ngp_settings_on_cuda_only():
+    fit = REGISTRY.get("fit_nerf")
+    cpu = fit.resolve({"preset": "fast", "device": "cpu"})
+    assert cpu == {**fit.resolve({"device": "cpu"}), "preset": "fast"}  # on the CPU, the model's own defaults
+    cuda = presets.apply(presets.RADIANCE, "fast", {}, "cuda")
+    assert cuda["model"] == "fast" and cuda["samples_per_step"] >= 4 * cpu["samples_per_step"]
+    assert cuda["occupancy_resolution"] > cpu["occupancy_resolution"] and cuda["march_steps"] > cpu["march_steps"]
+    assert presets.apply(presets.RADIANCE, "fast", {"march_steps": 300}, "cuda")["march_steps"] == 300  # the caller's wins
+    assert presets.apply(presets.RADIANCE, "classic", {}, "cuda") == {"model": "classic"}  # classic: its defaults
+    classic = fit.resolve({"preset": "fast", "model": "classic", "device": "cpu"})  # a model named over the preset's
+    assert classic["model"] == "classic" and "samples_per_step" not in classic
+
+
 def test_the_worker_scales_presets_for_the_device_it_resolves():
     from inr_blender.jobs.registry import preset_device
 

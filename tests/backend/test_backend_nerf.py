@@ -16,7 +16,7 @@ from inr_blender.fields.encodings import PositionalEncoding, SphericalHarmonics
 from inr_blender.fitting.nerf import resolve_params
 from inr_blender.jobs import JOBS
 from inr_blender.render.cameras import image_rays, project_points, ray_box, rays_from_pixels
-from inr_blender.render.dataset import holdout_split, load_transforms, views_from_arrays
+from inr_blender.render.dataset import holdout_split, load_transforms, recomposite, views_from_arrays
 from inr_blender.render.image_metrics import psnr, ssim
 from inr_blender.render.occupancy import OccupancyGrid
 from inr_blender.render.samplers import sample_pdf, stratified
@@ -135,6 +135,16 @@ def test_reads_nerf_synthetic_rgba_without_extensions(tmp_path):
     assert black.images[:, 0, 0].max() == 0.0 and views.images[:, 0, 0].min() == 1.0
     half = load_transforms(str(tmp_path / "s"), downscale=2)
     assert half.images.shape == (4, 12, 12, 3) and np.allclose(half.intrinsics[0], [15.0, 15.0, 6.0, 6.0])
+    # the coverage is kept, and recompositing over another colour gives what loading over it gives
+    assert np.allclose(views.alpha[1], render_sphere(cameras[1], 30.0, 24)[1], atol=0.01)
+    assert half.alpha.shape == (4, 12, 12) and np.allclose(half.alpha[2], views.alpha[2].reshape(12, 2, 12, 2).mean(axis=(1, 3)))
+    for loaded, factor in ((views, 1), (half, 2)):
+        over_black = recomposite(loaded.images, loaded.alpha, np.ones(3, np.float32), np.zeros(3, np.float32))
+        assert np.abs(over_black - load_transforms(str(tmp_path / "s"), (0.0, 0.0, 0.0), factor).images).max() < 1e-5
+    red = torch.tensor([1.0, 0.0, 0.0])
+    assert torch.allclose(recomposite(torch.ones(2, 3), torch.tensor([0.0, 1.0]), torch.ones(3), red), torch.stack([red, torch.ones(3)]))
+    write_sphere_dataset(str(tmp_path / "opaque"), count=2, size=8, rgba=False)
+    assert load_transforms(str(tmp_path / "opaque")).alpha is None
     assert np.allclose(views.aabb, [[-1, -1, -1], [1, 1, 1]])
 
 
@@ -212,6 +222,8 @@ def test_views_from_arrays_and_holdout():
     cams = sphere_cameras(3)
     views = views_from_arrays(images, cams, np.tile([10.0, 10.0, 5.0, 4.0], (3, 1)), aabb=[[-1, -2, -1], [1, 2, 1]])
     assert views.images.shape == (3, 8, 10, 3) and views.images.max() == 0.0 and views.aabb[1, 1] == 2
+    assert views.alpha.shape == (3, 8, 10) and views.alpha.min() == 1.0 and views.subset([2]).alpha.shape == (1, 8, 10)
+    assert views_from_arrays(images[..., :3], cams, np.tile([10.0, 10.0, 5.0, 4.0], (3, 1))).alpha is None
     with pytest.raises(JobError, match="intrinsics"):
         views_from_arrays(images, cams, np.zeros((3, 4)))
     with pytest.raises(JobError, match="zero views"):

@@ -23,6 +23,7 @@ from inr_blender.fields.encodings import PositionalEncoding
 from inr_blender.fields.nerf import ClassicNeRF, FastNeRF
 from inr_blender.ranges import MODES, classify, field_range
 from inr_blender.ranges.evaluate import _round_outwards
+from inr_blender.ranges.search import RANGE_CHUNK, box_ranges, range_chunk
 from inr_blender.render.surface import DensitySurface
 
 SIZES = (0.4, 0.05, 0.005)  # box half-widths (per axis, scaled by 0.5 .. 1.5)
@@ -249,6 +250,17 @@ def test_batches_do_not_mix_boxes(kind):
         for b in range(len(lower)):
             one_lo, one_hi = field_range(field, lower[b : b + 1], upper[b : b + 1], mode, **options)
             assert torch.allclose(lo[b], one_lo[0], atol=1e-6, rtol=1e-5) and torch.allclose(hi[b], one_hi[0], atol=1e-6, rtol=1e-5)
+
+
+def test_chunked_box_ranges_match_one_batch():
+    """box_ranges' chunks (on the CPU RANGE_CHUNK boxes; an accelerator's chunk depends on its free memory) give each
+    box the range of one batch of all of them."""
+    field = make_field("igr")
+    assert range_chunk(field, "affine_all", torch.device("cpu")) == RANGE_CHUNK
+    lower, upper = random_boxes(0.05, count=10)
+    whole = box_ranges(field, lower, upper, "affine_fixed")
+    for got, want in zip(box_ranges(field, lower, upper, "affine_fixed", chunk=3), whole):
+        assert torch.allclose(got, want, atol=1e-6, rtol=1e-5)
 
 
 def test_degenerate_neurons_and_tiny_boxes_stay_finite():

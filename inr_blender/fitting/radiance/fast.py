@@ -41,7 +41,8 @@ class Fast(RadianceModel):
             field.occupancy.update(field.density, render.step, warmup=step < self.p["occupancy_warmup"])
 
     def after_step(self, out: dict[str, Tensor]) -> None:
-        """Keep about samples_per_step samples per step (Instant-NGP's dynamic batch)."""
+        """Keep about samples_per_step samples per step (Instant-NGP's dynamic batch); the count came back with the
+        marching's one transfer, so reading it costs no wait for the device."""
         samples = max(1, int(out["samples"]))
         self._rays = int(min(self.p["max_rays"], max(64, self._rays * self.p["samples_per_step"] / samples)))
 
