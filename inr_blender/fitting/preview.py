@@ -52,7 +52,7 @@ class PreviewClock:
 
 
 def surface_preview(field: nn.Module, device: torch.device, ctx: JobContext, center: np.ndarray, scale: float) -> Preview | None:
-    """The zero level set of ``field`` at the preview resolution, in the local frame, wound outward (scikit-image's
+    """The zero level set of ``field`` at the preview resolution, in the local frame, wound outward (the marcher's
     winding, toward larger values); None while the field has no surface in its domain."""
     # here, not at the top: geometry.sparse_extraction imports ranges, whose rules import fitting (this package)
     from ..geometry.sparse_extraction import extract_mesh_sparse

@@ -11,6 +11,8 @@ number of grid edges the surface crosses (one marching-cubes vertex each).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from skimage.measure import marching_cubes
@@ -189,9 +191,15 @@ def no_surface_error(level: float, lo: float, hi: float) -> JobError:
 
 
 def finish_mesh(
-    field: nn.Module, verts: np.ndarray, faces: np.ndarray, mc_normals: np.ndarray, device: torch.device, ctx: JobContext
+    field: nn.Module,
+    verts: np.ndarray,
+    faces: np.ndarray,
+    mc_normals: np.ndarray | Callable[[], np.ndarray],
+    device: torch.device,
+    ctx: JobContext,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Normals from the field's gradient, faces wound outward, grid normals where the gradient vanishes."""
+    """Normals from the field's gradient, faces wound outward, grid normals (``mc_normals``, or a function that
+    computes them) where the gradient vanishes."""
     normals = vertex_normals(field, verts, device, ctx)
     # Orient the triangles like the gradient (outward), whatever the library's convention.
     tri = verts[faces]
@@ -200,6 +208,7 @@ def finish_mesh(
         faces = np.ascontiguousarray(faces[:, ::-1])
     missing = ~normals.any(axis=1)
     if missing.any():  # flat spots of the field: fall back to the grid normals, same orientation
+        mc_normals = mc_normals() if callable(mc_normals) else mc_normals
         sign = 1.0 if float(np.einsum("ij,ij->", mc_normals[~missing], normals[~missing])) >= 0 else -1.0
         normals[missing] = sign * mc_normals[missing]
     return verts, faces, normals

@@ -20,7 +20,7 @@ from ..geometry.components import debris_tolerance, drop_debris
 from ..geometry.extraction import extract_mesh as dense_mesh
 from ..geometry.metrics import compare_meshes
 from ..geometry.sampling import to_world
-from ..geometry.sparse_extraction import DEFAULT_SAFETY, extract_mesh_sparse
+from ..geometry.sparse_extraction import DEFAULT_SAFETY, MARCHERS, extract_mesh_sparse
 from ..geometry.validation import check_mesh
 from ..render.surface import DensitySurface, vertex_colours
 from ..settings.spec import MAX_SAMPLES, Param, Spec, params
@@ -38,6 +38,13 @@ SURFACE = (
         choices=("sparse", "dense", "guaranteed"),
     ),
     Param("safety", DEFAULT_SAFETY, "sparse: margin of the culling (1: exact for a true distance field)", positive=True),
+    Param(
+        "marcher",
+        "auto",
+        "sparse, guaranteed: torch (marching cubes on the field's device; what auto picks) or skimage "
+        "(scikit-image's, on the CPU): the same vertices, some quads split along the other diagonal",
+        choices=MARCHERS,
+    ),
     Param(
         "keep_debris",
         False,
@@ -114,7 +121,14 @@ def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
     box_evaluations = 0
     if method in ("sparse", "guaranteed"):
         vertices, faces, normals, stats = extract_mesh_sparse(
-            field, p["resolution"], device, ctx, level=level, safety=p["safety"], ranges=p["range_mode"] if method == "guaranteed" else None
+            field,
+            p["resolution"],
+            device,
+            ctx,
+            level=level,
+            safety=p["safety"],
+            ranges=p["range_mode"] if method == "guaranteed" else None,
+            marcher=p["marcher"],
         )
         evaluations, box_evaluations = stats["evaluations"], stats["box_evaluations"]
     else:

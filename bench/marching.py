@@ -1,0 +1,90 @@
+"""The two marchers of sparse extraction on the same crossed blocks of one field: time and agreement.
+
+Loads a checkpoint, finds its surface's crossed leaf blocks once (steps 1-3 of
+geometry/sparse_extraction.py), then times scikit-image's and the torch
+marcher (marching cubes and welding) on them, ``--repeat`` times each, and
+optionally (``--whole``) the whole ``extract_mesh`` job with each marcher.
+Prints the results (the machine's load average with them).
+
+    .venv/bin/python bench/marching.py CHECKPOINT [--resolution 512] [--device cpu] [--repeat 3] [--whole] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from common import REPO  # noqa: F401  (puts the repository on sys.path)
+from inr_blender.context import JobContext
+from inr_blender.device import resolve_device
+from inr_blender.geometry.sparse_extraction import DEFAULT_BLOCK, DEFAULT_SAFETY, _march, surface_blocks
+from inr_blender.jobs import JOBS
+from inr_blender.jobs.shared import load_field
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--resolution", type=int, default=512)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--whole", action="store_true", help="also time the whole extract_mesh job with each marcher")
+    parser.add_argument("--threads", type=int, default=0, help="torch's CPU threads (0: its default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    ctx = JobContext()
+    field, _ = load_field({"checkpoint_path": args.checkpoint}, {}, ctx, device)
+    field.eval()
+    n, block = args.resolution, DEFAULT_BLOCK
+    started = time.perf_counter()
+    blocks, values, stats = surface_blocks(field, n, device, ctx, 0.0, None, block, DEFAULT_SAFETY, None)
+    _sync(device)
+    print(f"load average {os.getloadavg()}; device {device}, torch threads {torch.get_num_threads()}")
+    print(f"steps 1-3: {time.perf_counter() - started:.2f} s, {stats['blocks_crossed']} crossed blocks of {block}^3 cells")
+    meshes = {}
+    for name in ("skimage", "torch"):
+        times = []
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            mesh = _march(name, blocks, values, block, n - 1, 0.0, ctx)
+            _sync(device)
+            times.append(time.perf_counter() - started)
+        assert mesh is not None
+        meshes[name] = mesh
+        print(
+            f"{name}: marching + welding {min(times):.3f} s (best of {args.repeat}; all {', '.join(f'{t:.3f}' for t in times)}), "
+            f"{len(mesh[0])} vertices, {len(mesh[1])} faces"
+        )
+    (vs, _, _), (vt, ft, _) = meshes["skimage"], meshes["torch"]
+    started = time.perf_counter()
+    meshes["torch"][2]()
+    print(f"torch's grid normals (a preview's, or where the gradient vanishes): {time.perf_counter() - started:.3f} s")
+    gap = max(cKDTree(vs).query(vt)[0].max(), cKDTree(vt).query(vs)[0].max())
+    edges = np.sort(ft[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    print(f"vertex sets: max gap {gap:.1e}; torch mesh: every edge in two faces: {bool((counts == 2).all())}")
+    if args.whole:
+        for name in ("skimage", "torch"):
+            p = {"checkpoint_path": args.checkpoint, "resolution": n, "method": "sparse", "space": "world", "device": args.device, "marcher": name}
+            started = time.perf_counter()
+            result, out = JOBS["extract_mesh"](p, {}, ctx)
+            print(f"whole extract_mesh job, marcher {name}: {time.perf_counter() - started:.2f} s, {result['num_vertices']} vertices")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
