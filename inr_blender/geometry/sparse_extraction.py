@@ -74,6 +74,7 @@ from torch import nn
 
 from ..context import JobContext, JobError
 from ..ranges import UNKNOWN, classify
+from ..ranges.search import range_chunk
 from .extraction import (
     BYTES_PER_VERTEX,
     FIXED_OVERHEAD,
@@ -97,7 +98,6 @@ DEFAULT_SAFETY = 1.0  # exact for a true SDF; the closure (step 3) catches what 
 # a float32 rounding apart (local index 0 + t vs 4 + t).
 SNAP = 1e-5
 LIPSCHITZ = 1.0  # an SDF's; ``safety`` covers fields that are only roughly one
-RANGE_CHUNK = 4096  # boxes per range evaluation
 # Per evaluated grid point: its flat index (8), value (4), the sort of np.unique
 # and searchsorted (~24); per leaf block point: index (8) + value (4) + position (8).
 BYTES_PER_POINT = 36
@@ -159,11 +159,13 @@ def _block_points(origins: torch.Tensor, block: int, m: int, n: int) -> torch.Te
 
 
 def _range_keep(field: nn.Module, lower: np.ndarray, upper: np.ndarray, level: float, mode: str, device: torch.device, ctx: JobContext) -> np.ndarray:
-    """Which boxes (K,) range analysis cannot certify to lie on one side of ``level``, in chunks of RANGE_CHUNK."""
+    """Which boxes (K,) range analysis cannot certify to lie on one side of ``level``, in chunks of
+    :func:`~..ranges.search.range_chunk` boxes (larger on an accelerator)."""
     keep = np.empty(len(lower), dtype=bool)
-    for start in range(0, len(lower), RANGE_CHUNK):
-        lo = torch.as_tensor(lower[start : start + RANGE_CHUNK], dtype=torch.float32, device=device)
-        hi = torch.as_tensor(upper[start : start + RANGE_CHUNK], dtype=torch.float32, device=device)
+    chunk = range_chunk(field, mode, device)
+    for start in range(0, len(lower), chunk):
+        lo = torch.as_tensor(lower[start : start + chunk], dtype=torch.float32, device=device)
+        hi = torch.as_tensor(upper[start : start + chunk], dtype=torch.float32, device=device)
         keep[start : start + len(lo)] = (classify(field, lo, hi, level, mode) == UNKNOWN).cpu().numpy()
         ctx.progress(start + len(lo), len(lower), None, "certifying empty blocks")
     return keep
