@@ -4,9 +4,10 @@ Loads a checkpoint, finds its surface's crossed leaf blocks once (steps 1-3 of
 geometry/sparse_extraction.py), then times scikit-image's and the torch
 marcher (marching cubes and welding) on them, ``--repeat`` times each, and
 optionally (``--whole``) the whole ``extract_mesh`` job with each marcher.
-Prints the results (the machine's load average with them).
+Prints the results (the machine's load average with them) and writes them as a table (``--output``).
 
     .venv/bin/python bench/marching.py CHECKPOINT [--resolution 512] [--device cpu] [--repeat 3] [--whole] [--threads N]
+        [--output bench/results/marching.md]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from common import REPO  # noqa: F401  (puts the repository on sys.path)
+from common import REPO, write_table
 from inr_blender.context import JobContext
 from inr_blender.device import resolve_device
 from inr_blender.geometry.sparse_extraction import DEFAULT_BLOCK, DEFAULT_SAFETY, _march, surface_blocks
@@ -42,6 +43,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--whole", action="store_true", help="also time the whole extract_mesh job with each marcher")
     parser.add_argument("--threads", type=int, default=0, help="torch's CPU threads (0: its default)")
+    parser.add_argument("--output", default=os.path.join(REPO, "bench", "results", "marching.md"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -55,7 +57,7 @@ def main() -> int:
     _sync(device)
     print(f"load average {os.getloadavg()}; device {device}, torch threads {torch.get_num_threads()}")
     print(f"steps 1-3: {time.perf_counter() - started:.2f} s, {stats['blocks_crossed']} crossed blocks of {block}^3 cells")
-    meshes = {}
+    meshes, rows = {}, []
     for name in ("skimage", "torch"):
         times = []
         for _ in range(args.repeat):
@@ -65,6 +67,7 @@ def main() -> int:
             times.append(time.perf_counter() - started)
         assert mesh is not None
         meshes[name] = mesh
+        rows.append([name, f"{min(times):.3f}", str(len(mesh[0])), str(len(mesh[1])), "-"])
         print(
             f"{name}: marching + welding {min(times):.3f} s (best of {args.repeat}; all {', '.join(f'{t:.3f}' for t in times)}), "
             f"{len(mesh[0])} vertices, {len(mesh[1])} faces"
@@ -82,7 +85,16 @@ def main() -> int:
             p = {"checkpoint_path": args.checkpoint, "resolution": n, "method": "sparse", "space": "world", "device": args.device, "marcher": name}
             started = time.perf_counter()
             result, out = JOBS["extract_mesh"](p, {}, ctx)
-            print(f"whole extract_mesh job, marcher {name}: {time.perf_counter() - started:.2f} s, {result['num_vertices']} vertices")
+            seconds = time.perf_counter() - started
+            print(f"whole extract_mesh job, marcher {name}: {seconds:.2f} s, {result['num_vertices']} vertices")
+            rows[("skimage", "torch").index(name)][4] = f"{seconds:.2f}"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    write_table(
+        args.output,
+        f"Marchers of sparse extraction at {n}^3, {stats['blocks_crossed']:,} crossed blocks, device {device} (load average {load})",
+        ["marcher", "marching + welding s (best)", "vertices", "faces", "whole extract_mesh job s"],
+        rows,
+    )
     return 0
 
 
