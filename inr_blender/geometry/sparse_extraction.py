@@ -36,7 +36,8 @@ skipped.
      point (where the field equals ``level`` there) are compared by position.
      Its triangles differ from scikit-image's where a cell allows several
      (a quad's diagonal, an ambiguous face). Measured at 512^3 on a hash-grid
-     bunny (580k vertices, 2 CPU cores): 0.2 s against 1.8 s for the second.
+     bunny (580k vertices, 2 CPU cores): 0.17 s against 1.66 s for the second
+     (bench/results/marching.md).
    - 'skimage': scikit-image's marching cubes on the CPU, a group of up to
      ``GROUP``^3 neighbouring blocks per call (its ``mask`` limits the call
      to their cells). Each vertex is keyed by its global edge (doubled
@@ -322,9 +323,8 @@ def _march(
 
 
 def resolve_marcher(marcher: str) -> str:
-    """'torch' or 'skimage' for ``marcher``. 'auto' is the torch marcher on every device: on the CPU too it was
-    the faster (bench/marching.py, 512^3 hash-grid bunny, 2 shared cores: 0.35 s against scikit-image's 1.9 s with
-    one torch thread)."""
+    """'torch' or 'skimage' for ``marcher``. 'auto' is the torch marcher on every device: on the CPU too it is
+    the faster (bench/results/marching.md: 512^3 hash-grid bunny, 2 cores, 0.17 s against scikit-image's 1.66 s)."""
     if marcher not in MARCHERS:
         raise JobError(f"marcher must be one of {', '.join(MARCHERS)}, got {marcher!r}")
     return "torch" if marcher == "auto" else marcher
