@@ -7,6 +7,7 @@
 #   make lint          # ruff check, ruff format --check, mypy on inr_blender/ (configured in pyproject.toml)
 #   make format        # ruff format, then ruff check --fix
 #   make gallery       # the README's pictures in docs/gallery/ (docs/gallery/make_gallery.py)
+#   make gpu-data      # .gpu_data/: the data and pytest that bench/gpu_check.sh needs on a GPU machine
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
@@ -94,3 +95,18 @@ bench: $(BENCH_STAMP)
 # Radiance fields on lego: fast hash-grid field against classic NeRF (bench/nerf_lego.py).
 bench-nerf: $(BENCH_STAMP)
 	$(BENCH_PY) bench/nerf_lego.py $(BENCH_ARGS)
+
+# .gpu_data/: what bench/gpu_check.sh needs on a GPU machine that has no network (about 58 MiB, under the 64 MiB a
+# device call carries): the five benchmark meshes, lego's training views, and pytest as pure-Python packages.
+GPU_MESHES := stanford-bunny armadillo dragon-10k fandisk nefertiti
+SHARED_DATA ?= ../shared/data
+
+.PHONY: gpu-data
+
+gpu-data: $(STAMP)
+	rm -rf .gpu_data && mkdir -p .gpu_data/meshes .gpu_data/nerf/lego
+	for m in $(GPU_MESHES); do cp $(SHARED_DATA)/meshes/$$m.obj .gpu_data/meshes/ || exit 1; done
+	cp -r $(SHARED_DATA)/nerf/lego/train $(SHARED_DATA)/nerf/lego/transforms_train.json .gpu_data/nerf/lego/
+	$(PY) -m pip install --quiet --no-compile --target .gpu_data/site pytest
+	rm -rf .gpu_data/site/bin
+	du -sh .gpu_data

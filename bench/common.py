@@ -55,8 +55,9 @@ def write_table(path: str, title: str, header: list[str], rows: list[list[str]])
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", f"Command: `python {' '.join(sys.argv)}`", ""]
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as fh:
+    with open(path + ".tmp", "w") as fh:
         fh.write("\n".join(lines))
+    os.replace(path + ".tmp", path)
     print("\n".join(lines))
 
 
@@ -92,8 +93,11 @@ def save_results(path: str, settings: dict[str, Any], results: dict[str, dict[st
 
 def append_lines(path: str, lines: list[str]) -> None:
     """Append (and print) Markdown lines below the table :func:`write_table` wrote."""
-    with open(path, "a") as fh:
-        fh.write("\n".join(lines))
+    with open(path) as fh:
+        text = fh.read()
+    with open(path + ".tmp", "w") as fh:
+        fh.write(text + "\n".join(lines))
+    os.replace(path + ".tmp", path)
     print("\n".join(lines))
 
 
@@ -103,6 +107,7 @@ def worker_entry(result_path: str, run, failed: dict[str, Any]) -> int:
         result = run()
     except Exception as exc:  # reported as a failed entry, the run goes on
         result = {**failed, "error": f"{type(exc).__name__}: {exc}"}
-    with open(result_path, "w") as fh:
+    with open(result_path + ".tmp", "w") as fh:
         json.dump(result, fh)
+    os.replace(result_path + ".tmp", result_path)
     return 0

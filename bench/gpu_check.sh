@@ -4,21 +4,20 @@
 #   bash bench/gpu_check.sh OUTDIR [PACK.tgz]
 #
 # Needs only CUDA torch, numpy, scipy and scikit-image (Triton ships with CUDA torch); no bpy, no Open3D, no
-# network. pytest and matplotlib are used where present. Every step runs under its own timeout, capped by what is
-# left of the budget; its output goes to OUTDIR/<step>.log, its exit code and time to OUTDIR/summary.md (with the
-# steps' tables appended). With PACK, OUTDIR is packed into that tarball after every step, so a run stopped from
+# network. pytest (or .gpu_data/site holding it) and matplotlib are used where present. Every step runs under its
+# own timeout, capped by what is left of the budget; its output goes to OUTDIR/<step>.log, its exit code and time
+# to OUTDIR/summary.md (with the steps' tables appended). With PACK, OUTDIR is packed into that tarball after every step, so a run stopped from
 # outside still leaves what it had (the device tool returns at most 8 files: use $OUT/gpu_check.tgz there).
 #
 # Steps, most wanted first (each gets at most what is left of the budget): the environment; the fused kernels against
 # the torch encoding at the presets' grids (bench/hashgrid_check.py, no pytest needed); the encoding throughput
 # (bench/encoding.py); the Fast SDF preset (its GPU values), fit plus 512^3 extraction on SDF_SHAPES, beside the
 # CPU's Poisson rows (bench/sdf_vs_poisson.py); the lego curve of the fast radiance field with its GPU values
-# (bench/nerf_lego.py); then, with what is left, the kernel equality tests and the backend tests on CUDA (pytest,
-# tests not marked slow unless BACKEND_TESTS_MARK says otherwise). Shared data (meshes, lego) is looked for in ../shared/data, else in $INR_SHARED_DATA, else
-# in .gpu_data/ (ignored by git: copy the data there and carry it, e.g.
-#   mkdir -p .gpu_data/meshes .gpu_data/nerf && cp ../../shared/data/meshes/{stanford-bunny,armadillo,dragon-10k,fandisk,nefertiti}.obj .gpu_data/meshes/
-#   cp -r ../../shared/data/nerf/lego .gpu_data/nerf/      # 42 MB: the 64 MiB a call carries just holds it
-# ) and then linked as ../shared/data, where the benchmarks look.
+# (bench/nerf_lego.py); the dense torch marcher's peak memory (bench/march_memory.py); then, with what is left,
+# the kernel equality tests and the backend tests on CUDA (pytest, tests not marked slow unless BACKEND_TESTS_MARK
+# says otherwise). Shared data (meshes, lego) is looked for in ../shared/data, else in $INR_SHARED_DATA, else
+# in .gpu_data/ (ignored by git; `make gpu-data` fills it, pytest included, to carry to the machine), and then linked
+# as ../shared/data, where the benchmarks look.
 #
 # Settings (environment): PYTHON (default python3), GPU_CHECK_SECONDS (total budget, default 480),
 # GPU_CHECK_DEVICE (cuda; cpu only for a dry run of this script), LEGO_SECONDS (training budget, default 150),
@@ -96,6 +95,12 @@ skip() { # skip NAME WHY
 
 has() { "$PY" -c "import $1" >/dev/null 2>&1; }
 
+# pytest, where the machine has none: pure-Python packages carried in .gpu_data/site
+#   (pip install --target .gpu_data/site pytest)
+if ! has pytest && [ -d "$REPO/.gpu_data/site" ]; then
+    export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$REPO/.gpu_data/site"
+fi
+
 # -- the environment ---------------------------------------------------------------------------------------------
 step environment 30 bash -c "nvidia-smi || true; '$PY' - <<'EOF'
 import sys, torch, numpy, scipy, skimage
@@ -159,12 +164,13 @@ fi
 # -- the lego curve of the fast radiance field (whole views at 800x800, every 8th held out) ------------------------
 if [ ! -f "$LEGO/transforms_train.json" ]; then
     skip nerf_lego "no lego data ($LEGO)"
-elif ! has matplotlib; then
-    skip nerf_lego "matplotlib is absent (bench/nerf_lego.py plots its curve)"
 else
     step nerf_lego 600 "$PY" bench/nerf_lego.py --device "$DEVICE" --models fast --sizes "$LEGO_SIZE" --fast-seconds "$LEGO_SECONDS" \
         --output "$OUTDIR/nerf_lego.md" --picture-dir "$OUTDIR/nerf_lego"
 fi
+
+# -- the dense torch marcher on the device: its peak memory against extraction's estimate ---------------------------
+step march_memory 45 "$PY" bench/march_memory.py --device "$DEVICE" --sizes 256 512 --output "$OUTDIR/march_memory.md"
 
 # -- with what is left: the kernel equality tests and the backend tests on CUDA (their device 'auto' picks it) ----
 if has pytest; then
@@ -181,7 +187,7 @@ fi
 {
     echo
     echo "Total: $(($(date +%s) - START)) s. Logs: <step>.log beside this file."
-    for table in hashgrid_check encoding sdf_vs_poisson nerf_lego; do
+    for table in hashgrid_check encoding sdf_vs_poisson nerf_lego march_memory; do
         if [ -f "$OUTDIR/$table.md" ]; then
             echo
             sed 's/^# /## /' "$OUTDIR/$table.md"

@@ -15,7 +15,7 @@ diagonals off the cube's faces) give triangles with normals toward larger
 values (scikit-image's winding).
 
 :func:`march_blocks` runs it on blocks of grid values (sparse extraction's
-leaf blocks, or one block holding a whole dense grid): a vertex per crossed
+leaf blocks, or :func:`march_grid`'s crossed blocks of a dense grid): a vertex per crossed
 grid edge, keyed by the edge (its lower grid point's flat index and axis) and
 deduplicated with ``torch.unique``, so the blocks' seams weld without
 comparing positions.
@@ -34,6 +34,7 @@ EDGES = np.array([(c, c | 1 << a) for a in range(3) for c in range(8) if not c >
 EDGE_AXIS = np.arange(12) // 4
 # A vertex this close to an end of its edge (fraction of the edge) may round onto the grid point: see _weld_points.
 NEAR_POINT = 1e-3
+DENSE_BLOCK = 8  # cells per axis of the blocks a dense grid is marched in
 
 
 def _faces() -> list[tuple[np.ndarray, list[int]]]:
@@ -271,9 +272,35 @@ def face_normals_at_vertices(verts: torch.Tensor, faces: torch.Tensor) -> torch.
     return torch.where(norm > 0, normals / norm.clamp_min(1e-30), torch.zeros_like(normals))
 
 
-def march_grid(values: torch.Tensor, level: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Marching cubes of a dense (N, N, N) grid as one block: vertices in index coordinates, faces."""
+def block_points(origins: torch.Tensor, block: int, m: int, n: int) -> torch.Tensor:
+    """Flat grid indices (K, B+1, B+1, B+1) of the blocks of ``block`` = B cells per axis with cell origins
+    ``origins`` (K, 3) in an N^3 grid (``m`` = N - 1 cells per axis), clamped to the grid."""
+    o = torch.arange(block + 1, dtype=torch.int64, device=origins.device)
+    i = torch.clamp_max(origins[:, 0, None] + o, m)[:, :, None, None]
+    j = torch.clamp_max(origins[:, 1, None] + o, m)[:, None, :, None]
+    k = torch.clamp_max(origins[:, 2, None] + o, m)[:, None, None, :]
+    return (i * n + j) * n + k
+
+
+def crossed_grid_blocks(values: torch.Tensor, block: int, level: float = 0.0) -> torch.Tensor:
+    """Cell origins (K, 3) of the blocks of ``block`` cells per axis of a dense (N, N, N) grid that ``level`` crosses
+    (some of their grid points above it, some not), from the blocks' maxima and minima."""
+    v = values[None, None]
+    hi = torch.nn.functional.max_pool3d(v, block + 1, stride=block, ceil_mode=True)[0, 0]
+    lo = -torch.nn.functional.max_pool3d(-v, block + 1, stride=block, ceil_mode=True)[0, 0]
+    return ((hi > level) & (lo <= level)).nonzero() * block
+
+
+def march_grid(
+    values: torch.Tensor, level: float = 0.0, scale: float = 1.0, offset: float = 0.0, block: int = DENSE_BLOCK
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Marching cubes of a dense (N, N, N) grid: vertices ``index * scale + offset`` and faces, as
+    :func:`march_blocks` gives them. Only the blocks of ``block`` cells per axis that the level crosses are
+    marched, so the arrays beyond the grid scale with the surface, not the grid."""
     n = values.shape[0]
-    if tuple(values.shape) != (n, n, n):
-        raise ValueError(f"expected a cubic grid, got shape {tuple(values.shape)}")
-    return march_blocks(values[None], torch.zeros((1, 3), dtype=torch.int64, device=values.device), n - 1, n - 1, level)
+    if tuple(values.shape) != (n, n, n) or n < 2:
+        raise ValueError(f"expected a cubic grid of at least 2 points per axis, got shape {tuple(values.shape)}")
+    m = n - 1
+    block = min(int(block), m)
+    origins = crossed_grid_blocks(values, block, level)
+    return march_blocks(values.reshape(-1)[block_points(origins, block, m, n)], origins, block, m, level, scale, offset)

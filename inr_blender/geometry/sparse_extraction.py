@@ -81,16 +81,18 @@ from .extraction import (
     FIXED_OVERHEAD,
     MIN_RESOLUTION,
     TYPICAL_VERTICES_PER_SLICE,
+    Array,
     _check_ram,
     _chunk_size,
+    check_marcher,
     evaluate_points,
     finish_mesh,
     grid_points,
+    host_mesh,
     no_surface_error,
 )
-from .marching import face_normals_at_vertices, march_blocks
+from .marching import block_points, face_normals_at_vertices, march_blocks
 
-MARCHERS = ("auto", "torch", "skimage")
 GROUP = 8  # leaf blocks per axis in one marching-cubes call
 DEFAULT_BLOCK = 2  # measured at 512^3 on a hash-grid field: 2.5M evaluations against 3.5M with 4
 DEFAULT_SAFETY = 1.0  # exact for a true SDF; the closure (step 3) catches what a fitted field's steeper parts hide
@@ -148,15 +150,6 @@ class _GridValues:
 
     def get(self, flat: torch.Tensor) -> torch.Tensor:
         return self.values[torch.searchsorted(self.index, flat)]
-
-
-def _block_points(origins: torch.Tensor, block: int, m: int, n: int) -> torch.Tensor:
-    """Flat grid indices (K, B+1, B+1, B+1) of leaf blocks with cell origins ``origins`` (K, 3), clamped to the grid."""
-    o = torch.arange(block + 1, dtype=torch.int64, device=origins.device)
-    i = torch.clamp_max(origins[:, 0, None] + o, m)[:, :, None, None]
-    j = torch.clamp_max(origins[:, 1, None] + o, m)[:, None, :, None]
-    k = torch.clamp_max(origins[:, 2, None] + o, m)[:, None, None, :]
-    return (i * n + j) * n + k
 
 
 def _range_keep(field: nn.Module, lower: np.ndarray, upper: np.ndarray, level: float, mode: str, device: torch.device, ctx: JobContext) -> np.ndarray:
@@ -304,30 +297,28 @@ def _weld_skimage(blocks: np.ndarray, values: np.ndarray, block: int, m: int, le
 
 def _march(
     marcher: str, blocks: torch.Tensor, values: torch.Tensor, block: int, m: int, level: float, ctx: JobContext
-) -> tuple[np.ndarray, np.ndarray, Callable[[], np.ndarray]] | None:
-    """Step 4 by ``marcher``: vertices in [-1, 1]^3 (float32), faces (int32) and a function that gives the grid
-    normals (the torch marcher computes them only then: the faces' area-weighted normals, toward larger values);
-    None when nothing but degenerate triangles came out."""
-    if marcher == "torch":  # on the blocks' device
+) -> tuple[Array, Array, Callable[[], Array]] | None:
+    """Step 4 by ``marcher``: vertices in [-1, 1]^3 (float32), faces and a function that gives the grid normals
+    (the torch marcher computes them only then: the faces' area-weighted normals, toward larger values), as tensors
+    on the blocks' device (torch) or host arrays (skimage); None when nothing but degenerate triangles came out."""
+    if marcher == "torch":
         ctx.progress(0, 1, None, "marching cubes")
         tv, tf = march_blocks(values, blocks * block, block, m, level, scale=2.0 / m, offset=-1.0)
         ctx.progress(1, 1, None, "marching cubes")
         if not len(tf):
             return None
-        return tv.cpu().numpy(), tf.cpu().numpy().astype(np.int32), lambda: face_normals_at_vertices(tv, tf).cpu().numpy()
+        return tv, tf, lambda: face_normals_at_vertices(tv, tf)
     mesh = _weld_skimage(blocks.cpu().numpy(), values.cpu().numpy(), block, m, level, ctx)
     if mesh is None:
         return None
     verts, faces, mc_normals = mesh
-    return verts, faces.astype(np.int32), lambda: mc_normals
+    return verts, faces, lambda: mc_normals
 
 
 def resolve_marcher(marcher: str) -> str:
     """'torch' or 'skimage' for ``marcher``. 'auto' is the torch marcher on every device: on the CPU too it is
     the faster (bench/results/marching.md: 512^3 hash-grid bunny, 2 cores, 0.17 s against scikit-image's 1.66 s)."""
-    if marcher not in MARCHERS:
-        raise JobError(f"marcher must be one of {', '.join(MARCHERS)}, got {marcher!r}")
-    return "torch" if marcher == "auto" else marcher
+    return "torch" if check_marcher(marcher) == "auto" else marcher
 
 
 def surface_blocks(
@@ -366,7 +357,7 @@ def surface_blocks(
     crossed_blocks, crossed_values, evaluated = [], [], 0
     offsets = torch.tensor([[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]], dtype=torch.int64, device=device)
     while len(todo):  # evaluate the blocks, then pull in the neighbours the surface runs into
-        flat = _block_points(todo * block, block, m, n)
+        flat = block_points(todo * block, block, m, n)
         grid.add(flat.reshape(-1))
         values = grid.get(flat)
         del flat
@@ -449,7 +440,7 @@ def extract_mesh_sparse(
     if gradient_normals:
         verts, faces, normals = finish_mesh(field, verts, faces, grid_normals, device, ctx)
     else:
-        normals = grid_normals().astype(np.float32)
+        verts, faces, normals = host_mesh(verts, faces, grid_normals())
     stats.pop("range", None)
     stats["marcher"] = marcher
     return verts, faces, normals, stats

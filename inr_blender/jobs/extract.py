@@ -17,10 +17,10 @@ from ..fields import is_distance_field, smooth_base
 from ..fields.deepsdf import ShapeSpace
 from ..fileio import READ_TEXT, WRITE_FORMATS, WRITE_TEXT
 from ..geometry.components import debris_tolerance, drop_debris
-from ..geometry.extraction import extract_mesh as dense_mesh
+from ..geometry.extraction import MARCHERS, extract_mesh as dense_mesh
 from ..geometry.metrics import compare_meshes
 from ..geometry.sampling import to_world
-from ..geometry.sparse_extraction import DEFAULT_SAFETY, MARCHERS, extract_mesh_sparse
+from ..geometry.sparse_extraction import DEFAULT_SAFETY, extract_mesh_sparse
 from ..geometry.validation import check_mesh
 from ..render.surface import DensitySurface, vertex_colours
 from ..settings.spec import MAX_SAMPLES, Param, Spec, params
@@ -41,8 +41,8 @@ SURFACE = (
     Param(
         "marcher",
         "auto",
-        "sparse, guaranteed: torch (marching cubes on the field's device; what auto picks) or skimage "
-        "(scikit-image's, on the CPU): the same vertices, some quads split along the other diagonal",
+        "torch (marching cubes on the field's device) or skimage (scikit-image's, on the CPU): the same vertices, "
+        "some quads split along the other diagonal; auto: torch, or for dense skimage where torch's arrays would not fit",
         choices=MARCHERS,
     ),
     Param(
@@ -133,7 +133,7 @@ def extract_mesh(p: dict[str, Any], arrays: Arrays, ctx: JobContext) -> Result:
         evaluations, box_evaluations = stats["evaluations"], stats["box_evaluations"]
     else:
         no_surface = _density_range_error(threshold) if radiance else None
-        vertices, faces, normals = dense_mesh(field, p["resolution"], device, ctx, level=level, no_surface=no_surface)
+        vertices, faces, normals = dense_mesh(field, p["resolution"], device, ctx, level=level, no_surface=no_surface, marcher=p["marcher"])
         evaluations = p["resolution"] ** 3
     debris = 0
     sample = None if p["keep_debris"] or radiance or p["part"] == "base" else surface_sample(ckpt)

@@ -8,7 +8,8 @@ from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
 from inr_blender.context import JobContext, JobError
-from inr_blender.geometry.marching import CORNERS, EDGES, case_table, case_triangles, edge_faces, march_blocks, march_grid
+from inr_blender.geometry.extraction import estimate_torch_march_bytes, extract_mesh, resolve_dense_marcher
+from inr_blender.geometry.marching import CORNERS, EDGES, case_table, case_triangles, crossed_grid_blocks, edge_faces, march_blocks, march_grid
 from inr_blender.geometry.sparse_extraction import extract_mesh_sparse
 
 from test_backend_sparse_extraction import Spheres, Torus, check_welded_and_closed, mlp
@@ -153,6 +154,24 @@ def test_random_values_make_every_configuration_and_no_crack():
         assert_same_points(verts.numpy(), sv[(np.abs(sv - np.round(sv)) > 1e-6).sum(axis=1) <= 1], 1e-5)
 
 
+def test_a_dense_grid_marches_the_same_in_any_blocks():
+    """march_grid marches only the blocks the surface crosses: any block size gives the same mesh, clipped blocks
+    at the far faces included."""
+    for values, sparse in ((noise(29, seed=3), False), (grid_values(29, TWO_SPHERES), True)):
+        whole_v, whole_f = march_grid(values, 0.0, block=28)  # one block: the grid
+        assert len(crossed_grid_blocks(values, 28, 0.0)) == 1
+        for block in (1, 3, 8, 13):
+            crossed = crossed_grid_blocks(values, block, 0.0)
+            per_axis = -(-28 // block)
+            assert 0 < len(crossed) <= per_axis**3
+            if sparse:  # most blocks lie wholly on one side of the two spheres
+                assert len(crossed) < 0.6 * per_axis**3
+            verts, faces = march_grid(values, 0.0, block=block)
+            check_welded_and_closed(verts.numpy(), faces.numpy())
+            assert_same_points(verts.numpy(), whole_v.numpy(), 1e-6)
+            assert len(faces) == len(whole_f)
+
+
 @pytest.mark.parametrize("shape", [SPHERE, TORUS, TWO_SPHERES], ids=["sphere", "torus", "two-spheres"])
 def test_face_normals_follow_the_gradient(shape):
     n = 40
@@ -238,6 +257,34 @@ def test_sparse_extraction_with_either_marcher(make, resolution):
     assert (np.einsum("ij,ij->i", np_, nt) > 0.9).mean() > 0.99
 
 
+@pytest.mark.parametrize("make, resolution", [(mlp, 64), (Torus, 57)], ids=["mlp", "torus"])
+def test_dense_extraction_with_either_marcher(make, resolution):
+    field = make()
+    vs, fs, ns = extract_mesh(field, resolution, CPU, JobContext(), marcher="skimage")
+    vt, ft, nt = extract_mesh(field, resolution, CPU, JobContext(), marcher="torch")
+    assert vt.dtype == np.float32 and ft.dtype == np.int32 and nt.dtype == np.float32
+    check_welded_and_closed(vt, ft)
+    assert len(vt) == len(vs) and abs(len(ft) - len(fs)) <= 0.01 * len(fs)
+    assert_same_points(vt, vs, 1e-6)
+    np.testing.assert_allclose(nt, ns[cKDTree(vs).query(vt)[1]], atol=1e-4)
+    tri = vt[ft]  # wound outward, like the gradient
+    assert (np.einsum("ij,ij->i", np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), nt[ft].sum(axis=1)) > 0).mean() > 0.999
+    # The sparse path's torch mesh is this one: the same grid, marcher and weld.
+    vp, fp, _, _ = extract_mesh_sparse(field, resolution, CPU, JobContext(), marcher="torch")
+    assert_same_points(vp, vt, 1e-6)
+    assert len(fp) == len(ft)
+
+
+def test_dense_auto_marcher_follows_the_memory():
+    assert resolve_dense_marcher("auto", 64, CPU) == "torch"
+    assert resolve_dense_marcher("skimage", 64, CPU) == "skimage"
+    assert estimate_torch_march_bytes(100_000) > 10**15
+    assert resolve_dense_marcher("auto", 100_000, CPU) == "skimage"  # its arrays would not fit: scikit-image's
+    with pytest.raises(JobError, match=r"resolution 100000 needs about .* GB on the cpu device, which has .* GB free"):
+        extract_mesh(SPHERE, 100_000, CPU, JobContext(), marcher="torch")
+
+
 def test_unknown_marcher_is_refused():
-    with pytest.raises(JobError, match="marcher must be one of auto, torch, skimage"):
-        extract_mesh_sparse(Spheres([[0.0, 0.0, 0.0]], [0.5]), 16, CPU, JobContext(), marcher="vtk")
+    for extract in (extract_mesh, extract_mesh_sparse):
+        with pytest.raises(JobError, match="marcher must be one of auto, torch, skimage"):
+            extract(Spheres([[0.0, 0.0, 0.0]], [0.5]), 16, CPU, JobContext(), marcher="vtk")
