@@ -40,6 +40,8 @@ TORCH_BYTES_PER_POINT = 10
 TORCH_BYTES_PER_VERTEX = 600
 MARCHERS = ("auto", "torch", "skimage")  # marching cubes: on the field's device, or scikit-image's on the CPU
 
+Array = np.ndarray | torch.Tensor
+
 
 def _gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
@@ -196,8 +198,9 @@ def extract_mesh(
     lo, hi = (float(v) for v in torch.aminmax(values))
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise JobError("the field evaluates to NaN or Inf; the checkpoint is broken")
+    nothing = no_surface(lo, hi) if no_surface else no_surface_error(level, lo, hi)
     if not lo < level < hi:
-        raise (no_surface or (lambda a, b: no_surface_error(level, a, b)))(lo, hi)
+        raise nothing
     ctx.progress(0, 1, None, "marching cubes")
     crossings = count_crossings(values, level)
     step = 2.0 / (n - 1)
@@ -206,6 +209,8 @@ def extract_mesh(
         tv, tf = march_grid(values, level, scale=step, offset=-1.0)
         del values
         ctx.progress(1, 1, None, "marching cubes")
+        if not len(tf):  # nothing but degenerate triangles: the field only touches the level
+            raise nothing
         return finish_mesh(field, tv, tf, lambda: face_normals_at_vertices(tv, tf), device, ctx)
     _check_ram(n, estimate_extraction_bytes(n, crossings))
     verts, faces, mc_normals, _ = marching_cubes(values.numpy(), level=level, spacing=(step, step, step), allow_degenerate=False)
@@ -253,9 +258,6 @@ def no_surface_error(level: float, lo: float, hi: float) -> JobError:
         f"the field has no surface at level {level:g} inside the domain [-1, 1]^3 "
         f"(its values there range from {lo:.4g} to {hi:.4g}); nothing to extract"
     )
-
-
-Array = np.ndarray | torch.Tensor
 
 
 def finish_mesh(
