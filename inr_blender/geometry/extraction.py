@@ -34,9 +34,9 @@ BYTES_PER_VERTEX = 320
 TYPICAL_VERTICES_PER_SLICE = 8  # V ~ 8 N^2 for a detailed shape (a sphere of radius 0.5 gives ~1.2 N^2)
 FIXED_OVERHEAD = 256 << 20  # interpreter, torch, the network and chunk buffers
 # The dense torch marcher's peak (bench/march_memory.py, bench/results/march_memory.md): per grid point its value
-# and the block extrema's copy (8 bytes measured), per vertex its key, position, faces and the crossed blocks' arrays
-# (about 400 bytes fitted; a surface through every block, a gyroid, is the worst case measured).
-TORCH_BYTES_PER_POINT = 10
+# (4.4 bytes fitted), per vertex its key, position, faces and the crossed blocks' arrays (about 460 bytes fitted;
+# a surface through every block, a gyroid, is the worst case measured).
+TORCH_BYTES_PER_POINT = 6
 TORCH_BYTES_PER_VERTEX = 600
 MARCHERS = ("auto", "torch", "skimage")  # marching cubes: on the field's device, or scikit-image's on the CPU
 

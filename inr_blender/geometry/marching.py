@@ -282,12 +282,27 @@ def block_points(origins: torch.Tensor, block: int, m: int, n: int) -> torch.Ten
     return (i * n + j) * n + k
 
 
+def _block_reduce(x: torch.Tensor, axis: int, block: int, reduce: str) -> torch.Tensor:
+    """``x`` (N points along ``axis``) reduced ('amax' or 'amin') over each block's B + 1 points along it: block b
+    holds points bB .. min(bB + B, N - 1). Views and small results only (no copy of ``x``)."""
+    m, b = x.shape[axis] - 1, block
+    whole = m // b  # blocks whose B + 1 points all lie in the grid
+    parts = []
+    if whole:
+        first = getattr(x.narrow(axis, 0, whole * b).unflatten(axis, (whole, b)), reduce)(axis + 1)
+        last = x[(slice(None),) * axis + (slice(b, whole * b + 1, b),)]  # their last points: B, 2B, ..., whole B
+        parts.append(torch.maximum(first, last) if reduce == "amax" else torch.minimum(first, last))
+    if whole * b < m:  # a last block clipped by the grid
+        parts.append(getattr(x.narrow(axis, whole * b, m - whole * b + 1), reduce)(axis, keepdim=True))
+    return torch.cat(parts, dim=axis)
+
+
 def crossed_grid_blocks(values: torch.Tensor, block: int, level: float = 0.0) -> torch.Tensor:
     """Cell origins (K, 3) of the blocks of ``block`` cells per axis of a dense (N, N, N) grid that ``level`` crosses
     (some of their grid points above it, some not), from the blocks' maxima and minima."""
-    v = values[None, None]
-    hi = torch.nn.functional.max_pool3d(v, block + 1, stride=block, ceil_mode=True)[0, 0]
-    lo = -torch.nn.functional.max_pool3d(-v, block + 1, stride=block, ceil_mode=True)[0, 0]
+    hi, lo = values, values
+    for axis in range(3):
+        hi, lo = _block_reduce(hi, axis, block, "amax"), _block_reduce(lo, axis, block, "amin")
     return ((hi > level) & (lo <= level)).nonzero() * block
 
 

@@ -154,6 +154,27 @@ def test_random_values_make_every_configuration_and_no_crack():
         assert_same_points(verts.numpy(), sv[(np.abs(sv - np.round(sv)) > 1e-6).sum(axis=1) <= 1], 1e-5)
 
 
+@pytest.mark.parametrize("n, block", [(29, 8), (33, 8), (10, 3), (9, 8), (2, 1), (41, 13)])
+def test_crossed_blocks_of_a_dense_grid(n, block):
+    """The blocks' extrema, by views and reductions, against looking at each block's (B+1)^3 points."""
+    generator = torch.Generator().manual_seed(n)
+    for shift in (0.5, 1.5):
+        values = torch.randn((n, n, n), generator=generator) + shift
+        above = values > 0.0
+        m = n - 1
+        starts = range(0, m, block)
+        expected = {
+            (i, j, k)
+            for i in starts
+            for j in starts
+            for k in starts
+            if 0
+            < int(above[i : i + block + 1, j : j + block + 1, k : k + block + 1].sum())
+            < above[i : i + block + 1, j : j + block + 1, k : k + block + 1].numel()
+        }
+        assert {tuple(o) for o in crossed_grid_blocks(values, block, 0.0).tolist()} == expected
+
+
 def test_a_dense_grid_marches_the_same_in_any_blocks():
     """march_grid marches only the blocks the surface crosses: any block size gives the same mesh, clipped blocks
     at the far faces included."""
