@@ -15,7 +15,10 @@ otherwise.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -95,6 +98,22 @@ def resolve_dense_marcher(marcher: str, resolution: int, device: torch.device) -
         return marcher
     free = _free_bytes(device)
     return "torch" if free is None or 2 * estimate_torch_march_bytes(resolution) <= free else "skimage"
+
+
+T = TypeVar("T")
+
+
+def march_with_fallback(requested: str, marcher: str, run: Callable[[str], T]) -> tuple[T, str]:
+    """``run(marcher)`` and the marcher that ran. Where the torch marcher meets an op its device lacks
+    (NotImplementedError: MPS under some torch and macOS versions), 'auto' falls back to scikit-image's on the host
+    with a warning; a marcher asked for by name fails with one line."""
+    try:
+        return run(marcher), marcher
+    except NotImplementedError as exc:
+        if marcher != "torch" or requested != "auto":
+            raise JobError(f"the {marcher} marcher cannot run on this device ({exc}); choose the marcher skimage") from None
+        warnings.warn(f"the torch marcher cannot run on this device ({exc}); scikit-image's runs instead", RuntimeWarning, stacklevel=2)
+        return run("skimage"), "skimage"
 
 
 def _chunk_size(field: nn.Module, device: torch.device, requested: int | None, with_grad: bool) -> int:
@@ -187,7 +206,7 @@ def extract_mesh(
     n = int(resolution)
     if n < MIN_RESOLUTION:
         raise JobError(f"resolution must be at least {MIN_RESOLUTION}, got {n}")
-    marcher = resolve_dense_marcher(marcher, n, device)
+    requested, marcher = marcher, resolve_dense_marcher(marcher, n, device)
     on_device = marcher == "torch"
     if on_device:
         _check_device(n, estimate_torch_march_bytes(n), device)
@@ -203,20 +222,27 @@ def extract_mesh(
         raise nothing
     ctx.progress(0, 1, None, "marching cubes")
     crossings = count_crossings(values, level)
+    run = functools.partial(_march_dense, values=values, level=level, crossings=crossings, device=device)
+    (verts, faces, grid_normals), _ = march_with_fallback(requested, marcher, run)
+    del run, values
+    ctx.progress(1, 1, None, "marching cubes")
+    if not len(faces):  # nothing but degenerate triangles: the field only touches the level
+        raise nothing
+    return finish_mesh(field, verts, faces, grid_normals, device, ctx)
+
+
+def _march_dense(marcher: str, values: torch.Tensor, level: float, crossings: int, device: torch.device) -> tuple[Array, Array, Callable[[], Array]]:
+    """The dense grid's surface by ``marcher``: vertices in [-1, 1]^3, faces and a function giving the grid normals
+    (tensors on the values' device for 'torch', host arrays for 'skimage'); memory checked first."""
+    n = values.shape[0]
     step = 2.0 / (n - 1)
-    if on_device:
+    if marcher == "torch":
         _check_device(n, estimate_torch_march_bytes(n, crossings), device)
         tv, tf = march_grid(values, level, scale=step, offset=-1.0)
-        del values
-        ctx.progress(1, 1, None, "marching cubes")
-        if not len(tf):  # nothing but degenerate triangles: the field only touches the level
-            raise nothing
-        return finish_mesh(field, tv, tf, lambda: face_normals_at_vertices(tv, tf), device, ctx)
+        return tv, tf, lambda: face_normals_at_vertices(tv, tf)
     _check_ram(n, estimate_extraction_bytes(n, crossings))
-    verts, faces, mc_normals, _ = marching_cubes(values.numpy(), level=level, spacing=(step, step, step), allow_degenerate=False)
-    del values
-    ctx.progress(1, 1, None, "marching cubes")
-    return finish_mesh(field, (verts - 1.0).astype(np.float32), faces, mc_normals, device, ctx)
+    verts, faces, mc_normals, _ = marching_cubes(values.cpu().numpy(), level=level, spacing=(step,) * 3, allow_degenerate=False)
+    return (verts - 1.0).astype(np.float32), faces, lambda: mc_normals
 
 
 def grid_points(idx: torch.Tensor, resolution: int) -> torch.Tensor:

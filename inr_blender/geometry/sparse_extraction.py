@@ -66,6 +66,7 @@ counted); the dense path makes N^3.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -89,6 +90,7 @@ from .extraction import (
     finish_mesh,
     grid_points,
     host_mesh,
+    march_with_fallback,
     no_surface_error,
 )
 from .marching import block_points, face_normals_at_vertices, march_blocks
@@ -421,7 +423,7 @@ def extract_mesh_sparse(
         raise JobError(f"the block size must be at least 1 cell, got {block}")
     if not safety > 0:
         raise JobError(f"the safety factor must be positive, got {safety}")
-    marcher = resolve_marcher(marcher)
+    requested, marcher = marcher, resolve_marcher(marcher)
     m = n - 1
     block = min(int(block), m)
     _check_ram(n, estimate_sparse_bytes(n, 0, block))
@@ -432,8 +434,9 @@ def extract_mesh_sparse(
     del inside
     _check_ram(n, estimate_sparse_bytes(n, stats["blocks_evaluated"], block, crossings))
 
-    mesh = _march(marcher, blocks, values, block, m, level, ctx)
-    del values
+    run = functools.partial(_march, blocks=blocks, values=values, block=block, m=m, level=level, ctx=ctx)
+    mesh, marcher = march_with_fallback(requested, marcher, run)
+    del run, values
     if mesh is None:
         raise no_surface_error(level, *stats.pop("range"))
     verts, faces, grid_normals = mesh

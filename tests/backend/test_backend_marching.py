@@ -8,7 +8,7 @@ from scipy.spatial import cKDTree
 from skimage.measure import marching_cubes
 
 from inr_blender.context import JobContext, JobError
-from inr_blender.geometry.extraction import estimate_torch_march_bytes, extract_mesh, resolve_dense_marcher
+from inr_blender.geometry.extraction import estimate_torch_march_bytes, extract_mesh, march_with_fallback, resolve_dense_marcher
 from inr_blender.geometry.marching import CORNERS, EDGES, case_table, case_triangles, crossed_grid_blocks, edge_faces, march_blocks, march_grid
 from inr_blender.geometry.sparse_extraction import extract_mesh_sparse
 
@@ -303,6 +303,21 @@ def test_dense_auto_marcher_follows_the_memory():
     assert resolve_dense_marcher("auto", 100_000, CPU) == "skimage"  # its arrays would not fit: scikit-image's
     with pytest.raises(JobError, match=r"resolution 100000 needs about .* GB on the cpu device, which has .* GB free"):
         extract_mesh(SPHERE, 100_000, CPU, JobContext(), marcher="torch")
+
+
+def test_auto_falls_back_to_scikit_image_where_the_device_lacks_an_op():
+    """torch raises NotImplementedError for an op a device lacks (as MPS does under some versions)."""
+
+    def run(name: str) -> str:
+        if name == "torch":
+            raise NotImplementedError("The operator 'aten::_unique2' is not currently implemented for the MPS device")
+        return f"{name} mesh"
+
+    with pytest.warns(RuntimeWarning, match="the torch marcher cannot run on this device .*; scikit-image's runs instead"):
+        assert march_with_fallback("auto", "torch", run) == ("skimage mesh", "skimage")
+    with pytest.raises(JobError, match="the torch marcher cannot run on this device .*; choose the marcher skimage"):
+        march_with_fallback("torch", "torch", run)
+    assert march_with_fallback("auto", "skimage", run) == ("skimage mesh", "skimage")
 
 
 def test_unknown_marcher_is_refused():
