@@ -57,7 +57,7 @@ def test_zip_holds_the_extension_and_the_backend_but_no_tests(built_zip):
         "inr_blender/requirements.txt",
     ):
         assert required in names, required
-    assert not [n for n in names if n.startswith(("tests/", ".venv", "bench/", ".ci/", ".git/")) or "__pycache__" in n]
+    assert not [n for n in names if n.startswith(("tests/", ".venv", "bench/", ".ci/", ".git/", ".gpu_data/")) or "__pycache__" in n]
     result = subprocess.run([sys.executable, str(blender_ext()), "validate", str(built_zip)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
