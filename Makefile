@@ -96,7 +96,7 @@ bench: $(BENCH_STAMP)
 bench-nerf: $(BENCH_STAMP)
 	$(BENCH_PY) bench/nerf_lego.py $(BENCH_ARGS)
 
-# .gpu_data/: what bench/gpu_check.sh needs on a GPU machine that has no network (about 58 MiB, under the 64 MiB a
+# .gpu_data/: what bench/gpu_check.sh needs on a GPU machine that has no network (about 60 MiB, under the 64 MiB a
 # device call carries): the five benchmark meshes, lego's training views, and pytest as pure-Python packages.
 GPU_MESHES := stanford-bunny armadillo dragon-10k fandisk nefertiti
 SHARED_DATA ?= ../shared/data

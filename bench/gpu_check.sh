@@ -6,8 +6,9 @@
 # Needs only CUDA torch, numpy, scipy and scikit-image (Triton ships with CUDA torch); no bpy, no Open3D, no
 # network. pytest (or .gpu_data/site holding it) and matplotlib are used where present. Every step runs under its
 # own timeout, capped by what is left of the budget; its output goes to OUTDIR/<step>.log, its exit code and time
-# to OUTDIR/summary.md (with the steps' tables appended). With PACK, OUTDIR is packed into that tarball after every step, so a run stopped from
-# outside still leaves what it had (the device tool returns at most 8 files: use $OUT/gpu_check.tgz there).
+# to OUTDIR/summary.md (with the steps' tables appended). With PACK, OUTDIR is packed into that tarball after every
+# step, so a run stopped from outside still leaves what it had (the device tool returns at most 8 files: use
+# $OUT/gpu_check.tgz there).
 #
 # Steps, most wanted first (each gets at most what is left of the budget): the environment; the fused kernels against
 # the torch encoding at the presets' grids (bench/hashgrid_check.py, no pytest needed); the encoding throughput
@@ -95,8 +96,7 @@ skip() { # skip NAME WHY
 
 has() { "$PY" -c "import $1" >/dev/null 2>&1; }
 
-# pytest, where the machine has none: pure-Python packages carried in .gpu_data/site
-#   (pip install --target .gpu_data/site pytest)
+# pytest, where the machine has none: pure-Python packages carried in .gpu_data/site (make gpu-data)
 if ! has pytest && [ -d "$REPO/.gpu_data/site" ]; then
     export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$REPO/.gpu_data/site"
 fi
@@ -170,7 +170,7 @@ else
 fi
 
 # -- the dense torch marcher on the device: its peak memory against extraction's estimate ---------------------------
-step march_memory 45 "$PY" bench/march_memory.py --device "$DEVICE" --sizes 256 512 --output "$OUTDIR/march_memory.md"
+step march_memory 60 "$PY" bench/march_memory.py --device "$DEVICE" --sizes 256 512 --output "$OUTDIR/march_memory.md"
 
 # -- with what is left: the kernel equality tests and the backend tests on CUDA (their device 'auto' picks it) ----
 if has pytest; then
