@@ -52,7 +52,7 @@ SHAPES = {
 }
 
 
-def _status_kb(key: str) -> int:
+def _status_bytes(key: str) -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith(key + ":"):
@@ -79,14 +79,14 @@ def _start(device: torch.device) -> int:
         return torch.cuda.memory_allocated(device)
     with open("/proc/self/clear_refs", "w") as fh:  # resets VmHWM to the resident set
         fh.write("5")
-    return _status_kb("VmRSS")
+    return _status_bytes("VmRSS")
 
 
 def _peak(device: torch.device, before: int) -> int:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - before
-    return _status_kb("VmHWM") - before
+    return _status_bytes("VmHWM") - before
 
 
 def worker(path: str, n: int, shape: str, device: torch.device) -> dict:
