@@ -79,7 +79,10 @@ def _check_ram(resolution: int, needed: int) -> None:
 
 
 def _check_device(resolution: int, needed: int, device: torch.device) -> None:
-    free = _free_bytes(device)
+    """Refuse ``resolution`` when arrays of ``needed`` bytes on ``device`` would not fit: the RAM for the CPU."""
+    if device.type == "cpu":
+        return _check_ram(resolution, needed)
+    free = device_free_memory_bytes(device)
     if free and needed > free:
         raise JobError(f"resolution {resolution} needs about {_gb(needed)} on the {device.type} device, which has {_gb(free)} free")
 

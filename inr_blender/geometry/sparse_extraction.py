@@ -83,6 +83,7 @@ from .extraction import (
     MIN_RESOLUTION,
     TYPICAL_VERTICES_PER_SLICE,
     Array,
+    _check_device,
     _check_ram,
     _chunk_size,
     check_marcher,
@@ -350,7 +351,7 @@ def surface_blocks(
         safety *= 2.0
         kept, more, lo2, hi2 = _cull(field, n, block, level, safety, device, ctx, chunk)
         evaluations, lo, hi = evaluations + more, min(lo, lo2), max(hi, hi2)
-    _check_ram(n, estimate_sparse_bytes(n, len(kept), block))
+    _check_device(n, estimate_sparse_bytes(n, len(kept), block), device)  # steps 2-3 hold their values there
 
     grid = _GridValues(field, n, device, ctx, _chunk_size(field, device, chunk, with_grad=False))
     known = torch.zeros(leaves**3, dtype=torch.bool, device=device)  # leaf blocks seen, by flat index
@@ -426,13 +427,17 @@ def extract_mesh_sparse(
     requested, marcher = marcher, resolve_marcher(marcher)
     m = n - 1
     block = min(int(block), m)
-    _check_ram(n, estimate_sparse_bytes(n, 0, block))
+    _check_device(n, estimate_sparse_bytes(n, 0, block), device)
     field.eval()
     blocks, values, stats = surface_blocks(field, n, device, ctx, level, chunk, block, safety, ranges)
     inside = values > level  # crossed grid edges bound the vertices (seam edges count twice)
     crossings = sum(int(torch.count_nonzero(torch.diff(inside.to(torch.int8), dim=a))) for a in (1, 2, 3))
     del inside
-    _check_ram(n, estimate_sparse_bytes(n, stats["blocks_evaluated"], block, crossings))
+    needed = estimate_sparse_bytes(n, stats["blocks_evaluated"], block, crossings)
+    if marcher == "torch":  # the marcher's arrays live on the device
+        _check_device(n, needed, device)
+    else:
+        _check_ram(n, needed)
 
     run = functools.partial(_march, blocks=blocks, values=values, block=block, m=m, level=level, ctx=ctx)
     mesh, marcher = march_with_fallback(requested, marcher, run)

@@ -301,7 +301,7 @@ def test_dense_auto_marcher_follows_the_memory():
     assert resolve_dense_marcher("skimage", 64, CPU) == "skimage"
     assert estimate_torch_march_bytes(100_000) > 10**15
     assert resolve_dense_marcher("auto", 100_000, CPU) == "skimage"  # its arrays would not fit: scikit-image's
-    with pytest.raises(JobError, match=r"resolution 100000 needs about .* GB on the cpu device, which has .* GB free"):
+    with pytest.raises(JobError, match=r"resolution 100000 needs about .* GB, the backend machine has .* GB available"):
         extract_mesh(SPHERE, 100_000, CPU, JobContext(), marcher="torch")
 
 
